@@ -1,0 +1,22 @@
+"""emoreason tiny-model: build the embedded randomly initialised video-LLM."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("tiny-model", help="build a tiny, randomly initialised video-LLM of a real family",
+                              description=__doc__)
+    p.add_argument("--family", choices=["qwen2_5_vl", "qwen3_vl"], default="qwen2_5_vl")
+    p.add_argument("--out", required=True, help="directory to write the model into")
+    p.add_argument("--seed", type=int, default=0, help="initialisation seed (same seed → identical files)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from emoreason.models import build_tiny_model
+
+    out = build_tiny_model(args.family, args.out, seed=args.seed)
+    print(out)
+    return 0

@@ -1,0 +1,175 @@
+"""Embedded default model: tiny, randomly initialised, architecturally faithful video-LLMs.
+
+No weights can be downloaded where emoreason is developed and tested, so the default model is *built*: the
+real transformers model class and processor of the family, a byte-level BPE tokenizer trained locally on the
+project's domain text with the family's special tokens and chat template, and a config scaled down (text
+head_dim 64, which vLLM's CPU attention accepts). Same seed → byte-identical files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+from emoreason.models.chat_templates import QWEN2_5_VL_CHAT_TEMPLATE, QWEN3_VL_CHAT_TEMPLATE
+from emoreason.models.corpus import corpus_lines
+
+log = logging.getLogger(__name__)
+
+FAMILIES = ("qwen2_5_vl", "qwen3_vl")
+
+# Qwen2's pre-tokenisation regex (splits letters, single digits, punctuation runs, newlines).
+_QWEN_PRETOKENIZE = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|"
+    r"\s+(?!\S)|\s+"
+)
+# Special tokens in the order the released vocabularies append them after the BPE merges.
+_QWEN2_5_SPECIAL = (
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>",
+    "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>",
+    "<|image_pad|>", "<|video_pad|>",
+)
+_QWEN2_5_ADDED = ("<tool_call>", "</tool_call>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>",
+                  "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>")
+_QWEN3_ADDED = _QWEN2_5_ADDED + ("<tool_response>", "</tool_response>", "<think>", "</think>")
+
+
+@dataclass(frozen=True)
+class TinySpec:
+    """Sizes of the embedded model (kept small enough to train on 2 CPU cores)."""
+
+    bpe_vocab: int = 2048
+    text_hidden: int = 128
+    text_layers: int = 2
+    text_heads: int = 2
+    text_kv_heads: int = 1
+    text_head_dim: int = 64
+    text_intermediate: int = 384
+    vision_hidden: int = 128
+    vision_depth: int = 4
+    vision_heads: int = 2
+    vision_intermediate: int = 256
+    max_position_embeddings: int = 32768
+
+
+def build_tokenizer(family: str, spec: TinySpec = TinySpec()):
+    """Train the byte-level BPE tokenizer and wrap it as the family's tokenizer class."""
+    from transformers import Qwen2Tokenizer
+
+    _check_family(family)
+    tok = Tokenizer(models.BPE(byte_fallback=False))
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(_QWEN_PRETOKENIZE), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=spec.bpe_vocab, min_frequency=2, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=[])
+    tok.train_from_iterator(list(corpus_lines()), trainer=trainer)
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in _QWEN2_5_SPECIAL])
+    added = _QWEN3_ADDED if family == "qwen3_vl" else _QWEN2_5_ADDED
+    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in added])
+    return Qwen2Tokenizer(tokenizer_object=tok, unk_token=None, bos_token=None, eos_token="<|im_end|>",
+                          pad_token="<|endoftext|>", errors="replace", clean_up_tokenization_spaces=False,
+                          model_max_length=spec.max_position_embeddings)
+
+
+def build_processor(family: str, tokenizer):
+    """The family's real processor class, with a frame-size budget suited to the tiny model."""
+    from transformers import (
+        Qwen2_5_VLProcessor,
+        Qwen2VLImageProcessor,
+        Qwen2VLVideoProcessor,
+        Qwen3VLProcessor,
+        Qwen3VLVideoProcessor,
+    )
+
+    if family == "qwen2_5_vl":
+        # released defaults: image 4..16384 patches of 28², video frames ≤ 768 patches of 28²
+        image = Qwen2VLImageProcessor(size={"shortest_edge": 56 * 56, "longest_edge": 448 * 448},
+                                      patch_size=14, temporal_patch_size=2, merge_size=2)
+        video = Qwen2VLVideoProcessor(size={"shortest_edge": 56 * 56, "longest_edge": 224 * 224},
+                                      patch_size=14, temporal_patch_size=2, merge_size=2, do_sample_frames=False,
+                                      cap_pixels_per_frame=True)
+        return Qwen2_5_VLProcessor(image_processor=image, tokenizer=tokenizer, video_processor=video,
+                                   chat_template=QWEN2_5_VL_CHAT_TEMPLATE)
+    half = [0.5, 0.5, 0.5]
+    image = Qwen2VLImageProcessor(size={"shortest_edge": 64 * 64, "longest_edge": 448 * 448}, patch_size=16,
+                                  temporal_patch_size=2, merge_size=2, image_mean=half, image_std=half)
+    video = Qwen3VLVideoProcessor(size={"shortest_edge": 64 * 64, "longest_edge": 224 * 224 * 16},
+                                  patch_size=16, temporal_patch_size=2, merge_size=2, image_mean=half,
+                                  image_std=half, fps=2, do_sample_frames=False, cap_pixels_per_frame=True)
+    return Qwen3VLProcessor(image_processor=image, tokenizer=tokenizer, video_processor=video,
+                            chat_template=QWEN3_VL_CHAT_TEMPLATE)
+
+
+def build_config(family: str, tokenizer, spec: TinySpec = TinySpec()):
+    """A scaled-down config of the family with token ids taken from ``tokenizer``."""
+    from transformers import Qwen2_5_VLConfig, Qwen3VLConfig
+
+    ids = {name: tokenizer.convert_tokens_to_ids(tok) for name, tok in (
+        ("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
+        ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>"))}
+    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    pad = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    vocab = ((len(tokenizer) + 127) // 128) * 128  # padded like the released checkpoints
+    text = dict(vocab_size=vocab, hidden_size=spec.text_hidden, intermediate_size=spec.text_intermediate,
+                num_hidden_layers=spec.text_layers, num_attention_heads=spec.text_heads,
+                num_key_value_heads=spec.text_kv_heads, head_dim=spec.text_head_dim,
+                max_position_embeddings=spec.max_position_embeddings, bos_token_id=pad, eos_token_id=eos,
+                pad_token_id=pad, rms_norm_eps=1e-6, tie_word_embeddings=True)
+    if family == "qwen2_5_vl":
+        # mrope sections (t, h, w) sum to head_dim / 2, in the released 1 : 1.5 : 1.5 proportion
+        text.update(rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [8, 12, 12]},
+                    use_sliding_window=False, max_window_layers=spec.text_layers,
+                    layer_types=["full_attention"] * spec.text_layers)
+        vision = dict(depth=spec.vision_depth, hidden_size=spec.vision_hidden, num_heads=spec.vision_heads,
+                      intermediate_size=spec.vision_intermediate, out_hidden_size=spec.text_hidden,
+                      patch_size=14, spatial_merge_size=2, temporal_patch_size=2, tokens_per_second=2,
+                      window_size=112, fullatt_block_indexes=[1, 3], hidden_act="silu")
+        return Qwen2_5_VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=True, **ids)
+    text.update(rope_parameters={"rope_type": "default", "rope_theta": 5e6, "mrope_section": [12, 10, 10],
+                                 "mrope_interleaved": True}, attention_bias=False)
+    vision = dict(depth=spec.vision_depth, hidden_size=spec.vision_hidden, num_heads=spec.vision_heads,
+                  intermediate_size=spec.vision_intermediate, out_hidden_size=spec.text_hidden, patch_size=16,
+                  spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=2304,
+                  deepstack_visual_indexes=[1, 2], hidden_act="gelu_pytorch_tanh")
+    return Qwen3VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=True, **ids)
+
+
+def build_tiny_model(family: str, out_dir: str | Path, seed: int = 0, spec: TinySpec = TinySpec()) -> Path:
+    """Build, initialise (seeded) and save a tiny model of ``family`` into ``out_dir``; return the path."""
+    from transformers import AutoModelForImageTextToText, GenerationConfig
+
+    _check_family(family)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    log.info("training the %s tokenizer on the embedded corpus", family)
+    tokenizer = build_tokenizer(family, spec)
+    processor = build_processor(family, tokenizer)
+    config = build_config(family, tokenizer, spec)
+    torch.manual_seed(seed)
+    model = AutoModelForImageTextToText.from_config(config, dtype=torch.float32)
+    model.generation_config = GenerationConfig(
+        bos_token_id=config.text_config.bos_token_id, pad_token_id=config.text_config.pad_token_id,
+        eos_token_id=[config.text_config.eos_token_id, config.text_config.pad_token_id],
+        do_sample=False, max_new_tokens=256)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    n_params = sum(p.numel() for p in model.parameters())
+    (out / "emoreason_model.json").write_text(json.dumps(
+        {"family": family, "seed": seed, "parameters": n_params, "spec": spec.__dict__,
+         "note": "randomly initialised tiny model built by `emoreason tiny-model`"}, indent=2, sort_keys=True) + "\n")
+    log.info("saved %s (%s parameters) to %s", type(model).__name__, f"{n_params:,}", out)
+    return out
+
+
+def _check_family(family: str) -> None:
+    if family not in FAMILIES:
+        raise ValueError(f"unknown model family {family!r}; choose one of {', '.join(FAMILIES)}")

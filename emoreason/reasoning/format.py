@@ -1,0 +1,123 @@
+"""The response format every model output follows, and the formatter that renders it.
+
+Tag variant (what SFT targets, GRPO rewards, eval and serving read)::
+
+    <think>
+    Observations: AU6 (cheek raiser, C) and AU12 (lip corner puller, D) rise from frame 6 and peak at frame 11.
+    Interpretation: <how the AU pattern combines, what it rules out>
+    Conclusion: <the emotion and why>
+    </think>
+    <answer>happiness</answer>
+
+JSON variant: the same ``<think>`` block, then ``<answer>{"emotion": ..., "aus": [...], "valence": ...,
+"arousal": ...}</answer>``. The three-part reasoning follows ExpLLM's observation → interpretation →
+conclusion chain (Lan et al., 2024).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from emoreason.knowledge import EMOTIONS, au_name, display_name, get_emotion, prototypes_for
+
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
+SECTION_NAMES = ("Observations", "Interpretation", "Conclusion")
+STYLES = ("tags", "json")
+
+
+@dataclass
+class AUObservation:
+    """One AU as seen in a clip: FACS intensity letter and, for videos, timing in frames."""
+
+    au: int
+    intensity: str | None = None  # "A".."E"
+    onset: int | None = None
+    apex: int | None = None
+    offset: int | None = None
+
+    def render(self) -> str:
+        head = f"AU{self.au} ({au_name(self.au)}" + (f", {self.intensity})" if self.intensity else ")")
+        if self.onset is not None and self.apex is not None:
+            timing = f" rises from frame {self.onset} and peaks at frame {self.apex}"
+            if self.offset is not None:
+                timing += f", fading by frame {self.offset}"
+            return head + timing
+        if self.apex is not None:
+            return head + f" peaks at frame {self.apex}"
+        return head + " is visible"
+
+
+@dataclass
+class ResponseContent:
+    """Structured content of one response; ``observations`` may be pre-rendered text."""
+
+    emotion: str
+    observations: list[AUObservation] | str
+    interpretation: str
+    conclusion: str
+    absent_aus: Sequence[int] = field(default_factory=tuple)
+    valence: float | None = None
+    arousal: float | None = None
+
+    @property
+    def observed_aus(self) -> list[int]:
+        if isinstance(self.observations, str):
+            return []
+        return sorted({o.au for o in self.observations})
+
+
+def render_observations(observations: Sequence[AUObservation], absent_aus: Sequence[int] = ()) -> str:
+    if observations:
+        text = "; ".join(o.render() for o in observations) + "."
+    else:
+        text = "No facial action unit departs from the neutral face."
+    if absent_aus:
+        listed = ", ".join(f"AU{a} ({au_name(a)})" for a in absent_aus)
+        text += f" There is no {listed}." if len(absent_aus) == 1 else f" There is no sign of {listed}."
+    return text
+
+
+def default_interpretation(aus: Sequence[int], emotion: str) -> str:
+    """A plain interpretation tying observed AUs to the emotion's FACS prototype."""
+    label = get_emotion(emotion).name
+    if label == "neutral" or not aus:
+        return "Without emotion-relevant muscle activity the face stays at rest."
+    best = max(prototypes_for(label), key=lambda p: len(p.aus & set(aus)), default=None)
+    shared = sorted(best.aus & set(aus)) if best else []
+    if shared:
+        codes = "+".join(str(a) for a in shared)
+        return f"The combination AU{codes} matches the FACS prototype of {display_name(label)}."
+    return f"The observed pattern is closest to {display_name(label)}."
+
+
+def default_conclusion(emotion: str) -> str:
+    return f"The expression shows {display_name(emotion)}."
+
+
+def render_think(content: ResponseContent) -> str:
+    obs = content.observations
+    obs_text = obs if isinstance(obs, str) else render_observations(obs, content.absent_aus)
+    parts = (obs_text, content.interpretation, content.conclusion)
+    return "\n".join(f"{name}: {text.strip()}" for name, text in zip(SECTION_NAMES, parts, strict=True))
+
+
+def answer_json(content: ResponseContent) -> str:
+    payload: dict[str, object] = {"emotion": display_name(content.emotion), "aus": content.observed_aus}
+    if content.valence is not None:
+        payload["valence"] = round(float(content.valence), 3)
+    if content.arousal is not None:
+        payload["arousal"] = round(float(content.arousal), 3)
+    return json.dumps(payload, ensure_ascii=False)
+
+
+def format_response(content: ResponseContent, style: str = "tags") -> str:
+    """Render a response in the project's format (``style`` "tags" or "json")."""
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {STYLES}, got {style!r}")
+    if content.emotion not in EMOTIONS:
+        content = ResponseContent(**{**content.__dict__, "emotion": get_emotion(content.emotion).name})
+    answer = display_name(content.emotion) if style == "tags" else answer_json(content)
+    return f"{THINK_OPEN}\n{render_think(content)}\n{THINK_CLOSE}\n{ANSWER_OPEN}{answer}{ANSWER_CLOSE}"
