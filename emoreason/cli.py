@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "emoreason.commands.tiny_model",
     "emoreason.commands.generate",
     "emoreason.commands.parse",
+    "emoreason.commands.synth",
     "emoreason.commands.demo",
 )
 

@@ -20,25 +20,31 @@ def tiny_model_dirs(tmp_path_factory):
     return {family: build_tiny_model(family, root / family, seed=0) for family in ("qwen2_5_vl", "qwen3_vl")}
 
 
+def _happy_clip():
+    from emoreason.synth import ClipSpec, Identity, generate_clip
+
+    identity = Identity.sample(0, np.random.default_rng(0))
+    return generate_clip(ClipSpec(0, "fixture", "happiness", identity, "test", seed=1, frames=16, size=224,
+                                  difficulty="easy"))
+
+
 @pytest.fixture(scope="session")
 def demo_clip(tmp_path_factory):
-    """A 16-frame 8 fps H.264 mp4 of a cartoon face whose smile grows."""
-    from emoreason.commands.demo import demo_face_frames
+    """A 16-frame 8 fps H.264 mp4 of a SynthFACS face performing happiness."""
     from emoreason.video import write_video
 
-    root = tmp_path_factory.mktemp("media")
-    frames = demo_face_frames(16, 224)
-    return write_video(frames, root / "clip.mp4", fps=8)
+    frames, _ = _happy_clip()
+    return write_video(frames, tmp_path_factory.mktemp("media") / "clip.mp4", fps=8)
 
 
 @pytest.fixture(scope="session")
 def demo_image(tmp_path_factory):
+    """The apex frame of that clip as a PNG."""
     from PIL import Image
 
-    from emoreason.commands.demo import demo_face_frames
-
+    frames, truth = _happy_clip()
     path = tmp_path_factory.mktemp("media") / "face.png"
-    Image.fromarray(demo_face_frames(2, 224)[-1]).save(path)
+    Image.fromarray(frames[truth["apex_frame"]]).save(path)
     return path
 
 

@@ -1,11 +1,13 @@
 """emoreason demo: run the pipeline end to end on the embedded defaults (what `make demo` runs).
 
-Stages so far: build the tiny model → write a real H.264 clip and an image → generate from each.
+Stages so far: build the tiny model → SynthFACS clips (real H.264 mp4) → generate from a clip and from an
+apex frame.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import time
 from pathlib import Path
@@ -26,37 +28,13 @@ def _banner(title: str) -> None:
     print(f"\n=== {title} ===", flush=True)
 
 
-def demo_face_frames(n: int = 16, size: int = 224):
-    """A cartoon face whose lip corners rise over the clip (placeholder media for the first stages)."""
-    import numpy as np
-    from PIL import Image, ImageDraw
-
-    frames = []
-    for i in range(n):
-        smile = i / max(1, n - 1)
-        im = Image.new("RGB", (size, size), (200, 220, 235))
-        d = ImageDraw.Draw(im)
-        c, r = size // 2, int(size * 0.38)
-        d.ellipse((c - r, c - int(r * 1.15), c + r, c + int(r * 1.15)), fill=(224, 182, 150), outline=(90, 60, 40))
-        for dx in (-0.38, 0.38):
-            ex, ey = c + int(dx * r), c - int(0.25 * r)
-            d.ellipse((ex - 10, ey - 6, ex + 10, ey + 6), fill=(255, 255, 255), outline=(40, 30, 30))
-            d.ellipse((ex - 4, ey - 4, ex + 4, ey + 4), fill=(40, 30, 30))
-        mouth_y, half = c + int(0.45 * r), int(0.35 * r)
-        lift = int(12 * smile)
-        d.line([(c - half, mouth_y - lift), (c, mouth_y + 4), (c + half, mouth_y - lift)], fill=(150, 40, 50),
-               width=4)
-        frames.append(np.asarray(im))
-    return np.stack(frames)
-
-
 def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from emoreason.inference import generate
     from emoreason.models import build_tiny_model, frame_policy_for, load_model_and_processor
     from emoreason.reasoning import build_messages
-    from emoreason.video import load_frames, write_video
+    from emoreason.video import FramePolicy, load_frames
 
     start = time.time()
     out = Path(args.out)
@@ -66,12 +44,18 @@ def run(args: argparse.Namespace) -> int:
     build_tiny_model(args.family, model_dir, seed=args.seed)
     print(f"model: {model_dir}")
 
-    _banner("2. media: an H.264 clip and an image")
-    frames = demo_face_frames()
-    clip = write_video(frames, out / "media" / "demo_clip.mp4", fps=8)
-    image = out / "media" / "demo_apex.png"
-    Image.fromarray(frames[-1]).save(image)
-    print(f"video: {clip}\nimage: {image}")
+    _banner("2. SynthFACS: AU-controlled clips with exact ground truth")
+    from emoreason.synth import SynthConfig, build_dataset
+
+    manifest = build_dataset(SynthConfig(out=str(out / "synthfacs"), clips=48, seed=args.seed, difficulty="easy"))
+    record = json.loads(manifest.read_text().splitlines()[0])
+    clip = manifest.parent / record["media"]["path"]
+    image = out / "media" / "apex.png"
+    image.parent.mkdir(parents=True, exist_ok=True)
+    apex = load_frames(clip, FramePolicy(nframes=record["media"]["frames"]), resize=False)
+    Image.fromarray(apex.frames[record["apex_frame"]]).save(image)
+    print(f"manifest: {manifest}\nclip: {clip} (emotion {record['emotion']}, AUs {record['aus']})\n"
+          f"apex image: {image}")
 
     _banner("3. generate (untrained model, so the text is noise; the point is the real video path)")
     model, processor = load_model_and_processor(model_dir, device="cpu")

@@ -277,6 +277,20 @@ def _pad_even(indices: list[int], frames: np.ndarray, policy: FramePolicy) -> tu
     return indices, frames
 
 
+def rgb_to_yuv420p(frame: np.ndarray) -> np.ndarray:
+    """RGB uint8 (H, W, 3) → planar YUV 4:2:0 (BT.601 limited range, what decoders assume by default)."""
+    f = frame.astype(np.float32)
+    r, g, b = f[..., 0], f[..., 1], f[..., 2]
+    y = 16 + 0.257 * r + 0.504 * g + 0.098 * b
+    u = 128 - 0.148 * r - 0.291 * g + 0.439 * b
+    v = 128 + 0.439 * r - 0.368 * g - 0.071 * b
+    h, w = y.shape
+    u = u.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+    v = v.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+    planes = np.concatenate([y.ravel(), u.ravel(), v.ravel()])
+    return np.clip(np.round(planes), 0, 255).astype(np.uint8).reshape(h * 3 // 2, w)
+
+
 def write_video(frames: np.ndarray | Sequence[np.ndarray], path: str | Path, fps: float = 8.0,
                 crf: int = 18) -> Path:
     """Write RGB uint8 frames as an H.264 mp4 (yuv420p, even dimensions) with PyAV; returns the path."""
@@ -293,9 +307,14 @@ def write_video(frames: np.ndarray | Sequence[np.ndarray], path: str | Path, fps
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=int(round(fps)) if float(fps).is_integer() else fps)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.options = {"crf": str(crf), "preset": "veryfast"}
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+        # mbtree off + constant frame rate: x264's rate control otherwise varies run to run, and identical
+        # frames should give identical files (SynthFACS is deterministic by seed)
+        stream.options = {"crf": str(crf), "preset": "veryfast", "x264-params": "mbtree=0:force-cfr=1"}
+        for index, frame in enumerate(frames):
+            # convert to YUV here: libswscale's RGB→YUV path gave run-to-run differences, numpy does not
+            yuv = av.VideoFrame.from_ndarray(rgb_to_yuv420p(frame), format="yuv420p")
+            yuv.pts = index
+            for packet in stream.encode(yuv):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
