@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "emoreason.commands.generate",
     "emoreason.commands.parse",
     "emoreason.commands.synth",
+    "emoreason.commands.data",
     "emoreason.commands.demo",
 )
 

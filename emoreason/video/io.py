@@ -232,7 +232,7 @@ def _load_decord(path: Path, policy: FramePolicy) -> LoadedFrames:
     import decord
 
     try:
-        reader = decord.VideoReader(str(path), num_threads=1)
+        reader = decord.VideoReader(str(path), num_threads=0)  # 0: decord picks the thread count
         total, fps = len(reader), float(reader.get_avg_fps() or 0.0)
     except Exception as exc:
         raise CorruptMediaError(path, f"decord cannot open the video ({exc})") from exc
@@ -257,6 +257,22 @@ def _load_pyav(path: Path, policy: FramePolicy) -> LoadedFrames:
                 raise EmptyMediaError(path, "no video stream")
             stream = container.streams.video[0]
             fps = float(stream.average_rate or stream.guessed_rate or 25.0)
+            declared = int(stream.frames or 0)
+            if declared > 0:  # convert only the sampled frames to RGB (the costly step)
+                wanted = _indices(declared, min(policy.num_frames(declared, fps), declared))
+                keep = set(wanted)
+                picked: dict[int, np.ndarray] = {}
+                count = 0
+                for i, frame in enumerate(container.decode(stream)):
+                    if i in keep:
+                        picked[i] = frame.to_ndarray(format="rgb24")
+                    count = i + 1
+                if count == declared:
+                    frames = np.stack([picked[i] for i in wanted])
+                    indices, frames = _pad_even(wanted, frames, policy)
+                    return LoadedFrames(frames, [i / fps for i in indices], indices, fps, declared, str(path),
+                                        "pyav")
+                container.seek(0)  # the header's frame count was wrong: decode everything
             decoded = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
     except MediaError:
         raise

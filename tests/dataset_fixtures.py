@@ -1,0 +1,178 @@
+"""Tiny fixture trees in each benchmark's on-disk layout, with planted problems.
+
+Each ``make_<format>(root)`` writes the tree and returns what loading it must give: record counts per split
+and the problem kinds planted.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from emoreason.datasets.openface import write_openface_csv
+from emoreason.video import write_video
+
+_RNG = np.random.default_rng(0)
+
+
+def _video(path: Path, frames: int = 4) -> Path:
+    data = (_RNG.random((frames, 32, 32, 3)) * 255).astype(np.uint8)
+    return write_video(data, path, fps=8)
+
+
+def _image(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((_RNG.random((24, 24, 3)) * 255).astype(np.uint8)).save(path)
+    return path
+
+
+def _frames(folder: Path, n: int = 3) -> Path:
+    for i in range(n):
+        _image(folder / f"{i + 1:05d}.jpg")
+    return folder
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def make_dfew(root: Path) -> dict:
+    split_dir = root / "EmoLabel_DataSplit"
+    _write(split_dir / "train(single-labeled)" / "set_1.csv",
+           "video_name,label\n1,1\n2,4\n3,9\n4,7,extra\n99,2\n5,3\n")
+    _write(split_dir / "test(single-labeled)" / "set_1.csv", "video_name,label\n6,5\n7,6\n")
+    for clip in (1, 2, 5, 6):
+        _frames(root / "Clip" / "clip_224x224" / f"{clip:05d}")
+    _video(root / "Clip" / "original" / "00007.mp4")
+    return {"counts": {"train": 3, "test": 2}, "problems": {"unknown_label": 1, "malformed_row": 1,
+                                                           "missing_media": 1}, "kwargs": {"fold": 1}}
+
+
+def make_ferv39k(root: Path) -> dict:
+    setups = root / "4_setups" / "All_scenes"
+    _write(setups / "train_All.csv", "Action/Drink/0001 3\nAction/Drink/0002 0\nAction/Run/0003 12\n")
+    _write(setups / "test_All.csv", "Daily/Talk/0004 6\nDaily/Talk/0005\n")
+    for clip in ("Action/Drink/0001", "Action/Drink/0002", "Daily/Talk/0004"):
+        _frames(root / "2_ClipsforFaceCrop" / clip)
+    return {"counts": {"train": 2, "test": 1}, "problems": {"unknown_label": 1, "malformed_row": 1}}
+
+
+def make_mafw(root: Path) -> dict:
+    sets = root / "Train & Test Set" / "single" / "no_caption" / "set_1"
+    _write(sets / "train.txt", "00001.mp4 happiness\n00002.mp4 anger_disgust\n00003.mp4 8\n00004.mp4 boredom\n")
+    _write(sets / "test.txt", "00005.mp4 11\n00001.mp4 happiness\n")
+    for clip in (1, 2, 3, 5):
+        _video(root / "data" / "clips" / f"{clip:05d}.mp4")
+    return {"counts": {"train": 3, "test": 1}, "problems": {"unknown_label": 1, "duplicate_id": 1},
+            "kwargs": {"fold": 1}}
+
+
+def make_rafdb(root: Path) -> dict:
+    _write(root / "basic" / "EmoLabel" / "list_patition_label.txt",
+           "train_00001.jpg 4\ntrain_00002.jpg 1\ntest_0001.jpg 7\ntest_0002.jpg 8\n")
+    for stem in ("train_00001", "train_00002", "test_0001"):
+        _image(root / "basic" / "Image" / "aligned" / f"{stem}_aligned.jpg")
+    return {"counts": {"train": 2, "test": 1}, "problems": {"unknown_label": 1}}
+
+
+def make_affectnet(root: Path) -> dict:
+    head = "subDirectory_filePath,face_x,face_y,face_width,face_height,facial_landmarks,expression,valence,arousal\n"
+    _write(root / "Manually_Annotated_file_lists" / "training.csv", head +
+           "1/a.jpg,0,0,24,24,,1,0.8,0.4\n2/b.jpg,0,0,24,24,,7,-0.5,0.2\n3/c.jpg,0,0,24,24,,9,0,0\n"
+           "4/d.jpg,0,0,24,24,,2,-2,-2\n")
+    _write(root / "Manually_Annotated_file_lists" / "validation.csv", head + "5/e.jpg,0,0,24,24,,6,-0.7,0.7\n")
+    for rel in ("1/a.jpg", "2/b.jpg", "3/c.jpg", "4/d.jpg", "5/e.jpg"):
+        _image(root / "Manually_Annotated_Images" / rel)
+    return {"counts": {"train": 3, "test": 1}, "problems": {}}
+
+
+def make_ckplus(root: Path) -> dict:
+    for subject, take in (("S005", "001"), ("S010", "002"), ("S011", "001")):
+        _frames(root / "cohn-kanade-images" / subject / take, 4)
+    _write(root / "Emotion" / "S005" / "001" / "S005_001_00000004_emotion.txt", "   3.0000000e+00\n")
+    _write(root / "Emotion" / "S011" / "001" / "S011_001_00000004_emotion.txt", "   9.0000000e+00\n")
+    _write(root / "FACS" / "S005" / "001" / "S005_001_00000004_facs.txt",
+           "   9.0000000e+00   4.0000000e+00\n   1.5000000e+01   0.0000000e+00\n   garbage\n")
+    return {"counts": {None: 2}, "problems": {"unknown_label": 1, "malformed_row": 1}}
+
+
+def make_disfa(root: Path) -> dict:
+    from emoreason.datasets.adapters import DISFA_AUS
+
+    for subject in ("SN001", "SN002"):
+        for au in DISFA_AUS:
+            values = [0, 1, 3, 2] if au in (6, 12) else [0, 0, 1, 0]
+            _write(root / "ActionUnit_Labels" / subject / f"{subject}_au{au}.txt",
+                   "".join(f"{i + 1},{v}\n" for i, v in enumerate(values)))
+        _video(root / "Videos_LeftCamera" / f"LeftVideo{subject}_comp.avi")
+    return {"counts": {None: 2}, "problems": {}, "aus": [6, 12]}
+
+
+def make_bp4d(root: Path) -> dict:
+    head = "Frame,1,2,4,6,7,10,12,14,15,17,23,24\n"
+    _write(root / "AUCoding" / "AU_OCC" / "F001_T1.csv", head + "1,0,0,0,0,0,0,0,0,0,0,0,0\n"
+           "2,0,0,0,1,0,0,1,0,0,0,0,0\n3,9,9,9,1,9,9,1,9,9,9,9,9\n")
+    _write(root / "AUCoding" / "AU_INT" / "AU12" / "F001_T1_AU12.csv", "1,0\n2,3\n3,4\n")
+    _write(root / "AUCoding" / "AU_OCC" / "M001_T2.csv", head + "1,1,1,0,0,0,0,0,0,0,0,0,0\n")
+    _frames(root / "Sequences" / "F001" / "T1")
+    _frames(root / "Sequences" / "M001" / "T2")
+    return {"counts": {None: 2}, "problems": {}}
+
+
+def make_affwild2(root: Path) -> dict:
+    ann = root / "Annotations"
+    _write(ann / "EXPR_Classification_Challenge" / "Train_Set" / "video1.txt",
+           "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other\n-1\n4\n4\n0\n")
+    _write(ann / "VA_Estimation_Challenge" / "Train_Set" / "video1.txt", "valence,arousal\n0.5,0.2\n-5,-5\n0.7,0.4\n0.6,0.3\n")
+    _write(ann / "AU_Detection_Challenge" / "Train_Set" / "video1.txt",
+           "AU1,AU2,AU4,AU6,AU7,AU10,AU12,AU15,AU23,AU24,AU25,AU26\n" + "0,0,0,1,0,0,1,0,0,0,0,0\n" * 3 +
+           "-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1\n")
+    _write(ann / "EXPR_Classification_Challenge" / "Validation_Set" / "video2.txt",
+           "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other\n5\n5\n7\n")
+    _frames(root / "cropped_aligned" / "video1", 4)
+    _video(root / "videos" / "video2.mp4")
+    return {"counts": {"train": 1, "val": 1}, "problems": {}}
+
+
+def make_emer(root: Path) -> dict:
+    _write(root / "emer.csv", "name,label,reason\nsample_1,happy,The lip corners rise and the cheeks lift.\n"
+           "sample_2,worried,Brows knit.\nsample_3,sad,Corners of the mouth go down.\n")
+    _video(root / "video" / "sample_1.mp4")
+    _video(root / "video" / "sample_3.mp4")
+    return {"counts": {"test": 2}, "problems": {"missing_media": 1}}
+
+
+def make_fea20k(root: Path) -> dict:
+    lines = [json.dumps({"id": "a1", "video": "videos/a1.mp4", "emotion": "happy", "aus": {"AU6": 2.0, "12": 3.0},
+                         "rationale": "AU6 and AU12."}),
+             json.dumps({"id": "a2", "image": "images/a2.jpg", "emotion": "Surprise", "aus": ["AU1", "AU2"]}),
+             "{not json", json.dumps({"id": "a3", "video": "videos/missing.mp4", "emotion": "fear"})]
+    _write(root / "annotations" / "train.jsonl", "\n".join(lines) + "\n")
+    _video(root / "videos" / "a1.mp4")
+    _image(root / "images" / "a2.jpg")
+    return {"counts": {"train": 2}, "problems": {"malformed_row": 1, "missing_media": 1, "missing_file": 1}}
+
+
+OPENFACE_VALUES = {6: [0.0, 1.25, 2.5, 3.75], 12: [0.5, 1.5, 4.0, 4.99], 4: [0.0, 0.0, 0.0, 0.1]}
+
+
+def make_openface(root: Path) -> dict:
+    _video(root / "clips" / "a.mp4")
+    write_openface_csv(root / "clips" / "a.csv", OPENFACE_VALUES, fps=8.0)
+    _video(root / "clips" / "b.mp4")
+    return {"counts": {None: 1}, "problems": {"missing_file": 1}, "aus": [6, 12]}
+
+
+def make_synthfacs(root: Path) -> dict:
+    from emoreason.synth import SynthConfig, build_dataset
+
+    build_dataset(SynthConfig(out=str(root), clips=6, frames=4, size=64, identities=3), workers=1, progress=False)
+    return {"counts": None, "problems": {}}
+
+
+FIXTURES = {name.removeprefix("make_"): fn for name, fn in globals().items() if name.startswith("make_")}
