@@ -9,10 +9,11 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from dataset_fixtures import FIXTURES, OPENFACE_VALUES
 
 from emoreason.datasets import FORMATS, load_records, read_openface_csv
 from emoreason.datasets.openface import OpenFaceError
+
+from dataset_fixtures import FIXTURES, OPENFACE_VALUES
 
 
 def test_every_format_has_a_fixture():

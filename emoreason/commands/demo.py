@@ -1,7 +1,7 @@
 """emoreason demo: run the pipeline end to end on the embedded defaults (what `make demo` runs).
 
-Stages so far: build the tiny model → SynthFACS clips (real H.264 mp4) → generate from a clip and from an
-apex frame.
+Stages so far: build the tiny model → SynthFACS clips (real H.264 mp4) → AU-grounded CoT data (verified) →
+generate from a clip and from an apex frame.
 """
 
 from __future__ import annotations
@@ -57,7 +57,21 @@ def run(args: argparse.Namespace) -> int:
     print(f"manifest: {manifest}\nclip: {clip} (emotion {record['emotion']}, AUs {record['aus']})\n"
           f"apex image: {image}")
 
-    _banner("3. generate (untrained model, so the text is noise; the point is the real video path)")
+    _banner("3. AU-grounded chain-of-thought data (emoreason synth-cot)")
+    from emoreason.config import load_config
+    from emoreason.cot.pipeline import CoTConfig, CoTPipeline
+
+    cot_config = Path(__file__).resolve().parents[2] / "data_pipelines" / "configs" / "synthfacs.yaml"
+    cot_cfg = load_config(CoTConfig, cot_config if cot_config.is_file() else None,
+                          [f"dataset_root={manifest.parent}", f"output_dir={out / 'cot'}"])
+    cot_dir = CoTPipeline(cot_cfg).run()
+    summary = json.loads((cot_dir / "summary.json").read_text())
+    first = json.loads((cot_dir / "data.jsonl").read_text().splitlines()[0])
+    print(f"accepted {summary['accepted']} of {summary['records']} records; rejected "
+          f"{summary['rejected_by_reason'] or 'none'}\nexample ({first['id']}):\n"
+          f"{first['completion'][0]['content'][0]['text']}")
+
+    _banner("4. generate (untrained model, so the text is noise; the point is the real video path)")
     model, processor = load_model_and_processor(model_dir, device="cpu")
     policy = frame_policy_for(processor)
     for kind, path in (("video", clip), ("image", image)):

@@ -61,9 +61,12 @@ class ResponseContent:
     absent_aus: Sequence[int] = field(default_factory=tuple)
     valence: float | None = None
     arousal: float | None = None
+    aus: Sequence[int] | None = None  # AUs for the JSON answer when observations are pre-rendered text
 
     @property
     def observed_aus(self) -> list[int]:
+        if self.aus is not None:
+            return sorted(set(self.aus))
         if isinstance(self.observations, str):
             return []
         return sorted({o.au for o in self.observations})

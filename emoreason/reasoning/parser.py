@@ -12,7 +12,6 @@ import json
 import re
 import unicodedata
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 
 from emoreason.knowledge import ACTION_UNITS, AU_ALIASES, canonical_emotion, find_emotions
 
@@ -46,11 +45,36 @@ _FALLBACK_ANSWER = re.compile(
     re.IGNORECASE)
 
 
-@lru_cache(maxsize=1)
-def _au_name_regex() -> re.Pattern[str]:
-    names = sorted(AU_ALIASES, key=len, reverse=True)
-    alternatives = "|".join(r"[\s-]+".join(re.escape(w) for w in name.split()) for name in names)
-    return re.compile(r"\b(?:" + alternatives + r")\b", re.IGNORECASE)
+_WORD = re.compile(r"[A-Za-z]+")
+_NAME_SEPARATOR = re.compile(r"[\s-]+")
+_FIRST_WORDS: dict[str, int] = {}  # first word of a FACS name → most words a name starting with it has
+for _name in AU_ALIASES:
+    _first, _count = _name.split()[0], len(_name.split())
+    _FIRST_WORDS[_first] = max(_FIRST_WORDS.get(_first, 0), _count)
+
+
+def _name_mentions(text: str) -> list[tuple[int, int, int]]:
+    """(start, end, AU) of FACS names in ``text``: longest word n-gram found in ``AU_ALIASES``, words joined
+    by spaces or hyphens, case-insensitive. A dictionary walk over words, much faster than one big regex."""
+    words = [(m.start(), m.end(), m.group(0).lower()) for m in _WORD.finditer(text)]
+    found: list[tuple[int, int, int]] = []
+    i = 0
+    while i < len(words):
+        longest = _FIRST_WORDS.get(words[i][2])
+        if longest is None:
+            i += 1
+            continue
+        for n in range(min(longest, len(words) - i), 0, -1):
+            span = words[i:i + n]
+            phrase = " ".join(w[2] for w in span)
+            if phrase in AU_ALIASES and all(_NAME_SEPARATOR.fullmatch(text[a[1]:b[0]])
+                                            for a, b in zip(span, span[1:], strict=False)):
+                found.append((span[0][0], span[-1][1], AU_ALIASES[phrase]))
+                i += n
+                break
+        else:
+            i += 1
+    return found
 
 
 @dataclass
@@ -317,11 +341,10 @@ def _mentions(text: str) -> list[_Mention]:
                 items.append((int(r.group(1)), r.group(2).upper() if r.group(2) else None))
         mentions.append(_Mention(m.start(), m.end(), items))
     taken = [(x.start, x.end) for x in mentions]
-    for m in _au_name_regex().finditer(text):
-        if any(s <= m.start() < e for s, e in taken):
+    for start, end, au in _name_mentions(text):
+        if any(s <= start < e for s, e in taken):
             continue
-        au = AU_ALIASES[" ".join(m.group(0).lower().replace("-", " ").split())]
-        mentions.append(_Mention(m.start(), m.end(), [(au, None)]))
+        mentions.append(_Mention(start, end, [(au, None)]))
     mentions.sort(key=lambda x: x.start)
     return mentions
 

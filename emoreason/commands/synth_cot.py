@@ -1,0 +1,26 @@
+"""emoreason synth-cot: build AU-grounded chain-of-thought instruction data from a YAML config."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("synth-cot", help="synthesise verified AU-grounded CoT instruction data",
+                              description=__doc__ + " Overrides: key=value (e.g. max_records=100 style=json).")
+    p.add_argument("--config", help="YAML config (data_pipelines/configs/*.yaml)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides of config fields")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from emoreason.config import load_config
+    from emoreason.cot.pipeline import CoTConfig, CoTPipeline
+
+    cfg = load_config(CoTConfig, args.config, args.overrides)
+    out = CoTPipeline(cfg).run()
+    print(json.dumps(json.loads((out / "summary.json").read_text()), indent=2))
+    print(f"dataset: {out / 'hf'} (HF save_to_disk) and {out / 'data.jsonl'}")
+    return 0
