@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "emoreason.commands.synth",
     "emoreason.commands.data",
     "emoreason.commands.synth_cot",
+    "emoreason.commands.sft",
     "emoreason.commands.demo",
 )
 

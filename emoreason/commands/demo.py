@@ -1,7 +1,7 @@
 """emoreason demo: run the pipeline end to end on the embedded defaults (what `make demo` runs).
 
-Stages so far: build the tiny model → SynthFACS clips (real H.264 mp4) → AU-grounded CoT data (verified) →
-generate from a clip and from an apex frame.
+Stages: build the tiny model → SynthFACS clips (real H.264 mp4) → AU-grounded CoT data (verified) → SFT →
+generate from a held-out clip with the untrained and the fine-tuned model, parsed.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ def register(subparsers) -> None:
     p.add_argument("--out", default="runs/demo", help="working directory for the demo's artefacts")
     p.add_argument("--family", choices=["qwen2_5_vl", "qwen3_vl"], default="qwen2_5_vl")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--clips", type=int, default=320, help="SynthFACS clips to generate")
+    p.add_argument("--sft-epochs", type=float, default=8.0)
     p.set_defaults(func=run)
 
 
@@ -31,6 +33,7 @@ def _banner(title: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
+    from emoreason.config import load_config
     from emoreason.inference import generate
     from emoreason.models import build_tiny_model, frame_policy_for, load_model_and_processor
     from emoreason.reasoning import build_messages
@@ -41,13 +44,15 @@ def run(args: argparse.Namespace) -> int:
     model_dir = out / f"tiny-{args.family}"
 
     _banner(f"1. tiny {args.family} model")
-    build_tiny_model(args.family, model_dir, seed=args.seed)
+    if not (model_dir / "config.json").exists():
+        build_tiny_model(args.family, model_dir, seed=args.seed)
     print(f"model: {model_dir}")
 
     _banner("2. SynthFACS: AU-controlled clips with exact ground truth")
     from emoreason.synth import SynthConfig, build_dataset
 
-    manifest = build_dataset(SynthConfig(out=str(out / "synthfacs"), clips=48, seed=args.seed, difficulty="easy"))
+    manifest = build_dataset(SynthConfig(out=str(out / "synthfacs"), clips=args.clips, seed=args.seed,
+                                         difficulty="easy"))
     record = json.loads(manifest.read_text().splitlines()[0])
     clip = manifest.parent / record["media"]["path"]
     image = out / "media" / "apex.png"
@@ -58,7 +63,6 @@ def run(args: argparse.Namespace) -> int:
           f"apex image: {image}")
 
     _banner("3. AU-grounded chain-of-thought data (emoreason synth-cot)")
-    from emoreason.config import load_config
     from emoreason.cot.pipeline import CoTConfig, CoTPipeline
 
     cot_config = Path(__file__).resolve().parents[2] / "data_pipelines" / "configs" / "synthfacs.yaml"
@@ -71,15 +75,45 @@ def run(args: argparse.Namespace) -> int:
           f"{summary['rejected_by_reason'] or 'none'}\nexample ({first['id']}):\n"
           f"{first['completion'][0]['content'][0]['text']}")
 
-    _banner("4. generate (untrained model, so the text is noise; the point is the real video path)")
-    model, processor = load_model_and_processor(model_dir, device="cpu")
-    policy = frame_policy_for(processor)
-    for kind, path in (("video", clip), ("image", image)):
-        loaded = load_frames(path, policy)
-        messages = build_messages(str(path), media_type=kind)
-        text = generate(model, processor, [messages], [loaded], max_new_tokens=32)[0]
-        print(f"[{kind}] {loaded.frames.shape[0]} frame(s) {loaded.frames.shape[1]}x{loaded.frames.shape[2]} → "
-              f"{text!r}")
+    _banner("4. SFT (emoreason sft --config recipes/tiny/sft/...)")
+    from emoreason.sft.train import SFTRecipe, run_sft
+
+    recipes = Path(__file__).resolve().parents[2] / "recipes" / "tiny" / "sft"
+    recipe_file = recipes / ("synthfacs.yaml" if args.family == "qwen2_5_vl" else "synthfacs_qwen3.yaml")
+    recipe = load_config(SFTRecipe, recipe_file if recipe_file.is_file() else None, [
+        f"model_name_or_path={model_dir}", f"dataset_path={cot_dir / 'hf'}", f"output_dir={out / 'sft'}",
+        f"num_train_epochs={args.sft_epochs}", "logging_steps=20", "save_steps=100000"],
+        **({} if recipe_file.is_file() else {"model_name_or_path": str(model_dir), "dataset_path": "",
+                                              "output_dir": ""}))
+    sft_final = out / "sft" / "final"
+    if not (sft_final / "config.json").exists():
+        run_sft(recipe)
+    history = json.loads((out / "sft" / "train_summary.json").read_text())["loss_history"]
+    print(f"SFT loss {history[0]['loss']:.3f} → {history[-1]['loss']:.3f} over {history[-1]['step']} steps; "
+          f"model: {sft_final}")
+
+    _banner("5. generate on a held-out clip: untrained vs fine-tuned, parsed")
+    from dataclasses import replace
+
+    from emoreason.knowledge import dataset_label_set
+    from emoreason.reasoning import parse_response
+
+    held_out = next(json.loads(x) for x in manifest.read_text().splitlines() if json.loads(x)["split"] != "train")
+    held_clip = str(manifest.parent / held_out["media"]["path"])
+    labels = list(dataset_label_set("synthfacs"))
+    for name, directory in (("untrained", model_dir), ("fine-tuned", sft_final)):
+        model, processor = load_model_and_processor(directory, device="cpu")
+        policy = replace(frame_policy_for(processor), fps=recipe.fps, max_frames=recipe.max_frames,
+                         min_pixels=recipe.min_pixels or 3136, max_pixels=recipe.max_pixels or 12544)
+        frames = load_frames(held_clip, policy)
+        text = generate(model, processor, [build_messages(held_clip, "video", labels)], [frames],
+                        max_new_tokens=400)[0]
+        parsed = parse_response(text)
+        print(f"[{name}] truth: {held_out['emotion']} {held_out['aus']} | parsed: emotion={parsed.emotion} "
+              f"aus={parsed.aus} format_ok={parsed.format_ok}\n{text[:700]}\n")
+    still = load_frames(image, policy)  # the image path: one apex frame through the same model
+    text = generate(model, processor, [build_messages(str(image), "image", labels)], [still], max_new_tokens=120)[0]
+    print(f"[fine-tuned, image {image.name}] {text[:300]!r}")
 
     print(f"\ndemo finished in {time.time() - start:.1f}s; artefacts in {out}")
     return 0

@@ -1,0 +1,22 @@
+"""emoreason sft: supervised fine-tuning of a video-LLM from a recipe (YAML + key=value overrides)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("sft", help="supervised fine-tuning (TRL SFTTrainer + video collator)",
+                              description=__doc__)
+    p.add_argument("--config", required=True, help="recipe YAML, e.g. recipes/tiny/sft/synthfacs.yaml")
+    p.add_argument("overrides", nargs="*", help="key=value overrides of recipe fields")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from emoreason.config import load_config
+    from emoreason.sft.train import SFTRecipe, run_sft
+
+    recipe = load_config(SFTRecipe, args.config, args.overrides)
+    print(run_sft(recipe))
+    return 0
