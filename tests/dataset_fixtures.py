@@ -153,9 +153,11 @@ def make_fea20k(root: Path) -> dict:
              json.dumps({"id": "a2", "image": "images/a2.jpg", "emotion": "Surprise", "aus": ["AU1", "AU2"]}),
              "{not json", json.dumps({"id": "a3", "video": "videos/missing.mp4", "emotion": "fear"})]
     _write(root / "annotations" / "train.jsonl", "\n".join(lines) + "\n")
+    _write(root / "annotations" / "test.jsonl", json.dumps({"id": "t1", "video": "videos/a1.mp4", "emotion": "sad",
+                                                          "aus": [1, 4, 15], "rationale": "Brows and mouth."}) + "\n")
     _video(root / "videos" / "a1.mp4")
     _image(root / "images" / "a2.jpg")
-    return {"counts": {"train": 2}, "problems": {"malformed_row": 1, "missing_media": 1, "missing_file": 1}}
+    return {"counts": {"train": 2, "test": 1}, "problems": {"malformed_row": 1, "missing_media": 1}}
 
 
 OPENFACE_VALUES = {6: [0.0, 1.25, 2.5, 3.75], 12: [0.5, 1.5, 4.0, 4.99], 4: [0.0, 0.0, 0.0, 0.1]}

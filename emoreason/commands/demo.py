@@ -1,7 +1,7 @@
 """emoreason demo: run the pipeline end to end on the embedded defaults (what `make demo` runs).
 
 Stages: build the tiny model → SynthFACS clips (real H.264 mp4) → AU-grounded CoT data (verified) → SFT →
-generate from a held-out clip with the untrained and the fine-tuned model, parsed.
+evaluation of the untrained and the fine-tuned model on the identity-disjoint test split → the image path.
 """
 
 from __future__ import annotations
@@ -92,28 +92,33 @@ def run(args: argparse.Namespace) -> int:
     print(f"SFT loss {history[0]['loss']:.3f} → {history[-1]['loss']:.3f} over {history[-1]['step']} steps; "
           f"model: {sft_final}")
 
-    _banner("5. generate on a held-out clip: untrained vs fine-tuned, parsed")
+    _banner("5. evaluate on the SynthFACS test split (emoreason eval --benchmark synthfacs)")
+    from emoreason.evaluation.backends import LocalBackend
+    from emoreason.evaluation.benchmarks import load_benchmark
+    from emoreason.evaluation.report import compare
+    from emoreason.evaluation.runner import evaluate, prompt_labels
+
+    spec = load_benchmark("synthfacs")
+    runs = []
+    for name, directory in (("untrained", model_dir), ("sft", sft_final)):
+        backend = LocalBackend(str(directory), spec.frames, prompt_labels(spec), spec.style, 8, spec.max_new_tokens)
+        run_dir = out / "eval" / name
+        evaluate(spec, backend, run_dir, root=str(manifest.parent))
+        runs.append(str(run_dir))
+        first = json.loads((run_dir / "predictions.jsonl").read_text().splitlines()[0])
+        shown = (first["text"] or "").strip()[:600] or repr((first["text"] or "")[:40])
+        print(f"[{name}] first test prediction ({first['id']}):\n{shown}\n")
+    print(compare(runs))
+    print(f"reports: {', '.join(r + '/summary.md' for r in runs)}")
+
+    _banner("6. the image path: an apex frame through the fine-tuned model")
     from dataclasses import replace
 
-    from emoreason.knowledge import dataset_label_set
-    from emoreason.reasoning import parse_response
-
-    held_out = next(json.loads(x) for x in manifest.read_text().splitlines() if json.loads(x)["split"] != "train")
-    held_clip = str(manifest.parent / held_out["media"]["path"])
-    labels = list(dataset_label_set("synthfacs"))
-    for name, directory in (("untrained", model_dir), ("fine-tuned", sft_final)):
-        model, processor = load_model_and_processor(directory, device="cpu")
-        policy = replace(frame_policy_for(processor), fps=recipe.fps, max_frames=recipe.max_frames,
-                         min_pixels=recipe.min_pixels or 3136, max_pixels=recipe.max_pixels or 12544)
-        frames = load_frames(held_clip, policy)
-        text = generate(model, processor, [build_messages(held_clip, "video", labels)], [frames],
-                        max_new_tokens=400)[0]
-        parsed = parse_response(text)
-        print(f"[{name}] truth: {held_out['emotion']} {held_out['aus']} | parsed: emotion={parsed.emotion} "
-              f"aus={parsed.aus} format_ok={parsed.format_ok}\n{text[:700]}\n")
-    still = load_frames(image, policy)  # the image path: one apex frame through the same model
-    text = generate(model, processor, [build_messages(str(image), "image", labels)], [still], max_new_tokens=120)[0]
-    print(f"[fine-tuned, image {image.name}] {text[:300]!r}")
+    model, processor = load_model_and_processor(sft_final, device="cpu")
+    policy = replace(frame_policy_for(processor), min_pixels=3136, max_pixels=12544)
+    text = generate(model, processor, [build_messages(str(image), "image", prompt_labels(spec))],
+                    [load_frames(image, policy)], max_new_tokens=120)[0]
+    print(f"[image {image.name}] {text[:300]!r}")
 
     print(f"\ndemo finished in {time.time() - start:.1f}s; artefacts in {out}")
     return 0

@@ -15,8 +15,13 @@ import math
 from collections.abc import Iterable, Sequence
 
 
-def _classes(truth: Sequence[str], labels: Sequence[str] | None) -> list[str]:
-    return list(labels) if labels is not None else sorted(set(truth))
+def _classes(truth: Sequence[str], pred: Sequence[str | None], labels: Sequence[str] | None) -> list[str]:
+    """Classes reported: those of ``labels`` (the benchmark's set, in its order) that occur in the ground truth
+    or the predictions — sklearn's default class set when no labels are given."""
+    seen = set(truth) | {p for p in pred if p is not None}
+    if labels is None:
+        return sorted(seen)
+    return [c for c in labels if c in seen]
 
 
 def confusion_matrix(truth: Sequence[str], pred: Sequence[str | None], labels: Sequence[str]) -> list[list[int]]:
@@ -34,7 +39,7 @@ def recognition_metrics(truth: Sequence[str], pred: Sequence[str | None],
     if len(truth) != len(pred):
         raise ValueError(f"{len(truth)} ground-truth labels but {len(pred)} predictions")
     n = len(truth)
-    classes = _classes(truth, labels)
+    classes = _classes(truth, pred, labels)
     correct = sum(t == p for t, p in zip(truth, pred, strict=True))
     per_class_recall, per_class_f1, support = {}, {}, {}
     for c in classes:

@@ -70,8 +70,10 @@ class SynthConfig:
 def identity_splits(cfg: SynthConfig) -> dict[int, str]:
     """Identity → split; no identity appears in two splits."""
     ids = np.random.default_rng([cfg.seed, _IDENTITY_STREAM]).permutation(cfg.n_identities)
-    n_train = max(1, int(round(cfg.split_fractions[0] * len(ids))))
     n_val = max(1, int(round(cfg.split_fractions[1] * len(ids)))) if len(ids) >= 3 else 0
+    n_train = max(1, int(round(cfg.split_fractions[0] * len(ids))))
+    if len(ids) >= 3:  # keep at least one identity for test as well
+        n_train = min(n_train, len(ids) - n_val - 1)
     out = {}
     for rank, identity in enumerate(ids):
         out[int(identity)] = "train" if rank < n_train else "val" if rank < n_train + n_val else "test"

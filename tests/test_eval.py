@@ -1,0 +1,168 @@
+"""Evaluation: metrics equal scikit-learn's, rationale metrics on hand-built cases, benchmark files load against
+their fixtures, an interrupted run resumes to the same result, and the endpoint backend works over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from emoreason.datasets import load_records
+from emoreason.evaluation.backends import EndpointBackend
+from emoreason.evaluation.benchmarks import available_benchmarks, load_benchmark
+from emoreason.evaluation.metrics import au_f1, ccc, fold_summary, recognition_metrics, rmse
+from emoreason.evaluation.rationale import rationale_metrics, rouge_l
+from emoreason.evaluation.runner import evaluate
+from emoreason.reasoning import parse_response
+from emoreason.synth import SynthConfig, build_dataset
+
+from dataset_fixtures import FIXTURES
+from openai_stub import StubServer
+
+
+@pytest.mark.parametrize(("n_classes", "seed"), [(2, 0), (5, 1), (7, 2), (11, 3)])
+def test_recognition_metrics_equal_sklearn(n_classes, seed):
+    rng = np.random.default_rng(seed)
+    classes = [f"c{i}" for i in range(n_classes)]
+    truth = list(rng.choice(classes[:-1] if n_classes > 2 else classes, 300))  # one class may never occur
+    pred = [None if rng.random() < 0.1 else str(x) for x in rng.choice(classes, 300)]
+    ours = recognition_metrics(truth, pred, classes)
+    sk_pred = ["<none>" if p is None else p for p in pred]
+    labels = ours["labels"]
+    assert ours["war"] == pytest.approx(skm.accuracy_score(truth, sk_pred))
+    assert ours["uar"] == pytest.approx(skm.balanced_accuracy_score(truth, sk_pred))
+    assert ours["macro_f1"] == pytest.approx(skm.f1_score(truth, sk_pred, labels=labels, average="macro",
+                                                          zero_division=0))
+    assert ours["weighted_f1"] == pytest.approx(skm.f1_score(truth, sk_pred, labels=labels, average="weighted",
+                                                             zero_division=0))
+    recalls = skm.recall_score(truth, sk_pred, labels=labels, average=None, zero_division=0)
+    assert [ours["per_class_recall"][c] for c in labels] == pytest.approx(list(recalls))
+    assert ours["confusion_matrix"] == skm.confusion_matrix(truth, sk_pred, labels=labels).tolist()
+    assert ours["unparseable"] == sum(p is None for p in pred)
+
+
+def test_au_f1_equals_sklearn_per_au():
+    rng = np.random.default_rng(4)
+    au_set = [1, 2, 4, 6, 12]
+    truth = [set(rng.choice(au_set, rng.integers(0, 4), replace=False)) for _ in range(100)]
+    pred = [set(rng.choice(au_set, rng.integers(0, 4), replace=False)) for _ in range(100)]
+    ours = au_f1(truth, pred, au_set)
+    for au in au_set:
+        expected = skm.f1_score([au in t for t in truth], [au in p for p in pred], zero_division=0)
+        assert ours["per_au_f1"][au] == pytest.approx(expected)
+
+
+def test_ccc_and_rmse_on_known_vectors():
+    x = [0.1, -0.4, 0.7, 0.2, -0.6]  # zero mean, so CCC(x, -x) = -1
+    assert ccc(x, x) == pytest.approx(1.0)
+    assert ccc(x, [-v for v in x]) == pytest.approx(-1.0)
+    assert ccc(x, [v + 0.5 for v in x]) < 1.0  # a bias lowers CCC though correlation stays 1
+    assert ccc([1, 2, 3], [2, 4, 6]) == pytest.approx(2 * (4 / 3) / (2 / 3 + 8 / 3 + 4))
+    assert rmse([0, 0], [3, 4]) == pytest.approx(np.sqrt(12.5))
+    assert fold_summary([0.5, 0.7]) == {"mean": pytest.approx(0.6), "std": pytest.approx(0.1), "folds": 2}
+
+
+def test_rationale_metrics_hand_built():
+    responses = [
+        "<think>Observations: AU6 and AU12 rise; no AU4.\nInterpretation: Duchenne.\nConclusion: happiness.</think>"
+        "<answer>happiness</answer>",  # grounded, consistent
+        "<think>Observations: AU4 and AU12 rise.\nInterpretation: x.\nConclusion: happiness.</think>"
+        "<answer>happiness</answer>",  # AU4 hallucinated
+        "<think>Observations: AU1, AU4 and AU15.\nInterpretation: x.\nConclusion: sadness.</think>"
+        "<answer>happiness</answer>",  # answer not supported by its AUs; conclusion disagrees
+        "garbage with no tags",  # unparseable
+    ]
+    truth = [[6, 12], [6, 12], [1, 4, 15], [6, 12]]
+    m = rationale_metrics([parse_response(r) for r in responses], truth)
+    # claimed: {6,12} + {4,12} + {1,4,15} = 7 claims, 6 true positives; 8 true AUs overall
+    assert m["au_precision"] == pytest.approx(6 / 7) and m["au_recall"] == pytest.approx(6 / 9)
+    assert m["hallucination_rate"] == pytest.approx(1 / 7)
+    assert m["responses_with_hallucination"] == pytest.approx(1 / 4)
+    assert m["answer_supported_by_aus"] == pytest.approx(2 / 3)  # AU12 still supports happiness; 1+4+15 does not
+    assert m["conclusion_matches_answer"] == pytest.approx(2 / 3)
+    assert m["format_valid"] == pytest.approx(3 / 4) and m["answer_parsed"] == pytest.approx(3 / 4)
+    assert rouge_l("the cat sat on the mat", "the cat sat on the mat") == pytest.approx(1.0)
+    assert rouge_l("a b c d", "a x c y") == pytest.approx(0.5)
+
+
+def test_every_benchmark_file_loads_against_its_fixture(tmp_path):
+    assert {"dfew", "ferv39k", "mafw", "rafdb", "affectnet", "disfa", "bp4d", "affwild2_expr", "affwild2_au",
+            "affwild2_va", "emer", "fea20k", "synthfacs"} <= set(available_benchmarks())
+    for name in available_benchmarks():
+        spec = load_benchmark(name)
+        root = tmp_path / name
+        FIXTURES[spec.dataset_format](root)
+        fold = spec.folds[0] if spec.folds else None
+        records = load_records(spec.dataset_format, root, split=spec.split, fold=fold, **spec.dataset_options)
+        assert len(records) > 0, name
+
+
+@pytest.fixture(scope="module")
+def synth_test(tmp_path_factory):
+    root = tmp_path_factory.mktemp("evalsynth")
+    build_dataset(SynthConfig(out=str(root), clips=40, frames=8, size=112, identities=8, seed=3), workers=1,
+                  progress=False)
+    return root
+
+
+def test_interrupted_eval_resumes_to_the_same_metrics(synth_test, tiny_model_dirs, tmp_path):
+    base = [sys.executable, "-m", "emoreason", "eval", "--benchmark", "synthfacs", "--model",
+            str(tiny_model_dirs["qwen2_5_vl"]), "--root", str(synth_test), "--batch-size", "1", "max_new_tokens=24",
+            "split=null"]
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([*base, "--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    cache = killed / "predictions.jsonl"
+    deadline = time.time() + 180
+    while time.time() < deadline and (not cache.exists() or len(cache.read_text().splitlines()) < 5):
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "metrics.json").exists()
+    subprocess.run([*base, "--out", str(killed)], check=True, capture_output=True, timeout=600)
+    ids = [json.loads(x)["id"] for x in cache.read_text().splitlines() if x.strip()]
+    assert len(ids) == len(set(ids)) == 40
+    straight = tmp_path / "straight"
+    subprocess.run([*base, "--out", str(straight)], check=True, capture_output=True, timeout=600)
+    a = json.loads((killed / "metrics.json").read_text())
+    b = json.loads((straight / "metrics.json").read_text())
+    for key in ("recognition", "au", "va", "rationale"):
+        assert a[key] == b[key]
+    for png in ("confusion_matrix.png", "per_class_recall.png", "per_au_f1.png"):
+        assert (straight / png).stat().st_size > 1000
+    table = subprocess.run([sys.executable, "-m", "emoreason", "eval", "compare", str(killed), str(straight)],
+                           check=True, capture_output=True, text=True).stdout
+    assert "| WAR |" in table and "killed" in table and "straight" in table
+
+
+def test_endpoint_backend_scores_and_records_failures(synth_test, tmp_path):
+    spec = load_benchmark("synthfacs", ["split=null"])
+    records = list(load_records("synthfacs", synth_test))
+    truth = {r.media["path"].rsplit("/", 1)[-1]: r for r in records}
+
+    def behaviour(messages):
+        url = next(p["video_url"]["url"] for p in messages[-1]["content"] if p.get("type") == "video_url")
+        record = truth[url.rsplit("/", 1)[-1]]
+        if record.emotion == "anger":
+            return "error", 500
+        aus = " and ".join(f"AU{a}" for a in record.aus) or "no AU"
+        return "ok", (f"<think>Observations: {aus}.\nInterpretation: x.\nConclusion: {record.emotion}.</think>"
+                      f"<answer>{record.emotion}</answer>")
+
+    with StubServer(behaviour) as server:
+        backend = EndpointBackend({"base_url": server.base_url, "concurrency": 4, "retries": 1, "backoff_s": 0.01},
+                                  spec.frames, None, "tags", batch_size=8)
+        metrics = evaluate(spec, backend, tmp_path / "ep", root=str(synth_test), progress=False)
+    angry = sum(r.emotion == "anger" for r in records)
+    assert angry and metrics["generation_errors"] == angry
+    assert metrics["recognition"]["war"] == pytest.approx((len(records) - angry) / len(records))
+    assert metrics["rationale"]["hallucination_rate"] == 0.0
+    rows = [json.loads(x) for x in (tmp_path / "ep" / "predictions.jsonl").read_text().splitlines()]
+    assert sum(r["error"] is not None for r in rows) == angry
