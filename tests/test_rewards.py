@@ -1,0 +1,112 @@
+"""GRPO rewards: hand-built completions, None where ground truth lacks the field, total on any input,
+and called exactly the way TRL's GRPOTrainer calls them."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from emoreason.rewards import REWARD_NAMES, get_reward
+
+GOOD = ("<think>\nObservations: AU6 (cheek raiser, C) and AU12 (lip corner puller, D) rise; no AU4.\n"
+        "Interpretation: AU6 with AU12 is a Duchenne smile.\nConclusion: The face shows happiness.\n</think>\n"
+        "<answer>happiness</answer>")
+ROW = {"emotion": "happiness", "aus": [6, 12], "au_intensity": '{"6": 3.0, "12": 4.0}', "valence": 0.8,
+       "arousal": 0.4}
+
+
+def call(name: str, completions, rows: list[dict] | None = None, **options):
+    rows = rows or [ROW] * len(completions)
+    columns = {k: [r.get(k) for r in rows] for k in {k for r in rows for k in r}}
+    return get_reward(name, **options)(prompts=[[{"role": "user", "content": "x"}]] * len(completions),
+                                       completions=completions, **columns)
+
+
+def test_registry():
+    assert set(REWARD_NAMES) == {"format", "emotion", "au_f1", "au_consistency", "valence_arousal", "length"}
+    with pytest.raises(KeyError):
+        get_reward("nope")
+
+
+def test_format():
+    no_sections = "<think>AU12 rises.</think><answer>happy</answer>"
+    assert call("format", [GOOD, no_sections, "happy", "", "<think>x</think>"]) == [1.0, 0.5, 0.0, 0.0, 0.0]
+    assert call("format", [no_sections], require_sections=False) == [1.0]
+
+
+def test_emotion_and_soft_credit():
+    wrong = GOOD.replace("<answer>happiness</answer>", "<answer>anger</answer>")
+    surprised = GOOD.replace("<answer>happiness</answer>", "<answer>surprise</answer>")
+    assert call("emotion", [GOOD, wrong, "no answer"]) == [1.0, 0.0, 0.0]
+    assert call("emotion", [surprised], soft_quadrant=0.3) == [0.3]  # both positive valence, high arousal
+    compound = {**ROW, "emotion": "happily_surprised"}
+    assert call("emotion", [GOOD], [compound], soft_compound=0.5) == [0.5]
+    assert call("emotion", [GOOD], [{**ROW, "emotion": None}]) == [None]
+
+
+def test_au_f1_rewards_grounding():
+    hallucinated = GOOD.replace("AU6 (cheek raiser, C)", "AU6 (cheek raiser, C), AU9")
+    negated_true = ("<think>\nObservations: AU12 rises; there is no AU6.\nInterpretation: a social smile.\n"
+                    "Conclusion: happiness.\n</think>\n<answer>happiness</answer>")
+    values = call("au_f1", [GOOD, hallucinated, negated_true, "garbage"])
+    assert values[0] == pytest.approx(1.0)
+    assert values[1] == pytest.approx(2 * 0.8 - 1)  # P=2/3, R=1 → F1=0.8
+    assert values[2] == pytest.approx(2 * (2 / 3) - 1)  # the negated AU6 is not a claim: P=1, R=1/2
+    assert values[3] == pytest.approx(-1.0)
+    assert call("au_f1", [GOOD], [{**ROW, "aus": None}]) == [None]
+    exact = call("au_f1", [GOOD], intensity_aware=True)[0]
+    off = call("au_f1", [GOOD.replace("puller, D", "puller, A")], intensity_aware=True)[0]
+    assert exact == pytest.approx(1.0) and off < exact
+
+
+def test_au_consistency_and_valence_arousal():
+    inconsistent = GOOD.replace("<answer>happiness</answer>", "<answer>anger</answer>")
+    c = call("au_consistency", [GOOD, inconsistent, ""])
+    assert c[0] == 1.0 and c[1] < 0.5 and c[2] == 0.0
+    json_answer = GOOD.replace("<answer>happiness</answer>",
+                               '<answer>{"emotion": "happy", "aus": [6, 12], "valence": 0.8, "arousal": 0.4}</answer>')
+    va = call("valence_arousal", [json_answer, GOOD, inconsistent])
+    assert va[0] == pytest.approx(1.0) and va[1] > va[2]
+    assert call("valence_arousal", [GOOD], [{**ROW, "valence": None}]) == [None]
+
+
+def test_length_penalises_overlong_and_repetitive():
+    repetitive = GOOD.replace("Interpretation:", "Interpretation: " + "the same words again " * 60)
+    values = call("length", [GOOD, repetitive, "x" * 6000], max_chars=2000)
+    assert values[0] == 0.0 and values[1] < 0.0 and values[2] == -1.0
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(max_size=300), st.sampled_from(REWARD_NAMES),
+       st.sampled_from([ROW, {"emotion": "bogus", "aus": "not json", "au_intensity": 5, "valence": "x"}, {}]))
+def test_never_raises(text, name, row):
+    values = call(name, [text, [{"role": "assistant", "content": text}]], [row, row])
+    assert len(values) == 2 and all(v is None or isinstance(v, float) for v in values)
+
+
+def test_huge_garbage_completion():
+    garbage = "<answer>" * 5000 + "AU12 " * 10000
+    for name in REWARD_NAMES:
+        assert len(call(name, [garbage[:100_000]])) == 1
+
+
+def test_called_like_trl(tiny_model_dirs, tmp_path):
+    """TRL's GRPOTrainer._calculate_rewards with our functions and dataset columns as keyword lists."""
+    import torch
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    rows = [{"prompt": [{"role": "user", "content": "Which emotion?"}], **ROW}] * 2
+    dataset = Dataset.from_list(rows)
+    args = GRPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, num_generations=2,
+                      per_device_train_batch_size=2, max_completion_length=8, report_to="none")
+    trainer = GRPOTrainer(model=str(tiny_model_dirs["qwen2_5_vl"]),
+                          reward_funcs=[get_reward(n) for n in REWARD_NAMES], args=args, train_dataset=dataset)
+    completions = [[{"role": "assistant", "content": GOOD}], [{"role": "assistant", "content": "nonsense"}]]
+    inputs = [dict(r) for r in rows]
+    rewards = trainer._calculate_rewards(inputs, [r["prompt"] for r in rows], completions, [[1], [1]])
+    assert rewards.shape == (2, len(REWARD_NAMES))
+    by_name = dict(zip(REWARD_NAMES, rewards[0].tolist(), strict=True))
+    assert by_name["format"] == 1.0 and by_name["emotion"] == 1.0 and by_name["au_f1"] == pytest.approx(1.0)
+    assert torch.all(rewards[1, :3] <= 0.0)
