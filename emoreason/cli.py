@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "emoreason.commands.data",
     "emoreason.commands.synth_cot",
     "emoreason.commands.sft",
+    "emoreason.commands.grpo",
     "emoreason.commands.eval",
     "emoreason.commands.demo",
 )

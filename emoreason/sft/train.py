@@ -118,13 +118,13 @@ def _freeze(model, recipe: SFTRecipe) -> None:
             param.requires_grad_(False)
 
 
-def build_trainer(recipe: SFTRecipe):
+def load_for_training(recipe):
+    """Model, processor and peft config for a recipe with the fields SFT and GRPO share (model_name_or_path,
+    tiny_model_family, mode, lora_*, freeze_*, bf16, vision_attention, gradient_checkpointing)."""
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
-    from trl import SFTConfig, SFTTrainer
 
     from emoreason.models import build_tiny_model, check_model_dir
-    from emoreason.sft.collator import VideoSFTCollator
 
     if recipe.mode not in ("full", "lora", "qlora"):
         raise ValueError(f"mode must be full, lora or qlora, got {recipe.mode!r}")
@@ -155,6 +155,18 @@ def build_trainer(recipe: SFTRecipe):
             from peft import prepare_model_for_kbit_training
 
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=recipe.gradient_checkpointing)
+    return model, processor, peft_config
+
+
+def build_trainer(recipe: SFTRecipe):
+    import torch
+    from trl import SFTConfig, SFTTrainer
+
+    from emoreason.sft.collator import VideoSFTCollator
+
+    if recipe.mode not in ("full", "lora", "qlora"):
+        raise ValueError(f"mode must be full, lora or qlora, got {recipe.mode!r}")
+    model, processor, peft_config = load_for_training(recipe)
     train = load_dataset_split(recipe.dataset_path, recipe.train_split, recipe.max_train_samples)
     evaluation = load_dataset_split(recipe.dataset_path, recipe.eval_split) if recipe.eval_split else None
     args = SFTConfig(

@@ -1,0 +1,139 @@
+"""``emoreason grpo``: GRPO with emotion and AU rewards on a video-LLM, from a recipe (YAML + key=value).
+
+Rewards are named in the recipe with weights (``rewards: {format: 1.0, emotion: 1.0, au_f1: 1.0}``) and
+options (``reward_options: {emotion: {soft_quadrant: 0.2}}``); see ``emoreason.rewards``. Rollouts run with
+HF generate (default, works on CPU); ``use_vllm: true`` hands them to TRL's vLLM integration where vLLM is
+installed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from emoreason.sft.train import LM_LORA_TARGETS, load_dataset_split, load_for_training
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GRPORecipe:
+    model_name_or_path: str
+    dataset_path: str  # the CoT dataset (HF save_to_disk dir or JSONL): prompts, media and ground truth
+    output_dir: str
+    tiny_model_family: str | None = None
+    train_split: str = "train"
+    max_train_samples: int | None = None
+    rewards: dict[str, float] = field(default_factory=lambda: {"format": 1.0, "emotion": 1.0, "au_f1": 1.0,
+                                                                "au_consistency": 0.5, "length": 0.5})
+    reward_options: dict[str, dict] = field(default_factory=dict)
+    # policy
+    mode: str = "full"  # full | lora | qlora
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: str | list[str] = LM_LORA_TARGETS
+    freeze_vision: bool = True
+    freeze_projector: bool = False
+    vision_attention: str = "auto"
+    # frames
+    fps: float = 2.0
+    max_frames: int = 16
+    min_pixels: int | None = None
+    max_pixels: int | None = None
+    # GRPO / rollouts
+    num_generations: int = 8
+    max_completion_length: int = 512
+    temperature: float = 1.0
+    top_p: float = 1.0
+    beta: float = 0.0
+    loss_type: str = "dapo"
+    scale_rewards: str = "group"
+    num_iterations: int = 1
+    use_vllm: bool = False
+    vllm_mode: str = "colocate"
+    # trainer
+    learning_rate: float = 1e-6
+    max_steps: int = -1
+    num_train_epochs: float = 1.0
+    per_device_train_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    logging_steps: int = 1
+    save_steps: int = 200
+    save_total_limit: int | None = 2
+    gradient_checkpointing: bool = False
+    bf16: bool = False
+    seed: int = 42
+    report_to: str | list[str] = "none"
+    resume_from_checkpoint: str | bool | None = None
+    extra_args: dict = field(default_factory=dict)
+
+
+def grpo_dataset(path: str, split: str, limit: int | None = None):
+    """CoT rows → GRPO rows: the prompt, one media path and type, and the ground-truth columns."""
+    data = load_dataset_split(path, split, limit)
+
+    def to_row(row: dict) -> dict:
+        kind = row.get("media_type")
+        return {"media_path": row.get(kind) if kind in ("video", "image") else None}
+
+    data = data.map(to_row)
+    drop = [c for c in ("completion", "video", "image", "provenance") if c in data.column_names]
+    return data.remove_columns(drop)
+
+
+def build_trainer(recipe: GRPORecipe):
+    from dataclasses import replace
+
+    import torch
+    from trl import GRPOConfig
+
+    from emoreason.grpo.trainer import VideoGRPOTrainer
+    from emoreason.models import frame_policy_for
+    from emoreason.rewards import get_reward
+
+    model, processor, peft_config = load_for_training(recipe)
+    names = list(recipe.rewards)
+    funcs = [get_reward(n, **recipe.reward_options.get(n, {})) for n in names]
+    args = GRPOConfig(
+        output_dir=recipe.output_dir, learning_rate=recipe.learning_rate, max_steps=recipe.max_steps,
+        num_train_epochs=recipe.num_train_epochs, per_device_train_batch_size=recipe.per_device_train_batch_size,
+        gradient_accumulation_steps=recipe.gradient_accumulation_steps, logging_steps=recipe.logging_steps,
+        save_steps=recipe.save_steps, save_total_limit=recipe.save_total_limit,
+        gradient_checkpointing=recipe.gradient_checkpointing, bf16=recipe.bf16, seed=recipe.seed,
+        report_to=recipe.report_to, num_generations=recipe.num_generations,
+        max_completion_length=recipe.max_completion_length, temperature=recipe.temperature, top_p=recipe.top_p,
+        beta=recipe.beta, loss_type=recipe.loss_type, scale_rewards=recipe.scale_rewards,
+        num_iterations=recipe.num_iterations, use_vllm=recipe.use_vllm, vllm_mode=recipe.vllm_mode,
+        reward_weights=[float(recipe.rewards[n]) for n in names], remove_unused_columns=False,
+        **{"use_cpu": not torch.cuda.is_available(), **recipe.extra_args})
+    policy = replace(frame_policy_for(processor), fps=recipe.fps, max_frames=recipe.max_frames)
+    if recipe.min_pixels:
+        policy = replace(policy, min_pixels=recipe.min_pixels)
+    if recipe.max_pixels:
+        policy = replace(policy, max_pixels=recipe.max_pixels)
+    train = grpo_dataset(recipe.dataset_path, recipe.train_split, recipe.max_train_samples)
+    trainer = VideoGRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=train,
+                               processing_class=processor, peft_config=peft_config, frame_policy=policy)
+    return trainer, processor
+
+
+def run_grpo(recipe: GRPORecipe) -> Path:
+    trainer, processor = build_trainer(recipe)
+    trainer.train(resume_from_checkpoint=recipe.resume_from_checkpoint or None)
+    out = Path(recipe.output_dir)
+    final = out / "final"
+    model = trainer.model
+    if recipe.mode == "lora" and hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    if trainer.accelerator.is_main_process:
+        model.save_pretrained(str(final))
+        processor.save_pretrained(str(final))
+        history = [h for h in trainer.state.log_history if "reward" in h]
+        (out / "train_summary.json").write_text(json.dumps({
+            "recipe": asdict(recipe), "global_step": trainer.state.global_step, "reward_history": history},
+            indent=2, default=str) + "\n")
+    trainer.accelerator.wait_for_everyone()
+    return final
