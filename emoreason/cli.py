@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "emoreason.commands.sft",
     "emoreason.commands.grpo",
     "emoreason.commands.eval",
+    "emoreason.commands.serve",
     "emoreason.commands.demo",
 )
 

@@ -126,3 +126,75 @@ def run_chat_batch(config: EndpointConfig, batch: Sequence[list[dict]], **params
             await client.close()
 
     return asyncio.run(_go())
+
+
+@dataclass
+class Prediction:
+    """A structured result for one video or image."""
+
+    source: str
+    emotion: str | None = None
+    aus: list[int] = field(default_factory=list)
+    negated_aus: list[int] = field(default_factory=list)
+    rationale: str | None = None
+    format_ok: bool = False
+    text: str | None = None
+    latency_s: float = 0.0
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _is_under(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+async def predict_one(client: ChatClient, source: str | Path, media_type: str = "video",
+                      labels: Sequence[str] | None = None, style: str = "tags", media_dir: str | Path | None = None,
+                      max_tokens: int = 512) -> Prediction:
+    """Send one video/image with the project's prompt; parse the answer with the project's parser.
+
+    Local files under ``media_dir`` go as ``file://`` URLs (the server reads them); other local files are sent
+    inline as base64 data URLs; http(s)/data URLs pass through. Faults come back in ``error``."""
+    from emoreason.reasoning import build_messages, parse_response, to_openai_messages
+
+    text_source = str(source)
+    try:
+        if not text_source.startswith(("http://", "https://", "data:", "file://")):
+            path = Path(text_source)
+            if not path.is_file():
+                return Prediction(text_source, error=f"{text_source}: no such file")
+            inline = media_dir is None or not _is_under(path, Path(media_dir))
+            url = media_url(path, inline=inline)
+        else:
+            url = text_source
+    except OSError as exc:
+        return Prediction(text_source, error=f"{text_source}: {exc}")
+    messages = to_openai_messages(build_messages(None, media_type, labels, style), url)
+    result = await client.chat(messages, temperature=0.0, max_tokens=max_tokens)
+    if not result.ok:
+        return Prediction(text_source, latency_s=result.latency_s, error=result.error)
+    parsed = parse_response(result.text)
+    return Prediction(text_source, parsed.emotion, parsed.aus, parsed.negated_aus, parsed.think, parsed.format_ok,
+                      result.text, result.latency_s)
+
+
+def predict_many(config: EndpointConfig, sources: Sequence[str | Path], media_type: str = "video",
+                 labels: Sequence[str] | None = None, style: str = "tags", media_dir: str | Path | None = None,
+                 max_tokens: int = 512) -> list[Prediction]:
+    """Predict for many inputs concurrently (bounded by ``config.concurrency``); results in input order."""
+
+    async def _go() -> list[Prediction]:
+        client = ChatClient(config)
+        try:
+            return list(await asyncio.gather(*(predict_one(client, s, media_type, labels, style, media_dir,
+                                                           max_tokens) for s in sources)))
+        finally:
+            await client.close()
+
+    return asyncio.run(_go())

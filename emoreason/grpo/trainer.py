@@ -102,8 +102,11 @@ class VideoGRPOTrainer(GRPOTrainer):
         media_rows = split_media(encoded, kinds)
         prompt_ids, prompt_mask = encoded["input_ids"], encoded["attention_mask"]
 
+        vision_ids = self._vision_token_ids()
         with unwrap_model_for_generation(self.model_wrapped, self.accelerator) as unwrapped, torch.no_grad():
-            generated = unwrapped.generate(**encoded, generation_config=self.generation_config)
+            # a sampled <|video_pad|> in a completion would break the next forward (tokens vs. features)
+            generated = unwrapped.generate(**encoded, generation_config=self.generation_config,
+                                           suppress_tokens=vision_ids)
         completion_ids = generated[:, prompt_ids.size(1):]
         eos_ids = torch.tensor(sorted(self._eos_ids()), device=device)
         is_eos = torch.isin(completion_ids, eos_ids)
@@ -166,6 +169,12 @@ class VideoGRPOTrainer(GRPOTrainer):
         if ref_logps is not None:
             out["ref_per_token_logps"] = ref_logps
         return out
+
+    def _vision_token_ids(self) -> list[int]:
+        tokenizer = self.processing_class.tokenizer
+        ids = [tokenizer.convert_tokens_to_ids(t) for t in ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>",
+                                                             "<|vision_end|>", "<|vision_pad|>")]
+        return [i for i in ids if isinstance(i, int) and i != tokenizer.unk_token_id]
 
     def _eos_ids(self) -> set[int]:
         config = self.generation_config

