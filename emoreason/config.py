@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -62,10 +63,24 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
                           + (f" (in {path})" if path else ""))
     hints = typing.get_type_hints(cls)
     for name, value in list(data.items()):
-        hint = hints.get(name)
-        if hint in (float,) and isinstance(value, int):
-            data[name] = float(value)
+        data[name] = _coerce(name, value, hints.get(name))
     return cls(**data)  # type: ignore[call-arg]
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    """Numbers YAML read as strings ("5e-5" is a string in YAML 1.1) or ints where floats are meant."""
+    allowed = set(typing.get_args(hint)) if typing.get_origin(hint) in (typing.Union, types.UnionType) else {hint}
+    if float in allowed and isinstance(value, int | str) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except ValueError as exc:
+            raise ConfigError(f"{name}: expected a number, got {value!r}") from exc
+    if int in allowed and isinstance(value, str) and str not in allowed:
+        try:
+            return int(value)
+        except ValueError as exc:
+            raise ConfigError(f"{name}: expected an integer, got {value!r}") from exc
+    return value
 
 
 def to_yaml(config: Any) -> str:

