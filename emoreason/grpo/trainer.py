@@ -63,6 +63,11 @@ class VideoGRPOTrainer(GRPOTrainer):
     ``media_type`` ("video" | "image" | None), ``media_path``, plus the ground-truth columns rewards read."""
 
     def __init__(self, *args, frame_policy: FramePolicy | None = None, **kwargs):
+        args_ = kwargs.get("args") if "args" in kwargs else (args[2] if len(args) > 2 else None)
+        if getattr(args_, "use_vllm", False):
+            # TRL's vLLM rollout path sends images only; video rollouts through vLLM are not wired yet.
+            raise NotImplementedError("use_vllm is not supported for video GRPO yet: rollouts use HF generate "
+                                      "(set use_vllm: false)")
         super().__init__(*args, **kwargs)
         self.frame_policy = frame_policy or FramePolicy()
         self._media_rows: list[dict[str, torch.Tensor]] | None = None
