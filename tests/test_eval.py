@@ -166,3 +166,25 @@ def test_endpoint_backend_scores_and_records_failures(synth_test, tmp_path):
     assert metrics["rationale"]["hallucination_rate"] == 0.0
     rows = [json.loads(x) for x in (tmp_path / "ep" / "predictions.jsonl").read_text().splitlines()]
     assert sum(r["error"] is not None for r in rows) == angry
+
+
+def test_llm_judge_overlap_through_an_endpoint():
+    from emoreason.evaluation.judge import judge_overlap, parse_judgement
+
+    assert parse_judgement('{"clue_overlap": 7, "label_overlap": 10}') == {"clue_overlap": 0.7, "label_overlap": 1.0}
+    assert parse_judgement("clue_overlap: 3\nlabel_overlap = 5") == {"clue_overlap": 0.3, "label_overlap": 0.5}
+    assert parse_judgement("no scores here") is None
+
+    def behaviour(messages):
+        prompt = messages[-1]["content"]
+        if "Candidate emotion: anger" in prompt:
+            return "ok", "I cannot judge this."
+        same = "Candidate emotion: happiness" in prompt and "Reference emotion: happiness" in prompt
+        return "ok", json.dumps({"clue_overlap": 8 if same else 2, "label_overlap": 10 if same else 0})
+
+    with StubServer(behaviour) as server:
+        result = judge_overlap({"base_url": server.base_url}, ["cheeks rise", "brows down", "lips press"],
+                               ["happiness", "sadness", "anger"], ["cheeks and lip corners rise"] * 3,
+                               ["happiness", "happiness", "happiness"])
+    assert result["judged"] == 2 and result["judge_failures"] == 1
+    assert result["clue_overlap"] == pytest.approx(0.5) and result["label_overlap"] == pytest.approx(0.5)

@@ -26,6 +26,9 @@ def register(subparsers) -> None:
     p.add_argument("--limit", type=int, help="evaluate the first N samples only")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--concurrency", type=int, default=16, help="endpoint requests in flight")
+    p.add_argument("--judge-endpoint", help="OpenAI-compatible URL of an LLM judge for EMER-style clue/label "
+                                           "overlap against reference rationales (optional)")
+    p.add_argument("--judge-model", help="model name on the judge endpoint")
     p.set_defaults(func=run)
 
 
@@ -51,10 +54,11 @@ def run(args: argparse.Namespace) -> int:
         backend = EndpointBackend({"base_url": args.endpoint, "model": args.served_model,
                                    "concurrency": args.concurrency}, spec.frames, labels, spec.style,
                                   spec.max_new_tokens, batch_size=max(args.batch_size, args.concurrency))
+    judge = {"base_url": args.judge_endpoint, "model": args.judge_model} if args.judge_endpoint else None
     if args.fold is not None or not spec.folds:
-        metrics = evaluate(spec, backend, args.out, args.root, args.fold, args.limit, args.batch_size)
+        metrics = evaluate(spec, backend, args.out, args.root, args.fold, args.limit, args.batch_size, judge=judge)
     else:
-        metrics = evaluate_folds(spec, backend, args.out, args.root, args.limit, args.batch_size)
+        metrics = evaluate_folds(spec, backend, args.out, args.root, args.limit, args.batch_size, judge=judge)
     headline = {k: metrics.get(k) for k in ("benchmark", "n", "generation_errors")}
     if "recognition" in metrics:
         headline.update(war=metrics["recognition"]["war"], uar=metrics["recognition"]["uar"])

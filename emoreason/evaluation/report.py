@@ -36,6 +36,10 @@ def write_report(metrics: dict, out: Path) -> None:
         r = metrics["rationale"]
         lines += ["## Rationale quality", "", "| metric | value |", "|---|---|"]
         lines += [f"| {k} | {v:.3f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in r.items()] + [""]
+    if metrics.get("judge"):
+        j = metrics["judge"]
+        lines += ["## LLM judge (EMER-style overlap)", "", f"clue overlap {_pct(j['clue_overlap'])}, label overlap "
+                  f"{_pct(j['label_overlap'])} over {j['judged']} samples ({j['judge_failures']} unjudged)", ""]
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     _plots(metrics, out)
 

@@ -60,7 +60,8 @@ def predict_all(records, backend, out: Path, batch_size: int, progress: bool = T
     return cache
 
 
-def score(spec: BenchmarkSpec, records, predictions: dict[str, dict]) -> dict:
+def score(spec: BenchmarkSpec, records, predictions: dict[str, dict], judge: dict | None = None) -> dict:
+    """All metric groups of the benchmark; ``judge`` (endpoint settings) adds EMER-style LLM-judged overlap."""
     parsed = [parse_response(predictions.get(r.id, {}).get("text") or "") for r in records]
     errors = sum(1 for r in records if predictions.get(r.id, {}).get("text") is None)
     metrics: dict = {"benchmark": spec.name, "n": len(records), "generation_errors": errors}
@@ -92,11 +93,18 @@ def score(spec: BenchmarkSpec, records, predictions: dict[str, dict]) -> dict:
         truth = [r.aus if (r.au_frames is not None or r.aus or r.au_intensity) else None for r in records]
         references = [r.rationale for r in records] if "rouge" in spec.metrics else None
         metrics["rationale"] = rationale_metrics(parsed, truth, references)
+    if judge is not None:
+        rows = [(r, p) for r, p in zip(records, parsed, strict=True) if r.rationale]
+        if rows:
+            from emoreason.evaluation.judge import judge_overlap
+
+            metrics["judge"] = judge_overlap(judge, [p.think or "" for _, p in rows], [p.emotion for _, p in rows],
+                                             [r.rationale for r, _ in rows], [r.emotion for r, _ in rows])
     return metrics
 
 
 def evaluate(spec: BenchmarkSpec, backend, out_dir: str | Path, root: str | None = None, fold: int | None = None,
-             limit: int | None = None, batch_size: int = 8, progress: bool = True) -> dict:
+             limit: int | None = None, batch_size: int = 8, progress: bool = True, judge: dict | None = None) -> dict:
     """Evaluate one fold (or the benchmark's split) and write metrics.json, summary.md and plots."""
     from emoreason.evaluation.report import write_report
 
@@ -107,14 +115,15 @@ def evaluate(spec: BenchmarkSpec, backend, out_dir: str | Path, root: str | None
     problems = [str(p) for p in records.problems]
     records = list(records)[:limit] if limit else list(records)
     predictions = predict_all(records, backend, out, batch_size, progress)
-    metrics = score(spec, records, predictions)
+    metrics = score(spec, records, predictions, judge)
     metrics.update(fold=fold, backend=getattr(backend, "name", type(backend).__name__), load_problems=problems)
     write_report(metrics, out)
     return metrics
 
 
 def evaluate_folds(spec: BenchmarkSpec, backend, out_dir: str | Path, root: str | None = None,
-                   limit: int | None = None, batch_size: int = 8, progress: bool = True) -> dict:
+                   limit: int | None = None, batch_size: int = 8, progress: bool = True,
+                   judge: dict | None = None) -> dict:
     """Every fold of a multi-fold protocol, then mean ± std of the headline metrics."""
     from emoreason.evaluation.report import write_fold_summary
 
@@ -122,7 +131,7 @@ def evaluate_folds(spec: BenchmarkSpec, backend, out_dir: str | Path, root: str 
     per_fold = {}
     for fold in folds:
         sub = Path(out_dir) / (f"fold{fold}" if fold is not None else ".")
-        per_fold[fold] = evaluate(spec, backend, sub, root, fold, limit, batch_size, progress)
+        per_fold[fold] = evaluate(spec, backend, sub, root, fold, limit, batch_size, progress, judge)
     if len(folds) == 1:
         return per_fold[folds[0]]
     summary = {"benchmark": spec.name, "folds": {str(k): v for k, v in per_fold.items()}}
