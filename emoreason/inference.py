@@ -7,26 +7,11 @@ SFT collator and GRPO trainer build on the same processor call so every stage to
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from emoreason.video import FramePolicy, LoadedFrames, load_frames
-
-
-@dataclass
-class MediaInput:
-    """A sample's visual input: a path (video file, frame folder, image) or pre-loaded frames."""
-
-    source: str | Path | Sequence[str | Path] | LoadedFrames | None
-    policy: FramePolicy | None = None
-
-    def load(self) -> LoadedFrames | None:
-        if self.source is None or isinstance(self.source, LoadedFrames):
-            return self.source
-        return load_frames(self.source, self.policy)
+from emoreason.video import LoadedFrames
 
 
 def _media_kind(messages: list[dict]) -> str | None:

@@ -207,14 +207,3 @@ def get_reward(name: str, **options) -> RewardFn:
 
     reward.__name__ = f"{name}_reward"
     return reward
-
-
-def reward_stats(values: list[float | None]) -> dict[str, float]:
-    present = [v for v in values if v is not None]
-    if not present:
-        return {"mean": float("nan"), "std": float("nan"), "n": 0}
-    mean = sum(present) / len(present)
-    var = sum((v - mean) ** 2 for v in present) / len(present)
-    return {"mean": mean, "std": var ** 0.5, "n": len(present)}
-
-

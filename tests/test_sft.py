@@ -179,3 +179,14 @@ def test_two_process_accelerate_training_keeps_ranks_identical(tmp_path, tiny_mo
     assert all(r["world"] == 2 and r["steps"] == 3 for r in ranks)
     assert ranks[0]["after"] == ranks[1]["after"]
     assert ranks[0]["before"] == ranks[1]["before"] != ranks[0]["after"]
+
+
+def test_final_model_carries_its_frame_policy(tmp_path, tiny_model_dirs, cot_dataset):
+    from emoreason.evaluation.backends import LocalBackend
+    from emoreason.models import saved_frame_policy
+
+    final = run_sft(_recipe(tmp_path, tiny_model_dirs["qwen2_5_vl"], cot_dataset, mode="full", max_steps=1))
+    saved = saved_frame_policy(final)
+    assert saved["fps"] == 4.0 and saved["max_frames"] == 4 and saved["max_pixels"] == 12544
+    backend = LocalBackend(str(final), {}, None, "tags", batch_size=1, max_new_tokens=4)
+    assert (backend.policy.fps, backend.policy.max_frames, backend.policy.max_pixels) == (4.0, 4, 12544)

@@ -18,7 +18,8 @@ def register(subparsers) -> None:
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--served-model-name")
     s.add_argument("--max-model-len", type=int, default=4096)
-    s.add_argument("--num-frames", type=int, default=8, help="frames vLLM samples per video (as in training)")
+    s.add_argument("--num-frames", type=int, help="frames vLLM samples per video (default: the model's training "
+                                                  "policy, else 8)")
     s.add_argument("--python", help="interpreter with vLLM (default: this one, else .venv-vllm)")
     s.add_argument("--gpu-memory-utilization", type=float, default=0.3)
     s.add_argument("vllm_args", nargs="*", help="extra arguments passed to vLLM after --")
@@ -40,11 +41,14 @@ def register(subparsers) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    from emoreason.models import saved_frame_policy
     from emoreason.serving.server import ServeConfig, serve_forever
+
+    num_frames = args.num_frames or saved_frame_policy(args.model).get("max_frames") or 8
 
     return serve_forever(ServeConfig(model=args.model, media_dir=args.media_dir, port=args.port, host=args.host,
                                      served_model_name=args.served_model_name, max_model_len=args.max_model_len,
-                                     num_frames=args.num_frames, python=args.python,
+                                     num_frames=num_frames, python=args.python,
                                      gpu_memory_utilization=args.gpu_memory_utilization, extra_args=args.vllm_args))
 
 
@@ -65,28 +69,22 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def _predict_local(args: argparse.Namespace, kind: str) -> list[dict]:
+    """The same prompt, frame policy and parser as evaluation's local backend, one input at a time."""
     import time
 
-    from emoreason.inference import generate
-    from emoreason.models import frame_policy_for, load_model_and_processor
-    from emoreason.reasoning import build_messages, parse_response
-    from emoreason.video import MediaError, load_frames
+    from emoreason.evaluation.backends import LocalBackend
+    from emoreason.reasoning import parse_response
+    from emoreason.records import SampleRecord
 
-    model, processor = load_model_and_processor(args.model)
-    policy = frame_policy_for(processor)
+    backend = LocalBackend(args.model, {}, args.labels, "tags", batch_size=1, max_new_tokens=args.max_tokens)
     out = []
     for source in args.inputs:
         start = time.perf_counter()
-        try:
-            frames = load_frames(source, policy)
-        except MediaError as exc:
-            out.append({"source": source, "error": str(exc)})
-            continue
-        text = generate(model, processor, [build_messages(source, kind, args.labels)], [frames],
-                        max_new_tokens=args.max_tokens)[0]
-        parsed = parse_response(text)
+        record = SampleRecord(id=str(source), dataset="predict", media={"type": kind, "path": str(source)})
+        text, error = backend.predict([record])[0]
+        parsed = parse_response(text or "")
         out.append({"source": source, "emotion": parsed.emotion, "aus": parsed.aus, "negated_aus": parsed.negated_aus,
                     "rationale": parsed.think, "format_ok": parsed.format_ok, "text": text,
-                    "latency_s": time.perf_counter() - start, "error": None})
+                    "latency_s": time.perf_counter() - start, "error": error})
     print(f"predicted {len(out)} input(s) locally", file=sys.stderr)
     return out

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from emoreason.cot.temporal import AUTrack, TemporalAnalysis
-from emoreason.knowledge import au_name, display_name, get_emotion, prototype_scores, prototypes_for
+from emoreason.knowledge import au_name, display_name, get_emotion, prototypes_for
 from emoreason.knowledge.facs import NON_EMOTIONAL_AUS
 from emoreason.reasoning import ResponseContent, format_response
 
@@ -297,7 +297,3 @@ def compose_rationale(analysis: TemporalAnalysis, emotion: str, seed: int, style
                               conclusion=conclusion, valence=valence, arousal=arousal, aus=analysis.aus)
     text = format_response(content, style=style)
     return ComposedRationale(text, content, sorted(set(negated) | set(extra_absent)))
-
-
-def prototype_support(aus: Sequence[int], emotion: str) -> float:
-    return prototype_scores(aus).get(get_emotion(emotion).name, 0.0)

@@ -131,6 +131,9 @@ def run_grpo(recipe: GRPORecipe) -> Path:
     if trainer.accelerator.is_main_process:
         model.save_pretrained(str(final))
         processor.save_pretrained(str(final))
+        from emoreason.models import save_frame_policy
+
+        save_frame_policy(final, trainer.frame_policy)
         history = [h for h in trainer.state.log_history if "reward" in h]
         (out / "train_summary.json").write_text(json.dumps({
             "recipe": asdict(recipe), "global_step": trainer.state.global_step, "reward_history": history},

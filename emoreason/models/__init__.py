@@ -6,6 +6,8 @@ from emoreason.models.loading import (
     frame_policy_for,
     load_model_and_processor,
     model_family,
+    save_frame_policy,
+    saved_frame_policy,
 )
 from emoreason.models.tiny import FAMILIES, TinySpec, build_tiny_model
 
@@ -18,4 +20,6 @@ __all__ = [
     "frame_policy_for",
     "load_model_and_processor",
     "model_family",
+    "save_frame_policy",
+    "saved_frame_policy",
 ]

@@ -76,3 +76,19 @@ def frame_policy_for(processor, base: FramePolicy | None = None) -> FramePolicy:
     hi = getattr(size, "longest_edge", None) if size is not None else None
     return replace(base, factor=factor, min_pixels=int(lo or base.min_pixels),
                    max_pixels=int(min(hi, base.max_pixels) if hi else base.max_pixels))
+
+
+FRAME_POLICY_FILE = "emoreason_frames.json"
+
+
+def save_frame_policy(model_dir: str | Path, policy: FramePolicy) -> None:
+    """Record the frame policy a model was trained with, so evaluation, prediction and serving reuse it."""
+    keys = ("fps", "nframes", "min_frames", "max_frames", "min_pixels", "max_pixels", "total_pixels")
+    (Path(model_dir) / FRAME_POLICY_FILE).write_text(
+        json.dumps({k: getattr(policy, k) for k in keys}, indent=2, sort_keys=True) + "\n")
+
+
+def saved_frame_policy(model_dir: str | Path) -> dict:
+    """The frame policy saved beside a trained model ({} when there is none)."""
+    path = Path(model_dir) / FRAME_POLICY_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}

@@ -13,9 +13,9 @@ import copy
 import logging
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 
+from emoreason.inference import encode_batch
 from emoreason.video import FramePolicy, LoadedFrames, MediaError, load_frames
 
 log = logging.getLogger(__name__)
@@ -86,27 +86,7 @@ class VideoSFTCollator:
             raise SampleMediaError(f"sample {example.get('id', '?')}: {exc}") from exc
 
     def _encode(self, conversations: Sequence[list[dict]], media: Sequence[LoadedFrames | None]):
-        texts, videos, metadata, images = [], [], [], []
-        for messages, loaded in zip(conversations, media, strict=True):
-            texts.append(self.processor.apply_chat_template(messages, tokenize=False))
-            if loaded is None:
-                continue
-            if loaded.kind == "image":
-                images.append(np.array(loaded.frames[0]))
-            else:
-                videos.append(np.array(loaded.frames))
-                metadata.append(loaded.video_metadata())
-        kwargs: dict = {"text": texts, "return_tensors": "pt", "padding": True}
-        if images:
-            kwargs["images"] = images
-        if videos:
-            kwargs.update(videos=videos, video_metadata=metadata, do_sample_frames=False)
-        tokenizer = self.processor.tokenizer
-        previous, tokenizer.padding_side = tokenizer.padding_side, "right"
-        try:
-            return self.processor(**kwargs)
-        finally:
-            tokenizer.padding_side = previous
+        return encode_batch(self.processor, conversations, media, add_generation_prompt=False, padding_side="right")
 
     def __call__(self, examples: list[dict]) -> dict:
         loaded = [self._load(e) for e in examples]

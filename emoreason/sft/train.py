@@ -202,6 +202,9 @@ def run_sft(recipe: SFTRecipe) -> Path:
         else:
             model.save_pretrained(str(final))
         processor.save_pretrained(str(final))
+        from emoreason.models import save_frame_policy
+
+        save_frame_policy(final, trainer.data_collator.policy)
         history = [h for h in trainer.state.log_history if "loss" in h]
         (out / "train_summary.json").write_text(json.dumps({
             "recipe": asdict(recipe), "global_step": trainer.state.global_step,
