@@ -190,3 +190,15 @@ def test_final_model_carries_its_frame_policy(tmp_path, tiny_model_dirs, cot_dat
     assert saved["fps"] == 4.0 and saved["max_frames"] == 4 and saved["max_pixels"] == 12544
     backend = LocalBackend(str(final), {}, None, "tags", batch_size=1, max_new_tokens=4)
     assert (backend.policy.fps, backend.policy.max_frames, backend.policy.max_pixels) == (4.0, 4, 12544)
+
+
+def test_every_recipe_file_loads():
+    from emoreason.config import load_config
+    from emoreason.grpo.train import GRPORecipe
+
+    for path in sorted((ROOT / "recipes").glob("*/sft/*.yaml")):
+        assert load_config(SFTRecipe, path).model_name_or_path, path
+    for path in sorted((ROOT / "recipes").glob("*/grpo/*.yaml")):
+        assert load_config(GRPORecipe, path).rewards, path
+    with pytest.raises(ValueError, match="model_name_or_path"):
+        SFTRecipe(dataset_path="d", output_dir="o")

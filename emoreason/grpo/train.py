@@ -13,36 +13,17 @@ import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from emoreason.sft.train import LM_LORA_TARGETS, load_dataset_split, load_for_training
+from emoreason.sft.train import PolicyRecipe, load_dataset_split, load_for_training
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class GRPORecipe:
-    model_name_or_path: str
-    dataset_path: str  # the CoT dataset (HF save_to_disk dir or JSONL): prompts, media and ground truth
-    output_dir: str
-    tiny_model_family: str | None = None
-    train_split: str = "train"
-    max_train_samples: int | None = None
+class GRPORecipe(PolicyRecipe):
     rewards: dict[str, float] = field(default_factory=lambda: {"format": 1.0, "emotion": 1.0, "au_f1": 1.0,
                                                                 "au_consistency": 0.5, "length": 0.5})
     reward_options: dict[str, dict] = field(default_factory=dict)
-    # policy
     mode: str = "full"  # full | lora | qlora
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    lora_target_modules: str | list[str] = LM_LORA_TARGETS
-    freeze_vision: bool = True
-    freeze_projector: bool = False
-    vision_attention: str = "auto"
-    # frames
-    fps: float = 2.0
-    max_frames: int = 16
-    min_pixels: int | None = None
-    max_pixels: int | None = None
     # GRPO / rollouts
     num_generations: int = 8
     max_completion_length: int = 512
@@ -54,21 +35,10 @@ class GRPORecipe:
     num_iterations: int = 1
     use_vllm: bool = False
     vllm_mode: str = "colocate"
-    # trainer
     learning_rate: float = 1e-6
-    max_steps: int = -1
-    num_train_epochs: float = 1.0
     per_device_train_batch_size: int = 8
-    gradient_accumulation_steps: int = 1
     logging_steps: int = 1
     save_steps: int = 200
-    save_total_limit: int | None = 2
-    gradient_checkpointing: bool = False
-    bf16: bool = False
-    seed: int = 42
-    report_to: str | list[str] = "none"
-    resume_from_checkpoint: str | bool | None = None
-    extra_args: dict = field(default_factory=dict)
 
 
 def grpo_dataset(path: str, split: str, limit: int | None = None):

@@ -19,13 +19,14 @@ LM_LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|u
 
 
 @dataclass
-class SFTRecipe:
-    model_name_or_path: str
-    dataset_path: str  # HF save_to_disk directory or a JSONL file from `emoreason synth-cot`
-    output_dir: str
+class PolicyRecipe:
+    """What SFT and GRPO recipes share: the model, the data, the training mode, frames and trainer basics."""
+
+    model_name_or_path: str = ""
+    dataset_path: str = ""  # HF save_to_disk directory or a JSONL file from `emoreason synth-cot`
+    output_dir: str = ""
     tiny_model_family: str | None = None  # build the embedded tiny model at model_name_or_path if missing
     train_split: str = "train"
-    eval_split: str | None = None
     max_train_samples: int | None = None
     # training mode
     mode: str = "lora"  # full | lora | qlora
@@ -35,37 +36,47 @@ class SFTRecipe:
     lora_target_modules: str | list[str] = LM_LORA_TARGETS
     freeze_vision: bool = True
     freeze_projector: bool = False
+    # auto: one varlen attention call for all vision windows on CUDA (launch-bound there), the model's own
+    # per-window attention on CPU (where a dense block mask costs more than the loop) | varlen | default
+    vision_attention: str = "auto"
     # frames (qwen-vl-utils policy; the processor's patch and merge size set the resize factor)
     fps: float = 2.0
     max_frames: int = 16
     min_pixels: int | None = None
     max_pixels: int | None = None
-    total_pixels: int | None = None
-    max_length: int | None = 4096
-    overlong: str = "drop"  # drop | error
-    # auto: one varlen attention call for all vision windows on CUDA (launch-bound there), the model's own
-    # per-window attention on CPU (where a dense block mask costs more than the loop) | varlen | default
-    vision_attention: str = "auto"
     # trainer
     learning_rate: float = 1e-4
     num_train_epochs: float = 1.0
     max_steps: int = -1
     per_device_train_batch_size: int = 1
     gradient_accumulation_steps: int = 1
-    warmup_ratio: float = 0.03  # fraction of total steps (TrainingArguments.warmup_steps < 1)
-    lr_scheduler_type: str = "cosine"
-    weight_decay: float = 0.0
     logging_steps: int = 10
     save_steps: int = 500
     save_total_limit: int | None = 2
-    eval_steps: int | None = None
     gradient_checkpointing: bool = False
     bf16: bool = False
     seed: int = 42
     report_to: str | list[str] = "none"  # tensorboard | wandb | none
     resume_from_checkpoint: str | bool | None = None
+    extra_args: dict = field(default_factory=dict)  # any other TRL config / TrainingArguments field
+
+    def __post_init__(self) -> None:
+        missing = [k for k in ("model_name_or_path", "dataset_path", "output_dir") if not getattr(self, k)]
+        if missing:
+            raise ValueError(f"{type(self).__name__}: set {', '.join(missing)}")
+
+
+@dataclass
+class SFTRecipe(PolicyRecipe):
+    eval_split: str | None = None
+    total_pixels: int | None = None
+    max_length: int | None = 4096
+    overlong: str = "drop"  # drop | error
+    warmup_ratio: float = 0.03  # fraction of total steps (TrainingArguments.warmup_steps < 1)
+    lr_scheduler_type: str = "cosine"
+    weight_decay: float = 0.0
+    eval_steps: int | None = None
     dataloader_num_workers: int = 0
-    extra_args: dict = field(default_factory=dict)  # any other SFTConfig/TrainingArguments field
 
 
 def load_dataset_split(path: str, split: str, limit: int | None = None):
