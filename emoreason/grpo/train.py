@@ -8,12 +8,11 @@ installed.
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from emoreason.sft.train import PolicyRecipe, load_dataset_split, load_for_training
+from emoreason.sft.train import PolicyRecipe, frame_policy, load_dataset_split, load_for_training, save_final
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +54,11 @@ def grpo_dataset(path: str, split: str, limit: int | None = None):
 
 
 def build_trainer(recipe: GRPORecipe):
-    from dataclasses import replace
 
     import torch
     from trl import GRPOConfig
 
     from emoreason.grpo.trainer import VideoGRPOTrainer
-    from emoreason.models import frame_policy_for
     from emoreason.rewards import get_reward
 
     model, processor, peft_config = load_for_training(recipe)
@@ -79,11 +76,7 @@ def build_trainer(recipe: GRPORecipe):
         num_iterations=recipe.num_iterations, use_vllm=recipe.use_vllm, vllm_mode=recipe.vllm_mode,
         reward_weights=[float(recipe.rewards[n]) for n in names], remove_unused_columns=False,
         **{"use_cpu": not torch.cuda.is_available(), **recipe.extra_args})
-    policy = replace(frame_policy_for(processor), fps=recipe.fps, max_frames=recipe.max_frames)
-    if recipe.min_pixels:
-        policy = replace(policy, min_pixels=recipe.min_pixels)
-    if recipe.max_pixels:
-        policy = replace(policy, max_pixels=recipe.max_pixels)
+    policy = frame_policy(recipe, processor)
     train = grpo_dataset(recipe.dataset_path, recipe.train_split, recipe.max_train_samples)
     trainer = VideoGRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=train,
                                processing_class=processor, peft_config=peft_config, frame_policy=policy)
@@ -93,20 +86,5 @@ def build_trainer(recipe: GRPORecipe):
 def run_grpo(recipe: GRPORecipe) -> Path:
     trainer, processor = build_trainer(recipe)
     trainer.train(resume_from_checkpoint=recipe.resume_from_checkpoint or None)
-    out = Path(recipe.output_dir)
-    final = out / "final"
-    model = trainer.model
-    if recipe.mode == "lora" and hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
-    if trainer.accelerator.is_main_process:
-        model.save_pretrained(str(final))
-        processor.save_pretrained(str(final))
-        from emoreason.models import save_frame_policy
-
-        save_frame_policy(final, trainer.frame_policy)
-        history = [h for h in trainer.state.log_history if "reward" in h]
-        (out / "train_summary.json").write_text(json.dumps({
-            "recipe": asdict(recipe), "global_step": trainer.state.global_step, "reward_history": history},
-            indent=2, default=str) + "\n")
-    trainer.accelerator.wait_for_everyone()
-    return final
+    history = [h for h in trainer.state.log_history if "reward" in h]
+    return save_final(trainer, recipe, processor, trainer.frame_policy, {"reward_history": history})

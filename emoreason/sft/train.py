@@ -100,13 +100,14 @@ def load_dataset_split(path: str, split: str, limit: int | None = None):
     return data
 
 
-def _frame_policy(recipe: SFTRecipe, processor):
+def frame_policy(recipe: PolicyRecipe, processor):
+    """The recipe's frame policy on top of the processor's patch/merge factor and pixel bounds."""
     from dataclasses import replace
 
     from emoreason.models import frame_policy_for
 
     policy = replace(frame_policy_for(processor), fps=recipe.fps, max_frames=recipe.max_frames,
-                     total_pixels=recipe.total_pixels)
+                     total_pixels=getattr(recipe, "total_pixels", None))
     if recipe.min_pixels:
         policy = replace(policy, min_pixels=recipe.min_pixels)
     if recipe.max_pixels:
@@ -192,7 +193,7 @@ def build_trainer(recipe: SFTRecipe):
         seed=recipe.seed, report_to=recipe.report_to, dataloader_num_workers=recipe.dataloader_num_workers,
         remove_unused_columns=False, dataset_kwargs={"skip_prepare_dataset": True}, max_length=None,
         **{"use_cpu": not torch.cuda.is_available(), **recipe.extra_args})  # CPU runs still use gloo DDP
-    collator = VideoSFTCollator(processor, _frame_policy(recipe, processor), recipe.max_length, recipe.overlong)
+    collator = VideoSFTCollator(processor, frame_policy(recipe, processor), recipe.max_length, recipe.overlong)
     trainer = SFTTrainer(model=model, args=args, train_dataset=train, eval_dataset=evaluation,
                          processing_class=processor, data_collator=collator, peft_config=peft_config)
     return trainer, processor
@@ -202,6 +203,17 @@ def run_sft(recipe: SFTRecipe) -> Path:
     """Train, save the final model (merged for LoRA, so it loads like any checkpoint) and the processor."""
     trainer, processor = build_trainer(recipe)
     result = trainer.train(resume_from_checkpoint=recipe.resume_from_checkpoint or None)
+    history = [h for h in trainer.state.log_history if "loss" in h]
+    return save_final(trainer, recipe, processor, trainer.data_collator.policy, {
+        "train_loss": result.training_loss, "loss_history": history,
+        "dropped_overlong": trainer.data_collator.dropped})
+
+
+def save_final(trainer, recipe: PolicyRecipe, processor, policy, summary: dict) -> Path:
+    """Save ``output_dir/final`` (LoRA merged so it loads like any checkpoint; QLoRA as an adapter on its 4-bit
+    base), the processor, the frame policy, and ``train_summary.json``; every rank waits for it."""
+    from emoreason.models import save_frame_policy
+
     out = Path(recipe.output_dir)
     final = out / "final"
     model = trainer.model
@@ -209,17 +221,13 @@ def run_sft(recipe: SFTRecipe) -> Path:
         model = model.merge_and_unload()
     if trainer.accelerator.is_main_process:
         if recipe.mode == "qlora":
-            trainer.save_model(str(final))  # adapters on a 4-bit base: saved as an adapter
+            trainer.save_model(str(final))
         else:
             model.save_pretrained(str(final))
         processor.save_pretrained(str(final))
-        from emoreason.models import save_frame_policy
-
-        save_frame_policy(final, trainer.data_collator.policy)
-        history = [h for h in trainer.state.log_history if "loss" in h]
+        save_frame_policy(final, policy)
         (out / "train_summary.json").write_text(json.dumps({
-            "recipe": asdict(recipe), "global_step": trainer.state.global_step,
-            "train_loss": result.training_loss, "loss_history": history,
-            "dropped_overlong": trainer.data_collator.dropped}, indent=2, default=str) + "\n")
+            "recipe": asdict(recipe), "global_step": trainer.state.global_step, **summary},
+            indent=2, default=str) + "\n")
     trainer.accelerator.wait_for_everyone()
     return final
