@@ -4,6 +4,8 @@ HF generate of the same G completions measured in the same run (the peer baselin
 
     python bench/grpo_step.py            # CUDA: Qwen2.5-VL-3B-shaped random-init model, 16-frame 336x336 clips
     python bench/grpo_step.py --smoke    # tiny shapes on CPU: checks the script end to end
+    python bench/grpo_step.py --rollouts vllm [--smoke]   # rollouts on a vLLM server (emoreason serve
+                                         # --weight-sync, started here), weights synced every step
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import sys
 import tempfile
 import time
@@ -22,12 +25,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sft_throughput import build  # noqa: E402  (same model shapes as the SFT benchmark)
 
 
+def start_server(model, processor, root: Path, device: str):
+    """The benchmark's model saved and served by vLLM with weight sync (the trainer pushes its weights)."""
+    from emoreason.serving.server import ServeConfig, VLLMServer
+
+    model_dir = root / "model"
+    model.save_pretrained(model_dir)
+    processor.save_pretrained(model_dir)  # with its chat template, which vLLM reads
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = ServeConfig(model=str(model_dir), media_dir=str(root), port=port, max_model_len=8192, weight_sync=True,
+                      gpu_memory_utilization=0.4 if device == "cuda" else 0.3, startup_timeout_s=900)
+    return VLLMServer(cfg, log_path=root / "vllm.log").start()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--generations", type=int, default=8)
     parser.add_argument("--tokens", type=int, default=256)
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--rollouts", choices=("hf", "vllm"), default="hf")
     args = parser.parse_args()
     smoke = args.smoke or not torch.cuda.is_available()
     g, length = (4, 32) if smoke else (args.generations, args.tokens)
@@ -90,12 +109,24 @@ def main() -> None:
                 timings["step"] += time.perf_counter() - t
                 return out
 
-        config = GRPOConfig(output_dir=f"{tmp}/g", max_steps=args.steps, num_generations=g,
-                            per_device_train_batch_size=g, max_completion_length=length, report_to="none",
-                            use_cpu=device == "cpu", bf16=device == "cuda", logging_steps=1, save_steps=10**6)
-        trainer = Timed(model=model, processing_class=processor, args=config, train_dataset=data,
-                        reward_funcs=[get_reward(n) for n in ("format", "emotion", "au_f1")], frame_policy=policy)
-        trainer.train()
+        server = None
+        vllm_args: dict = {}
+        if args.rollouts == "vllm":
+            server = start_server(model, processor, Path(tmp), device)
+            vllm_args = {"use_vllm": True, "vllm_mode": "server", "vllm_server_base_url": server.cfg.base_url}
+        try:
+            config = GRPOConfig(output_dir=f"{tmp}/g", max_steps=args.steps, num_generations=g,
+                                per_device_train_batch_size=g, max_completion_length=length, report_to="none",
+                                use_cpu=device == "cpu", bf16=device == "cuda", logging_steps=1, save_steps=10**6,
+                                **vllm_args)
+            trainer = Timed(model=model, processing_class=processor, args=config, train_dataset=data,
+                            reward_funcs=[get_reward(n) for n in ("format", "emotion", "au_f1")],
+                            frame_policy=policy)
+            trainer.train()
+        finally:
+            if server is not None:
+                server.stop()
+        logged = [h for h in trainer.state.log_history if "rollouts/weight_sync_s" in h]
     generation = timings["generate_and_score"] - timings["rewards"]
     update = timings["step"] - timings["generate_and_score"]
     result = {"device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu", "smoke": smoke,
@@ -103,7 +134,9 @@ def main() -> None:
               "emoreason_step": {"generation_s": generation / args.steps, "rewards_s": timings["rewards"] / args.steps,
                                  "update_s": update / args.steps,
                                  "rollout_new_tok_per_s": timings["completion_tokens"] / max(generation, 1e-9)},
-              "note": "rollouts use HF generate (no static-cache/compiled decode or vLLM rollouts yet)"}
+              "rollouts": args.rollouts}
+    if logged:  # part of generation_s: writing the weights and the in-place reload on the server
+        result["emoreason_step"]["weight_sync_s"] = sum(h["rollouts/weight_sync_s"] for h in logged) / len(logged)
     result["rollout_speedup"] = result["emoreason_step"]["rollout_new_tok_per_s"] / baseline["new_tok_per_s"]
     print(json.dumps(result, indent=1))
     if os.environ.get("OUT"):

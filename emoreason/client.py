@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ class ChatResult:
     attempts: int
     error: str | None = None
     choices: list[str] = field(default_factory=list)
+    response: Any = None  # the server's full reply (vLLM extras such as token_ids live in its choices)
 
     @property
     def ok(self) -> bool:
@@ -95,7 +97,7 @@ class ChatClient:
                         timeout=self.config.timeout_s)
                     choices = [c.message.content or "" for c in response.choices]
                     return ChatResult(choices[0] if choices else "", time.perf_counter() - start, attempts,
-                                      choices=choices)
+                                      choices=choices, response=response)
                 except TimeoutError:
                     last = f"timeout after {self.config.timeout_s:g} s"
                 except Exception as exc:  # openai.APIError and transport errors

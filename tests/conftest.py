@@ -51,3 +51,16 @@ def demo_image(tmp_path_factory):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def grpo_data(tmp_path_factory):
+    """16 easy SynthFACS clips through the CoT pipeline: the HF dataset GRPO trains on."""
+    from emoreason.cot.pipeline import CoTConfig, CoTPipeline
+    from emoreason.synth import SynthConfig, build_dataset
+
+    root = tmp_path_factory.mktemp("grpodata")
+    build_dataset(SynthConfig(out=str(root / "synth"), clips=16, frames=8, size=112, difficulty="easy",
+                              identities=4), workers=1, progress=False)
+    return CoTPipeline(CoTConfig(dataset_root=str(root / "synth"), output_dir=str(root / "cot")),
+                       progress=False).run() / "hf"

@@ -5,16 +5,16 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from emoreason.cot.pipeline import CoTConfig, CoTPipeline
 from emoreason.grpo.train import GRPORecipe, build_trainer
-from emoreason.synth import SynthConfig, build_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,15 +36,6 @@ def test_trl_internals_we_couple_to_are_unchanged():
     for key in ('inputs["prompt_ids"]', 'inputs["completion_ids"]', 'inputs["completion_mask"]',
                 'inputs["advantages"]', 'inputs.get("old_per_token_logps")', "_get_per_token_logps_and_entropies"):
         assert key in source, key
-
-
-@pytest.fixture(scope="module")
-def grpo_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("grpodata")
-    build_dataset(SynthConfig(out=str(root / "synth"), clips=16, frames=8, size=112, difficulty="easy",
-                              identities=4), workers=1, progress=False)
-    return CoTPipeline(CoTConfig(dataset_root=str(root / "synth"), output_dir=str(root / "cot")),
-                       progress=False).run() / "hf"
 
 
 def _recipe(tmp_path, model_dir, data, **kw) -> GRPORecipe:
@@ -115,3 +106,69 @@ def test_two_process_grpo_step(tmp_path, tiny_model_dirs, grpo_data):
     logged = ranks[0]["logged"][0]
     for name in ("format", "emotion", "au_f1", "au_consistency", "length"):
         assert f"rewards/{name}_reward/mean" in logged and f"rewards/{name}_reward/std" in logged
+
+
+def test_trl_loss_applies_our_importance_ratio():
+    """vLLM rollouts hand TRL's loss ``importance_sampling_ratio``; it must still read it under ``use_vllm``."""
+    from trl import GRPOTrainer
+
+    source = inspect.getsource(GRPOTrainer._compute_loss)
+    assert 'inputs["importance_sampling_ratio"]' in source
+    assert "self.use_vllm and self.vllm_importance_sampling_correction" in source
+
+
+def test_vllm_weights_use_checkpoint_names_with_lora_merged(tiny_model_dirs):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForImageTextToText
+
+    from emoreason.grpo.rollouts import merged_weights
+
+    base = AutoModelForImageTextToText.from_pretrained(tiny_model_dirs["qwen2_5_vl"])
+    plain = {k: v.clone() for k, v in base.state_dict().items()}
+    with merged_weights(base) as weights:
+        assert set(weights) == set(plain)  # tied embeddings/LM head under both names
+    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.fill_(0.1)
+    with merged_weights(model) as weights:
+        assert set(weights) == set(plain)
+        q = next(k for k in weights if k.endswith("layers.0.self_attn.q_proj.weight"))
+        k = next(k for k in weights if k.endswith("layers.0.self_attn.k_proj.weight"))
+        assert not torch.allclose(weights[q], plain[q]) and torch.equal(weights[k], plain[k])
+    after = {n: p for n, p in model.named_parameters() if "base_layer" in n and "q_proj" in n}
+    assert after and all(torch.allclose(p, plain[n.removeprefix("base_model.model.").replace(".base_layer", "")],
+                                        atol=1e-6) for n, p in after.items())  # unmerged again (float round trip)
+
+
+def test_vllm_frames_travel_lossless_with_their_timing(demo_clip):
+    import base64
+    import io
+
+    from PIL import Image
+
+    from emoreason.grpo.rollouts import media_payload
+    from emoreason.video import FramePolicy, load_frames
+
+    loaded = load_frames(demo_clip, FramePolicy(fps=4.0, max_frames=4))
+    url, kwargs = media_payload(loaded)
+    assert url.startswith("data:video/jpeg;base64,")  # vLLM's frame-list format; PIL reads the PNGs in it
+    frames = [np.asarray(Image.open(io.BytesIO(base64.b64decode(p)))) for p in url.split(",", 1)[1].split(",")]
+    assert np.array_equal(np.stack(frames), loaded.frames)
+    assert kwargs["video"]["frames_indices"] == loaded.indices and kwargs["video"]["num_frames"] == -1
+    assert kwargs["video"]["fps"] == loaded.source_fps
+
+
+def test_vllm_rollout_settings_fail_early(tmp_path, tiny_model_dirs, grpo_data):
+    from emoreason.grpo.rollouts import RolloutError
+
+    with pytest.raises(ValueError, match="server mode"):
+        build_trainer(_recipe(tmp_path, tiny_model_dirs["qwen2_5_vl"], grpo_data, use_vllm=True,
+                              vllm_mode="colocate"))
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(RolloutError, match="emoreason serve"):
+        build_trainer(_recipe(tmp_path, tiny_model_dirs["qwen2_5_vl"], grpo_data, use_vllm=True,
+                              vllm_server_base_url=f"http://127.0.0.1:{port}"))

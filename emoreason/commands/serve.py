@@ -22,6 +22,9 @@ def register(subparsers) -> None:
                                                   "policy, else 8)")
     s.add_argument("--python", help="interpreter with vLLM (default: this one, else .venv-vllm)")
     s.add_argument("--gpu-memory-utilization", type=float, default=0.3)
+    s.add_argument("--weight-sync", action="store_true",
+                   help="GRPO rollout server: let a trainer reload weights in place (vLLM dev endpoints; bind to "
+                        "trusted hosts only)")
     s.add_argument("vllm_args", nargs="*", help="extra arguments passed to vLLM after --")
     s.set_defaults(func=run_serve)
 
@@ -49,7 +52,8 @@ def run_serve(args: argparse.Namespace) -> int:
     return serve_forever(ServeConfig(model=args.model, media_dir=args.media_dir, port=args.port, host=args.host,
                                      served_model_name=args.served_model_name, max_model_len=args.max_model_len,
                                      num_frames=num_frames, python=args.python,
-                                     gpu_memory_utilization=args.gpu_memory_utilization, extra_args=args.vllm_args))
+                                     gpu_memory_utilization=args.gpu_memory_utilization, weight_sync=args.weight_sync,
+                                     extra_args=args.vllm_args))
 
 
 def run_predict(args: argparse.Namespace) -> int:

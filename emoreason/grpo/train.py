@@ -2,8 +2,8 @@
 
 Rewards are named in the recipe with weights (``rewards: {format: 1.0, emotion: 1.0, au_f1: 1.0}``) and
 options (``reward_options: {emotion: {soft_quadrant: 0.2}}``); see ``emoreason.rewards``. Rollouts run with
-HF generate (default, works on CPU); ``use_vllm: true`` hands them to TRL's vLLM integration where vLLM is
-installed.
+HF generate (default, works on CPU), or ``use_vllm: true`` with a vLLM server that gets the same frames and
+the policy's weights every step (``emoreason serve --model M --media-dir D --weight-sync``).
 """
 
 from __future__ import annotations
@@ -32,8 +32,13 @@ class GRPORecipe(PolicyRecipe):
     loss_type: str = "dapo"
     scale_rewards: str = "group"
     num_iterations: int = 1
+    # rollouts on a vLLM server started with `emoreason serve --weight-sync` (see emoreason.grpo.rollouts)
     use_vllm: bool = False
-    vllm_mode: str = "colocate"
+    vllm_mode: str = "server"
+    vllm_server_base_url: str = "http://127.0.0.1:8000"
+    vllm_server_timeout: float = 600.0
+    vllm_sync_dir: str | None = None  # where weights are written for the server (default OUTPUT_DIR/vllm-sync)
+    vllm_importance_sampling_correction: bool = True
     learning_rate: float = 1e-6
     per_device_train_batch_size: int = 8
     logging_steps: int = 1
@@ -74,12 +79,15 @@ def build_trainer(recipe: GRPORecipe):
         max_completion_length=recipe.max_completion_length, temperature=recipe.temperature, top_p=recipe.top_p,
         beta=recipe.beta, loss_type=recipe.loss_type, scale_rewards=recipe.scale_rewards,
         num_iterations=recipe.num_iterations, use_vllm=recipe.use_vllm, vllm_mode=recipe.vllm_mode,
+        vllm_server_base_url=recipe.vllm_server_base_url, vllm_server_timeout=recipe.vllm_server_timeout,
+        vllm_importance_sampling_correction=recipe.vllm_importance_sampling_correction,
         reward_weights=[float(recipe.rewards[n]) for n in names], remove_unused_columns=False,
         **{"use_cpu": not torch.cuda.is_available(), **recipe.extra_args})
     policy = frame_policy(recipe, processor)
     train = grpo_dataset(recipe.dataset_path, recipe.train_split, recipe.max_train_samples)
     trainer = VideoGRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=train,
-                               processing_class=processor, peft_config=peft_config, frame_policy=policy)
+                               processing_class=processor, peft_config=peft_config, frame_policy=policy,
+                               vllm_sync_dir=recipe.vllm_sync_dir)
     return trainer, processor
 
 

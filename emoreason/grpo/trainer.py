@@ -10,18 +10,25 @@ Coupling to TRL internals, pinned to trl 1.16 (``tests/test_grpo.py`` fails loud
 ``_generate_and_score_completions`` (replaced: rollouts with video, rewards, group-normalised advantages),
 ``_get_per_token_logps_and_entropies`` (replaced: slices per-sample video tensors per chunk), ``_compute_loss``
 (wrapped: hands the batch's video tensors to the log-prob forward), ``_calculate_rewards`` and ``_metrics``
-(used as they are).
+(used as they are), and ``use_vllm``, which TRL's loss reads to apply the importance-sampling ratio.
+
+Rollouts: HF ``generate`` (default; CPU or GPU), or a vLLM server (``use_vllm: true, vllm_mode: server``) that
+receives the same frames and the policy's weights every step (``emoreason.grpo.rollouts``). TRL's own vLLM
+backend is switched off: it sends images only and syncs weights over NCCL.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import time
+from pathlib import Path
 
 import torch
 from trl import GRPOTrainer
 from trl.models import unwrap_model_for_generation
 
+from emoreason.grpo.rollouts import VLLMServerRollouts, merged_weights
 from emoreason.inference import encode_batch
 from emoreason.video import FramePolicy, LoadedFrames, MediaError, load_frames
 
@@ -58,19 +65,48 @@ def join_media(rows: list[dict[str, torch.Tensor]], device) -> dict[str, torch.T
     return out
 
 
+def _same_sample(a: dict, b: dict) -> bool:
+    return a.get("id") == b.get("id") and a.get("media_path") == b.get("media_path") and a["prompt"] == b["prompt"]
+
+
 class VideoGRPOTrainer(GRPOTrainer):
     """GRPO with video inputs. Dataset rows: ``prompt`` (chat messages with a ``{"type": "video"}`` or image part),
     ``media_type`` ("video" | "image" | None), ``media_path``, plus the ground-truth columns rewards read."""
 
-    def __init__(self, *args, frame_policy: FramePolicy | None = None, **kwargs):
-        args_ = kwargs.get("args") if "args" in kwargs else (args[2] if len(args) > 2 else None)
-        if getattr(args_, "use_vllm", False):
-            # TRL's vLLM rollout path sends images only; video rollouts through vLLM are not wired yet.
-            raise NotImplementedError("use_vllm is not supported for video GRPO yet: rollouts use HF generate "
-                                      "(set use_vllm: false)")
-        super().__init__(*args, **kwargs)
+    def __init__(self, *args, frame_policy: FramePolicy | None = None, vllm_sync_dir: str | None = None, **kwargs):
+        config = kwargs.get("args") if "args" in kwargs else (args[2] if len(args) > 2 else None)
+        wants_vllm = bool(getattr(config, "use_vllm", False))
+        if wants_vllm:
+            if config.vllm_mode != "server":
+                raise ValueError("video GRPO rollouts through vLLM run in server mode (vllm_mode: server, with "
+                                 "`emoreason serve --weight-sync`); colocate would need vLLM inside the trainer's "
+                                 "environment, which TRL 1.16 pins to vllm<=0.31")
+            config.use_vllm = False  # keep TRL from building its own (image-only, NCCL-synced) vLLM backend
+        try:
+            super().__init__(*args, **kwargs)
+        finally:
+            if wants_vllm:
+                config.use_vllm = True
         self.frame_policy = frame_policy or FramePolicy()
         self._media_rows: list[dict[str, torch.Tensor]] | None = None
+        self.vllm_rollouts: VLLMServerRollouts | None = None
+        if wants_vllm:
+            self._init_vllm_rollouts(config, vllm_sync_dir)
+
+    def _init_vllm_rollouts(self, config, sync_dir: str | None) -> None:
+        state = self.accelerator.state
+        zero3 = state.deepspeed_plugin is not None and state.deepspeed_plugin.zero_stage == 3
+        if zero3 or self.is_fsdp_enabled:
+            raise ValueError("vLLM server rollouts write the full weights from the main process: use the ddp or "
+                             "zero2 accelerate config (ZeRO-3/FSDP shard them)")
+        self.use_vllm = True  # TRL's _compute_loss then applies inputs["importance_sampling_ratio"]
+        base_url = config.vllm_server_base_url or f"http://{config.vllm_server_host}:{config.vllm_server_port}"
+        self.vllm_rollouts = VLLMServerRollouts(base_url, sync_dir or Path(config.output_dir) / "vllm-sync",
+                                                timeout_s=config.vllm_server_timeout)
+        if self.accelerator.is_main_process:
+            self.vllm_rollouts.check()
+        self._last_synced_step = -1
+        self._rollout_calls = 0
 
     # --- rollouts --------------------------------------------------------------------------------------
     def _load_media(self, inputs: list[dict]) -> tuple[list[list[dict]], list[LoadedFrames | None]]:
@@ -107,19 +143,12 @@ class VideoGRPOTrainer(GRPOTrainer):
         media_rows = split_media(encoded, kinds)
         prompt_ids, prompt_mask = encoded["input_ids"], encoded["attention_mask"]
 
-        vision_ids = self._vision_token_ids()
-        with unwrap_model_for_generation(self.model_wrapped, self.accelerator) as unwrapped, torch.no_grad():
-            # a sampled <|video_pad|> in a completion would break the next forward (tokens vs. features)
-            generated = unwrapped.generate(**encoded, generation_config=self.generation_config,
-                                           suppress_tokens=vision_ids)
-        completion_ids = generated[:, prompt_ids.size(1):]
-        eos_ids = torch.tensor(sorted(self._eos_ids()), device=device)
-        is_eos = torch.isin(completion_ids, eos_ids)
-        first_eos = torch.where(is_eos.any(1), is_eos.int().argmax(1),
-                                torch.full((is_eos.size(0),), is_eos.size(1), device=device))
-        positions = torch.arange(completion_ids.size(1), device=device).expand_as(completion_ids)
-        completion_mask = (positions <= first_eos.unsqueeze(1)).int()
-        truncated = ~is_eos.any(1)
+        if self.vllm_rollouts is not None:
+            completion_ids, completion_mask, truncated, sampling_logps = self._vllm_generate(
+                inputs, conversations, media, encoded, mode)
+        else:
+            completion_ids, completion_mask, truncated = self._hf_generate(encoded)
+            sampling_logps = None
         if self.mask_truncated_completions:
             completion_mask = completion_mask * (~truncated).unsqueeze(1).int()
         completion_ids_list = [ids[m.bool()].tolist() for ids, m in zip(completion_ids, completion_mask, strict=True)]
@@ -137,7 +166,8 @@ class VideoGRPOTrainer(GRPOTrainer):
         with torch.no_grad():
             self._media_rows = media_rows
             try:
-                needs_old = self.num_iterations > 1 or self.args.steps_per_generation > \
+                correct_sampling = sampling_logps is not None and self.vllm_importance_sampling_correction
+                needs_old = correct_sampling or self.num_iterations > 1 or self.args.steps_per_generation > \
                     self.args.gradient_accumulation_steps
                 if needs_old:
                     old_logps, _, _ = self._get_per_token_logps_and_entropies(
@@ -171,9 +201,100 @@ class VideoGRPOTrainer(GRPOTrainer):
             out["mm_token_type_ids"] = mm_token_type_ids
         if old_logps is not None:
             out["old_per_token_logps"] = old_logps
+        if sampling_logps is not None and self.vllm_importance_sampling_correction:
+            out["importance_sampling_ratio"] = self._importance_ratio(old_logps, sampling_logps, completion_mask,
+                                                                      mode)
         if ref_logps is not None:
             out["ref_per_token_logps"] = ref_logps
         return out
+
+    def _hf_generate(self, encoded) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Completion ids, mask (through the first EOS) and truncation flags from HF generate."""
+        device = self.accelerator.device
+        prompt_len = encoded["input_ids"].size(1)
+        with unwrap_model_for_generation(self.model_wrapped, self.accelerator) as unwrapped, torch.no_grad():
+            # a sampled <|video_pad|> in a completion would break the next forward (tokens vs. features)
+            generated = unwrapped.generate(**encoded, generation_config=self.generation_config,
+                                           suppress_tokens=self._vision_token_ids())
+        completion_ids = generated[:, prompt_len:]
+        eos_ids = torch.tensor(sorted(self._eos_ids()), device=device)
+        is_eos = torch.isin(completion_ids, eos_ids)
+        first_eos = torch.where(is_eos.any(1), is_eos.int().argmax(1),
+                                torch.full((is_eos.size(0),), is_eos.size(1), device=device))
+        positions = torch.arange(completion_ids.size(1), device=device).expand_as(completion_ids)
+        completion_mask = (positions <= first_eos.unsqueeze(1)).int()
+        return completion_ids, completion_mask, ~is_eos.any(1)
+
+    def _vllm_generate(self, inputs, conversations, media, encoded, mode):
+        """Rollouts on the vLLM server: weights synced first, one request with n copies per prompt group."""
+        device = self.accelerator.device
+        metrics = self._metrics[mode]
+        if self.state.global_step != self._last_synced_step:
+            start = time.perf_counter()
+            if self.accelerator.is_main_process:
+                with merged_weights(self.accelerator.unwrap_model(self.model)) as weights:
+                    self.vllm_rollouts.load_weights(weights)
+            self.accelerator.wait_for_everyone()
+            self._last_synced_step = self.state.global_step
+            metrics["rollouts/weight_sync_s"].append(time.perf_counter() - start)
+        # TRL's RepeatSampler places a prompt's G copies next to each other: one request with n = run length
+        groups, labels, expected, start_row = [], [], [], 0
+        while start_row < len(inputs):
+            end = start_row + 1
+            while end < len(inputs) and _same_sample(inputs[end], inputs[start_row]):
+                end += 1
+            groups.append((conversations[start_row], media[start_row], end - start_row))
+            labels.append(f"sample {inputs[start_row].get('id', start_row)}")
+            mask = encoded["attention_mask"][start_row].bool()
+            expected.append(encoded["input_ids"][start_row][mask].tolist())
+            start_row = end
+        self._rollout_calls += 1
+        seed = (self.args.seed * 1_000_003 + self._rollout_calls * 7919 + self.accelerator.process_index * 104_729)
+        start = time.perf_counter()
+        results = self.vllm_rollouts.generate(
+            groups, max_tokens=self.max_completion_length, temperature=self.temperature, top_p=self.top_p,
+            seed=seed % 2**31, suppress_tokens=self._vision_token_ids(), labels=labels, expected_prompts=expected)
+        metrics["rollouts/generation_s"].append(time.perf_counter() - start)
+        completions = [c for group in results for c in group]
+        width = max(1, max(len(c.token_ids) for c in completions))
+        pad = self.processing_class.tokenizer.pad_token_id
+        completion_ids = torch.full((len(completions), width), pad if pad is not None else 0, dtype=torch.long)
+        completion_mask = torch.zeros((len(completions), width), dtype=torch.int)
+        sampling_logps = torch.zeros((len(completions), width), dtype=torch.float32)
+        for row, completion in enumerate(completions):
+            n = len(completion.token_ids)
+            completion_ids[row, :n] = torch.tensor(completion.token_ids, dtype=torch.long)
+            completion_mask[row, :n] = 1
+            sampling_logps[row, :n] = torch.tensor(completion.logprobs, dtype=torch.float32)
+        truncated = torch.tensor([c.truncated for c in completions], dtype=torch.bool)
+        return completion_ids.to(device), completion_mask.to(device), truncated.to(device), sampling_logps.to(device)
+
+    def _importance_ratio(self, old_logps, sampling_logps, completion_mask, mode) -> torch.Tensor:
+        """Truncated/masked importance sampling between the policy and the vLLM sampler, as TRL computes it
+        for its own vLLM rollouts (``vllm_importance_sampling_mode``, ``..._clip_min/max``)."""
+        diff = torch.nan_to_num((old_logps - sampling_logps) * completion_mask, nan=0.0)
+        level = self.vllm_importance_sampling_mode
+        if level.startswith("sequence"):
+            diff = diff.sum(-1, keepdim=True)
+        ratio = torch.exp(diff)
+        low, high = self.vllm_importance_sampling_clip_min, self.vllm_importance_sampling_clip_max
+        if level.endswith("truncate"):
+            ratio = torch.clamp(ratio, min=low, max=high)
+        else:
+            out_of_range = torch.zeros_like(ratio, dtype=torch.bool)
+            if low is not None:
+                out_of_range |= ratio < low
+            if high is not None:
+                out_of_range |= ratio > high
+            ratio = ratio.masked_fill(out_of_range, 0.0)
+        metrics = self._metrics[mode]
+        tokens = completion_mask.bool()
+        gap = (old_logps - sampling_logps).abs()[tokens & ~torch.isnan(sampling_logps)]
+        metrics["sampling/sampling_logp_difference/mean"].append(
+            self.accelerator.gather(gap.mean() if gap.numel() else torch.zeros((), device=gap.device)).mean().item())
+        metrics["sampling/importance_sampling_ratio/mean"].append(
+            self.accelerator.gather(ratio.float().mean()).mean().item())
+        return ratio
 
     def _vision_token_ids(self) -> list[int]:
         tokenizer = self.processing_class.tokenizer

@@ -4,7 +4,8 @@
 * one video and one image per prompt (``--limit-mm-per-prompt``);
 * frames sampled like training: ``--media-io-kwargs`` gives vLLM's video loader the frame count;
 * local files readable only under the given media directory (``--allowed-local-media-path``);
-* a bounded context (``--max-model-len``).
+* a bounded context (``--max-model-len``);
+* with ``weight_sync``, the endpoints a GRPO trainer needs to push new weights (``emoreason.grpo.rollouts``).
 
 It waits until ``/health`` answers, and stops the server cleanly on Ctrl-C / SIGTERM. vLLM runs from the
 current interpreter when it has vLLM (``pip install -e .[serve]`` on a GPU machine), else from ``.venv-vllm``
@@ -46,6 +47,9 @@ class ServeConfig:
     gpu_memory_utilization: float = 0.3
     kv_cache_gib: int = 1  # CPU only: VLLM_CPU_KVCACHE_SPACE
     startup_timeout_s: float = 600.0
+    # GRPO rollout server: vLLM's RL/dev endpoints (reload weights in place, reset caches) and sampling
+    # log-probs after temperature, as importance-sampling correction needs (see emoreason.grpo.rollouts)
+    weight_sync: bool = False
     extra_args: list[str] = field(default_factory=list)
 
     @property
@@ -82,7 +86,10 @@ def command(cfg: ServeConfig) -> list[str]:
             "--max-model-len", str(cfg.max_model_len), "--allowed-local-media-path", str(media),
             "--limit-mm-per-prompt", json.dumps({"video": 1, "image": 1}),
             "--media-io-kwargs", json.dumps({"video": {"num_frames": cfg.num_frames}}),
-            "--gpu-memory-utilization", str(cfg.gpu_memory_utilization), *cfg.extra_args]
+            "--gpu-memory-utilization", str(cfg.gpu_memory_utilization),
+            # per-request media kwargs carry the trainer's frame indices and fps with the inlined frames
+            *(["--logprobs-mode", "processed_logprobs", "--trust-request-mm-kwargs"] if cfg.weight_sync else []),
+            *cfg.extra_args]
 
 
 def _healthy(cfg: ServeConfig) -> bool:
@@ -103,6 +110,8 @@ class VLLMServer:
     def start(self) -> VLLMServer:
         env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE=str(self.cfg.kv_cache_gib), HF_HUB_OFFLINE="1",
                    VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1")
+        if self.cfg.weight_sync:
+            env["VLLM_SERVER_DEV_MODE"] = "1"  # exposes /collective_rpc and the cache resets: trusted hosts only
         out = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115 (closed in stop)
         self._log_handle = out
         self.process = subprocess.Popen(command(self.cfg), env=env, stdout=out or None, stderr=subprocess.STDOUT

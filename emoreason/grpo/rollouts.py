@@ -1,0 +1,236 @@
+"""GRPO rollouts on a vLLM server, with video, and the policy's weights pushed to it every step.
+
+TRL's vLLM path sends images only (trl#5373) and its server mode syncs weights over NCCL, which needs GPUs on
+both sides and vLLM inside the trainer's environment (TRL 1.16 pins vllm<=0.31). This path needs neither: the
+server is vLLM's own OpenAI-compatible server (``emoreason serve --weight-sync``, any vLLM with the RL/dev
+endpoints, CPU or GPU, its own environment), and
+
+* **inputs** are exactly the training frames: each sample's decoded frames go as a lossless PNG frame
+  sequence (vLLM's ``video/jpeg`` frame-list data URL, decoded by PIL whatever the format) with their source
+  indices, fps and frame count in per-request ``media_io_kwargs``, so vLLM builds the same video grid and
+  temporal positions as the policy forward. Prompt token ids are compared with the trainer's and a mismatch
+  is logged with the sample id;
+* **weights** go through the filesystem: the main process writes the policy (LoRA merged in) as one
+  safetensors file in ``sync_dir`` and asks the server to reload it in place (``/pause`` →
+  ``/collective_rpc reload_weights`` → cache resets → ``/resume``). ``sync_dir`` must be readable by the
+  server at the same path (same machine or a shared filesystem; ``/dev/shm`` is fastest);
+* **completions** come back as token ids (``return_token_ids``) with the sampling log-probs
+  (``--logprobs-mode processed_logprobs``) for TRL's importance-sampling correction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import logging
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from emoreason.client import ChatClient, EndpointConfig
+from emoreason.reasoning import to_openai_messages
+from emoreason.video import LoadedFrames
+
+log = logging.getLogger(__name__)
+
+
+class RolloutError(RuntimeError):
+    """The vLLM server could not produce a rollout or take the new weights."""
+
+
+@dataclass
+class Completion:
+    token_ids: list[int]
+    logprobs: list[float]  # sampling log-prob of each token (NaN where the server gave none)
+    truncated: bool  # stopped by the length budget, not by EOS
+
+
+def _png(frame: np.ndarray) -> str:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(frame).save(buffer, format="PNG", compress_level=1)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def media_payload(loaded: LoadedFrames) -> tuple[str, dict]:
+    """A data URL with the loaded frames (lossless) and the ``media_io_kwargs`` that make vLLM treat them
+    as the training frames: no re-sampling, the source fps, indices and frame count (temporal positions)."""
+    if loaded.kind == "image":
+        return f"data:image/png;base64,{_png(loaded.frames[0])}", {}
+    url = "data:video/jpeg;base64," + ",".join(_png(f) for f in loaded.frames)
+    meta = loaded.video_metadata()
+    video_kwargs = {"num_frames": -1, "fps": float(meta["fps"]),
+                    "frames_indices": [int(i) for i in meta["frames_indices"]],
+                    "total_num_frames": int(meta["total_num_frames"])}
+    if meta.get("duration") is not None:
+        video_kwargs["duration"] = float(meta["duration"])
+    return url, {"video": video_kwargs}
+
+
+def rollout_messages(conversation: list[dict], loaded: LoadedFrames | None) -> tuple[list[dict], dict]:
+    """The trainer's chat messages in OpenAI format with the frames inlined, and the request's media kwargs."""
+    if loaded is None:
+        return to_openai_messages(conversation), {}
+    url, media_kwargs = media_payload(loaded)
+    return to_openai_messages(conversation, url), media_kwargs
+
+
+def checkpoint_name(name: str) -> str | None:
+    """A PEFT-wrapped parameter's name as it is in the base checkpoint; None for adapter weights."""
+    if "lora_" in name or ".original_module." in name:
+        return None
+    name = name.removeprefix("base_model.model.").replace(".base_layer.", ".")
+    return name.replace(".modules_to_save.default.", ".")
+
+
+@contextmanager
+def merged_weights(model) -> Iterator[dict[str, torch.Tensor]]:
+    """The policy's weights under checkpoint names, LoRA adapters merged in (unmerged again on exit). Tied
+    weights (embeddings = LM head) appear under both names: vLLM's in-place reload sets each separately."""
+    is_peft = hasattr(model, "merge_adapter") and hasattr(model, "peft_config")
+    if is_peft:
+        model.merge_adapter()
+    try:
+        seen, state = set(), {}
+        for name, tensor in model.state_dict().items():
+            target = checkpoint_name(name) if is_peft else name
+            if target is None:
+                continue
+            tensor = tensor.detach()
+            state[target] = tensor.clone() if tensor.data_ptr() in seen else tensor  # safetensors refuses aliases
+            seen.add(tensor.data_ptr())
+        yield state
+    finally:
+        if is_peft:
+            model.unmerge_adapter()
+
+
+class VLLMServerRollouts:
+    """Samples completions for (conversation, frames) groups on a vLLM server and pushes weights to it."""
+
+    def __init__(self, base_url: str, sync_dir: str | Path, timeout_s: float = 600.0, concurrency: int = 16,
+                 model: str | None = None):
+        base = base_url.rstrip("/").removesuffix("/v1")
+        self.root, self.sync_dir, self.timeout_s = base, Path(sync_dir).resolve(), timeout_s
+        self.endpoint = EndpointConfig(base_url=f"{base}/v1", model=model, concurrency=concurrency,
+                                       timeout_s=timeout_s, retries=2)
+        self.prompt_mismatches = 0
+
+    # --- control endpoints -------------------------------------------------------------------------------
+    def _post(self, path: str, body: dict | None = None) -> str:
+        request = urllib.request.Request(f"{self.root}{path}", data=json.dumps(body or {}).encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                return response.read().decode()
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")[:300]
+            hint = (" (start the server with `emoreason serve --weight-sync`, which enables vLLM's RL/dev "
+                    "endpoints)" if exc.code == 404 else "")
+            raise RolloutError(f"vLLM server {self.root}{path}: HTTP {exc.code} {detail}{hint}") from exc
+        except (urllib.error.URLError, OSError) as exc:
+            raise RolloutError(f"vLLM server {self.root}{path}: {exc}") from exc
+
+    def check(self) -> None:
+        """Fail early with a clear message when the server is down or lacks the weight-reload endpoints."""
+        try:
+            with urllib.request.urlopen(f"{self.root}/health", timeout=10):
+                pass
+        except (urllib.error.URLError, OSError) as exc:
+            raise RolloutError(f"no vLLM server at {self.root} ({exc}); start one with `emoreason serve "
+                               "--model MODEL --media-dir DIR --weight-sync`") from exc
+        try:
+            with urllib.request.urlopen(f"{self.root}/server_info?config_format=json", timeout=120) as response:
+                info = json.loads(response.read())
+        except (urllib.error.URLError, OSError) as exc:
+            raise RolloutError(f"vLLM server {self.root} has no dev endpoints (/server_info); restart it with "
+                               "`emoreason serve --weight-sync` (sets VLLM_SERVER_DEV_MODE=1)") from exc
+        config = info.get("vllm_config")
+        mode = config.get("model_config", {}).get("logprobs_mode") if isinstance(config, dict) else None
+        if mode not in (None, "processed_logprobs"):
+            log.warning("vLLM runs with --logprobs-mode %s: the importance-sampling correction is biased; "
+                        "`emoreason serve --weight-sync` sets processed_logprobs", mode)
+
+    def load_weights(self, weights: dict[str, torch.Tensor]) -> Path:
+        """Write ``weights`` (checkpoint names) and make the server reload them in place."""
+        from safetensors.torch import save_file
+
+        self.sync_dir.mkdir(parents=True, exist_ok=True)
+        target, partial = self.sync_dir / "model.safetensors", self.sync_dir / "model.safetensors.partial"
+        save_file({k: v.to("cpu").contiguous() for k, v in weights.items()}, str(partial))
+        os.replace(partial, target)  # the server never sees a half-written file
+        self._post("/pause?mode=wait")
+        try:
+            self._post("/collective_rpc", {"method": "reload_weights",
+                                           "kwargs": {"weights_path": str(self.sync_dir)}})
+            # cached prefixes and vision-encoder outputs were computed with the old weights
+            for path in ("/reset_prefix_cache", "/reset_mm_cache", "/reset_encoder_cache"):
+                self._post(path)
+        finally:
+            self._post("/resume")
+        return target
+
+    # --- sampling ----------------------------------------------------------------------------------------
+    def generate(self, groups: Sequence[tuple[list[dict], LoadedFrames | None, int]], *, max_tokens: int,
+                 temperature: float, top_p: float, seed: int, suppress_tokens: Sequence[int] = (),
+                 labels: Sequence[str] = (), expected_prompts: Sequence[list[int] | None] | None = None,
+                 ) -> list[list[Completion]]:
+        """For each (conversation, frames, n) group, n sampled completions; raises RolloutError naming the
+        group's label when the server fails after retries."""
+        requests = []
+        for i, (conversation, loaded, n) in enumerate(groups):
+            messages, media_kwargs = rollout_messages(conversation, loaded)
+            extra = {"return_token_ids": True, "skip_special_tokens": False}
+            if media_kwargs:
+                extra["media_io_kwargs"] = media_kwargs
+            params = {"n": n, "max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
+                      "seed": seed + i, "logprobs": True, "extra_body": extra}
+            if suppress_tokens:  # a sampled vision placeholder would break the policy forward
+                params["logit_bias"] = {str(t): -100 for t in suppress_tokens}
+            requests.append((messages, params))
+
+        async def _go():
+            client = ChatClient(self.endpoint)
+            try:
+                return await asyncio.gather(*(client.chat(m, **p) for m, p in requests))
+            finally:
+                await client.close()
+
+        results = asyncio.run(_go())
+        out = []
+        for i, result in enumerate(results):
+            label = labels[i] if i < len(labels) else f"group {i}"
+            if not result.ok:
+                raise RolloutError(f"vLLM rollout for {label} failed: {result.error}")
+            choices = result.response.choices
+            if expected_prompts is not None and expected_prompts[i] is not None:
+                served = (choices[0].model_extra or {}).get("prompt_token_ids") or getattr(
+                    result.response, "prompt_token_ids", None)
+                if served is not None and list(served) != list(expected_prompts[i]):
+                    self.prompt_mismatches += 1
+                    log.warning("vLLM saw different prompt tokens for %s than the policy (%d vs %d tokens): "
+                                "check that the server's processor matches the trainer's", label, len(served),
+                                len(expected_prompts[i]))
+            out.append([self._completion(choice, label) for choice in choices])
+        return out
+
+    @staticmethod
+    def _completion(choice, label: str) -> Completion:
+        ids = (choice.model_extra or {}).get("token_ids")
+        if ids is None:
+            raise RolloutError(f"vLLM returned no token ids for {label}: the server needs vLLM with "
+                               "`return_token_ids` (>= 0.10.2)")
+        entries = (choice.logprobs.content or []) if choice.logprobs is not None else []
+        logprobs = [float(e.logprob) for e in entries][:len(ids)]
+        logprobs += [float("nan")] * (len(ids) - len(logprobs))
+        return Completion(list(ids), logprobs, choice.finish_reason == "length")

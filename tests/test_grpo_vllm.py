@@ -1,0 +1,103 @@
+"""GRPO rollouts on a real vLLM server (CPU build in .venv-vllm): same frames, synced weights, token ids and
+sampling log-probs that agree with the policy's own, a training run through it, and its faults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from vllm_support import VLLM_MARKS, VLLM_PYTHON, free_port
+
+from emoreason.grpo.rollouts import RolloutError, VLLMServerRollouts, merged_weights
+from emoreason.grpo.train import GRPORecipe, build_trainer
+from emoreason.serving.server import ServeConfig, VLLMServer
+
+pytestmark = VLLM_MARKS
+
+
+@pytest.fixture(scope="module")
+def rollout_server(tiny_model_dirs, tmp_path_factory):
+    media = tmp_path_factory.mktemp("rollout-media")  # frames travel inline; nothing is read from here
+    cfg = ServeConfig(model=str(tiny_model_dirs["qwen2_5_vl"]), media_dir=str(media), port=free_port(),
+                      max_model_len=2048, python=str(VLLM_PYTHON), startup_timeout_s=300, weight_sync=True)
+    with VLLMServer(cfg, log_path=tmp_path_factory.mktemp("logs") / "vllm.log") as server:
+        yield server
+
+
+def _trainer(tmp_path, tiny_model_dirs, grpo_data, server, **kw):
+    fields = {"num_generations": 2, "per_device_train_batch_size": 4, "max_completion_length": 16, "max_steps": 2,
+              "fps": 4.0, "max_frames": 4, "min_pixels": 3136, "max_pixels": 12544, "learning_rate": 1e-2,
+              "mode": "full", "logging_steps": 1, "save_steps": 1000, "seed": 0, "use_vllm": True,
+              "vllm_server_base_url": f"http://127.0.0.1:{server.cfg.port}",
+              "reward_options": {"length": {"max_chars": 40}}, **kw}  # varied rewards → an update
+    recipe = GRPORecipe(model_name_or_path=str(tiny_model_dirs["qwen2_5_vl"]), dataset_path=str(grpo_data),
+                        output_dir=str(tmp_path / "g"), **fields)
+    return build_trainer(recipe)[0]
+
+
+def _logp_gap(trainer) -> float:
+    return trainer._metrics["train"]["sampling/sampling_logp_difference/mean"][-1]
+
+
+def test_vllm_rollouts_see_the_training_frames_and_weights(tmp_path, tiny_model_dirs, grpo_data, rollout_server):
+    trainer = _trainer(tmp_path, tiny_model_dirs, grpo_data, rollout_server)
+    batch = [dict(trainer.train_dataset[i]) for i in (0, 0, 1, 1)]
+    trainer.model.train()
+    inputs = trainer._generate_and_score_completions(batch)
+    assert inputs["completion_ids"].shape[0] == 4 and inputs["advantages"].shape == (4,)
+    assert all("pixel_values_videos" in m for m in inputs["media"])
+    assert "importance_sampling_ratio" in inputs and "old_per_token_logps" in inputs
+    # vLLM built the same prompt (video grid, temporal positions) from the inlined frames ...
+    assert trainer.vllm_rollouts.prompt_mismatches == 0
+    # ... and samples from the policy's distribution: its log-probs of its own tokens match the policy's
+    assert _logp_gap(trainer) < 0.05, _logp_gap(trainer)
+    vision = set(trainer._vision_token_ids())
+    assert not vision & set(inputs["completion_ids"][inputs["completion_mask"].bool()].tolist())
+
+    with merged_weights(trainer.accelerator.unwrap_model(trainer.model)) as weights:
+        initial = {name: tensor.clone() for name, tensor in weights.items()}
+    trainer.train()  # two steps, each syncing the new weights before its rollouts
+    assert trainer.state.global_step == 2
+    logged = [h for h in trainer.state.log_history if "reward" in h]
+    assert len(logged) == 2 and all("rollouts/weight_sync_s" in h and "sampling/importance_sampling_ratio/mean"
+                                    in h for h in logged)
+    trainer.model.train()
+    trainer.vllm_rollouts.load_weights(initial)  # the server back on the untrained weights ...
+    trainer._last_synced_step = trainer.state.global_step  # ... and no sync: its samples are off-policy
+    trainer._generate_and_score_completions(batch)
+    stale = _logp_gap(trainer)
+    trainer._last_synced_step = -1  # sync, as every step does
+    trainer._generate_and_score_completions(batch)
+    synced = _logp_gap(trainer)
+    assert synced < 0.05 and stale > 3 * synced, (stale, synced)
+
+
+def test_lora_policy_is_served_merged(tmp_path, tiny_model_dirs, grpo_data, rollout_server):
+    trainer = _trainer(tmp_path, tiny_model_dirs, grpo_data, rollout_server, mode="lora", lora_r=8, lora_alpha=16,
+                       lora_dropout=0.0)  # dropout would make the policy's own log-probs noisy
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    with torch.no_grad():  # a non-zero adapter, so the merged weights differ from the base checkpoint
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.1)
+    batch = [dict(trainer.train_dataset[i]) for i in (2, 2)]
+    trainer.model.train()
+    trainer._generate_and_score_completions(batch)
+    synced = _logp_gap(trainer)
+    # control: the server on the base checkpoint (adapter not merged) samples visibly off-policy
+    base = load_file(str(next(Path(tiny_model_dirs["qwen2_5_vl"]).glob("*.safetensors"))))
+    trainer.vllm_rollouts.load_weights(base)
+    trainer._last_synced_step = trainer.state.global_step
+    trainer._generate_and_score_completions(batch)
+    assert synced < 0.05 and _logp_gap(trainer) > 3 * synced, (_logp_gap(trainer), synced)
+
+
+def test_rollout_faults_are_named(tmp_path, rollout_server):
+    rollouts = VLLMServerRollouts(f"http://127.0.0.1:{free_port()}", tmp_path / "sync", timeout_s=5)
+    with pytest.raises(RolloutError, match="no vLLM server"):
+        rollouts.check()
+    live = VLLMServerRollouts(f"http://127.0.0.1:{rollout_server.cfg.port}", tmp_path / "sync", timeout_s=60)
+    with pytest.raises(RolloutError, match="HTTP"):
+        live.load_weights({"model.not_a_weight": torch.zeros(2)})
