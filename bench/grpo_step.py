@@ -137,6 +137,11 @@ def main() -> None:
               "rollouts": args.rollouts}
     if logged:  # part of generation_s: writing the weights and the in-place reload on the server
         result["emoreason_step"]["weight_sync_s"] = sum(h["rollouts/weight_sync_s"] for h in logged) / len(logged)
+        steady = logged[1:]  # the server's first request warms it up (graph capture / compilation)
+        if steady:
+            result["emoreason_step"]["rollout_new_tok_per_s_after_first_step"] = sum(
+                g * h["completions/mean_length"] for h in steady) / sum(
+                h["rollouts/generation_s"] + h["rollouts/weight_sync_s"] for h in steady)
     result["rollout_speedup"] = result["emoreason_step"]["rollout_new_tok_per_s"] / baseline["new_tok_per_s"]
     print(json.dumps(result, indent=1))
     if os.environ.get("OUT"):
