@@ -50,7 +50,7 @@ def test_vllm_rollouts_see_the_training_frames_and_weights(tmp_path, tiny_model_
     assert all("pixel_values_videos" in m for m in inputs["media"])
     assert "importance_sampling_ratio" in inputs and "old_per_token_logps" in inputs
     # vLLM built the same prompt (video grid, temporal positions) from the inlined frames ...
-    assert trainer.vllm_rollouts.prompt_mismatches == 0
+    assert trainer.vllm_rollouts.prompts_checked == 2 and trainer.vllm_rollouts.prompt_mismatches == 0
     # ... and samples from the policy's distribution: its log-probs of its own tokens match the policy's
     assert _logp_gap(trainer) < 0.05, _logp_gap(trainer)
     vision = set(trainer._vision_token_ids())

@@ -124,7 +124,7 @@ class VLLMServerRollouts:
         self.root, self.sync_dir, self.timeout_s = base, Path(sync_dir).resolve(), timeout_s
         self.endpoint = EndpointConfig(base_url=f"{base}/v1", model=model, concurrency=concurrency,
                                        timeout_s=timeout_s, retries=2)
-        self.prompt_mismatches = 0
+        self.prompts_checked = self.prompt_mismatches = 0
 
     # --- control endpoints -------------------------------------------------------------------------------
     def _post(self, path: str, body: dict | None = None) -> str:
@@ -214,8 +214,9 @@ class VLLMServerRollouts:
                 raise RolloutError(f"vLLM rollout for {label} failed: {result.error}")
             choices = result.response.choices
             if expected_prompts is not None and expected_prompts[i] is not None:
-                served = (choices[0].model_extra or {}).get("prompt_token_ids") or getattr(
-                    result.response, "prompt_token_ids", None)
+                served = (result.response.model_extra or {}).get("prompt_token_ids")
+                if served is not None:
+                    self.prompts_checked += 1
                 if served is not None and list(served) != list(expected_prompts[i]):
                     self.prompt_mismatches += 1
                     log.warning("vLLM saw different prompt tokens for %s than the policy (%d vs %d tokens): "
