@@ -142,12 +142,12 @@ def make_disfa(root: Path) -> dict:
     return {"counts": {None: 3}, "problems": {}, "aus": [6, 12]}
 
 
-BP4D_SUBJECTS = {"F001": 1, "F003": 2, "F007": 3}  # one subject in each of JAA-Net's partitions
+BP4D_SUBJECTS = {"F001": 1, "F002": 1, "F003": 2, "F007": 3}  # JAA-Net's partitions (not a round-robin deal)
 BP4D_FIRST_FRAME = 2440  # BP4D codes a segment of each task; frames are named by their number
 
 
 def make_bp4d(root: Path) -> dict:
-    """T1 of three subjects, 20 coded frames (2440–2459): AU6+AU12 on in frames 2445–2452, AU1 unknown (9) in
+    """T1 of four subjects, 20 coded frames (2440–2459): AU6+AU12 on in frames 2445–2452, AU1 unknown (9) in
     frames 2450–2451, everything else off; frame images named by number."""
     aus = (1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24)
     head = "Frame," + ",".join(map(str, aus)) + "\n"
@@ -161,7 +161,7 @@ def make_bp4d(root: Path) -> dict:
         _frames(root / "Sequences" / subject / "T1", names=[f"{f}.jpg" for f in range(BP4D_FIRST_FRAME,
                                                                                      BP4D_FIRST_FRAME + 20)])
     _write(root / "AUCoding" / "AU_INT" / "AU12" / "F001_T1_AU12.csv", "2445,3\n2446,4\n")
-    return {"counts": {None: 3}, "problems": {}, "aus": [6, 12]}
+    return {"counts": {None: 4}, "problems": {}, "aus": [6, 12]}
 
 
 def make_affwild2(root: Path) -> dict:
