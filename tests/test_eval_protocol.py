@@ -88,7 +88,7 @@ def test_per_fold_loop_reports_each_fold_then_mean_and_std(tmp_path, tiny_model_
     assert folds[1]["protocol"]["model"]["path"].endswith("dfew_fold2")
     text = (tmp_path / "eval" / "summary.md").read_text()
     first = text.splitlines()[2]
-    for part in ("benchmark `dfew`", "folds 1, 2 of 2 (one model per fold)", "split test", "7 classes (",
+    for part in ("benchmark `dfew`", "2 of 2 folds scored (1, 2; one model per fold)", "split test", "7 classes (",
                  "frame policy fps=", "prompt "):
         assert part in first, (part, first)
     assert "## Mean ± std over folds" in text and "## Per fold" in text and "## Per-class recall" in text

@@ -22,7 +22,7 @@ def test_eval_endpoint_on_frame_folders(tmp_path, tiny_model_dirs):
     media = tmp_path / "served-media"  # nothing is read from here: the frames travel inline
     media.mkdir()
     cfg = ServeConfig(model=str(tiny_model_dirs["qwen2_5_vl"]), media_dir=str(media), port=free_port(),
-                      max_model_len=2048, python=str(VLLM_PYTHON), startup_timeout_s=300)
+                      max_model_len=2048, python=str(VLLM_PYTHON), startup_timeout_s=600)
     with VLLMServer(cfg, log_path=tmp_path / "vllm.log"):
         result = subprocess.run(
             [sys.executable, "-m", "emoreason", "eval", "--benchmark", "dfew", "--endpoint", cfg.base_url,

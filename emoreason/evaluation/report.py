@@ -49,7 +49,8 @@ def protocol_line(protocol: dict | None, folds_present: list | None = None) -> s
     parts = [f"benchmark `{protocol['benchmark']}` (protocol {protocol.get('protocol_hash')})"]
     folds = protocol.get("folds")
     if folds and folds_present is not None:
-        parts.append(f"folds {', '.join(map(str, folds_present))} of {len(folds)} (one model per fold"
+        parts.append(f"{len(folds_present)} of {len(folds)} folds scored ({', '.join(map(str, folds_present))}; "
+                     "one model per fold"
                      + (", zero-shot: one model trained on none of them" if protocol.get("zero_shot") else "") + ")")
     elif folds:
         parts.append(f"fold {protocol.get('fold')} of {len(folds)}" +
@@ -217,7 +218,7 @@ def write_fold_summary(spec, out: Path) -> dict:
                      "folds_present": present, "complete": complete, "per_fold": per_fold,
                      "mean_std": {label: fold_summary([per_fold[str(k)][label] for k in present])
                                   for label in measured} if complete else None}
-    recs = {k: m["recognition"] for k, m in runs.items() if m.get("recognition")}
+    recs = {k: m["recognition"] for k, m in runs.items() if m.get("recognition")} if complete else {}
     if recs:
         classes = [c for c in (protocol.get("classes") or sorted({c for r in recs.values() for c in r["labels"]}))
                    if any(c in r["labels"] for r in recs.values())]
@@ -231,7 +232,7 @@ def write_fold_summary(spec, out: Path) -> dict:
                     if a in index and b in index:
                         total[i][j] += r["confusion_matrix"][index[a]][index[b]]
         summary["confusion_matrix"] = {"labels": classes, "matrix": total, "note": "summed over the folds present"}
-    aus = {k: m["au"] for k, m in runs.items() if m.get("au")}
+    aus = {k: m["au"] for k, m in runs.items() if m.get("au")} if complete else {}
     if aus:
         names = list(next(iter(aus.values()))["per_au_f1"])
         summary["per_au_f1"] = {a: fold_summary([r["per_au_f1"].get(a) for r in aus.values()]) for a in names}
@@ -260,6 +261,9 @@ def _write_fold_markdown(summary: dict, out: Path) -> None:
         lines.append(f"| {k} | " + " | ".join(_pct(row[label]) for label in labels)
                      + f" | {row['n']} | {row['model']} |")
     lines.append("")
+    if not summary["complete"]:  # no pooled tables or plots either: they would mix a partial protocol
+        for stale in ("confusion_matrix.png", "per_class_recall.png", "per_au_f1.png"):
+            (out / stale).unlink(missing_ok=True)
     if summary.get("per_class_recall"):
         lines += ["## Per-class recall (mean ± std over folds)", "", "| class | recall |", "|---|---|"]
         lines += [f"| {c} | {_mean_std(v)} |" for c, v in summary["per_class_recall"].items()]
