@@ -56,12 +56,13 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from emoreason.evaluation.backends import EndpointSetupError
     from emoreason.evaluation.report import ProtocolMismatchError
     from emoreason.evaluation.runner import CacheMismatchError, FoldProtocolError
 
     try:
         return _run(args)
-    except (FoldProtocolError, CacheMismatchError, ProtocolMismatchError) as exc:
+    except (FoldProtocolError, CacheMismatchError, ProtocolMismatchError, EndpointSetupError) as exc:
         print(f"emoreason eval: {exc}", file=sys.stderr)
         return 2
 

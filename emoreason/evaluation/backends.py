@@ -17,6 +17,10 @@ from emoreason.video import FramePolicy, MediaError, inline_media, load_media
 log = logging.getLogger(__name__)
 
 
+class EndpointSetupError(RuntimeError):
+    """The server cannot answer the way evaluation needs (it refuses the frames' per-request timing)."""
+
+
 def _media_type(record: SampleRecord) -> str:
     return "image" if record.media["type"] == "image" else "video"
 
@@ -155,5 +159,11 @@ class EndpointBackend:
                 await client.close()
 
         for i, result in zip(index, asyncio.run(_go()) if requests else [], strict=True):
+            if result.error and "trust-request-mm-kwargs" in result.error:
+                raise EndpointSetupError(
+                    f"{self.config.base_url} refuses per-request media_io_kwargs, which carry the inlined frames' "
+                    f"indices and fps (without them vLLM re-samples the frames and assumes 1 fps). Start the server "
+                    f"for trusted clients with `emoreason serve … -- --trust-request-mm-kwargs` (vLLM's flag), or "
+                    f"pass --media-dir to send video files by path. Server said: {result.error[:300]}")
             results[i] = (result.text, result.error)
         return results
