@@ -34,6 +34,7 @@ RAMP_AUS = (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 24, 25, 26, 43)
 ESTIMATED_AS = {24: 23, 43: 45}  # rendered AU → the estimator AU that stands for it (AU23/24, AU43/45)
 LEVELS = np.r_[np.zeros(4), np.linspace(0.5, 5.0, 10)]
 SIZE = 256
+MIN_RELATIVE_STEP = 0.2
 # A measure FaceMesh does not see move on the cartoon borrows its step from a measure of the same geometry
 # that it does see (documented in docs/au_estimator.md).
 FALLBACKS = {
@@ -99,6 +100,11 @@ def fit_steps(data: list[dict]) -> tuple[dict, dict]:
                 continue
             per.setdefault((item["au"], name), []).append((float(lv @ delta / (lv @ lv)),
                                                            float(np.corrcoef(lv, delta)[0, 1])))
+    # a measure must move under the AU at least this fraction as much as under the AU that moves it most
+    # (otherwise a tiny slope would blow noise up into high intensities)
+    largest = {}
+    for (_, name), values in per.items():
+        largest[name] = max(largest.get(name, 0.0), abs(float(np.median([s for s, _ in values]))))
     steps, report = {}, {}
     for au, spec in AU_SPECS.items():
         rendered = au if au in RAMP_AUS else next(r for r, e in ESTIMATED_AS.items() if e == au)
@@ -107,7 +113,7 @@ def fit_steps(data: list[dict]) -> tuple[dict, dict]:
             slope = float(np.median([s for s, _ in values])) if values else 0.0
             r = float(np.median([c for _, c in values])) if values else 0.0
             source = f"SynthFACS AU{rendered} ramp"
-            if sign * slope <= 0 or sign * r < 0.6:
+            if sign * slope <= 0 or sign * r < 0.6 or abs(slope) < MIN_RELATIVE_STEP * largest[name]:
                 if (au, name) not in FALLBACKS:
                     raise SystemExit(f"AU{au} {name}: no usable step (slope {slope:+.3f}, r {r:+.2f}) and no "
                                      "fallback")
@@ -150,7 +156,7 @@ def fit_thresholds(data: list[dict], steps: dict) -> tuple[dict, dict]:
         p, y = p[keep], t[keep] >= 1.0
         best = (0.0, 1.0)
         if y.any():
-            for cut in np.arange(0.25, 3.01, 0.05):
+            for cut in np.arange(0.25, 4.01, 0.05):
                 hit = p >= cut
                 tp = (hit & y).sum()
                 f1 = 2 * tp / max(1, hit.sum() + y.sum())

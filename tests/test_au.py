@@ -153,7 +153,7 @@ def test_au_detect_writes_openface_csvs_the_dataset_reader_reads(detected):
     assert lines[1].startswith("1, 0, 0.000, ")
     track = read_openface_csv(csv_path)
     assert len(track) == 72 and track.fps == pytest.approx(30.0, rel=0.02)
-    assert track.valid(0.5).all()
+    assert track.valid(0.8).all()  # OpenFace's usual confidence cut keeps every frame of a clean clip
     assert set(track.intensity) == set(OPENFACE_R_AUS)
 
 def test_the_openface_adapter_reads_au_detect_output_beside_the_clip(detected, tmp_path):
@@ -277,7 +277,7 @@ def test_several_faces_pick_the_largest_or_the_central_one():
     for select in ("largest", "central"):
         with FaceLandmarker(LandmarkerConfig(select=select, max_faces=6, hand_every=0), static=True) as marker:
             face, count = marker.face(frame)
-        assert count >= 3
+        assert count >= 2
         picks[select] = face[:468, :2]
     width = {k: np.ptp(v[:, 0]) for k, v in picks.items()}
     centre = {k: abs(v[:, 0].mean() - frame.shape[1] / 2) for k, v in picks.items()}

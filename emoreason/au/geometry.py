@@ -227,11 +227,11 @@ def similarity_fit(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray,
 
 def rotation_angles(rotation: np.ndarray) -> tuple[float, float, float]:
     """(yaw, pitch, roll) in degrees of the head, from the rotation that maps the face onto the frontal model."""
-    head = rotation.T  # frontal model → observed face
-    yaw = np.degrees(np.arcsin(np.clip(-head[2, 0], -1.0, 1.0)))
-    pitch = np.degrees(np.arctan2(head[2, 1], head[2, 2]))
-    roll = np.degrees(np.arctan2(head[1, 0], head[0, 0]))
-    return float(yaw), float(pitch), float(roll)
+    head = rotation.T  # frontal model → observed face, decomposed as R = Rz(roll) · Rx(pitch) · Ry(yaw)
+    pitch = np.degrees(np.arcsin(np.clip(head[2, 1], -1.0, 1.0)))
+    yaw = np.degrees(np.arctan2(-head[2, 0], head[2, 2]))
+    roll = np.degrees(np.arctan2(-head[0, 1], head[1, 1]))
+    return float(yaw) + 0.0, float(pitch) + 0.0, float(roll) + 0.0
 
 
 @dataclass
@@ -324,7 +324,10 @@ def frame_quality(front: Frontalised, landmarks: np.ndarray, limits: QualityLimi
             flags[i].append("low_confidence")
         if eye_px[i] < limits.min_eye_distance_px:
             flags[i].append("small_face")
-    confidence = np.where(present, np.clip(1.0 - front.fit_rms / (2 * limits.max_fit_rms), 0.0, 1.0), 0.0)
+    # OpenFace's convention: ≥ 0.8 = trust the frame. Real faces fit the canonical rigid points to 0.3–0.55 cm
+    # (identity shape), so confidence falls from 1 only beyond half the limit, to 0.8 at the limit.
+    half = 0.5 * limits.max_fit_rms
+    confidence = np.where(present, 1.0 - 0.2 * np.clip((front.fit_rms - half) / half, 0.0, 1.0), 0.0)
     valid = np.array([not f for f in flags])
     confidence = np.where(valid, confidence, np.minimum(confidence, 0.5))
     return valid, confidence, flags

@@ -192,6 +192,11 @@ class FaceLandmarker:
         every = self.config.hand_every
         for index, frame in enumerate(frames):
             frame = _as_rgb(frame)
+            if frame.shape[0] < 2 or frame.shape[1] < 2:  # an undecodable frame: MediaPipe aborts on 0×0
+                points.append(np.full((N_POINTS, 3), np.nan, dtype=np.float32))
+                counts.append(0)
+                self._previous = None
+                continue
             size = frame.shape[:2]
             face, count = self.face(frame)
             points.append(face)
