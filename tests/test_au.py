@@ -200,6 +200,16 @@ def test_a_hand_over_the_mouth_makes_mouth_aus_nan_and_is_flagged(detected):
     assert min(covered) >= 20  # the hand comes up around frame 29 of the cut, not before
 
 
+def test_stride_keeps_source_frame_numbers_and_timestamps(tmp_path):
+    from emoreason.au.analysis import AUConfig, analyse_to_csv
+
+    analyse_to_csv(FACES / "smile.mp4", tmp_path / "s.csv", AUConfig(stride=3, hand_every=0))
+    track = read_openface_csv(tmp_path / "s.csv")
+    assert list(track.frame) == list(range(1, 73, 3))
+    np.testing.assert_allclose(track.timestamp, np.arange(0, 72, 3) / 30.0, atol=1e-3)
+    assert track.fps == pytest.approx(10.0, rel=0.02)
+
+
 def _noise_video(path: Path, frames: int = 12) -> Path:
     from emoreason.video import write_video
 
@@ -335,6 +345,7 @@ def test_detector_caches_by_content_and_a_faceless_clip_gives_no_evidence(tmp_pa
     frames, _ = again.detect(SampleRecord(id="b", dataset="x", media={"type": "video", "path": str(renamed)},
                                           emotion="happiness"))
     assert again.computed == 0 and frames
+    assert 12 in frames and 4 not in frames  # only AUs validated for video mode are cited by default
     faceless = _noise_video(tmp_path / "noise.mp4")
     record = SampleRecord(id="n", dataset="x", media={"type": "video", "path": str(faceless)}, emotion="sadness")
     assert again.detect(record)[0] == {}

@@ -41,6 +41,7 @@ class AUConfig:
     max_yaw: float = 35.0
     max_pitch: float = 30.0
     min_eye_distance_px: float = 20.0
+    stride: int = 1  # analyse every Nth frame (speed; rows keep the source frame numbers and timestamps)
 
     def landmarker(self) -> LandmarkerConfig:
         return LandmarkerConfig(select=self.select, max_faces=self.max_faces, refine=self.refine,
@@ -69,6 +70,9 @@ class MediaAUs:
     aus: AUFrames
     faces: np.ndarray
     warnings: list[str] = field(default_factory=list)
+    landmarks: np.ndarray | None = None  # (T, 478, 3) image-space points, NaN where no face
+    occluded: list[list[str]] | None = None
+    frame_numbers: np.ndarray | None = None  # 1-based source frame of each row (gaps when stride > 1)
 
     @property
     def frames(self) -> int:
@@ -83,9 +87,10 @@ def analyse_media(path: str | Path, config: AUConfig | None = None) -> MediaAUs:
     """Landmarks and AUs of every frame of one video, frame folder or image. Raises the MediaError family
     for files that yield no frames; a stream that breaks off after some frames is kept and warned about."""
     config = config or AUConfig()
-    stream = open_media(path)
+    stream = open_media(path, config.stride)
     with FaceLandmarker(config.landmarker(), static=stream.kind == "image") as marker:
         track = marker.track(stream.frames, stream.fps)
+    indices = np.asarray(stream.indices[:len(track)], dtype=int)
     warnings = []
     meta = stream.meta
     if meta.get("decode_error"):
@@ -107,7 +112,8 @@ def analyse_media(path: str | Path, config: AUConfig | None = None) -> MediaAUs:
         warnings.append(f"no usable face in any frame ({', '.join(reasons)})")
     if track.faces.max(initial=0) > 1:
         warnings.append(f"several faces (up to {track.faces.max()}); kept the {config.select} one")
-    return MediaAUs(stream.path, stream.kind, stream.fps, track.timestamps, aus, track.faces, warnings)
+    return MediaAUs(stream.path, stream.kind, stream.fps, indices / stream.fps, aus, track.faces, warnings,
+                    track.points, track.occluded, indices + 1)
 
 
 def _fmt(value: float) -> str:
@@ -121,7 +127,8 @@ def openface_rows(result: MediaAUs) -> list[str]:
     lines = [", ".join(header)]
     aus = result.aus
     for i in range(result.frames):
-        values = [str(i + 1), "0", f"{result.timestamps[i]:.3f}", f"{aus.confidence[i]:.2f}",
+        number = int(result.frame_numbers[i]) if result.frame_numbers is not None else i + 1
+        values = [str(number), "0", f"{result.timestamps[i]:.3f}", f"{aus.confidence[i]:.2f}",
                   "1" if aus.valid[i] else "0"]
         values += [_fmt(aus.intensity[a][i]) for a in OPENFACE_R_AUS]
         values += ["nan" if a in NOT_ESTIMATED_C else _fmt(aus.occurrence[a][i]) for a in OPENFACE_C_AUS]

@@ -9,12 +9,14 @@ face yields no per-frame values (``{}``): no evidence, not "nothing active".
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
 import numpy as np
 
 from emoreason.au.analysis import AUConfig, analyse_media, write_outputs
+from emoreason.au.geometry import reliable_aus
 from emoreason.au.media import content_hash
 from emoreason.datasets.openface import read_openface_csv
 from emoreason.records import SampleRecord
@@ -28,11 +30,14 @@ class LandmarkAUDetector:
 
     name = "landmarks"
 
-    def __init__(self, cache_dir: str | Path = ".cache/emoreason-au", min_confidence: float = 0.5,
-                 **config):
+    def __init__(self, cache_dir: str | Path = ".cache/emoreason-au", min_confidence: float = 0.8,
+                 aus: str | list[int] = "reliable", **config):
+        if aus != "reliable" and aus != "all" and not isinstance(aus, list | tuple):
+            raise ValueError(f"aus must be 'reliable', 'all' or a list of AU numbers, got {aus!r}")
         self.cache_dir = Path(cache_dir)
         self.config = AUConfig(**config)
         self.min_confidence = min_confidence
+        self.aus = aus  # "reliable": only AUs validated for the media's mode (docs/au_estimator.md)
         self.computed = 0  # files analysed (not served from the cache), for reports and tests
 
     def _media_path(self, record: SampleRecord) -> Path:
@@ -55,10 +60,18 @@ class LandmarkAUDetector:
         return csv_path
 
     def detect(self, record: SampleRecord) -> tuple[dict[int, np.ndarray], float | None]:
-        track = read_openface_csv(self.csv_for(self._media_path(record)))
+        csv_path = self.csv_for(self._media_path(record))
+        track = read_openface_csv(csv_path)
         if not track.valid(self.min_confidence).any():
             return {}, track.fps
-        frames = track.au_frames(self.min_confidence)  # zero where no usable face, as for OpenFace CSVs
+        if self.aus == "reliable":
+            mode = json.loads(csv_path.with_suffix(".au.json").read_text())["baseline_mode"]
+            keep = set(reliable_aus(mode))
+        else:
+            keep = set(track.intensity) if self.aus == "all" else {int(a) for a in self.aus}
+        # zero where there is no usable face or the AU's region is covered, as the OpenFace path does
+        frames = {au: np.nan_to_num(v, nan=0.0) for au, v in track.au_frames(self.min_confidence).items()
+                  if au in keep}
         fps = record.media.get("fps") or track.fps
         return frames, (float(fps) if fps else None)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import glob
 import hashlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ class MediaStream:
     fps: float
     frames: Iterator[np.ndarray]  # RGB uint8
     meta: dict
+    indices: list[int] = field(default_factory=list)  # source frame index of each frame yielded so far
 
 
 def expand_inputs(inputs: Sequence[str]) -> list[Path]:
@@ -76,8 +77,11 @@ def content_hash(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def open_media(path: str | Path) -> MediaStream:
-    """A frame stream over ``path``; raises MissingMediaError / EmptyMediaError / CorruptMediaError."""
+def open_media(path: str | Path, stride: int = 1) -> MediaStream:
+    """A frame stream over ``path`` (every ``stride``-th frame; a video still decodes every frame, but only
+    the kept ones are converted to RGB); raises MissingMediaError / EmptyMediaError / CorruptMediaError."""
+    if stride < 1:
+        raise ValueError(f"stride must be ≥ 1, got {stride}")
     path = Path(path)
     if not path.exists():
         raise MissingMediaError(path, "no such file or directory")
@@ -86,10 +90,10 @@ def open_media(path: str | Path) -> MediaStream:
         raise EmptyMediaError(path, "file is empty (0 bytes)")
     if kind == "image":
         frame, gray = _read_image(path)
-        return MediaStream(str(path), kind, 1.0, iter([frame]), {"grayscale": gray, "skipped": []})
+        return MediaStream(str(path), kind, 1.0, iter([frame]), {"grayscale": gray, "skipped": []}, [0])
     if kind == "frames":
-        return _frame_folder(path)
-    return _video(path)
+        return _frame_folder(path, stride)
+    return _video(path, stride)
 
 
 def _read_image(path: Path) -> tuple[np.ndarray, bool]:
@@ -101,17 +105,20 @@ def _read_image(path: Path) -> tuple[np.ndarray, bool]:
         raise CorruptMediaError(path, f"cannot decode image ({type(exc).__name__}: {exc})") from exc
 
 
-def _frame_folder(path: Path) -> MediaStream:
+def _frame_folder(path: Path, stride: int = 1) -> MediaStream:
     entries = sorted(path.iterdir())
     images = [p for p in entries if p.suffix.lower() in IMAGE_EXTENSIONS]
     skipped = [p.name for p in entries if p not in images]
     if not images:
         raise EmptyMediaError(path, "no image frames found")
     meta = {"skipped": skipped, "grayscale": False, "bad_frames": []}
+    indices: list[int] = []
 
     def frames() -> Iterator[np.ndarray]:
         shape = None
-        for image in images:
+        for index in range(0, len(images), stride):
+            image = images[index]
+            indices.append(index)
             try:
                 frame, gray = _read_image(image)
             except CorruptMediaError as exc:
@@ -124,10 +131,10 @@ def _frame_folder(path: Path) -> MediaStream:
             shape = shape or frame.shape
             yield frame
 
-    return MediaStream(str(path), "frames", FOLDER_FPS, frames(), meta)
+    return MediaStream(str(path), "frames", FOLDER_FPS, frames(), meta, indices)
 
 
-def _video(path: Path) -> MediaStream:
+def _video(path: Path, stride: int = 1) -> MediaStream:
     import av
 
     try:
@@ -145,13 +152,17 @@ def _video(path: Path) -> MediaStream:
     meta = {"grayscale": stream.codec_context.pix_fmt in ("gray", "gray8", "gray16le"), "skipped": [],
             "declared_frames": int(stream.frames or 0), "decode_error": None}
 
+    indices: list[int] = []
+
     def frames() -> Iterator[np.ndarray]:
         try:
-            for frame in container.decode(stream):
-                yield frame.to_ndarray(format="rgb24")
+            for index, frame in enumerate(container.decode(stream)):
+                if index % stride == 0:
+                    indices.append(index)
+                    yield frame.to_ndarray(format="rgb24")
         except Exception as exc:  # truncated/corrupt stream: keep what decoded, record why it stopped
             meta["decode_error"] = f"{type(exc).__name__}: {exc}"
         finally:
             container.close()
 
-    return MediaStream(str(path), "video", fps, frames(), meta)
+    return MediaStream(str(path), "video", fps, frames(), meta, indices)

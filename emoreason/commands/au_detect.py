@@ -27,6 +27,11 @@ def register(subparsers) -> None:
     p.add_argument("--hand-every", type=int, default=10,
                    help="check for a hand covering the face every N frames (0 = off)")
     p.add_argument("--baseline-percentile", type=float, default=10.0)
+    p.add_argument("--stride", type=int, default=1,
+                   help="analyse every Nth frame (faster; rows keep the source frame numbers and timestamps)")
+    p.add_argument("--no-refine", action="store_true",
+                   help="FaceMesh without the attention (iris/lid/lip refinement) model: faster, coarser eyes/lips "
+                        "(the calibration used refinement)")
     p.add_argument("--overwrite", action="store_true", help="redo inputs that are already done")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
@@ -39,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     from emoreason.au.batch import default_workers, run_batch
 
     config = AUConfig(mode=args.mode, select=args.select, max_faces=args.max_faces, hand_every=args.hand_every,
-                      baseline_percentile=args.baseline_percentile)
+                      baseline_percentile=args.baseline_percentile, stride=args.stride,
+                      refine=not args.no_refine)
     summary = run_batch(args.inputs, args.out, config, workers=args.workers or default_workers(),
                         progress=not args.no_progress, overwrite=args.overwrite)
     print(json.dumps({k: summary[k] for k in ("inputs", "by_status", "failed", "no_face")}, indent=2))
