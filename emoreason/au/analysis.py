@@ -24,6 +24,7 @@ from emoreason.au.landmarks import FaceLandmarker, LandmarkerConfig
 from emoreason.au.media import content_hash, open_media
 
 ESTIMATOR_VERSION = "landmarks-1"
+IMAGE_MAX_FACES = 4
 OPENFACE_C_AUS: tuple[int, ...] = tuple(sorted((*OPENFACE_R_AUS, 28)))
 NOT_ESTIMATED_C = frozenset({28})
 
@@ -34,7 +35,9 @@ class AUConfig:
 
     mode: str = "auto"  # auto | video | image: baseline from the clip's neutral frames or the population face
     select: str = "largest"  # with several faces: largest | central
-    max_faces: int = 1  # faces FaceMesh may return per frame to choose from (more = slower in video)
+    # faces FaceMesh may return per frame to choose from; None = 4 for images (detection runs anyway) and 1 for
+    # video (more faces force BlazeFace on every frame while fewer are tracked: pass it for multi-person clips)
+    max_faces: int | None = None
     refine: bool = True
     hand_every: int = 10  # occlusion check by hand detection every N frames (0 = off)
     baseline_percentile: float = 10.0
@@ -43,8 +46,9 @@ class AUConfig:
     min_eye_distance_px: float = 20.0
     stride: int = 1  # analyse every Nth frame (speed; rows keep the source frame numbers and timestamps)
 
-    def landmarker(self) -> LandmarkerConfig:
-        return LandmarkerConfig(select=self.select, max_faces=self.max_faces, refine=self.refine,
+    def landmarker(self, kind: str = "video") -> LandmarkerConfig:
+        faces = self.max_faces or (IMAGE_MAX_FACES if kind == "image" else 1)
+        return LandmarkerConfig(select=self.select, max_faces=faces, refine=self.refine,
                                 hand_every=self.hand_every)
 
     def limits(self) -> QualityLimits:
@@ -88,7 +92,7 @@ def analyse_media(path: str | Path, config: AUConfig | None = None) -> MediaAUs:
     for files that yield no frames; a stream that breaks off after some frames is kept and warned about."""
     config = config or AUConfig()
     stream = open_media(path, config.stride)
-    with FaceLandmarker(config.landmarker(), static=stream.kind == "image") as marker:
+    with FaceLandmarker(config.landmarker(stream.kind), static=stream.kind == "image") as marker:
         track = marker.track(stream.frames, stream.fps)
     indices = np.asarray(stream.indices[:len(track)], dtype=int)
     warnings = []

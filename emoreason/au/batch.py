@@ -78,7 +78,7 @@ def run_batch(inputs: list[str], out: str | Path, config: AUConfig | None = None
     out = Path(out)
     state = out / ".au-detect"
     state.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob(".*.tmp"):
+    for stale in [*out.glob(".*.tmp"), *state.glob(".*.tmp")]:  # left by a killed run
         stale.unlink(missing_ok=True)
     paths = expand_inputs(inputs)
     names = output_names(paths)

@@ -44,8 +44,10 @@ def expand_inputs(inputs: Sequence[str]) -> list[Path]:
                 out.extend(children)
             else:
                 out.append(path)
-    seen: set[Path] = set()
-    return [p for p in out if not (p.resolve() in seen or seen.add(p.resolve()))]
+    unique: dict[Path, Path] = {}
+    for path in out:  # the same file named twice (e.g. by two globs) is processed once
+        unique.setdefault(path.resolve(), path)
+    return list(unique.values())
 
 
 def _has_images(folder: Path) -> bool:

@@ -22,8 +22,9 @@ def register(subparsers) -> None:
                         "auto = video when the clip has enough frames with a face")
     p.add_argument("--select", choices=["largest", "central"], default="largest",
                    help="which face to keep when there are several")
-    p.add_argument("--max-faces", type=int, default=1,
-                   help="faces to look for per frame before choosing (more is slower on video)")
+    p.add_argument("--max-faces", type=int,
+                   help="faces to look for per frame before choosing (default: 4 for images, 1 for videos — "
+                        "raise it for multi-person clips; more is slower on video)")
     p.add_argument("--hand-every", type=int, default=10,
                    help="check for a hand covering the face every N frames (0 = off)")
     p.add_argument("--baseline-percentile", type=float, default=10.0)
