@@ -87,6 +87,10 @@ def test_lip_corner_lift_reads_as_au12_in_any_pose(yaw):
     assert np.all(result.occurrence[12][15:] == 1) and np.all(result.occurrence[12][:15] == 0)
     assert np.nanmax(result.intensity[4]) < 0.5 and np.nanmax(result.intensity[45]) < 0.5
     assert result.mode == "video"
+    # one neutral value per measure: the smiling frames are not the neutral of the opposite AUs
+    for opposite in (14, 15, 23):
+        assert np.nanmax(result.intensity[opposite]) < 0.5, opposite
+    assert np.nanmax(result.intensity[20]) < 0.5  # the widening AU12 explains is not AU20
 
 
 def test_missing_extreme_and_occluded_frames_are_nan_and_flagged_never_zero():
@@ -173,6 +177,8 @@ def test_smile_raises_au12_and_au6_and_the_blink_raises_au45(detected):
     neutral, smile = slice(0, 16), slice(21, 66)  # frames 1–16 and 22–66 (tests/data/faces/README.md)
     assert np.mean(au12[smile]) > np.mean(au12[neutral]) + 1.5
     assert np.mean(au6[smile]) > np.mean(au6[neutral]) + 0.5
+    for opposite in ("AU15_r", "AU14_r", "AU23_r"):  # the neutral frames are not read as the smile's opposite
+        assert np.mean(_series(out / "smile.csv", opposite)[neutral]) < 1.0, opposite
     occ12 = _series(out / "smile.csv", "AU12_c")
     assert occ12[smile].mean() > 0.9 and occ12[neutral].mean() < 0.2
     au45 = _series(out / "smile.csv", "AU45_r")

@@ -38,21 +38,21 @@ CALIBRATION: dict = {
     "thresholds": {
         1: 2.95,
         2: 1.85,
-        4: 2.30,
+        4: 0.25,
         5: 0.75,
         6: 4.00,
-        7: 2.30,
+        7: 1.50,
         9: 1.10,
         10: 3.95,
-        12: 3.05,
+        12: 1.85,
         14: 3.00,
-        15: 2.00,
-        17: 0.75,
-        20: 2.80,
-        23: 3.60,
+        15: 1.55,
+        17: 1.05,
+        20: 3.20,
+        23: 2.90,
         25: 0.25,
         26: 1.85,
-        45: 2.25,
+        45: 0.75,
     },
 }
 
@@ -200,26 +200,26 @@ REPORT: dict = {
         "AU12": {
             "frames": 3743,
             "positives": 319,
-            "threshold": 3.05,
-            "train_f1": 0.593
+            "threshold": 1.85,
+            "train_f1": 0.831
         },
         "AU14": {
             "frames": 3787,
             "positives": 193,
             "threshold": 3.0,
-            "train_f1": 0.104
+            "train_f1": 0.075
         },
         "AU15": {
             "frames": 3752,
             "positives": 228,
-            "threshold": 2.0,
-            "train_f1": 0.344
+            "threshold": 1.55,
+            "train_f1": 0.789
         },
         "AU17": {
             "frames": 3813,
             "positives": 75,
-            "threshold": 0.75,
-            "train_f1": 0.055
+            "threshold": 1.05,
+            "train_f1": 0.051
         },
         "AU2": {
             "frames": 3736,
@@ -230,14 +230,14 @@ REPORT: dict = {
         "AU20": {
             "frames": 3782,
             "positives": 148,
-            "threshold": 2.8,
-            "train_f1": 0.749
+            "threshold": 3.2,
+            "train_f1": 0.593
         },
         "AU23": {
             "frames": 3786,
             "positives": 188,
-            "threshold": 3.6,
-            "train_f1": 0.219
+            "threshold": 2.9,
+            "train_f1": 0.342
         },
         "AU25": {
             "frames": 3791,
@@ -254,14 +254,14 @@ REPORT: dict = {
         "AU4": {
             "frames": 3667,
             "positives": 490,
-            "threshold": 2.3,
-            "train_f1": 0.411
+            "threshold": 0.25,
+            "train_f1": 0.174
         },
         "AU45": {
             "frames": 3840,
             "positives": 75,
-            "threshold": 2.25,
-            "train_f1": 0.908
+            "threshold": 0.75,
+            "train_f1": 0.973
         },
         "AU5": {
             "frames": 3674,
@@ -278,8 +278,8 @@ REPORT: dict = {
         "AU7": {
             "frames": 3749,
             "positives": 247,
-            "threshold": 2.3,
-            "train_f1": 0.385
+            "threshold": 1.5,
+            "train_f1": 0.39
         },
         "AU9": {
             "frames": 3792,

@@ -189,7 +189,7 @@ AU_SPECS: dict[int, AUSpec] = {s.au: s for s in (
     AUSpec(5, (("upper_lid", 1), ("eye_open", 1)), ("eyes",), (), "upper lid raised, eye widened"),
     AUSpec(6, (("cheek", 1), ("lower_lid", 1)), ("eyes", "cheeks"), ("video",),
            "cheeks raised, lower lid pushed up"),
-    AUSpec(7, (("lower_lid", 1), ("eye_open", -1)), ("eyes",), ("video",), "lower lid raised and tightened"),
+    AUSpec(7, (("lower_lid", 1), ("eye_open", -1)), ("eyes",), (), "lower lid raised and tightened"),
     AUSpec(9, (("alae", 1),), ("nose",), (), "nostril wings raised (nose wrinkled)"),
     AUSpec(10, (("upper_lip", 1),), ("mouth",), (), "upper lip centre raised"),
     AUSpec(12, (("corner_height", 1), ("corner_vs_lips", 1)), ("mouth",), ("video", "image"),
@@ -199,8 +199,8 @@ AU_SPECS: dict[int, AUSpec] = {s.au: s for s in (
            "lip corners pulled down"),
     AUSpec(17, (("lower_lip_raise", 1),), ("mouth", "chin"), (),
            "chin boss and lower lip pushed up", explained_by=15),
-    AUSpec(20, (("mouth_width", 1),), ("mouth",), ("video",), "lips stretched horizontally", explained_by=12),
-    AUSpec(23, (("vermilion", -1), ("mouth_width", -1)), ("mouth",), (),
+    AUSpec(20, (("mouth_width", 1),), ("mouth",), (), "lips stretched horizontally", explained_by=12),
+    AUSpec(23, (("vermilion", -1), ("mouth_width", -1)), ("mouth",), ("video",),
            "lips tightened/pressed, red narrowed (AU23/24)"),
     AUSpec(25, (("lip_gap", 1),), ("mouth",), ("video", "image"), "lips parted"),
     AUSpec(26, (("jaw", 1),), ("mouth", "chin"), ("video",), "jaw dropped"),
@@ -209,6 +209,13 @@ AU_SPECS: dict[int, AUSpec] = {s.au: s for s in (
 
 # The AU columns OpenFace 2.x writes (17 intensities; occurrence adds AU28, which we do not estimate).
 OPENFACE_R_AUS: tuple[int, ...] = (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 45)
+
+
+# The directions AUs move each measure (+1: an AU increases it), for the baseline.
+MEASURE_DIRECTIONS: dict[str, set[int]] = {}
+for _spec in AU_SPECS.values():
+    for _name, _sign in _spec.components:
+        MEASURE_DIRECTIONS.setdefault(_name, set()).add(_sign)
 
 
 def reliable_aus(mode: str) -> tuple[int, ...]:
@@ -284,6 +291,37 @@ def neutral_reference() -> dict[str, float]:
     return ref
 
 
+def neutral_baseline(measures: Mapping[str, np.ndarray], usable: np.ndarray, mode: str,
+                     limits: QualityLimits) -> tuple[dict[str, float], bool]:
+    """Each measure's neutral value, and whether it came from the clip (else the population reference).
+
+    Video: a robust low percentile of the measure in the direction its AUs move it (the clip's most neutral
+    frames for that measure; OpenFace 2.0 corrects its outputs the same way). A measure that two opposite AUs
+    share (lip corners: AU12 up / AU15 down; brow heads: AU1 / AU4; mouth width: AU20 / AU14, AU23; eye
+    opening: AU5 / AU7, AU45) gets ONE neutral value, or a smile clip's smiling frames would be the neutral
+    of AU15: of the two candidate ends (low and high percentile) the one nearer the population-neutral face
+    is taken. The person's own shape offsets both ends alike, so it rarely changes which is nearer."""
+    reference = neutral_reference()
+    if mode != "video" or usable.sum() < limits.min_baseline_frames:
+        return reference, False
+    out = {}
+    for name, values in measures.items():
+        kept = values[usable & np.isfinite(values)]
+        if len(kept) < limits.min_baseline_frames:
+            out[name] = reference[name]
+            continue
+        low = float(np.percentile(kept, limits.baseline_percentile))
+        high = float(np.percentile(kept, 100.0 - limits.baseline_percentile))
+        signs = MEASURE_DIRECTIONS.get(name, {1})
+        if signs == {1}:
+            out[name] = low
+        elif signs == {-1}:
+            out[name] = high
+        else:
+            out[name] = low if abs(low - reference[name]) <= abs(high - reference[name]) else high
+    return out, True
+
+
 # --- AU intensities ---------------------------------------------------------------------------------------
 @dataclass
 class AUFrames:
@@ -295,8 +333,8 @@ class AUFrames:
     confidence: np.ndarray  # (T,) 0–1
     flags: list[list[str]]  # per frame: why a frame or an AU is not measurable
     pose: np.ndarray  # (T, 3) yaw, pitch, roll
-    mode: str  # video | image
-    baseline: dict[str, float] = field(default_factory=dict)  # (AU:measure) → reference value used
+    mode: str  # video | image: what the baseline came from
+    baseline: dict[str, float] = field(default_factory=dict)  # measure → its neutral value
 
 
 @dataclass(frozen=True)
@@ -369,28 +407,26 @@ def estimate(landmarks: np.ndarray, mode: str = "auto", calibration: Mapping | N
     if mode not in ("video", "image"):
         raise ValueError(f"mode must be video, image or auto, got {mode!r}")
     measures = compute_measures(np.where(valid[:, None, None], front.points, np.nan))
-    reference = neutral_reference()
     units, thresholds = calibration["units"], calibration["thresholds"]
+    unoccluded = valid & np.array([not any(f.startswith("occluded:") for f in flags[i]) for i in range(t)])
+    reference, from_clip = neutral_baseline(measures, unoccluded, mode, limits)
     intensity: dict[int, np.ndarray] = {}
     occurrence: dict[int, np.ndarray] = {}
     baseline: dict[str, float] = {}
+    unclipped: dict[int, np.ndarray] = {}
     wanted = set(aus or AU_SPECS)
     needed = wanted | {AU_SPECS[a].explained_by for a in wanted if AU_SPECS[a].explained_by}
     for au in sorted(needed):
         spec = AU_SPECS[au]
         parts = []
         for name, sign in spec.components:
-            directional = sign * measures[name]
-            if mode == "video" and np.isfinite(directional).sum() >= limits.min_baseline_frames:
-                ref = float(np.nanpercentile(directional, limits.baseline_percentile))
-            else:
-                ref = sign * reference[name]
-            baseline[f"AU{au}:{name}"] = sign * ref
-            parts.append((directional - ref) / units[(au, name)])
+            baseline[name] = reference[name]
+            parts.append(sign * (measures[name] - reference[name]) / units[(au, name)])
         value = np.mean(parts, axis=0)
-        if spec.explained_by in intensity:  # e.g. lip widening that AU12 explains is not AU20
+        if spec.explained_by in unclipped:  # e.g. lip widening that AU12 explains is not AU20
             share = units[(f"AU{au}_minus_AU{spec.explained_by}", spec.components[0][0])]
-            value = value - share * np.nan_to_num(intensity[spec.explained_by])
+            value = value - share * np.nan_to_num(np.maximum(unclipped[spec.explained_by], 0.0))
+        unclipped[au] = value  # before the 0–5 clip: a saturated AU12 still explains all the widening
         value = np.clip(value, 0.0, 5.0)
         blocked = np.array([any(f"occluded:{r}" in flags[i] for r in spec.regions) for i in range(t)], dtype=bool)
         value = np.where(valid & ~blocked, value, np.nan)
@@ -398,4 +434,5 @@ def estimate(landmarks: np.ndarray, mode: str = "auto", calibration: Mapping | N
         occurrence[au] = np.where(np.isfinite(value), (value >= thresholds[au]).astype(float), np.nan)
     intensity = {au: v for au, v in intensity.items() if au in wanted}
     occurrence = {au: v for au, v in occurrence.items() if au in wanted}
-    return AUFrames(intensity, occurrence, valid, confidence, flags, front.pose, mode, baseline)
+    return AUFrames(intensity, occurrence, valid, confidence, flags, front.pose,
+                    mode if from_clip else "image", baseline)
