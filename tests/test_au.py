@@ -359,6 +359,31 @@ def test_detector_caches_by_content_and_a_faceless_clip_gives_no_evidence(tmp_pa
     assert fallback.source == "prototype" and not fallback.observed
 
 
+def test_detector_keeps_unmeasured_frames_unknown_so_losing_the_mouth_is_no_offset(tmp_path):
+    """A hand over the mouth (frames ~26-46 of the cut) is not "AU12/25/26 absent": those frames stay NaN, the
+    apex is a measured frame, and no offset is placed on a frame where the mouth could not be seen."""
+    from emoreason.au.detector import LandmarkAUDetector
+    from emoreason.cot.evidence import evidence_for
+    from emoreason.cot.temporal import analyse
+    from emoreason.records import SampleRecord
+
+    clip = FACES / "hand_over_mouth.mp4"
+    detector = LandmarkAUDetector(cache_dir=tmp_path / "cache")
+    record = SampleRecord(id="h", dataset="x", media={"type": "video", "path": str(clip)}, emotion="sadness")
+    meta = json.loads(detector.csv_for(clip).with_suffix(".au.json").read_text())
+    covered = sorted(int(f) - 1 for f, flags in meta["flags"].items() if "occluded:mouth" in flags)
+    assert len(covered) >= 15
+    frames, _ = detector.detect(record)
+    for au in (12, 25, 26):
+        assert np.isnan(frames[au][covered]).all(), au  # unknown, not 0 ("absent")
+    evidence = evidence_for(record, detector=detector, use_openface=False)
+    for track in analyse(evidence, 0.5).tracks:
+        values = evidence.frames[track.au]
+        assert np.isfinite(values[track.apex]), track
+        if track.offset is not None:
+            assert np.isfinite(values[track.offset]) and values[track.offset] < 0.5, track
+
+
 def test_synth_cot_with_detector_landmarks_marks_rows_observed(tmp_path):
     from emoreason.cot.pipeline import CoTConfig, CoTPipeline
 
