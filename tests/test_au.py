@@ -216,6 +216,17 @@ def test_stride_keeps_source_frame_numbers_and_timestamps(tmp_path):
     assert track.fps == pytest.approx(10.0, rel=0.02)
 
 
+def test_detector_with_stride_reports_the_rate_of_its_rows(tmp_path):
+    from emoreason.au.detector import LandmarkAUDetector
+    from emoreason.records import SampleRecord
+
+    detector = LandmarkAUDetector(cache_dir=tmp_path, stride=3, hand_every=0)
+    record = SampleRecord(id="s", dataset="x", media={"type": "video", "path": str(FACES / "smile.mp4"), "fps": 30.0},
+                          emotion="happiness")
+    frames, fps = detector.detect(record)
+    assert len(frames[12]) == 24 and fps == pytest.approx(10.0)  # row k is at k / fps seconds
+
+
 def _noise_video(path: Path, frames: int = 12) -> Path:
     from emoreason.video import write_video
 

@@ -76,7 +76,8 @@ class LandmarkAUDetector:
         usable = track.valid(self.min_confidence)
         # NaN (unknown) where there is no usable face; the CSV already holds NaN where an AU's region is covered
         frames = {au: np.where(usable, v, np.nan) for au, v in track.intensity.items() if au in keep}
-        fps = record.media.get("fps") or track.fps
+        # the rate of the rows returned: with --stride N they are every Nth source frame
+        fps = float(record.media["fps"]) / self.config.stride if record.media.get("fps") else track.fps
         return frames, (float(fps) if fps else None)
 
 
