@@ -401,12 +401,13 @@ def test_synth_cot_with_detector_landmarks_marks_rows_observed(tmp_path):
     root = tmp_path / "DFEW"
     split = root / "EmoLabel_DataSplit" / "train(single-labeled)"
     split.mkdir(parents=True)
-    (split / "set_1.csv").write_text("video_name,label\n1,1\n2,1\n3,2\n")  # DFEW: 1 happy, 2 sad
+    (split / "set_1.csv").write_text("video_name,label\n1,1\n2,1\n3,2\n4,2\n")  # DFEW: 1 happy, 2 sad
     clips = root / "Clip" / "original"
     clips.mkdir(parents=True)
     shutil.copy(FACES / "smile.mp4", clips / "00001.mp4")
     shutil.copy(FACES / "eyes_closing.mp4", clips / "00002.mp4")
     _noise_video(clips / "00003.mp4")
+    (clips / "00004.mp4").write_bytes(os.urandom(4096))  # corrupt: recorded for that clip, the run goes on
     cfg = CoTConfig(dataset_format="dfew", dataset_root=str(root), output_dir=str(tmp_path / "cot"),
                     fold=1, split="train", detector="landmarks")
     out = CoTPipeline(cfg, progress=False).run()
@@ -416,6 +417,9 @@ def test_synth_cot_with_detector_landmarks_marks_rows_observed(tmp_path):
     assert 12 in rows["dfew-00001"]["aus"] or "AU12" in rows["dfew-00001"]["completion"][0]["content"][0]["text"]
     faceless = json.loads(rows["dfew-00003"]["provenance"])
     assert faceless["evidence"] == "prototype" and faceless["observed"] is False
+    rejected = [json.loads(x) for x in (out / "rejected.jsonl").read_text().splitlines()]
+    assert [(r["id"], r["reasons"]) for r in rejected] == [("dfew-00004", ["evidence_error"])]
+    assert "00004.mp4" in rejected[0]["detail"]["error"]
     cached = list((out / "au_cache").rglob("*.csv"))
     assert len(cached) == 3
     mtimes = {p: p.stat().st_mtime_ns for p in cached}
