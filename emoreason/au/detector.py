@@ -3,7 +3,8 @@ estimator, with results cached by media content.
 
 The cache holds the same OpenFace-layout CSV ``au-detect`` writes (``CACHE/<sha256[:2]>/<sha256>-<config>.csv``),
 read back with ``emoreason.datasets.read_openface_csv`` — one reader for both producers. A second run on the
-same bytes with the same settings reads the CSV instead of recomputing. A clip where no frame has a usable
+same bytes with the same settings reads the CSV instead of recomputing; a changed calibration, estimator code
+or MediaPipe version changes the key (``AUConfig.key``), so stale results are never reused. A clip where no frame has a usable
 face yields no per-frame values (``{}``): no evidence, not "nothing active". Frames without a usable face, and
 AUs whose region is covered, stay NaN (unknown) in what ``detect`` returns: losing sight of the face is not an
 AU's offset, and a covered mouth is not "no AU12".
