@@ -150,8 +150,8 @@ def analyse_media(path: str | Path, config: AUConfig | None = None) -> MediaAUs:
                     track.points, track.occluded, indices + 1)
 
 
-def _fmt(value: float) -> str:
-    return "nan" if not np.isfinite(value) else f"{value:.2f}"
+def _fmt(value: float, decimals: int = 2) -> str:
+    return "nan" if not np.isfinite(value) else f"{value:.{decimals}f}"
 
 
 def openface_rows(result: MediaAUs) -> list[str]:
@@ -165,7 +165,8 @@ def openface_rows(result: MediaAUs) -> list[str]:
         values = [str(number), "0", f"{result.timestamps[i]:.3f}", f"{aus.confidence[i]:.2f}",
                   "1" if aus.valid[i] else "0"]
         values += [_fmt(aus.intensity[a][i]) for a in OPENFACE_R_AUS]
-        values += ["nan" if a in NOT_ESTIMATED_C else _fmt(aus.occurrence[a][i]) for a in OPENFACE_C_AUS]
+        # OpenFace's RecorderCSV: fixed, precision 2 for _r and 1 for _c ("1.0")
+        values += ["nan" if a in NOT_ESTIMATED_C else _fmt(aus.occurrence[a][i], 1) for a in OPENFACE_C_AUS]
         lines.append(", ".join(values))
     return lines
 
