@@ -341,6 +341,34 @@ def test_several_faces_pick_the_largest_or_the_central_one():
     assert any("several faces" in w for w in analyse_media(FACES / "multi_face.jpg", AUConfig()).warnings)
 
 
+def _work_or_die(job: tuple) -> dict:
+    """au-detect's per-file work, except that a file named *crash* kills its process the way a native crash in
+    a decoder or MediaPipe would (no real input does that on demand)."""
+    from emoreason.au.batch import _work
+
+    if "crash" in Path(job[0]).name:
+        os.kill(os.getpid(), signal.SIGSEGV)
+    return _work(job)
+
+
+def test_a_worker_that_dies_fails_only_its_file(tmp_path):
+    from emoreason.au.analysis import AUConfig
+    from emoreason.au.batch import WORKER_DIED, run_batch
+
+    media = tmp_path / "in"
+    media.mkdir()
+    for name in ("a", "crash"):
+        shutil.copy(FACES / "smile.mp4", media / f"{name}.mp4")
+    out = tmp_path / "out"
+    config = AUConfig(hand_every=0, stride=6)
+    summary = run_batch([str(media / "*.mp4")], out, config, workers=2, progress=False, work=_work_or_die)
+    files = summary["files"]
+    assert files["crash"]["status"] == "failed" and files["crash"]["error"] == WORKER_DIED
+    assert files["a"]["status"] == "ok" and files["a"]["valid_frames"] == 12
+    again = run_batch([str(media / "*.mp4")], out, config, workers=2, progress=False, work=_work_or_die)
+    assert again["files"] == files  # resumed from the status records: nothing re-run, nothing crashes
+
+
 def test_au_detect_resumes_after_kill_9_without_duplicates(tmp_path):
     media = tmp_path / "in"
     media.mkdir()
