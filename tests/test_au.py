@@ -388,6 +388,7 @@ def test_au_detect_resumes_after_kill_9_without_duplicates(tmp_path):
     assert done_before and len(done_before) < 4, "kill should land mid-batch"
     for csv_path in out.glob("clip*.csv"):  # whatever exists is complete
         assert len(read_openface_csv(csv_path)) == 72
+    before = {name: (out / name).stat().st_mtime_ns for name in done_before}
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     summary = json.loads((out / "summary.json").read_text())
@@ -396,6 +397,7 @@ def test_au_detect_resumes_after_kill_9_without_duplicates(tmp_path):
         track = read_openface_csv(out / f"clip{i}.csv")
         assert list(track.frame) == list(range(1, 73))  # no duplicated or missing rows
     assert not list(out.glob(".*.tmp"))
+    assert {name: (out / name).stat().st_mtime_ns for name in done_before} == before  # finished files not redone
     assert "resuming" in result.stderr or len(done_before) == 0
 
 
