@@ -259,3 +259,25 @@ def encode_audio(container, stream, waveform: np.ndarray) -> None:
             container.mux(packet)
     for packet in stream.encode():
         container.mux(packet)
+
+
+def omni_processor_kwargs(frames: list[LoadedFrames], audio: list[LoadedAudio | None]) -> dict:
+    """Keyword arguments for one ``Qwen2_5OmniProcessor`` call over ``frames`` (one per video, in order) and their
+    aligned audio (:func:`audio_for_frames`; None for a silent clip), interleaving each track with its video.
+
+    The processor takes one ``fps`` per call (``video_second_per_grid`` is computed from it for every video), so
+    all videos of a call must share their sampled fps: batch clips of equal fps, or call once per clip. The model's
+    forward/generate then needs ``use_audio_in_video=True``, and a silent clip in such a batch must get a silent
+    waveform (transformers' ``get_rope_index`` applies the flag to every video of the batch).
+    """
+    if len(frames) != len(audio):
+        raise ValueError(f"{len(frames)} videos but {len(audio)} audio entries")
+    rates = {round(omni_video_fps(f), 3) for f in frames}
+    if len(rates) > 1:
+        raise ValueError(f"videos sampled at different fps {sorted(rates)} need separate processor calls")
+    kwargs: dict = {"fps": rates.pop() if rates else 2.0}
+    tracks = [(i, a.waveform) for i, a in enumerate(audio) if a is not None]
+    if tracks:
+        kwargs.update(audio=[w for _, w in tracks], audio_from_video_indices=[i for i, _ in tracks],
+                      load_audio_from_video=True)
+    return kwargs

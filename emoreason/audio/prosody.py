@@ -14,7 +14,8 @@ Measures and the methods behind them:
 - **Speaking rate**: syllable nuclei as intensity peaks that are voiced, stand out by ≥ 2 dB from the dip before
   them and lie within 25 dB of the loudest frame (de Jong & Wempe 2009, "Praat script to detect syllable nuclei
   and measure speech rate automatically", Behavior Research Methods 41:385–390); speech rate = nuclei per second
-  of clip, articulation rate = nuclei per second of sounding time.
+  of clip, articulation rate = nuclei per second of sounding time, nucleus rate = nuclei per second between the
+  first and the last nucleus (finer than whole-syllable counts on clips of a few seconds).
 - **Voice quality**: local jitter and local shimmer from a periodic cross-correlation point process, and the
   mean harmonics-to-noise ratio (Praat's standard voice report settings: periods 0.1–20 ms, maximum period
   factor 1.3, maximum amplitude factor 1.6; Boersma & Weenink, *Praat manual*, "Voice"). These are what the
@@ -54,6 +55,7 @@ class ProsodyMeasurement:
     intensity_range_db: float | None = None  # 95th − 5th percentile over sounding frames
     syllables: int = 0
     speech_rate_syl_per_s: float | None = None  # nuclei / clip duration
+    nucleus_rate_syl_per_s: float | None = None  # (nuclei − 1) / time from first to last nucleus
     articulation_rate_syl_per_s: float | None = None  # nuclei / sounding time
     jitter_local_pct: float | None = None
     shimmer_local_pct: float | None = None
@@ -73,6 +75,12 @@ class ProsodyMeasurement:
         for key in ("f0_contour", "intensity_contour"):
             data[key] = [tuple(p) for p in data.get(key, [])]
         return cls(**data)
+
+    @property
+    def rate_syl_per_s(self) -> float | None:
+        """Speaking rate for descriptions: nucleus spacing when there are ≥ 3 nuclei (a 2 s clip counts whole
+        syllables, so nuclei / duration moves in steps of 0.5 syllables per second), else nuclei / duration."""
+        return self.nucleus_rate_syl_per_s if self.nucleus_rate_syl_per_s is not None else self.speech_rate_syl_per_s
 
     def f0_at(self, time_s: float) -> float | None:
         """The contour's F0 nearest ``time_s`` (None when unvoiced there)."""
@@ -125,6 +133,8 @@ def measure_prosody(waveform: np.ndarray, sample_rate: int) -> ProsodyMeasuremen
     nuclei = syllable_nuclei(db, db_times, f0, f0_times)
     out.syllables = len(nuclei)
     out.speech_rate_syl_per_s = _round(len(nuclei) / duration)
+    if len(nuclei) >= 3 and nuclei[-1] > nuclei[0]:
+        out.nucleus_rate_syl_per_s = _round((len(nuclei) - 1) / (nuclei[-1] - nuclei[0]))
     sounding_time = float(sounding.sum()) * 0.01
     out.articulation_rate_syl_per_s = _round(len(nuclei) / sounding_time) if sounding_time > 0.1 else None
 

@@ -189,7 +189,7 @@ def generate_av_clip(spec: ClipSpec) -> tuple[np.ndarray, np.ndarray | None, dic
         syllables = [{"onset_s": a, "offset_s": b, "vowel": v} for a, b, v in speech.syllables]
         truth["voice"] = {"emotion": spec.voice_emotion or spec.emotion,
                           "face_emotion": spec.face_emotion or spec.emotion, "label_rule": spec.label_rule,
-                          "syllables": syllables, **speech.targets}
+                          "syllables": syllables, **speech.targets, "reference": _speaker_reference(spec)}
     return np.stack(frames), (speech.waveform if speech is not None else None), truth
 
 
@@ -202,6 +202,12 @@ def _speak(spec: ClipSpec, track: dict[int, np.ndarray], peaks: dict[int, float]
     activation = activation_curve(np.asarray(face, dtype=float), strength)
     return synthesize_speech(spec.voice_emotion or spec.emotion, SpeakerVoice.for_identity(spec.identity),
                              activation, spec.fps, spec.seed)
+
+
+def _speaker_reference(spec: ClipSpec) -> dict:
+    from emoreason.synth.voice import SpeakerVoice, neutral_reference
+
+    return neutral_reference(SpeakerVoice.for_identity(spec.identity), spec.frames, spec.fps)
 
 
 def _voice_strength(spec: ClipSpec, peaks: dict[int, float]) -> float:

@@ -31,6 +31,7 @@ components' profiles.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 
@@ -301,3 +302,18 @@ def _targets(f0, envelope, gain, jitter, shimmer, syllables, act, profile, speak
         "speaker": asdict(speaker),
         "profile": asdict(profile),
     }
+
+
+_REFERENCE_SEED = 0
+
+
+@functools.lru_cache(maxsize=512)
+def neutral_reference(speaker: SpeakerVoice, frames: int, fps: float) -> dict:
+    """The speaker's neutral voice, measured (:class:`emoreason.audio.cues.ProsodyReference` as a dict): what
+    "loud", "fast" or "high-pitched" are judged against for this speaker's clips. Deterministic; cached."""
+    from emoreason.audio.cues import ProsodyReference
+    from emoreason.audio.prosody import measure_prosody
+
+    speech = synthesize_speech("neutral", speaker, np.zeros(frames), fps, seed=_REFERENCE_SEED)
+    measured = measure_prosody(speech.waveform, speech.sample_rate)
+    return ProsodyReference.from_measurement(measured, source="speaker neutral (synthesised)").to_dict()
