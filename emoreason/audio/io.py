@@ -152,9 +152,10 @@ def omni_video_fps(frames: LoadedFrames) -> float:
 
 
 def audio_token_count(samples: int) -> int:
-    """Audio tokens Qwen2.5-Omni makes from ``samples`` at 16 kHz: Whisper's 10 ms mel frames, then the
-    processor's ``_get_feat_extract_output_lengths`` (two stride-2 steps)."""
-    mel_frames = samples // (SAMPLE_RATE // 100)
+    """Audio tokens Qwen2.5-Omni makes from ``samples`` at 16 kHz: Whisper's 10 ms mel frames (its attention
+    mask counts one per started hop), then the processor's ``_get_feat_extract_output_lengths`` (two stride-2
+    steps)."""
+    mel_frames = -(-samples // (SAMPLE_RATE // 100))
     return ((mel_frames - 1) // 2 + 1 - 2) // 2 + 1 if mel_frames > 0 else 0
 
 

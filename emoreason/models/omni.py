@@ -12,8 +12,10 @@ Facts this module is built on (transformers 5.24, vLLM 0.32):
   ``talker.*`` / ``token2wav.*``. A thinker-only checkpoint (``model_type: qwen2_5_omni_thinker``,
   ``architectures: ["Qwen2_5OmniThinkerForConditionalGeneration"]``) is *not* servable by vLLM as is.
 - transformers' ``Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained`` loads either layout (it takes
-  ``thinker_config`` and strips the ``thinker.`` prefix), but ``save_pretrained`` writes the thinker-only layout,
-  and ``AutoModelForImageTextToText`` maps only ``qwen2_5_omni_thinker`` (not the composite ``qwen2_5_omni``).
+  ``thinker_config`` and strips the ``thinker.`` prefix), but ``save_pretrained`` writes a thinker-only
+  ``config.json`` — with bare weight names for a model built from config, and ``thinker.``-prefixed ones for a
+  model loaded from the composite layout (it reverses the renaming it loaded with). ``AutoModelForImageTextToText``
+  maps only ``qwen2_5_omni_thinker``, not the composite ``qwen2_5_omni``.
 
 So emoreason keeps Omni checkpoints in the released composite layout (text output only:
 ``enable_audio_output: false``, no talker weights) and converts what the thinker class saves with
@@ -93,11 +95,17 @@ def to_composite(directory: str | Path) -> Path:
     index = json.loads(index_file.read_text()) if index_file.is_file() else None
     for shard in shards:
         with safe_open(str(shard), framework="pt") as handle:
-            tensors = {WEIGHT_PREFIX + key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+            tensors = {_prefixed(key): handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
         save_file(dict(sorted(tensors.items())), str(shard), metadata={"format": "pt"})
     if index is not None:
-        index["weight_map"] = {WEIGHT_PREFIX + k: v for k, v in sorted(index["weight_map"].items())}
+        index["weight_map"] = {_prefixed(k): v for k, v in sorted(index["weight_map"].items())}
         index_file.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
     thinker = Qwen2_5OmniThinkerConfig.from_pretrained(directory)
     composite_config(thinker).save_pretrained(directory)
     return directory
+
+
+def _prefixed(key: str) -> str:
+    # a thinker loaded from the composite layout saves its weights already prefixed (transformers reverses the
+    # renaming it loaded with) under a thinker-only config.json; one loaded from the thinker layout saves them bare
+    return key if key.startswith(WEIGHT_PREFIX) else WEIGHT_PREFIX + key
