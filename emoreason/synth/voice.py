@@ -23,10 +23,11 @@ directions of the published vocal-emotion profiles:
 - Surprise has no meta-analytic profile; it is given high, wide-ranging F0 with a strongly rising contour (the
   pattern of surprise/interest vocalisations), marked as extrapolated in :data:`VOCAL_PROFILES`.
 
-Magnitudes (e.g. anger F0 × 1.3, +8 dB; sadness F0 × 0.88, −6 dB, rate × 0.78) are chosen inside the ranges those
-studies report for acted speech; the profile is scaled by the clip's expression strength and, over time, by the
-face's activation (onset → apex → offset), so the voice peaks with the face. Compound emotions average their
-components' profiles.
+The directions come from those tables; the magnitudes (e.g. anger F0 × 1.3, +8 dB; sadness F0 × 0.88, −8 dB,
+rate × 0.78) are this module's choice, large enough to be measured reliably on 2-second clips (see
+docs/benchmarks.md for measured vs target prosody per emotion). The profile is scaled by the clip's expression
+strength and, over time, by the face's activation (onset → apex → offset), so the voice peaks with the face.
+Compound emotions average their components' profiles.
 """
 
 from __future__ import annotations
@@ -74,9 +75,9 @@ VOCAL_PROFILES: dict[str, VocalProfile] = {
     "happiness": VocalProfile(1.25, 1.6, 4.0, 1.12, 0.8, 0.85, 2.0, 0.05, "Juslin & Laukka 2003 Tab. 7; Scherer 2003 Tab. 2"),
     "anger": VocalProfile(1.3, 1.5, 8.0, 1.15, 1.4, 1.3, 1.5, 0.05, "Juslin & Laukka 2003 Tab. 7; Scherer 2003 Tab. 2"),
     "fear": VocalProfile(1.35, 0.7, -1.0, 1.22, 1.8, 1.5, 2.0, 0.3, "Juslin & Laukka 2003 Tab. 7; Scherer 2003 Tab. 2"),
-    "sadness": VocalProfile(0.88, 0.55, -6.0, 0.78, 1.4, 1.35, -3.0, 0.4, "Juslin & Laukka 2003 Tab. 7; Scherer 2003 Tab. 2"),
-    "disgust": VocalProfile(0.92, 0.9, -2.0, 0.82, 1.15, 1.15, -1.5, 0.2, "Banse & Scherer 1996"),
-    "contempt": VocalProfile(0.9, 0.9, -3.0, 0.86, 1.0, 1.0, -2.0, 0.15, "Banse & Scherer 1996"),
+    "sadness": VocalProfile(0.88, 0.55, -8.0, 0.78, 1.4, 1.35, -3.0, 0.4, "Juslin & Laukka 2003 Tab. 7; Scherer 2003 Tab. 2"),
+    "disgust": VocalProfile(0.92, 0.9, -3.0, 0.82, 1.15, 1.15, -1.5, 0.2, "Banse & Scherer 1996"),
+    "contempt": VocalProfile(0.9, 0.9, -4.0, 0.86, 1.0, 1.0, -2.0, 0.15, "Banse & Scherer 1996"),
     "surprise": VocalProfile(1.3, 1.8, 3.0, 1.0, 1.0, 1.0, 4.0, 0.1, "extrapolated (no meta-analytic profile)"),
 }
 
@@ -137,7 +138,7 @@ class Speech:
     targets: dict  # prosody the synthesis aimed at (what the manifest records)
 
 
-def activation_curve(face_activation: np.ndarray, strength: float, floor: float = 0.35) -> np.ndarray:
+def activation_curve(face_activation: np.ndarray, strength: float, floor: float = 0.5) -> np.ndarray:
     """Per-frame vocal activation 0..1: the emotion colours the whole utterance (``floor``) and swells with the
     face's expression (onset → apex → offset), scaled by how strongly the expression is performed."""
     face = np.asarray(face_activation, dtype=float)
@@ -233,6 +234,7 @@ def synthesize_speech(emotion: str, speaker: SpeakerVoice, activation: np.ndarra
         segment = voiced[i0:i1] * envelope[i0:i1] * gain[i0:i1]
         formants = [f * speaker.tract_scale for f in VOWELS[vowel][0]]
         filtered = _formant_filter(np.concatenate([segment, np.zeros(pad)]), formants, sample_rate)
+        filtered /= _vowel_loudness(tuple(formants), sample_rate)  # every vowel equally loud at equal gain
         speech[i0:i0 + len(filtered)] += filtered[:n - i0]
     speech *= 0.2 / _NEUTRAL_PEAK
     speech += rng.standard_normal(n) * 2e-4  # a faint noise floor: real rooms are never digitally silent
@@ -247,9 +249,9 @@ def synthesize_speech(emotion: str, speaker: SpeakerVoice, activation: np.ndarra
     return Speech(waveform, sample_rate, syllables, np.round(mouth, 3), targets)
 
 
-# Peak of a neutral unit-gain utterance after filtering (about 0.4, measured over speakers): scales a neutral
-# voice to a peak near 0.12 × … so the loudest profile (anger, +8 dB) keeps headroom below full scale.
-_NEUTRAL_PEAK = 3.0
+# Peak of a neutral unit-gain utterance after filtering, roughly, measured over speakers: scales a neutral voice to
+# peaks near 0.2 (about −14 dBFS), so the loudest profile (anger, +8 dB) keeps headroom below full scale.
+_NEUTRAL_PEAK = 0.18
 
 
 def _rosenberg_derivative(length: int, open_q: float = 0.4, close_q: float = 0.16) -> np.ndarray:
@@ -262,6 +264,17 @@ def _rosenberg_derivative(length: int, open_q: float = 0.4, close_q: float = 0.1
     flow[tp:tp + tn] = np.cos(0.5 * np.pi * y / tn)
     slope = np.diff(flow, prepend=0.0)
     return slope / np.abs(slope).max()
+
+
+@functools.lru_cache(maxsize=256)
+def _vowel_loudness(formants: tuple[float, ...], sample_rate: int) -> float:
+    """RMS of the vowel filter's response to a 200 Hz pulse train: divides it out so that loudness is set by the
+    emotion's gain, not by which vowels a clip happens to draw (open vowels are otherwise several dB louder)."""
+    pulses = np.zeros(sample_rate // 5)
+    period = sample_rate // 200
+    for start in range(0, len(pulses) - period, period):
+        pulses[start:start + period] += _rosenberg_derivative(period)
+    return float(np.sqrt(np.mean(_formant_filter(pulses, list(formants), sample_rate) ** 2))) / 0.05
 
 
 def _formant_filter(signal: np.ndarray, formants: list[float], sample_rate: int) -> np.ndarray:
@@ -295,7 +308,7 @@ def _targets(f0, envelope, gain, jitter, shimmer, syllables, act, profile, speak
         "contour_st": round(float(VOCAL_PROFILES["neutral"].contour_st + (profile.contour_st - VOCAL_PROFILES[
             "neutral"].contour_st) * act.mean()), 2),
         "level_db_re_neutral": round(float(level_db.mean()), 1),
-        "syllables": len(syllables),
+        "syllable_count": len(syllables),
         "speech_rate_syl_per_s": round(len(syllables) / duration, 2),
         "jitter_pct": round(float(jitter[voiced].mean() * 100 if voiced.any() else 0.0), 3),
         "shimmer_pct": round(float(shimmer[voiced].mean() * 100 if voiced.any() else 0.0), 3),
@@ -304,7 +317,7 @@ def _targets(f0, envelope, gain, jitter, shimmer, syllables, act, profile, speak
     }
 
 
-_REFERENCE_SEED = 0
+_REFERENCE_SEEDS = (0, 1, 2)  # a few neutral utterances: one is a noisy baseline
 
 
 @functools.lru_cache(maxsize=512)
@@ -314,6 +327,12 @@ def neutral_reference(speaker: SpeakerVoice, frames: int, fps: float) -> dict:
     from emoreason.audio.cues import ProsodyReference
     from emoreason.audio.prosody import measure_prosody
 
-    speech = synthesize_speech("neutral", speaker, np.zeros(frames), fps, seed=_REFERENCE_SEED)
-    measured = measure_prosody(speech.waveform, speech.sample_rate)
-    return ProsodyReference.from_measurement(measured, source="speaker neutral (synthesised)").to_dict()
+    takes = [measure_prosody(synthesize_speech("neutral", speaker, np.zeros(frames), fps, seed=seed).waveform,
+                             SAMPLE_RATE) for seed in _REFERENCE_SEEDS]
+
+    def mean(name: str) -> float | None:
+        values = [getattr(m, name) for m in takes if getattr(m, name) is not None]
+        return round(float(np.mean(values)), 2) if values else None
+
+    return ProsodyReference(mean("f0_mean_hz"), mean("intensity_mean_db"), mean("rate_syl_per_s"),
+                            source=f"speaker neutral (synthesised, mean of {len(takes)} utterances)").to_dict()
