@@ -70,10 +70,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for emotion in sorted(rows):
         r = rows[emotion]
-
-        def mean(key: str) -> float:
-            return float(np.mean([x[key] for x in r]))
-
+        mean = {key: float(np.mean([x[key] for x in r])) for key in r[0]}.__getitem__
         profile = VOCAL_PROFILES[emotion]
         print(f"| {emotion} | {len(r)} | {mean('f0'):.2f} ({mean('f0_target'):.2f}) | {mean('f0_err'):.1%} | "
               f"{mean('db'):+.1f} ({mean('db_target'):+.1f}) | {mean('rate'):.2f} ({profile.rate_ratio:.2f} at full "

@@ -13,7 +13,13 @@ from emoreason.audio import read_audio
 from emoreason.audio.prosody import measure_prosody
 from emoreason.synth import ClipSpec, Identity, SynthConfig, build_dataset, generate_av_clip, generate_clip
 from emoreason.synth.dataset import MASKS
-from emoreason.synth.voice import VOCAL_PROFILES, SpeakerVoice, activation_curve, synthesize_speech, vocal_profile
+from emoreason.synth.voice import (
+    VOCAL_PROFILES,
+    SpeakerVoice,
+    activation_curve,
+    synthesize_speech,
+    vocal_profile,
+)
 
 RAMP = np.concatenate([np.zeros(3), np.linspace(0, 1, 6), np.ones(4), np.linspace(1, 0.4, 3)])  # face: 16 frames
 
