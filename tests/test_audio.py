@@ -21,7 +21,6 @@ from emoreason.audio import (
 )
 from emoreason.audio.prosody import ProsodyMeasurement, measure_prosody
 from emoreason.video import CorruptMediaError, FramePolicy, MissingMediaError, load_frames, write_video
-from emoreason.video.io import rgb_to_yuv420p
 
 RATE = 16000
 
@@ -32,36 +31,10 @@ def _tone(hz: float, seconds: float, rate: int = RATE, amp: float = 0.3) -> np.n
 
 
 def write_av(path: Path, audio: np.ndarray | None, rate: int, layout: str = "mono", frames: int = 16,
-             fps: int = 8, codec: str = "aac") -> Path:
-    """An H.264 mp4 with an audio track of any layout / rate (``audio``: (channels, samples) or (samples,))."""
-    pictures = np.full((frames, 32, 32, 3), 128, np.uint8)
-    with av.open(str(path), "w") as container:
-        video = container.add_stream("libx264", rate=fps)
-        video.width = video.height = 32
-        video.pix_fmt = "yuv420p"
-        stream = None
-        if audio is not None:
-            stream = container.add_stream(codec, rate=rate)
-            stream.layout = layout
-        for i, frame in enumerate(pictures):
-            picture = av.VideoFrame.from_ndarray(rgb_to_yuv420p(frame), format="yuv420p")
-            picture.pts = i
-            for packet in video.encode(picture):
-                container.mux(packet)
-        for packet in video.encode():
-            container.mux(packet)
-        if stream is not None:
-            planar = np.atleast_2d(audio).astype(np.float32)
-            for offset in range(0, planar.shape[1], 1024):
-                chunk = av.AudioFrame.from_ndarray(np.ascontiguousarray(planar[:, offset:offset + 1024]),
-                                                   format="fltp", layout=layout)
-                chunk.sample_rate = rate
-                chunk.pts = offset
-                for packet in stream.encode(chunk):
-                    container.mux(packet)
-            for packet in stream.encode():
-                container.mux(packet)
-    return path
+             fps: int = 8) -> Path:
+    """A grey H.264 mp4 with an AAC track of any layout / rate (``audio``: (channels, samples) or (samples,))."""
+    return write_video(np.full((frames, 32, 32, 3), 128, np.uint8), path, fps=fps, audio=audio, audio_rate=rate,
+                       audio_layout=layout)
 
 
 def _dominant_hz(wave: np.ndarray, rate: int = RATE) -> float:

@@ -308,10 +308,12 @@ def rgb_to_yuv420p(frame: np.ndarray) -> np.ndarray:
 
 
 def write_video(frames: np.ndarray | Sequence[np.ndarray], path: str | Path, fps: float = 8.0,
-                crf: int = 18, audio: np.ndarray | None = None, audio_rate: int = 16000) -> Path:
+                crf: int = 18, audio: np.ndarray | None = None, audio_rate: int = 16000,
+                audio_layout: str = "mono") -> Path:
     """Write RGB uint8 frames as an H.264 mp4 (yuv420p, even dimensions) with PyAV; returns the path.
 
-    ``audio`` (mono float waveform at ``audio_rate``) adds an AAC track (``emoreason.audio``)."""
+    ``audio`` (float waveform at ``audio_rate``: (samples,) mono or (channels, samples) in ``audio_layout``) adds
+    an AAC track (``emoreason.audio``)."""
     import av
 
     frames = np.asarray(frames)
@@ -332,7 +334,7 @@ def write_video(frames: np.ndarray | Sequence[np.ndarray], path: str | Path, fps
         if audio is not None:  # every stream must exist before the first packet is muxed
             from emoreason.audio.io import add_audio_stream, encode_audio
 
-            audio_stream = add_audio_stream(container, audio_rate)
+            audio_stream = add_audio_stream(container, audio_rate, audio_layout)
         for index, frame in enumerate(frames):
             # convert to YUV here: libswscale's RGB→YUV path gave run-to-run differences, numpy does not
             yuv = av.VideoFrame.from_ndarray(rgb_to_yuv420p(frame), format="yuv420p")
