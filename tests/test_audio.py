@@ -37,6 +37,13 @@ def write_av(path: Path, audio: np.ndarray | None, rate: int, layout: str = "mon
                        audio_layout=layout)
 
 
+def _png(tmp_path: Path) -> Path:
+    from PIL import Image
+
+    Image.new("RGB", (32, 32)).save(tmp_path / "face.png")
+    return tmp_path / "face.png"
+
+
 def _dominant_hz(wave: np.ndarray, rate: int = RATE) -> float:
     spectrum = np.abs(np.fft.rfft(wave * np.hanning(len(wave))))
     return float(np.fft.rfftfreq(len(wave), 1 / rate)[np.argmax(spectrum)])
@@ -85,9 +92,14 @@ def test_audio_for_frames_covers_the_sampled_video(tmp_path):
     frames = load_frames(path, FramePolicy(nframes=8), resize=False)
     clip = audio_for_frames(path, frames)
     assert clip.start_s == frames.timestamps[0] == 0.0
-    assert len(clip.waveform) == 2 * RATE  # the whole 16-frame / 8 fps video: 2 s
+    # the whole track, as vLLM takes it: the 2 s of the 16-frame / 8 fps video plus the AAC last-frame padding
+    assert len(clip.waveform) == len(read_audio(path).waveform) and 2 * RATE <= len(clip.waveform) < 2.1 * RATE
+    fitted = audio_for_frames(path, frames, span="video")
+    assert len(fitted.waveform) == 2 * RATE and 0 < fitted.meta["trimmed_s"] < 0.1
+    assert np.array_equal(fitted.waveform, clip.waveform[:2 * RATE])
     assert omni_video_fps(frames) == pytest.approx(4.0)  # 8 of 16 frames over 2 s → 2 temporal patches per s
-    assert clip.meta.get("trimmed_s", 0) < 0.1  # AAC pads its last frame: a few ms, fitted silently
+    with pytest.raises(NoAudioError, match="image"):
+        audio_for_frames(path, load_frames(_png(tmp_path), FramePolicy()))
 
 
 def test_bad_inputs_are_named_errors(tmp_path):

@@ -125,7 +125,8 @@ def test_video_and_audio_both_reach_the_logits(omni_dir, av_clips):
     assert float(inputs["video_second_per_grid"][0]) == pytest.approx(2 / 4.0)  # 2 frames per patch at 4 fps
     ids = inputs["input_ids"][0].tolist()
     tok = processor.tokenizer
-    assert ids.count(tok.audio_token_id) == audio_token_count(len(audio.waveform)) == 50  # 2 s → 50 tokens
+    # the whole track, as vLLM takes it: 2 s of voice + 48 ms of AAC padding = 51 audio tokens (25 per second)
+    assert ids.count(tok.audio_token_id) == audio_token_count(len(audio.waveform)) == 51
     start = ids.index(tok.convert_tokens_to_ids("<|vision_bos|>"))
     assert ids[start + 1] == tok.convert_tokens_to_ids("<|audio_bos|>")  # audio interleaved inside the video
     with torch.no_grad():

@@ -10,8 +10,8 @@ and vLLM's ``qwen2_5_omni_thinker``):
   ``second_per_grid = temporal_patch_size / fps``, where ``fps`` is the *processor argument* (it defaults to 2.0
   whatever the frames were sampled at). Pass :func:`omni_video_fps` of the loaded frames.
 - ``use_audio_in_video``: audio and video tokens are interleaved in 2 s chunks (``seconds_per_chunk``), both
-  counted from 0, so the audio must start at the first sampled frame and span the sampled video.
-  :func:`audio_for_frames` cuts exactly that span.
+  counted from 0, so the audio must start at the first sampled frame. :func:`audio_for_frames` starts it there
+  and, like vLLM, runs it to the end of the track (or fits it to the video span on request).
 
 Decoding mirrors vLLM's PyAV path (channels averaged to mono, libswresample for the rate), so training and
 serving see the same waveform for 16 kHz sources; vLLM resamples other rates with torchaudio's sinc kernel,
@@ -101,43 +101,51 @@ def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> LoadedAudio:
 
 
 def audio_for_frames(path: str | Path, frames: LoadedFrames, sample_rate: int = SAMPLE_RATE,
-                     tolerance_s: float = 0.5, on_mismatch: str = "error") -> LoadedAudio:
-    """The audio under the sampled frames of ``frames``: from the first sampled frame to the end of the video,
-    mono at ``sample_rate`` — what ``use_audio_in_video`` interleaves with those frames.
+                     tolerance_s: float = 0.5, on_mismatch: str = "error", span: str = "track") -> LoadedAudio:
+    """The audio that goes with the sampled frames of ``frames``, mono at ``sample_rate``, from the first sampled
+    frame on — what ``use_audio_in_video`` interleaves with those frames.
 
-    When the audio track ends more than ``tolerance_s`` before the video (or runs on more than ``tolerance_s``
-    after it), ``on_mismatch="error"`` raises :class:`AudioLengthMismatchError`; ``"pad"`` pads with silence /
-    trims and records ``padded_s`` / ``trimmed_s`` in ``meta``. Differences within the tolerance (encoder
-    priming, rounding) are always fitted silently, and recorded too.
+    ``span="track"`` (default) keeps it to the end of the audio track, as vLLM and Qwen's ``qwen-omni-utils``
+    (which load the whole file) do for a clip sampled from its start, so training sees the tokens serving sees;
+    an AAC track usually runs a few ms past the video (its last frame's padding). ``span="video"`` pads with
+    silence / trims to the end of the video instead (recorded as ``padded_s`` / ``trimmed_s`` in ``meta``).
+
+    A track that ends more than ``tolerance_s`` before the video, or runs on more than ``tolerance_s`` after it,
+    raises :class:`AudioLengthMismatchError` with ``on_mismatch="error"``; with ``"pad"`` that clip is fitted to
+    the video span as with ``span="video"``.
     """
     if on_mismatch not in ("error", "pad"):
         raise ValueError(f"on_mismatch must be 'error' or 'pad', got {on_mismatch!r}")
+    if span not in ("track", "video"):
+        raise ValueError(f"span must be 'track' or 'video', got {span!r}")
     if frames.kind != "video":
-        raise ValueError(f"{frames.path}: audio goes with video files, not {frames.kind}")
+        raise NoAudioError(frames.path, f"{frames.kind} have no audio track")
     audio = read_audio(path, sample_rate)
     video_end = frames.total_frames / frames.source_fps if frames.source_fps else audio.source_duration_s
     start = frames.timestamps[0] if frames.timestamps else 0.0
     audio_end = audio.start_s + audio.duration_s
-    short, long = video_end - audio_end, audio_end - video_end
-    if max(short, long) > tolerance_s and on_mismatch == "error":
-        what = "ends" if short > 0 else "runs on"
-        raise AudioLengthMismatchError(
-            path, f"audio track ({audio_end:.2f} s) {what} {abs(short):.2f} s "
-                  f"{'before' if short > 0 else 'after'} the video ({video_end:.2f} s); tolerance {tolerance_s} s "
-                  "(on_mismatch='pad' pads with silence / trims)")
+    gap = video_end - audio_end  # > 0: the audio ends first
+    if abs(gap) > tolerance_s:
+        if on_mismatch == "error":
+            what, where = ("ends", "before") if gap > 0 else ("runs on", "after")
+            raise AudioLengthMismatchError(
+                path, f"audio track ({audio_end:.2f} s) {what} {abs(gap):.2f} s {where} the video "
+                      f"({video_end:.2f} s); tolerance {tolerance_s} s (on_mismatch='pad' fits it to the video)")
+        span = "video"
     first = int(round((start - audio.start_s) * sample_rate))
-    count = int(round((video_end - start) * sample_rate))
-    lead = max(0, -first)
-    body = audio.waveform[max(0, first):max(0, first) + count - lead]
-    waveform = np.concatenate([np.zeros(lead, np.float32), body,
-                               np.zeros(max(0, count - lead - len(body)), np.float32)])
+    lead = max(0, -first)  # the audio starts after the first frame: silence before it
+    waveform = np.concatenate([np.zeros(lead, np.float32), audio.waveform[max(0, first):]])
     meta = dict(audio.meta)
-    padded = (lead + count - lead - len(body)) / sample_rate
-    trimmed = max(0.0, audio_end - video_end)
-    if padded > 0:
-        meta["padded_s"] = round(padded, 4)
-    if trimmed > 0:
-        meta["trimmed_s"] = round(trimmed, 4)
+    if lead:
+        meta["padded_start_s"] = round(lead / sample_rate, 4)
+    if span == "video":
+        count = int(round((video_end - start) * sample_rate))
+        if len(waveform) < count:
+            meta["padded_s"] = round((count - len(waveform)) / sample_rate, 4)
+            waveform = np.concatenate([waveform, np.zeros(count - len(waveform), np.float32)])
+        elif len(waveform) > count:
+            meta["trimmed_s"] = round((len(waveform) - count) / sample_rate, 4)
+            waveform = waveform[:count]
     return LoadedAudio(waveform.astype(np.float32), sample_rate, str(path), start, audio.source_rate,
                        audio.source_channels, audio.source_duration_s, meta)
 
