@@ -194,12 +194,12 @@ def _decode(path: Path) -> tuple[np.ndarray, int, int, float]:
         if rate <= 0:
             raise CorruptMediaError(path, "the audio stream declares no sample rate")
         reference = _video_start(container)
-        # planar float at the native layout and rate: every sample format becomes (channels, samples)
-        planar = av.AudioResampler(format="fltp", layout=stream.layout.name, rate=rate)
         chunks: list[np.ndarray] = []
         first_time: float | None = None
         decoded_s = 0.0
         try:
+            # planar float at the native layout and rate: every sample format becomes (channels, samples)
+            planar = av.AudioResampler(format="fltp", layout=stream.layout.name or channels, rate=rate)
             for frame in container.decode(stream):
                 if first_time is None and frame.time is not None:
                     first_time = float(frame.time)
