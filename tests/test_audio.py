@@ -143,7 +143,7 @@ def test_token_count_and_processor_kwargs_match_qwen2_5_omni(tmp_path):
 
     extractor = WhisperFeatureExtractor(feature_size=128, sampling_rate=RATE, hop_length=160, n_fft=400,
                                         chunk_length=30, return_attention_mask=True)
-    for samples in (16000, 32000, 33333, 47999, 400):
+    for samples in (32000, 33333, 400):
         mask = extractor(np.zeros(samples, np.float32), sampling_rate=RATE, padding="max_length",
                          return_attention_mask=True)["attention_mask"]
         expected = int(_get_feat_extract_output_lengths(np.asarray(mask).sum(-1))[0])
