@@ -34,8 +34,10 @@ SPLITS = ("train", "val", "test")
 _IDENTITY_STREAM = 7919  # separates identity randomness from clip randomness in the seed sequence
 _MASK_STREAM = 5  # which clips are masked, and with what
 MASKED_LABEL_RULES = ("voice", "face")
-# Masking displays (Ekman & Friesen 1975, *Unmasking the Face*, ch. 11): a smile or a poker face covers the felt
-# emotion
+# Masking displays: a smile or a poker face covers the felt emotion (Ekman & Friesen 1975, *Unmasking the Face*);
+# the default label rule follows the leakage hypothesis — what is masked in the face leaks through less
+# controlled channels such as the voice (Ekman & Friesen 1969, "Nonverbal leakage and clues to deception",
+# Psychiatry 32:88–106)
 MASKS = ("happiness", "neutral")
 
 
