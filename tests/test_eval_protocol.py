@@ -67,9 +67,12 @@ def test_fold_models_template_mapping_single_fold_and_zero_shot(tmp_path):
 
 
 def test_per_fold_loop_reports_each_fold_then_mean_and_std(tmp_path, tiny_model_dirs):
+    from emoreason.models import build_tiny_model
+
     FIXTURES["dfew"](tmp_path / "dfew")
-    for k in (1, 2):  # one "trained" model per fold (copies: the same weights, fine for the plumbing)
-        shutil.copytree(tiny_model_dirs["qwen2_5_vl"], tmp_path / "sft" / f"dfew_fold{k}")
+    # one "trained" model per fold: different weights (the same weights on two folds is refused, see below)
+    shutil.copytree(tiny_model_dirs["qwen2_5_vl"], tmp_path / "sft" / "dfew_fold1")
+    build_tiny_model("qwen2_5_vl", tmp_path / "sft" / "dfew_fold2", seed=1)
     common = ["--benchmark", "dfew", "--root", tmp_path / "dfew", "--out", tmp_path / "eval", "folds=[1,2]",
               "max_new_tokens=4", "--batch-size", "2"]
     _eval(*common, "--model", tmp_path / "sft" / "dfew_fold1", "--fold", "1", check=True)
@@ -95,6 +98,61 @@ def test_per_fold_loop_reports_each_fold_then_mean_and_std(tmp_path, tiny_model_
     assert (tmp_path / "eval" / "confusion_matrix.png").stat().st_size > 1000
     fold_text = (tmp_path / "eval" / "fold2" / "summary.md").read_text().splitlines()[2]
     assert "fold 2 of 2" in fold_text and "model local:" in fold_text and "dfew_fold2" in fold_text
+
+
+def _fold_run(out: Path, fold: int, model: dict | None = None, **protocol) -> None:
+    """A fold's metrics.json as `emoreason eval` writes it (DFEW's protocol, fold ``fold``)."""
+    spec = load_benchmark("dfew", ["folds=[1,2]"])
+    model = model or {"kind": "local", "path": f"runs/fold{fold}", "weights": f"w{fold}"}
+    metrics = {"benchmark": "dfew", "n": 10, "generation_errors": 0, "fold": fold,
+               "recognition": {"war": 0.5 + fold / 10, "uar": 0.5, "macro_f1": 0.5, "weighted_f1": 0.5,
+                               "labels": ["anger"], "per_class_recall": {"anger": 0.5},
+                               "confusion_matrix": [[1]]},
+               "protocol": {**spec.protocol(), "protocol_hash": spec.protocol_hash(), "fold": fold,
+                            "zero_shot": False, "frame_policy": {"fps": 2.0}, "prompt_hash": "p", "limit": None,
+                            "model": model, "model_description": str(model), **protocol}}
+    (out / f"fold{fold}").mkdir(parents=True, exist_ok=True)
+    (out / f"fold{fold}" / "metrics.json").write_text(json.dumps(metrics))
+
+
+def test_one_model_scored_fold_by_fold_is_refused_too(tmp_path, tiny_model_dirs):
+    """The fold leak through the per-fold loop: --fold 1 then --fold 2 with the same weights (or a mapping file
+    that names one model for every fold) must not end in a "complete" mean ± std."""
+    from emoreason.evaluation.report import write_fold_summary
+
+    spec = load_benchmark("dfew", ["folds=[1,2]"])
+    same = {"kind": "local", "path": "runs/a", "weights": "same"}
+    _fold_run(tmp_path / "a", 1, same)
+    _fold_run(tmp_path / "a", 2, {**same, "path": "runs/copy-of-a"})  # a copy: the same weights
+    with pytest.raises(FoldProtocolError, match=r"folds 1, 2 .*same model"):
+        write_fold_summary(spec, tmp_path / "a")
+    _fold_run(tmp_path / "z", 1, same, zero_shot=True)
+    _fold_run(tmp_path / "z", 2, same, zero_shot=True)
+    assert write_fold_summary(spec, tmp_path / "z")["complete"]  # declared zero-shot on every fold: allowed
+    mapping = tmp_path / "folds.yaml"
+    mapping.write_text("1: runs/a\n2: runs/a\n")
+    with pytest.raises(FoldProtocolError, match="same model"):
+        fold_models(spec, str(mapping))
+    # end to end: the second fold is refused before any generation, naming the fold already scored
+    FIXTURES["dfew"](tmp_path / "dfew")
+    common = ["--benchmark", "dfew", "--root", tmp_path / "dfew", "--out", tmp_path / "eval", "folds=[1,2]",
+              "max_new_tokens=4", "--batch-size", "2", "--model", tiny_model_dirs["qwen2_5_vl"]]
+    _eval(*common, "--fold", "1", check=True)
+    refused = _eval(*common, "--fold", "2")
+    assert refused.returncode == 2 and "folds 1, 2" in refused.stderr and "--zero-shot" in refused.stderr, \
+        refused.stderr[-2000:]
+    assert not (tmp_path / "eval" / "fold2" / "predictions.jsonl").exists()
+
+
+@pytest.mark.parametrize(("field", "other"), [("limit", 5), ("frame_policy", {"fps": 4.0}), ("zero_shot", True)])
+def test_fold_summary_refuses_folds_scored_differently(tmp_path, field, other):
+    from emoreason.evaluation.report import write_fold_summary
+
+    spec = load_benchmark("dfew", ["folds=[1,2]"])
+    _fold_run(tmp_path, 1)
+    _fold_run(tmp_path, 2, **{field: other})
+    with pytest.raises(ProtocolMismatchError, match=field):
+        write_fold_summary(spec, tmp_path)
 
 
 # --- frame-level AU benchmarks --------------------------------------------------------------------------------

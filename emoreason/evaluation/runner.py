@@ -22,7 +22,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from emoreason.datasets import RecordSet, load_records
-from emoreason.evaluation.benchmarks import BenchmarkSpec, short_hash
+from emoreason.evaluation.benchmarks import BenchmarkSpec, FoldProtocolError, short_hash
 from emoreason.evaluation.identity import model_key, prompt_hash
 from emoreason.evaluation.metrics import au_f1, au_ground_truth, ccc, recognition_metrics, rmse
 from emoreason.evaluation.rationale import rationale_metrics
@@ -37,10 +37,6 @@ RUN_OUTPUTS = ("metrics.json", "summary.md", "confusion_matrix.png", "per_class_
 
 class CacheMismatchError(RuntimeError):
     """A run directory holds predictions made under a different model, protocol, frame policy or prompt."""
-
-
-class FoldProtocolError(ValueError):
-    """A cross-validation benchmark asked to score one model on folds it was (or may have been) trained on."""
 
 
 def prompt_labels(spec: BenchmarkSpec) -> list[str] | None:
@@ -77,17 +73,24 @@ def fold_models(spec: BenchmarkSpec, model: str, fold: int | None = None, zero_s
         missing = [k for k in folds if k not in by_fold]
         if missing:
             raise FoldProtocolError(f"{path} names no model for fold(s) {missing} of {spec.name}")
+        shared = sorted({k for k in folds for j in folds if j != k and by_fold[j] == by_fold[k]})
+        if shared and not zero_shot:
+            raise FoldProtocolError(f"{path} names the same model for folds {', '.join(map(str, shared))} of "
+                                    f"{spec.name}: {_ONE_MODEL_PER_FOLD.format(name=spec.name)}")
         return {k: by_fold[k] for k in folds}
     if "{fold}" in model:
         return {k: model.format(fold=k) for k in folds}
     if len(folds) == 1 or zero_shot:
         return dict.fromkeys(folds, model)
-    raise FoldProtocolError(
-        f"{spec.name} is a {len(spec.folds)}-fold cross-validation protocol: fold k's training set holds the test "
-        f"samples of the other folds, so one model scored on every fold is mostly scored on data it was trained "
-        f"on (the mean ± std would be meaningless). Give one model per fold — --model 'runs/sft/{spec.name}_fold"
-        f"{{fold}}' (a template) or --model folds.yaml (fold: model) — or score one fold with --fold K. A model "
-        f"trained on none of {spec.name}'s data may be scored on every fold with --zero-shot.")
+    raise FoldProtocolError(f"{spec.name} is a {len(spec.folds)}-fold cross-validation protocol: "
+                            + _ONE_MODEL_PER_FOLD.format(name=spec.name) + " Or score one fold with --fold K.")
+
+
+_ONE_MODEL_PER_FOLD = (
+    "fold k's training set holds the test samples of the other folds, so one model scored on every fold is mostly "
+    "scored on data it was trained on (the mean ± std would be meaningless). Give one model per fold — --model "
+    "'runs/sft/{name}_fold{{fold}}' (a template) or --model folds.yaml (fold: model). A model trained on none of "
+    "{name}'s data may be scored on every fold with --zero-shot.")
 
 
 # --- records and the prediction cache -------------------------------------------------------------------------
@@ -268,12 +271,17 @@ def evaluate_folds(spec: BenchmarkSpec, backend_for: Callable[[int | None], obje
                    media_root: str | None = None, zero_shot: bool = False) -> dict:
     """Each of ``folds`` with its own model (``backend_for(fold)``) into ``OUT/fold<k>/``, then the summary over
     every fold present in ``OUT`` (mean ± std once the protocol's folds are all there)."""
-    from emoreason.evaluation.report import write_fold_summary
+    from emoreason.evaluation.report import check_fold_models, fold_runs, write_fold_summary
 
     if not spec.folds:
         return evaluate(spec, backend_for(None), out_dir, root, None, limit, batch_size, progress, judge,
                         on_mismatch, media_root, zero_shot)
     for fold in folds:
-        evaluate(spec, backend_for(fold), Path(out_dir) / f"fold{fold}", root, fold, limit, batch_size, progress,
+        backend = backend_for(fold)
+        # before any generation: this fold's model must not be one already scored on another fold of OUT
+        scored = {k: ((m.get("protocol") or {}).get("model") or {}, bool((m.get("protocol") or {}).get("zero_shot")))
+                  for k, m in fold_runs(spec, Path(out_dir)).items() if k != fold}
+        check_fold_models(spec, {**scored, fold: (backend.identity, zero_shot)})
+        evaluate(spec, backend, Path(out_dir) / f"fold{fold}", root, fold, limit, batch_size, progress,
                  judge, on_mismatch, media_root, zero_shot)
     return write_fold_summary(spec, Path(out_dir))
