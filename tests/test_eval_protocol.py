@@ -26,7 +26,7 @@ from emoreason.evaluation.runner import FoldProtocolError, benchmark_records, ev
 from emoreason.records import SampleRecord
 from emoreason.video import FramePolicy, load_media
 
-from dataset_fixtures import BP4D_FIRST_FRAME, FIXTURES
+from dataset_fixtures import BP4D_FIRST_FRAME, FIXTURES, dfew_variant
 from openai_stub import StubServer
 
 EVAL = [sys.executable, "-m", "emoreason", "eval"]
@@ -282,6 +282,35 @@ def test_cache_refuses_another_model_or_prompt_and_restart_starts_over(tmp_path,
     stale = list((tmp_path / "run").glob("stale-*/predictions.jsonl"))
     assert len(stale) == 1 and stale[0].read_text() == first  # moved aside, not lost
     assert run("qwen3_vl")["n"] == 2  # the same setup again resumes from its cache
+
+
+def test_cache_refuses_predictions_made_on_other_media(tmp_path):
+    """The same clip ids read from another media layout (DFEW's 16-frame folders instead of the full mp4s, via
+    --media-root or layout=) are other inputs: cached answers for them are not reused."""
+    from emoreason.evaluation.runner import CacheMismatchError
+
+    dfew_variant(tmp_path / "dfew", "original")
+    dfew_variant(tmp_path / "dfew", "clip_224x224_16f")
+    answer = "<think>Observations: AU4.</think><answer>anger</answer>"
+    with StubServer(lambda messages: ("ok", answer)) as server:
+        def run(*overrides, **kw):
+            spec = load_benchmark("dfew", ["frames.min_pixels=784", "frames.max_pixels=3136", *overrides])
+            backend = EndpointBackend({"base_url": server.base_url, "retries": 0}, spec.frames, None, "tags")
+            return evaluate(spec, backend, tmp_path / "out", root=str(tmp_path / "dfew"), fold=1, progress=False,
+                            **kw)
+
+        assert {r.media["layout"] for r in benchmark_records(load_benchmark("dfew"), str(tmp_path / "dfew"), 1)} \
+            == {"original"}
+        run()
+        assert server.requests == 3
+        with pytest.raises(CacheMismatchError, match="media") as refused:
+            run("dataset_options.layout=clip_224x224_16f")
+        assert "dfew-00006" in str(refused.value) and "clip_224x224_16f" in str(refused.value)
+        assert server.requests == 3  # nothing generated, nothing mixed
+        run()  # the original media again: resumes from the cache
+        assert server.requests == 3
+        run("dataset_options.layout=clip_224x224_16f", on_mismatch="restart")
+        assert server.requests == 6
 
 
 def test_weights_fingerprint_tells_fine_tunes_apart(tmp_path, tiny_model_dirs):

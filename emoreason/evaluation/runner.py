@@ -2,7 +2,8 @@
 run resumes and a re-run re-scores without re-generating), parse, score, report.
 
 The cache (``predictions.jsonl`` beside ``cache.json``) answers only for what it was made with: the model's
-identity, the benchmark protocol and fold, the frame policy and the prompt. A run with anything else refuses
+identity, the benchmark protocol and fold, the frame policy and the prompt, and per sample the media it was shown
+(``media_signature``: layout, frame rate, window). A run with anything else refuses
 (``CacheMismatchError``, naming what differs), or with ``on_mismatch="restart"`` moves the old predictions
 aside and starts a new cache. Predictions of different models are never mixed.
 
@@ -123,15 +124,37 @@ def _differences(old: dict, new: dict) -> list[str]:
             for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
 
 
-def open_cache(out: Path, key: dict, on_mismatch: str = "refuse") -> None:
-    """Make ``out`` a cache for ``key``: new, the same key (resume), or a mismatch (refuse, or move aside)."""
+def media_signature(record) -> dict:
+    """What of a sample's media decides the frames the model is shown — the layout it was found in (DFEW's
+    16-frame folders and its full mp4s are other inputs under one clip id), the frame rate and a window's frame
+    indices — and not where the copy sits (moving the data keeps its cache)."""
+    media = record.media
+    return {k: media.get(k) for k in ("type", "layout", "fps", "frame_indices")}
+
+
+def _media_differences(path: Path, records) -> list[str]:
+    cached = _cached(path)
+    changed = [(r, cached[r.id].get("media")) for r in records
+               if r.id in cached and cached[r.id].get("media") != media_signature(r)]
+    if not changed:
+        return []
+    first, old = changed[0]
+    return [f"media of {len(changed)} cached sample(s), e.g. {first.id}: {json.dumps(old, sort_keys=True)} → "
+            f"{json.dumps(media_signature(first), sort_keys=True)}"]
+
+
+def open_cache(out: Path, key: dict, on_mismatch: str = "refuse", records=()) -> None:
+    """Make ``out`` a cache for ``key`` and ``records``: new, the same setup (resume), or a mismatch — another
+    key, or cached answers for these sample ids made on other media — refused, or moved aside."""
     key_path, predictions = out / CACHE_KEY, out / PREDICTIONS
     if predictions.is_file() and predictions.stat().st_size:
         old = json.loads(key_path.read_text()) if key_path.is_file() else None
-        if old == key:
+        if old is None:
+            what = ["no cache.json: predictions of unknown origin (an older emoreason?)"]
+        else:
+            what = _differences(old, key) if old != key else _media_differences(predictions, records)
+        if not what:
             return
-        what = (["no cache.json: predictions of unknown origin (an older emoreason?)"] if old is None
-                else _differences(old, key))
         if on_mismatch != "restart":
             raise CacheMismatchError(
                 f"{out} holds predictions made under a different setup, so they cannot be reused:\n  "
@@ -170,7 +193,7 @@ def predict_all(records, backend, out: Path, batch_size: int, progress: bool = T
         for start in range(0, len(todo), batch_size):
             chunk = todo[start:start + batch_size]
             for record, (text, error) in zip(chunk, backend.predict(chunk), strict=True):
-                row = {"id": record.id, "text": text, "error": error}
+                row = {"id": record.id, "text": text, "error": error, "media": media_signature(record)}
                 handle.write(json.dumps(row) + "\n")
                 if text is not None or (error or "").startswith("media"):
                     cache[record.id] = row
@@ -255,7 +278,7 @@ def evaluate(spec: BenchmarkSpec, backend, out_dir: str | Path, root: str | None
     records = benchmark_records(spec, root, fold, media_root)
     problems = [str(p) for p in records.problems]
     records = list(records)[:limit] if limit else list(records)
-    open_cache(out, cache_key(spec, backend, fold), on_mismatch)
+    open_cache(out, cache_key(spec, backend, fold), on_mismatch, records)
     predictions = predict_all(records, backend, out, batch_size, progress)
     metrics = score(spec, records, predictions, judge)
     protocol = {**protocol_summary(spec, backend, fold, zero_shot), "limit": limit}
