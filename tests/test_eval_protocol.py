@@ -324,6 +324,45 @@ def test_weights_fingerprint_tells_fine_tunes_apart(tmp_path, tiny_model_dirs):
     assert weights_fingerprint(retrained) != weights_fingerprint(original)
 
 
+def test_fingerprint_sees_a_fine_tune_of_one_small_module(tmp_path, monkeypatch):
+    """A large shard where only a small tensor changed (a projector-only fine-tune): evenly spaced blocks can
+    miss it, so every tensor's own bytes are sampled too. (Scaled down: the whole-file limit is lowered so an
+    8 MiB file takes the path a multi-GB shard takes.)"""
+    import torch
+    from safetensors.torch import save_file
+
+    from emoreason.evaluation import identity
+
+    monkeypatch.setattr(identity, "_WHOLE_FILE_LIMIT", 2**20)
+    monkeypatch.setattr(identity, "_BLOCKS", 4)
+    generator = torch.Generator().manual_seed(0)
+    tensors = {"a_layers": torch.randn(2**20, generator=generator), "b_projector": torch.zeros(2048),
+               "c_layers": torch.randn(2**20, generator=generator)}
+    base, tuned = tmp_path / "base", tmp_path / "tuned"
+    for folder in (base, tuned):
+        folder.mkdir()
+        (folder / "config.json").write_text("{}")
+    save_file(tensors, base / "model.safetensors")
+    save_file({**tensors, "b_projector": torch.full((2048,), 0.01)}, tuned / "model.safetensors")
+    assert (base / "model.safetensors").stat().st_size > identity._WHOLE_FILE_LIMIT
+    assert identity.weights_fingerprint(base) != identity.weights_fingerprint(tuned)
+
+
+def test_endpoint_identity_fingerprints_a_local_weights_path(tmp_path):
+    """Retrained into the same directory and served again: the endpoint, served name and weights path are the
+    same, the weights are not — a cache keyed on the path alone would answer with the old model."""
+    from emoreason.evaluation.identity import endpoint_identity, model_key
+    from emoreason.models import build_tiny_model
+
+    weights = build_tiny_model("qwen2_5_vl", tmp_path / "sft" / "final", seed=0)
+    with StubServer(lambda messages: ("ok", "x"), root=str(weights)) as server:
+        before = endpoint_identity(server.base_url, None)
+        build_tiny_model("qwen2_5_vl", weights, seed=1)  # retrained in place
+        after = endpoint_identity(server.base_url, None)
+    assert before["root"] == after["root"] == str(weights)
+    assert model_key(before) != model_key(after)
+
+
 # --- endpoint parity: frame folders go inline, losslessly -----------------------------------------------------
 
 def _decode_frames(url: str) -> list[np.ndarray]:
