@@ -313,6 +313,38 @@ def test_cache_refuses_predictions_made_on_other_media(tmp_path):
         assert server.requests == 6
 
 
+def test_a_cache_key_cut_by_a_kill_is_a_clear_refusal(tmp_path):
+    """cache.json half-written when a run was killed: a refusal naming the file (or --overwrite), not a
+    JSONDecodeError traceback."""
+    from emoreason.evaluation.runner import CacheMismatchError, open_cache
+
+    (tmp_path / "predictions.jsonl").write_text('{"id": "a", "text": "x", "error": null}\n')
+    (tmp_path / "cache.json").write_text('{"model": {"kind": "lo')
+    with pytest.raises(CacheMismatchError, match=r"cache\.json.*unreadable"):
+        open_cache(tmp_path, {"model": {}})
+    open_cache(tmp_path, {"model": {}}, on_mismatch="restart")
+    assert json.loads((tmp_path / "cache.json").read_text()) == {"model": {}}
+    assert not (tmp_path / "predictions.jsonl").exists() and list(tmp_path.glob("stale-*/predictions.jsonl"))
+
+
+def test_plots_draw_no_bar_for_what_was_not_measured(tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    heights = {}
+    original = matplotlib.axes.Axes.bar
+
+    def spy(self, x, height, *args, **kwargs):
+        heights.update(zip(list(x), list(height), strict=True))
+        return original(self, x, height, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "bar", spy)
+    metrics = {"benchmark": "x", "n": 2, "generation_errors": 0, "fold": None, "backend": "t", "load_problems": [],
+               "protocol": None, "au": {"per_au_f1": {1: 0.5, 4: None}, "support": {1: 1, 4: 0}, "n": 2,
+                                        "mean_f1": 0.5, "aus_measured": 1, "aus": 2}}
+    write_report(metrics, tmp_path)
+    assert heights["AU1"] == 0.5 and np.isnan(heights["AU4"])  # not a bar at 0: AU4 was not measured
+
+
 def test_weights_fingerprint_tells_fine_tunes_apart(tmp_path, tiny_model_dirs):
     from emoreason.evaluation.identity import weights_fingerprint
     from emoreason.models import build_tiny_model

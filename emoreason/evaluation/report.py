@@ -8,6 +8,7 @@ Unmeasured metrics are ``null`` in metrics.json and "–" in the Markdown, never
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from emoreason.evaluation.benchmarks import FoldProtocolError
@@ -34,8 +35,16 @@ def _mean_std(summary: dict | None) -> str:
 
 
 def _dump(metrics: dict, path: Path) -> None:
-    """Strict JSON (a NaN would make the file unreadable to other tools)."""
-    path.write_text(json.dumps(metrics, indent=2, default=str, allow_nan=False) + "\n")
+    """Strict JSON (a NaN would make the file unreadable to other tools), written whole or not at all: fold runs
+    into one OUT read each other's metrics.json."""
+    from emoreason.evaluation.runner import write_atomic
+
+    write_atomic(path, json.dumps(metrics, indent=2, default=str, allow_nan=False) + "\n")
+
+
+def _bar_heights(values) -> list[float]:
+    """Bar heights; an unmeasured value (None) is NaN — no bar — never a bar at 0."""
+    return [math.nan if v is None else v for v in values]
 
 
 def _policy_text(policy: dict) -> str:
@@ -158,7 +167,7 @@ def _plots(rec: dict | None, per_au: dict | None, benchmark: str, out: Path, sub
         fig.savefig(out / "confusion_matrix.png", dpi=110)
         plt.close(fig)
         fig, ax = plt.subplots(figsize=(1 + 0.6 * len(labels), 3.5))
-        ax.bar(labels, [rec["per_class_recall"][c] or 0.0 for c in labels], color="tab:blue")
+        ax.bar(labels, _bar_heights(rec["per_class_recall"][c] for c in labels), color="tab:blue")
         ax.set_ylim(0, 1)
         ax.set_ylabel("recall")
         ax.tick_params(axis="x", rotation=45)
@@ -167,7 +176,7 @@ def _plots(rec: dict | None, per_au: dict | None, benchmark: str, out: Path, sub
         plt.close(fig)
     if per_au:
         fig, ax = plt.subplots(figsize=(1 + 0.5 * len(per_au), 3.5))
-        ax.bar([f"AU{a}" for a in per_au], [v or 0.0 for v in per_au.values()], color="tab:green")
+        ax.bar([f"AU{a}" for a in per_au], _bar_heights(per_au.values()), color="tab:green")
         ax.set_ylim(0, 1)
         ax.set_ylabel("F1")
         fig.tight_layout()

@@ -148,10 +148,13 @@ def open_cache(out: Path, key: dict, on_mismatch: str = "refuse", records=()) ->
     key, or cached answers for these sample ids made on other media — refused, or moved aside."""
     key_path, predictions = out / CACHE_KEY, out / PREDICTIONS
     if predictions.is_file() and predictions.stat().st_size:
-        old = json.loads(key_path.read_text()) if key_path.is_file() else None
-        if old is None:
-            what = ["no cache.json: predictions of unknown origin (an older emoreason?)"]
+        try:
+            old = json.loads(key_path.read_text()) if key_path.is_file() else None
+        except ValueError:  # cut by a kill mid-write (before writes were atomic) or edited by hand
+            old, what = None, [f"{key_path} is unreadable: the predictions' origin is unknown"]
         else:
+            what = ["no cache.json: predictions of unknown origin (an older emoreason?)"]
+        if old is not None:
             what = _differences(old, key) if old != key else _media_differences(predictions, records)
         if not what:
             return
@@ -165,7 +168,14 @@ def open_cache(out: Path, key: dict, on_mismatch: str = "refuse", records=()) ->
             if (out / name).exists():
                 os.replace(out / name, stale / name)
         log.warning("%s held predictions of another setup (%s); moved to %s", out, "; ".join(what), stale)
-    key_path.write_text(json.dumps(key, indent=2, sort_keys=True, default=str) + "\n")
+    write_atomic(key_path, json.dumps(key, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all (a kill or a concurrent reader never sees half a file)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def _cached(path: Path) -> dict[str, dict]:
