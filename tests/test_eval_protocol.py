@@ -194,6 +194,19 @@ def test_disfa_and_affwild2_windows(tmp_path):
     assert aw[1].aus == [1, 4, 15] and aw[4].aus == [] and aw[1].split == "val"
 
 
+def test_a_bad_au_cell_is_a_problem_naming_its_line_not_a_crash(tmp_path):
+    FIXTURES["affwild2"](tmp_path)
+    table = tmp_path / "Annotations" / "AU_Detection_Challenge" / "Validation_Set" / "video2.txt"
+    lines = table.read_text().splitlines()
+    lines[2] = lines[2].replace("1,0,1", "1,x,1", 1)  # frame 2
+    table.write_text("\n".join(lines) + "\n")
+    spec = load_benchmark("affwild2_au")
+    records = benchmark_records(spec, str(tmp_path))
+    assert sorted(r.meta["centre_frame"] for r in records) == [1, 4]  # frame 2 dropped, the others kept
+    (problem,) = [p for p in records.problems if p.kind == "malformed_row"]
+    assert f"{table}:3" in str(problem) and "'x'" in str(problem)
+
+
 def test_frame_level_au_f1_equals_sklearn_over_windows(tmp_path):
     FIXTURES["bp4d"](tmp_path)
     spec = load_benchmark("bp4d", ["windows.stride=1"])
