@@ -247,6 +247,17 @@ def test_metrics_without_ground_truth_are_null_not_zero(tmp_path):
     assert va["va"] is None
 
 
+def test_samples_left_out_of_recognition_are_counted_in_the_report(tmp_path):
+    spec = load_benchmark("affwild2_expr")
+    records = [_record(0, emotion="happiness"), _record(1)]  # a video with no labelled frame: no emotion
+    text = "<think>AU6.</think><answer>happiness</answer>"
+    metrics = score(spec, records, {r.id: {"id": r.id, "text": text} for r in records})
+    metrics.update(fold=None, backend="test", load_problems=[], protocol=None)
+    write_report(metrics, tmp_path)
+    assert metrics["recognition"]["n"] == 1 and metrics["recognition"]["unlabelled"] == 1
+    assert "scored on 1 of 2 samples (1 without an emotion label)" in (tmp_path / "summary.md").read_text()
+
+
 def test_one_au_inclusion_rule_for_detection_and_rationale():
     spec = load_benchmark("synthfacs")
     claim = "<think>AU6 and AU12 rise.</think><answer>happiness</answer>"

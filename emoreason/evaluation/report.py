@@ -137,7 +137,11 @@ def _recognition_section(rec: dict | None, asked: bool) -> list[str]:
         return []
     if rec is None:
         return ["## Recognition", "", "– (no sample has an emotion label)", ""]
-    lines = ["## Recognition", "", "| WAR | UAR | macro F1 | weighted F1 | unparseable |", "|---|---|---|---|---|",
+    lines = ["## Recognition", ""]
+    if rec.get("unlabelled"):
+        lines += [f"scored on {rec['n']} of {rec['n'] + rec['unlabelled']} samples ({rec['unlabelled']} without an "
+                  "emotion label)", ""]
+    lines += ["| WAR | UAR | macro F1 | weighted F1 | unparseable |", "|---|---|---|---|---|",
              f"| {_pct(rec['war'])} | {_pct(rec['uar'])} | {_pct(rec['macro_f1'])} | {_pct(rec['weighted_f1'])} | "
              f"{rec['unparseable']} |", "", "| class | recall | F1 | support |", "|---|---|---|---|"]
     lines += [f"| {c} | {_pct(rec['per_class_recall'][c])} | {_pct(rec['per_class_f1'][c])} | {rec['support'][c]} |"

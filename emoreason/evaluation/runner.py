@@ -226,6 +226,8 @@ def score(spec: BenchmarkSpec, records, predictions: dict[str, dict], judge: dic
         labels = list(dataset_label_set(spec.label_set)) if spec.label_set else None
         metrics["recognition"] = recognition_metrics([r.emotion for r, _ in labelled],
                                                      [p.emotion for _, p in labelled], labels)
+        if metrics["recognition"] is not None:  # samples without a label are left out, and counted
+            metrics["recognition"]["unlabelled"] = len(records) - len(labelled)
     truths = [au_ground_truth(r, spec.au_set) for r in records]
     if "au" in spec.metrics and spec.au_set:
         rows = [(t, p) for t, p in zip(truths, parsed, strict=True) if t is not None]
