@@ -19,7 +19,7 @@ from emoreason.knowledge.taxonomy import normalize_text
 _TAG = re.compile(r"<\s*(/?)\s*(think|answer)\s*>", re.IGNORECASE)
 _INVISIBLE = re.compile(r"[\u200b-\u200f\u2060\ufeff]")
 _TRAILING_SPECIAL = re.compile(r"(?:\s*<\|(?:im_end|endoftext|eot_id|end)\|>)+\s*$")
-_SECTION = re.compile(r"(?im)^[\s*#>-]*(observations?|interpretation|conclusion)\s*[*]*\s*:")
+_SECTION = re.compile(r"(?im)^[\s*#>-]*(observations?|vocal\s+cues?|interpretation|conclusion)\s*[*]*\s*:")
 
 _AU_ITEM = r"[LRTUB]?(\d{1,2})([A-E])?\b(?!\s*(?:frames?\b|s\b|sec|seconds?\b|ms\b|%|th\b|st\b|nd\b|rd\b|\.\d))"
 _AU_CODE = re.compile(
@@ -156,6 +156,7 @@ class ParsedResponse:
     answers: list[str] = field(default_factory=list)  # every answer block found
     answer_source: str | None = None  # "tag" | "json" | "fallback"
     observations: str | None = None
+    vocal_cues: str | None = None  # the optional audio-visual part (claims: emoreason.reasoning.vocal)
     interpretation: str | None = None
     conclusion: str | None = None
     sections_ok: bool = False
@@ -385,10 +386,11 @@ def _read_sections(result: ParsedResponse, reasoning: str) -> None:
     found: dict[str, str] = {}
     for i, (_, end, name) in enumerate(marks):
         stop = marks[i + 1][0] if i + 1 < len(marks) else len(reasoning)
-        key = "observations" if name == "observation" else name
+        key = {"observation": "observations", "vocal cue": "vocal_cues"}.get(" ".join(name.split()), name)
         if key not in found:
             found[key] = reasoning[end:stop].strip()
     result.observations = found.get("observations")
+    result.vocal_cues = found.get("vocal_cues")
     result.interpretation = found.get("interpretation")
     result.conclusion = found.get("conclusion")
     order = [m[2] for m in marks]

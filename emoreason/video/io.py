@@ -359,8 +359,12 @@ def rgb_to_yuv420p(frame: np.ndarray) -> np.ndarray:
 
 
 def write_video(frames: np.ndarray | Sequence[np.ndarray], path: str | Path, fps: float = 8.0,
-                crf: int = 18) -> Path:
-    """Write RGB uint8 frames as an H.264 mp4 (yuv420p, even dimensions) with PyAV; returns the path."""
+                crf: int = 18, audio: np.ndarray | None = None, audio_rate: int = 16000,
+                audio_layout: str = "mono") -> Path:
+    """Write RGB uint8 frames as an H.264 mp4 (yuv420p, even dimensions) with PyAV; returns the path.
+
+    ``audio`` (float waveform at ``audio_rate``: (samples,) mono or (channels, samples) in ``audio_layout``) adds
+    an AAC track (``emoreason.audio``)."""
     import av
 
     frames = np.asarray(frames)
@@ -377,6 +381,11 @@ def write_video(frames: np.ndarray | Sequence[np.ndarray], path: str | Path, fps
         # mbtree off + constant frame rate: x264's rate control otherwise varies run to run, and identical
         # frames should give identical files (SynthFACS is deterministic by seed)
         stream.options = {"crf": str(crf), "preset": "veryfast", "x264-params": "mbtree=0:force-cfr=1"}
+        audio_stream = None
+        if audio is not None:  # every stream must exist before the first packet is muxed
+            from emoreason.audio.io import add_audio_stream, encode_audio
+
+            audio_stream = add_audio_stream(container, audio_rate, audio_layout)
         for index, frame in enumerate(frames):
             # convert to YUV here: libswscale's RGB→YUV path gave run-to-run differences, numpy does not
             yuv = av.VideoFrame.from_ndarray(rgb_to_yuv420p(frame), format="yuv420p")
@@ -385,4 +394,6 @@ def write_video(frames: np.ndarray | Sequence[np.ndarray], path: str | Path, fps
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+        if audio_stream is not None:
+            encode_audio(container, audio_stream, audio)
     return path
