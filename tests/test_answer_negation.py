@@ -3,8 +3,9 @@
 The rule (emoreason/reasoning/parser.py, ``answer_emotion``): an emotion named under a negation in its own clause
 ("not happy", "it is not anger", "neither X nor Y", "not really sad", "anything but calm") is not the answer; a
 clause break ("but", "rather", ",", ";") ends the negation's scope, so "not anger but disgust" answers disgust and
-"not sure, but happiness" answers happiness (hedging is not negation). A negated answer with nothing affirmed
-gives no emotion: the format stays valid, the answer is invalid (issue ``negated_answer``)."""
+"not sure, but happiness" answers happiness (hedging is not negation). Affirming idioms ("no doubt it is anger")
+are not negations; a hedged emotion ("cannot rule out anger") gives way to an affirmed one. A negated answer with
+nothing affirmed gives no emotion: the format stays valid, the answer is invalid (issue ``negated_answer``)."""
 
 from __future__ import annotations
 
@@ -55,9 +56,30 @@ CORPUS = [
     ("not sure, but happiness", "happiness"),
     ("I'm not certain; sadness", "sadness"),
     ("sadness (not anger)", "sadness"),
+    # affirming idioms that contain a negation word are not negations
+    ("No doubt it is anger", "anger"),
+    ("no doubt, happiness", "happiness"),
+    ("without a doubt fear", "fear"),
+    ("without doubt anger", "anger"),
+    ("no question: disgust", "disgust"),
+    ("none other than surprise", "surprise"),
+    # a hedge names a possibility, not the answer: an affirmed emotion beside it wins
+    ("I cannot rule out anger, but it's happiness", "happiness"),
+    ("I can't rule out fear, but surprise", "surprise"),
+    ("could be anger, but most likely fear", "fear"),
+    ("happiness, maybe surprise", "happiness"),
+    ("cannot rule out sadness", "sadness"),  # a hedge alone is still the model's answer
+    ("might be fear", "fear"),
+    ("maybe not happy", None),  # a negated hedge is a negation
+    # ruling out is a negation
+    ("ruling out anger", None),
+    ("anger is ruled out", None),
+    ("anger ruled out; fear", "fear"),
     # two affirmed emotions stay ambiguous
     ("happy or sad", None),
     ("not anger: happiness or sadness", None),
+    ("not only anger but also fear", None),
+    ("maybe anger, maybe fear", None),
 ]
 
 

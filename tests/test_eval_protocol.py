@@ -26,7 +26,7 @@ from emoreason.evaluation.runner import FoldProtocolError, benchmark_records, ev
 from emoreason.records import SampleRecord
 from emoreason.video import FramePolicy, load_media
 
-from dataset_fixtures import BP4D_FIRST_FRAME, FIXTURES
+from dataset_fixtures import BP4D_FIRST_FRAME, FIXTURES, dfew_variant
 from openai_stub import StubServer
 
 EVAL = [sys.executable, "-m", "emoreason", "eval"]
@@ -67,9 +67,12 @@ def test_fold_models_template_mapping_single_fold_and_zero_shot(tmp_path):
 
 
 def test_per_fold_loop_reports_each_fold_then_mean_and_std(tmp_path, tiny_model_dirs):
+    from emoreason.models import build_tiny_model
+
     FIXTURES["dfew"](tmp_path / "dfew")
-    for k in (1, 2):  # one "trained" model per fold (copies: the same weights, fine for the plumbing)
-        shutil.copytree(tiny_model_dirs["qwen2_5_vl"], tmp_path / "sft" / f"dfew_fold{k}")
+    # one "trained" model per fold: different weights (the same weights on two folds is refused, see below)
+    shutil.copytree(tiny_model_dirs["qwen2_5_vl"], tmp_path / "sft" / "dfew_fold1")
+    build_tiny_model("qwen2_5_vl", tmp_path / "sft" / "dfew_fold2", seed=1)
     common = ["--benchmark", "dfew", "--root", tmp_path / "dfew", "--out", tmp_path / "eval", "folds=[1,2]",
               "max_new_tokens=4", "--batch-size", "2"]
     _eval(*common, "--model", tmp_path / "sft" / "dfew_fold1", "--fold", "1", check=True)
@@ -95,6 +98,61 @@ def test_per_fold_loop_reports_each_fold_then_mean_and_std(tmp_path, tiny_model_
     assert (tmp_path / "eval" / "confusion_matrix.png").stat().st_size > 1000
     fold_text = (tmp_path / "eval" / "fold2" / "summary.md").read_text().splitlines()[2]
     assert "fold 2 of 2" in fold_text and "model local:" in fold_text and "dfew_fold2" in fold_text
+
+
+def _fold_run(out: Path, fold: int, model: dict | None = None, **protocol) -> None:
+    """A fold's metrics.json as `emoreason eval` writes it (DFEW's protocol, fold ``fold``)."""
+    spec = load_benchmark("dfew", ["folds=[1,2]"])
+    model = model or {"kind": "local", "path": f"runs/fold{fold}", "weights": f"w{fold}"}
+    metrics = {"benchmark": "dfew", "n": 10, "generation_errors": 0, "fold": fold,
+               "recognition": {"war": 0.5 + fold / 10, "uar": 0.5, "macro_f1": 0.5, "weighted_f1": 0.5,
+                               "labels": ["anger"], "per_class_recall": {"anger": 0.5},
+                               "confusion_matrix": [[1]]},
+               "protocol": {**spec.protocol(), "protocol_hash": spec.protocol_hash(), "fold": fold,
+                            "zero_shot": False, "frame_policy": {"fps": 2.0}, "prompt_hash": "p", "limit": None,
+                            "model": model, "model_description": str(model), **protocol}}
+    (out / f"fold{fold}").mkdir(parents=True, exist_ok=True)
+    (out / f"fold{fold}" / "metrics.json").write_text(json.dumps(metrics))
+
+
+def test_one_model_scored_fold_by_fold_is_refused_too(tmp_path, tiny_model_dirs):
+    """The fold leak through the per-fold loop: --fold 1 then --fold 2 with the same weights (or a mapping file
+    that names one model for every fold) must not end in a "complete" mean ± std."""
+    from emoreason.evaluation.report import write_fold_summary
+
+    spec = load_benchmark("dfew", ["folds=[1,2]"])
+    same = {"kind": "local", "path": "runs/a", "weights": "same"}
+    _fold_run(tmp_path / "a", 1, same)
+    _fold_run(tmp_path / "a", 2, {**same, "path": "runs/copy-of-a"})  # a copy: the same weights
+    with pytest.raises(FoldProtocolError, match=r"folds 1, 2 .*same model"):
+        write_fold_summary(spec, tmp_path / "a")
+    _fold_run(tmp_path / "z", 1, same, zero_shot=True)
+    _fold_run(tmp_path / "z", 2, same, zero_shot=True)
+    assert write_fold_summary(spec, tmp_path / "z")["complete"]  # declared zero-shot on every fold: allowed
+    mapping = tmp_path / "folds.yaml"
+    mapping.write_text("1: runs/a\n2: runs/a\n")
+    with pytest.raises(FoldProtocolError, match="same model"):
+        fold_models(spec, str(mapping))
+    # end to end: the second fold is refused before any generation, naming the fold already scored
+    FIXTURES["dfew"](tmp_path / "dfew")
+    common = ["--benchmark", "dfew", "--root", tmp_path / "dfew", "--out", tmp_path / "eval", "folds=[1,2]",
+              "max_new_tokens=4", "--batch-size", "2", "--model", tiny_model_dirs["qwen2_5_vl"]]
+    _eval(*common, "--fold", "1", check=True)
+    refused = _eval(*common, "--fold", "2")
+    assert refused.returncode == 2 and "folds 1, 2" in refused.stderr and "--zero-shot" in refused.stderr, \
+        refused.stderr[-2000:]
+    assert not (tmp_path / "eval" / "fold2" / "predictions.jsonl").exists()
+
+
+@pytest.mark.parametrize(("field", "other"), [("limit", 5), ("frame_policy", {"fps": 4.0}), ("zero_shot", True)])
+def test_fold_summary_refuses_folds_scored_differently(tmp_path, field, other):
+    from emoreason.evaluation.report import write_fold_summary
+
+    spec = load_benchmark("dfew", ["folds=[1,2]"])
+    _fold_run(tmp_path, 1)
+    _fold_run(tmp_path, 2, **{field: other})
+    with pytest.raises(ProtocolMismatchError, match=field):
+        write_fold_summary(spec, tmp_path)
 
 
 # --- frame-level AU benchmarks --------------------------------------------------------------------------------
@@ -136,6 +194,19 @@ def test_disfa_and_affwild2_windows(tmp_path):
     assert aw[1].aus == [1, 4, 15] and aw[4].aus == [] and aw[1].split == "val"
 
 
+def test_a_bad_au_cell_is_a_problem_naming_its_line_not_a_crash(tmp_path):
+    FIXTURES["affwild2"](tmp_path)
+    table = tmp_path / "Annotations" / "AU_Detection_Challenge" / "Validation_Set" / "video2.txt"
+    lines = table.read_text().splitlines()
+    lines[2] = lines[2].replace("1,0,1", "1,x,1", 1)  # frame 2
+    table.write_text("\n".join(lines) + "\n")
+    spec = load_benchmark("affwild2_au")
+    records = benchmark_records(spec, str(tmp_path))
+    assert sorted(r.meta["centre_frame"] for r in records) == [1, 4]  # frame 2 dropped, the others kept
+    (problem,) = [p for p in records.problems if p.kind == "malformed_row"]
+    assert f"{table}:3" in str(problem) and "'x'" in str(problem)
+
+
 def test_frame_level_au_f1_equals_sklearn_over_windows(tmp_path):
     FIXTURES["bp4d"](tmp_path)
     spec = load_benchmark("bp4d", ["windows.stride=1"])
@@ -174,6 +245,17 @@ def test_metrics_without_ground_truth_are_null_not_zero(tmp_path):
     assert "| hallucination_rate | – |" in (tmp_path / "summary.md").read_text()
     va = score(load_benchmark("affwild2_va"), records, {})  # no VA ground truth at all
     assert va["va"] is None
+
+
+def test_samples_left_out_of_recognition_are_counted_in_the_report(tmp_path):
+    spec = load_benchmark("affwild2_expr")
+    records = [_record(0, emotion="happiness"), _record(1)]  # a video with no labelled frame: no emotion
+    text = "<think>AU6.</think><answer>happiness</answer>"
+    metrics = score(spec, records, {r.id: {"id": r.id, "text": text} for r in records})
+    metrics.update(fold=None, backend="test", load_problems=[], protocol=None)
+    write_report(metrics, tmp_path)
+    assert metrics["recognition"]["n"] == 1 and metrics["recognition"]["unlabelled"] == 1
+    assert "scored on 1 of 2 samples (1 without an emotion label)" in (tmp_path / "summary.md").read_text()
 
 
 def test_one_au_inclusion_rule_for_detection_and_rationale():
@@ -226,6 +308,67 @@ def test_cache_refuses_another_model_or_prompt_and_restart_starts_over(tmp_path,
     assert run("qwen3_vl")["n"] == 2  # the same setup again resumes from its cache
 
 
+def test_cache_refuses_predictions_made_on_other_media(tmp_path):
+    """The same clip ids read from another media layout (DFEW's 16-frame folders instead of the full mp4s, via
+    --media-root or layout=) are other inputs: cached answers for them are not reused."""
+    from emoreason.evaluation.runner import CacheMismatchError
+
+    dfew_variant(tmp_path / "dfew", "original")
+    dfew_variant(tmp_path / "dfew", "clip_224x224_16f")
+    answer = "<think>Observations: AU4.</think><answer>anger</answer>"
+    with StubServer(lambda messages: ("ok", answer)) as server:
+        def run(*overrides, **kw):
+            spec = load_benchmark("dfew", ["frames.min_pixels=784", "frames.max_pixels=3136", *overrides])
+            backend = EndpointBackend({"base_url": server.base_url, "retries": 0}, spec.frames, None, "tags")
+            return evaluate(spec, backend, tmp_path / "out", root=str(tmp_path / "dfew"), fold=1, progress=False,
+                            **kw)
+
+        assert {r.media["layout"] for r in benchmark_records(load_benchmark("dfew"), str(tmp_path / "dfew"), 1)} \
+            == {"original"}
+        run()
+        assert server.requests == 3
+        with pytest.raises(CacheMismatchError, match="media") as refused:
+            run("dataset_options.layout=clip_224x224_16f")
+        assert "dfew-00006" in str(refused.value) and "clip_224x224_16f" in str(refused.value)
+        assert server.requests == 3  # nothing generated, nothing mixed
+        run()  # the original media again: resumes from the cache
+        assert server.requests == 3
+        run("dataset_options.layout=clip_224x224_16f", on_mismatch="restart")
+        assert server.requests == 6
+
+
+def test_a_cache_key_cut_by_a_kill_is_a_clear_refusal(tmp_path):
+    """cache.json half-written when a run was killed: a refusal naming the file (or --overwrite), not a
+    JSONDecodeError traceback."""
+    from emoreason.evaluation.runner import CacheMismatchError, open_cache
+
+    (tmp_path / "predictions.jsonl").write_text('{"id": "a", "text": "x", "error": null}\n')
+    (tmp_path / "cache.json").write_text('{"model": {"kind": "lo')
+    with pytest.raises(CacheMismatchError, match=r"cache\.json.*unreadable"):
+        open_cache(tmp_path, {"model": {}})
+    open_cache(tmp_path, {"model": {}}, on_mismatch="restart")
+    assert json.loads((tmp_path / "cache.json").read_text()) == {"model": {}}
+    assert not (tmp_path / "predictions.jsonl").exists() and list(tmp_path.glob("stale-*/predictions.jsonl"))
+
+
+def test_plots_draw_no_bar_for_what_was_not_measured(tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    heights = {}
+    original = matplotlib.axes.Axes.bar
+
+    def spy(self, x, height, *args, **kwargs):
+        heights.update(zip(list(x), list(height), strict=True))
+        return original(self, x, height, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "bar", spy)
+    metrics = {"benchmark": "x", "n": 2, "generation_errors": 0, "fold": None, "backend": "t", "load_problems": [],
+               "protocol": None, "au": {"per_au_f1": {1: 0.5, 4: None}, "support": {1: 1, 4: 0}, "n": 2,
+                                        "mean_f1": 0.5, "aus_measured": 1, "aus": 2}}
+    write_report(metrics, tmp_path)
+    assert heights["AU1"] == 0.5 and np.isnan(heights["AU4"])  # not a bar at 0: AU4 was not measured
+
+
 def test_weights_fingerprint_tells_fine_tunes_apart(tmp_path, tiny_model_dirs):
     from emoreason.evaluation.identity import weights_fingerprint
     from emoreason.models import build_tiny_model
@@ -235,6 +378,45 @@ def test_weights_fingerprint_tells_fine_tunes_apart(tmp_path, tiny_model_dirs):
     retrained = build_tiny_model("qwen2_5_vl", tmp_path / "seed1", seed=1)  # same architecture and sizes
     assert weights_fingerprint(copy) == weights_fingerprint(original)
     assert weights_fingerprint(retrained) != weights_fingerprint(original)
+
+
+def test_fingerprint_sees_a_fine_tune_of_one_small_module(tmp_path, monkeypatch):
+    """A large shard where only a small tensor changed (a projector-only fine-tune): evenly spaced blocks can
+    miss it, so every tensor's own bytes are sampled too. (Scaled down: the whole-file limit is lowered so an
+    8 MiB file takes the path a multi-GB shard takes.)"""
+    import torch
+    from safetensors.torch import save_file
+
+    from emoreason.evaluation import identity
+
+    monkeypatch.setattr(identity, "_WHOLE_FILE_LIMIT", 2**20)
+    monkeypatch.setattr(identity, "_BLOCKS", 4)
+    generator = torch.Generator().manual_seed(0)
+    tensors = {"a_layers": torch.randn(2**20, generator=generator), "b_projector": torch.zeros(2048),
+               "c_layers": torch.randn(2**20, generator=generator)}
+    base, tuned = tmp_path / "base", tmp_path / "tuned"
+    for folder in (base, tuned):
+        folder.mkdir()
+        (folder / "config.json").write_text("{}")
+    save_file(tensors, base / "model.safetensors")
+    save_file({**tensors, "b_projector": torch.full((2048,), 0.01)}, tuned / "model.safetensors")
+    assert (base / "model.safetensors").stat().st_size > identity._WHOLE_FILE_LIMIT
+    assert identity.weights_fingerprint(base) != identity.weights_fingerprint(tuned)
+
+
+def test_endpoint_identity_fingerprints_a_local_weights_path(tmp_path):
+    """Retrained into the same directory and served again: the endpoint, served name and weights path are the
+    same, the weights are not — a cache keyed on the path alone would answer with the old model."""
+    from emoreason.evaluation.identity import endpoint_identity, model_key
+    from emoreason.models import build_tiny_model
+
+    weights = build_tiny_model("qwen2_5_vl", tmp_path / "sft" / "final", seed=0)
+    with StubServer(lambda messages: ("ok", "x"), root=str(weights)) as server:
+        before = endpoint_identity(server.base_url, None)
+        build_tiny_model("qwen2_5_vl", weights, seed=1)  # retrained in place
+        after = endpoint_identity(server.base_url, None)
+    assert before["root"] == after["root"] == str(weights)
+    assert model_key(before) != model_key(after)
 
 
 # --- endpoint parity: frame folders go inline, losslessly -----------------------------------------------------

@@ -89,3 +89,13 @@ def test_frame_folder_rates_come_from_each_dataset(tmp_path, name, fps):
     FIXTURES[name](tmp_path)
     rates = {r.media.get("fps") for r in load_records(name, tmp_path) if r.media["type"] == "frames"}
     assert rates == {fps}
+
+
+def test_au_estimator_reads_frame_folders_in_natural_order(tmp_path):
+    from emoreason.au.media import open_media
+
+    _numbered_frames(tmp_path / "clip", [f"{i}.png" for i in range(1, 13)])
+    (tmp_path / "clip" / "notes.txt").write_text("not a frame")
+    stream = open_media(tmp_path / "clip")
+    assert [int(f[0, 0, 0]) for f in stream.frames] == [10 * k for k in range(1, 13)]  # not 1, 10, 11, 12, 2, …
+    assert stream.meta["skipped"] == ["notes.txt"]

@@ -14,7 +14,14 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from emoreason.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
-from emoreason.video.io import CorruptMediaError, EmptyMediaError, MediaError, MissingMediaError
+from emoreason.video.io import (
+    CorruptMediaError,
+    EmptyMediaError,
+    MediaError,
+    MissingMediaError,
+    frame_files,
+    natural_key,
+)
 
 FOLDER_FPS = 25.0  # frame folders carry no rate; DFEW/MAFW-style folders are usually 25 fps
 
@@ -108,9 +115,9 @@ def _read_image(path: Path) -> tuple[np.ndarray, bool]:
 
 
 def _frame_folder(path: Path, stride: int = 1) -> MediaStream:
-    entries = sorted(path.iterdir())
-    images = [p for p in entries if p.suffix.lower() in IMAGE_EXTENSIONS]
-    skipped = [p.name for p in entries if p not in images]
+    images = frame_files(path)  # natural order (2.jpg before 10.jpg): the frames evaluation and training read
+    frames = set(images)
+    skipped = sorted((p.name for p in path.iterdir() if p not in frames), key=natural_key)
     if not images:
         raise EmptyMediaError(path, "no image frames found")
     meta = {"skipped": skipped, "grayscale": False, "bad_frames": []}

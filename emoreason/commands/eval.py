@@ -57,8 +57,9 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from emoreason.evaluation.backends import EndpointSetupError
+    from emoreason.evaluation.benchmarks import FoldProtocolError
     from emoreason.evaluation.report import ProtocolMismatchError
-    from emoreason.evaluation.runner import CacheMismatchError, FoldProtocolError
+    from emoreason.evaluation.runner import CacheMismatchError
 
     try:
         return _run(args)

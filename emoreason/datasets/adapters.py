@@ -566,9 +566,14 @@ def load_affwild2(col: Collector, root: Path, split=None, fold=None, windows=Non
             if media is None:
                 continue
             if windows is not None:
-                au_rows = [r for _, r in read_table(files["au"], col, delimiter=",")]
-                rows = [(i, {int(k.upper().removeprefix("AU")): None if float(v) < 0 else float(v) >= 1
-                             for k, v in r.items()}) for i, r in enumerate(au_rows, start=1)]
+                rows = []
+                for number, r in read_table(files["au"], col, delimiter=","):
+                    try:  # line n (after the header) is frame n − 1; −1 = not annotated
+                        rows.append((number - 1, {int(k.upper().removeprefix("AU")): None if float(v) < 0
+                                                  else float(v) >= 1 for k, v in r.items()}))
+                    except ValueError:
+                        col.problem("malformed_row", f"{files['au']}:{number}",
+                                    f"AU values must be -1, 0 or 1, got {list(r.values())}", f"affwild2-{video}")
                 centres, total = _centres(col, media, rows, files["au"], f"affwild2-{video}")
                 _add_windows(col, "affwild2", f"affwild2-{video}", media, centres, total, windows, files["au"],
                              {"split": part, "subject": video.split("_")[0]}, {"au_set": list(ABAW_AUS)})

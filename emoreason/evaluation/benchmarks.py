@@ -22,6 +22,10 @@ METRIC_GROUPS = ("recognition", "au", "va", "rationale", "rouge")
 MEDIA_LOCATION_OPTIONS = ("media_root", "layout")
 
 
+class FoldProtocolError(ValueError):
+    """A cross-validation benchmark asked to score one model on folds it was (or may have been) trained on."""
+
+
 @dataclass
 class BenchmarkSpec:
     name: str

@@ -1,11 +1,15 @@
 """What a cached prediction depends on, so a cache can refuse to answer for another model, prompt or protocol.
 
 * **Model identity.** A local model: a fingerprint of its weight files — names, sizes and, per file, the bytes
-  of the safetensors header (tensor names, dtypes, shapes) plus 64 evenly spaced 64 KiB blocks (whole files up
-  to 256 MiB), and the config and chat template. Two fine-tunes of one architecture have identical headers and
-  sizes, so the sampled bytes are what tells them apart; reading ~4 MiB per file keeps a 15 GB checkpoint's
-  fingerprint under a second. A copied directory keeps its fingerprint. An endpoint: its base URL, the served
-  model name and the ``root`` (weights path) the server reports.
+  of the safetensors header (tensor names, dtypes, shapes), the first and last 4 KiB of every tensor, and 64
+  evenly spaced 64 KiB blocks (whole files up to 256 MiB), and the config and chat template. Two fine-tunes of
+  one architecture have identical headers and sizes, so the sampled bytes are what tells them apart; sampling
+  every tensor catches a fine-tune that changed one small module (a projector-only stage changes ~0.5 % of a
+  7B shard, which evenly spaced blocks miss more often than not). That reads ~4 MiB per file plus 8 KiB per
+  tensor, about 10 MB for a 15 GB checkpoint. A copied directory keeps its fingerprint. An endpoint: its base
+  URL, the served model name, the ``root`` (weights path) the server reports and, when that path is a model
+  directory readable here, its weights fingerprint (a model retrained into the same directory and served again
+  is another model).
 * **Prompt.** The hash of the exact chat messages (system prompt, instruction, label set, answer style) for
   video and image samples.
 * **Protocol and frame policy**, from the benchmark spec and the backend.
@@ -13,6 +17,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import urllib.error
@@ -26,6 +31,7 @@ _METADATA = ("config.json", "adapter_config.json", "generation_config.json", "ch
              "chat_template.json", "tokenizer_config.json", "emoreason_frames.json")
 _WHOLE_FILE_LIMIT = 256 * 2**20
 _BLOCKS, _BLOCK = 64, 64 * 2**10
+_TENSOR_SAMPLE = 4 * 2**10
 
 
 def _file_digest(path: Path) -> str:
@@ -38,11 +44,30 @@ def _file_digest(path: Path) -> str:
             return digest.hexdigest()
         if path.suffix == ".safetensors":  # 8-byte little-endian header length, then the JSON header
             length = int.from_bytes(handle.read(8), "little")
-            digest.update(handle.read(min(length, 100 * 2**20)))
+            header = handle.read(min(length, 100 * 2**20))
+            digest.update(header)
+            for start, end in _tensor_spans(header):  # each tensor's head and tail (offsets after the header)
+                for offset in sorted({start, max(start, end - _TENSOR_SAMPLE)}):
+                    handle.seek(8 + length + offset)
+                    digest.update(handle.read(min(_TENSOR_SAMPLE, end - offset)))
         for i in range(_BLOCKS):
             handle.seek((size - _BLOCK) * i // (_BLOCKS - 1))
             digest.update(handle.read(_BLOCK))
     return digest.hexdigest()
+
+
+def _tensor_spans(header: bytes) -> list[tuple[int, int]]:
+    """(start, end) data offsets of every tensor in a safetensors header ([] when it is not one)."""
+    try:
+        entries = json.loads(header)
+    except ValueError:
+        return []
+    spans = []
+    for name, info in sorted(entries.items()) if isinstance(entries, dict) else []:
+        offsets = info.get("data_offsets") if isinstance(info, dict) and name != "__metadata__" else None
+        if isinstance(offsets, list) and len(offsets) == 2 and 0 <= int(offsets[0]) <= int(offsets[1]):
+            spans.append((int(offsets[0]), int(offsets[1])))
+    return spans
 
 
 def weights_fingerprint(model_dir: str | Path) -> str:
@@ -77,8 +102,13 @@ def endpoint_identity(base_url: str, served_model: str | None, api_key: str = "E
     chosen = next((m for m in models if m.get("id") == served_model), None) if served_model else models[0]
     if chosen is None:
         raise ValueError(f"{url} does not serve {served_model!r}; it serves {[m.get('id') for m in models]}")
-    return {"kind": "endpoint", "base_url": base_url.rstrip("/"), "served_model": chosen.get("id"),
-            "root": chosen.get("root"), "max_model_len": chosen.get("max_model_len")}
+    identity = {"kind": "endpoint", "base_url": base_url.rstrip("/"), "served_model": chosen.get("id"),
+                "root": chosen.get("root"), "max_model_len": chosen.get("max_model_len")}
+    root = Path(str(chosen.get("root") or ""))
+    if chosen.get("root") and root.is_dir():  # served from a directory this machine can read: its weights
+        with contextlib.suppress(OSError):  # no weight files there, or unreadable: the path alone
+            identity["weights"] = weights_fingerprint(root)
+    return identity
 
 
 def describe_model(identity: dict) -> str:

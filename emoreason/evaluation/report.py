@@ -8,8 +8,11 @@ Unmeasured metrics are ``null`` in metrics.json and "–" in the Markdown, never
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
+from emoreason.evaluation.benchmarks import FoldProtocolError
+from emoreason.evaluation.identity import describe_model, model_key
 from emoreason.evaluation.metrics import fold_summary, mean_of
 
 
@@ -32,8 +35,16 @@ def _mean_std(summary: dict | None) -> str:
 
 
 def _dump(metrics: dict, path: Path) -> None:
-    """Strict JSON (a NaN would make the file unreadable to other tools)."""
-    path.write_text(json.dumps(metrics, indent=2, default=str, allow_nan=False) + "\n")
+    """Strict JSON (a NaN would make the file unreadable to other tools), written whole or not at all: fold runs
+    into one OUT read each other's metrics.json."""
+    from emoreason.evaluation.runner import write_atomic
+
+    write_atomic(path, json.dumps(metrics, indent=2, default=str, allow_nan=False) + "\n")
+
+
+def _bar_heights(values) -> list[float]:
+    """Bar heights; an unmeasured value (None) is NaN — no bar — never a bar at 0."""
+    return [math.nan if v is None else v for v in values]
 
 
 def _policy_text(policy: dict) -> str:
@@ -126,7 +137,11 @@ def _recognition_section(rec: dict | None, asked: bool) -> list[str]:
         return []
     if rec is None:
         return ["## Recognition", "", "– (no sample has an emotion label)", ""]
-    lines = ["## Recognition", "", "| WAR | UAR | macro F1 | weighted F1 | unparseable |", "|---|---|---|---|---|",
+    lines = ["## Recognition", ""]
+    if rec.get("unlabelled"):
+        lines += [f"scored on {rec['n']} of {rec['n'] + rec['unlabelled']} samples ({rec['unlabelled']} without an "
+                  "emotion label)", ""]
+    lines += ["| WAR | UAR | macro F1 | weighted F1 | unparseable |", "|---|---|---|---|---|",
              f"| {_pct(rec['war'])} | {_pct(rec['uar'])} | {_pct(rec['macro_f1'])} | {_pct(rec['weighted_f1'])} | "
              f"{rec['unparseable']} |", "", "| class | recall | F1 | support |", "|---|---|---|---|"]
     lines += [f"| {c} | {_pct(rec['per_class_recall'][c])} | {_pct(rec['per_class_f1'][c])} | {rec['support'][c]} |"
@@ -156,7 +171,7 @@ def _plots(rec: dict | None, per_au: dict | None, benchmark: str, out: Path, sub
         fig.savefig(out / "confusion_matrix.png", dpi=110)
         plt.close(fig)
         fig, ax = plt.subplots(figsize=(1 + 0.6 * len(labels), 3.5))
-        ax.bar(labels, [rec["per_class_recall"][c] or 0.0 for c in labels], color="tab:blue")
+        ax.bar(labels, _bar_heights(rec["per_class_recall"][c] for c in labels), color="tab:blue")
         ax.set_ylim(0, 1)
         ax.set_ylabel("recall")
         ax.tick_params(axis="x", rotation=45)
@@ -165,7 +180,7 @@ def _plots(rec: dict | None, per_au: dict | None, benchmark: str, out: Path, sub
         plt.close(fig)
     if per_au:
         fig, ax = plt.subplots(figsize=(1 + 0.5 * len(per_au), 3.5))
-        ax.bar([f"AU{a}" for a in per_au], [v or 0.0 for v in per_au.values()], color="tab:green")
+        ax.bar([f"AU{a}" for a in per_au], _bar_heights(per_au.values()), color="tab:green")
         ax.set_ylim(0, 1)
         ax.set_ylabel("F1")
         fig.tight_layout()
@@ -190,22 +205,57 @@ def _get(metrics: dict, path: tuple[str, str]) -> float | None:
     return group.get(path[1]) if isinstance(group, dict) else None
 
 
-def write_fold_summary(spec, out: Path) -> dict:
-    """OUT/metrics.json and summary.md over the folds scored so far in OUT/fold<k>/: each fold's figures, and
-    mean ± std over folds once every fold of the protocol is there (a partial mean is not the protocol)."""
+def fold_runs(spec, out: Path) -> dict[int, dict]:
+    """{fold: its metrics.json} for the folds of ``spec`` scored in ``out``."""
     runs = {}
     for fold in spec.folds:
         path = out / f"fold{fold}" / "metrics.json"
         if path.is_file():
             runs[fold] = json.loads(path.read_text())
+    return runs
+
+
+# what every fold of one cross-validation summary must share (besides the benchmark protocol itself)
+FOLD_INVARIANTS = ("protocol_hash", "prompt_hash", "frame_policy", "limit", "zero_shot")
+
+
+def check_fold_models(spec, models: dict[int, tuple[dict, bool]]) -> None:
+    """One model per fold: two folds scored with the same model (weights fingerprint, or endpoint + served model
+    + weights; a copied directory is the same model) are refused unless both were declared zero-shot."""
+    folds_of: dict[str, list[int]] = {}
+    for fold, (identity, zero_shot) in sorted(models.items()):
+        if identity and not zero_shot:
+            folds_of.setdefault(json.dumps(model_key(identity), sort_keys=True), []).append(fold)
+    for folds in folds_of.values():
+        if len(folds) > 1:
+            raise FoldProtocolError(
+                f"{spec.name}: folds {', '.join(map(str, folds))} were scored with the same model "
+                f"({describe_model(models[folds[0]][0])}): fold k's "
+                f"training set holds the test samples of the other folds, so that mean ± std would be scored "
+                f"mostly on training data. Score each fold with the model trained on it, or --zero-shot (on every "
+                f"fold) for a model trained on none of {spec.name}'s data.")
+
+
+def write_fold_summary(spec, out: Path) -> dict:
+    """OUT/metrics.json and summary.md over the folds scored so far in OUT/fold<k>/: each fold's figures, and
+    mean ± std over folds once every fold of the protocol is there (a partial mean is not the protocol). Folds
+    scored under different protocols, prompts, frame policies, sample limits or zero-shot declarations, or two
+    folds scored with one model, are refused: their mean would not be the protocol's."""
+    runs = fold_runs(spec, out)
     if not runs:
         raise FileNotFoundError(f"no fold results in {out} (expected fold<k>/metrics.json)")
-    hashes = {(m.get("protocol") or {}).get("protocol_hash") for m in runs.values()}
-    prompts = {(m.get("protocol") or {}).get("prompt_hash") for m in runs.values()}
-    if len(hashes) > 1 or len(prompts) > 1 or spec.protocol_hash() not in hashes:
-        raise ProtocolMismatchError(f"{out}: the folds were scored under different protocols or prompts "
-                                    f"(protocols {sorted(map(str, hashes))}, prompts {sorted(map(str, prompts))}); "
-                                    f"re-run the odd fold(s) into this directory with --overwrite")
+    protocols = {k: m.get("protocol") or {} for k, m in runs.items()}
+    for field in FOLD_INVARIANTS:
+        values = {k: json.dumps(p.get(field), sort_keys=True, default=str) for k, p in protocols.items()}
+        if len(set(values.values())) > 1:
+            detail = ", ".join(f"fold {k}: {v}" for k, v in sorted(values.items()))
+            raise ProtocolMismatchError(f"{out}: the folds were scored with different {field} ({detail}); re-run "
+                                        f"the odd fold(s) into this directory with --overwrite")
+    if spec.protocol_hash() not in {p.get("protocol_hash") for p in protocols.values()}:
+        raise ProtocolMismatchError(f"{out}: the folds were scored under another protocol than {spec.name}'s "
+                                    f"({next(iter(protocols.values())).get('protocol_hash')} ≠ "
+                                    f"{spec.protocol_hash()}); re-run them into this directory with --overwrite")
+    check_fold_models(spec, {k: (p.get("model") or {}, bool(p.get("zero_shot"))) for k, p in protocols.items()})
     present = sorted(runs)
     complete = present == sorted(spec.folds)
     first = runs[present[0]]["protocol"]

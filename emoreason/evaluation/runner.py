@@ -2,7 +2,8 @@
 run resumes and a re-run re-scores without re-generating), parse, score, report.
 
 The cache (``predictions.jsonl`` beside ``cache.json``) answers only for what it was made with: the model's
-identity, the benchmark protocol and fold, the frame policy and the prompt. A run with anything else refuses
+identity, the benchmark protocol and fold, the frame policy and the prompt, and per sample the media it was shown
+(``media_signature``: layout, frame rate, window). A run with anything else refuses
 (``CacheMismatchError``, naming what differs), or with ``on_mismatch="restart"`` moves the old predictions
 aside and starts a new cache. Predictions of different models are never mixed.
 
@@ -22,7 +23,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from emoreason.datasets import RecordSet, load_records
-from emoreason.evaluation.benchmarks import BenchmarkSpec, short_hash
+from emoreason.evaluation.benchmarks import BenchmarkSpec, FoldProtocolError, short_hash
 from emoreason.evaluation.identity import model_key, prompt_hash
 from emoreason.evaluation.metrics import au_f1, au_ground_truth, ccc, recognition_metrics, rmse
 from emoreason.evaluation.rationale import rationale_metrics
@@ -37,10 +38,6 @@ RUN_OUTPUTS = ("metrics.json", "summary.md", "confusion_matrix.png", "per_class_
 
 class CacheMismatchError(RuntimeError):
     """A run directory holds predictions made under a different model, protocol, frame policy or prompt."""
-
-
-class FoldProtocolError(ValueError):
-    """A cross-validation benchmark asked to score one model on folds it was (or may have been) trained on."""
 
 
 def prompt_labels(spec: BenchmarkSpec) -> list[str] | None:
@@ -77,17 +74,24 @@ def fold_models(spec: BenchmarkSpec, model: str, fold: int | None = None, zero_s
         missing = [k for k in folds if k not in by_fold]
         if missing:
             raise FoldProtocolError(f"{path} names no model for fold(s) {missing} of {spec.name}")
+        shared = sorted({k for k in folds for j in folds if j != k and by_fold[j] == by_fold[k]})
+        if shared and not zero_shot:
+            raise FoldProtocolError(f"{path} names the same model for folds {', '.join(map(str, shared))} of "
+                                    f"{spec.name}: {_ONE_MODEL_PER_FOLD.format(name=spec.name)}")
         return {k: by_fold[k] for k in folds}
     if "{fold}" in model:
         return {k: model.format(fold=k) for k in folds}
     if len(folds) == 1 or zero_shot:
         return dict.fromkeys(folds, model)
-    raise FoldProtocolError(
-        f"{spec.name} is a {len(spec.folds)}-fold cross-validation protocol: fold k's training set holds the test "
-        f"samples of the other folds, so one model scored on every fold is mostly scored on data it was trained "
-        f"on (the mean ± std would be meaningless). Give one model per fold — --model 'runs/sft/{spec.name}_fold"
-        f"{{fold}}' (a template) or --model folds.yaml (fold: model) — or score one fold with --fold K. A model "
-        f"trained on none of {spec.name}'s data may be scored on every fold with --zero-shot.")
+    raise FoldProtocolError(f"{spec.name} is a {len(spec.folds)}-fold cross-validation protocol: "
+                            + _ONE_MODEL_PER_FOLD.format(name=spec.name) + " Or score one fold with --fold K.")
+
+
+_ONE_MODEL_PER_FOLD = (
+    "fold k's training set holds the test samples of the other folds, so one model scored on every fold is mostly "
+    "scored on data it was trained on (the mean ± std would be meaningless). Give one model per fold — --model "
+    "'runs/sft/{name}_fold{{fold}}' (a template) or --model folds.yaml (fold: model). A model trained on none of "
+    "{name}'s data may be scored on every fold with --zero-shot.")
 
 
 # --- records and the prediction cache -------------------------------------------------------------------------
@@ -120,15 +124,40 @@ def _differences(old: dict, new: dict) -> list[str]:
             for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
 
 
-def open_cache(out: Path, key: dict, on_mismatch: str = "refuse") -> None:
-    """Make ``out`` a cache for ``key``: new, the same key (resume), or a mismatch (refuse, or move aside)."""
+def media_signature(record) -> dict:
+    """What of a sample's media decides the frames the model is shown — the layout it was found in (DFEW's
+    16-frame folders and its full mp4s are other inputs under one clip id), the frame rate and a window's frame
+    indices — and not where the copy sits (moving the data keeps its cache)."""
+    media = record.media
+    return {k: media.get(k) for k in ("type", "layout", "fps", "frame_indices")}
+
+
+def _media_differences(path: Path, records) -> list[str]:
+    cached = _cached(path)
+    changed = [(r, cached[r.id].get("media")) for r in records
+               if r.id in cached and cached[r.id].get("media") != media_signature(r)]
+    if not changed:
+        return []
+    first, old = changed[0]
+    return [f"media of {len(changed)} cached sample(s), e.g. {first.id}: {json.dumps(old, sort_keys=True)} → "
+            f"{json.dumps(media_signature(first), sort_keys=True)}"]
+
+
+def open_cache(out: Path, key: dict, on_mismatch: str = "refuse", records=()) -> None:
+    """Make ``out`` a cache for ``key`` and ``records``: new, the same setup (resume), or a mismatch — another
+    key, or cached answers for these sample ids made on other media — refused, or moved aside."""
     key_path, predictions = out / CACHE_KEY, out / PREDICTIONS
     if predictions.is_file() and predictions.stat().st_size:
-        old = json.loads(key_path.read_text()) if key_path.is_file() else None
-        if old == key:
+        try:
+            old = json.loads(key_path.read_text()) if key_path.is_file() else None
+        except ValueError:  # cut by a kill mid-write (before writes were atomic) or edited by hand
+            old, what = None, [f"{key_path} is unreadable: the predictions' origin is unknown"]
+        else:
+            what = ["no cache.json: predictions of unknown origin (an older emoreason?)"]
+        if old is not None:
+            what = _differences(old, key) if old != key else _media_differences(predictions, records)
+        if not what:
             return
-        what = (["no cache.json: predictions of unknown origin (an older emoreason?)"] if old is None
-                else _differences(old, key))
         if on_mismatch != "restart":
             raise CacheMismatchError(
                 f"{out} holds predictions made under a different setup, so they cannot be reused:\n  "
@@ -139,7 +168,14 @@ def open_cache(out: Path, key: dict, on_mismatch: str = "refuse") -> None:
             if (out / name).exists():
                 os.replace(out / name, stale / name)
         log.warning("%s held predictions of another setup (%s); moved to %s", out, "; ".join(what), stale)
-    key_path.write_text(json.dumps(key, indent=2, sort_keys=True, default=str) + "\n")
+    write_atomic(key_path, json.dumps(key, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all (a kill or a concurrent reader never sees half a file)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def _cached(path: Path) -> dict[str, dict]:
@@ -167,7 +203,7 @@ def predict_all(records, backend, out: Path, batch_size: int, progress: bool = T
         for start in range(0, len(todo), batch_size):
             chunk = todo[start:start + batch_size]
             for record, (text, error) in zip(chunk, backend.predict(chunk), strict=True):
-                row = {"id": record.id, "text": text, "error": error}
+                row = {"id": record.id, "text": text, "error": error, "media": media_signature(record)}
                 handle.write(json.dumps(row) + "\n")
                 if text is not None or (error or "").startswith("media"):
                     cache[record.id] = row
@@ -190,6 +226,8 @@ def score(spec: BenchmarkSpec, records, predictions: dict[str, dict], judge: dic
         labels = list(dataset_label_set(spec.label_set)) if spec.label_set else None
         metrics["recognition"] = recognition_metrics([r.emotion for r, _ in labelled],
                                                      [p.emotion for _, p in labelled], labels)
+        if metrics["recognition"] is not None:  # samples without a label are left out, and counted
+            metrics["recognition"]["unlabelled"] = len(records) - len(labelled)
     truths = [au_ground_truth(r, spec.au_set) for r in records]
     if "au" in spec.metrics and spec.au_set:
         rows = [(t, p) for t, p in zip(truths, parsed, strict=True) if t is not None]
@@ -252,7 +290,7 @@ def evaluate(spec: BenchmarkSpec, backend, out_dir: str | Path, root: str | None
     records = benchmark_records(spec, root, fold, media_root)
     problems = [str(p) for p in records.problems]
     records = list(records)[:limit] if limit else list(records)
-    open_cache(out, cache_key(spec, backend, fold), on_mismatch)
+    open_cache(out, cache_key(spec, backend, fold), on_mismatch, records)
     predictions = predict_all(records, backend, out, batch_size, progress)
     metrics = score(spec, records, predictions, judge)
     protocol = {**protocol_summary(spec, backend, fold, zero_shot), "limit": limit}
@@ -268,12 +306,17 @@ def evaluate_folds(spec: BenchmarkSpec, backend_for: Callable[[int | None], obje
                    media_root: str | None = None, zero_shot: bool = False) -> dict:
     """Each of ``folds`` with its own model (``backend_for(fold)``) into ``OUT/fold<k>/``, then the summary over
     every fold present in ``OUT`` (mean ± std once the protocol's folds are all there)."""
-    from emoreason.evaluation.report import write_fold_summary
+    from emoreason.evaluation.report import check_fold_models, fold_runs, write_fold_summary
 
     if not spec.folds:
         return evaluate(spec, backend_for(None), out_dir, root, None, limit, batch_size, progress, judge,
                         on_mismatch, media_root, zero_shot)
     for fold in folds:
-        evaluate(spec, backend_for(fold), Path(out_dir) / f"fold{fold}", root, fold, limit, batch_size, progress,
+        backend = backend_for(fold)
+        # before any generation: this fold's model must not be one already scored on another fold of OUT
+        scored = {k: ((m.get("protocol") or {}).get("model") or {}, bool((m.get("protocol") or {}).get("zero_shot")))
+                  for k, m in fold_runs(spec, Path(out_dir)).items() if k != fold}
+        check_fold_models(spec, {**scored, fold: (backend.identity, zero_shot)})
+        evaluate(spec, backend, Path(out_dir) / f"fold{fold}", root, fold, limit, batch_size, progress,
                  judge, on_mismatch, media_root, zero_shot)
     return write_fold_summary(spec, Path(out_dir))

@@ -47,46 +47,65 @@ _FALLBACK_ANSWER = re.compile(
 
 
 # --- the answer path: which emotion an answer names, negation-aware (AU claims have their own rules below) ----
+# Idioms that hold a negation word but affirm ("no doubt it is anger", "not only X but also Y"): removed first.
+_ANSWER_AFFIRMING = re.compile(r"\b(?:(?:no|without(?:\s+(?:a|any))?)\s+doubt|no\s+question|not\s+only|not\s+just|"
+                               r"none\s+other\s+than)\b", re.IGNORECASE)
+# Hedges that name a possibility ("cannot rule out anger", "maybe", "could be"): rewritten to one marker word so
+# that "cannot rule out" is not read as "not" or "rule out".
+_ANSWER_HEDGING_PHRASES = re.compile(r"\b(?:can\s*not|can['’]?t|could\s*not|couldn['’]?t)\s+(?:yet\s+)?(?:rule|ruled)\s+"
+                                     r"out\b|\b(?:could|might|may)\s+(?:also\s+)?be\b", re.IGNORECASE)
+_ANSWER_HEDGE = re.compile(r"\b(?:maybe|perhaps|possibly)\b")  # on normalised text
 # Phrases that negate what follows, rewritten before clauses are split ("anything but calm" = "not calm").
 _ANSWER_NEGATING_PHRASES = re.compile(
     r"\b(?:anything\s+but|far\s+from|rather\s+than|instead\s+of|other\s+than|as\s+opposed\s+to)\b", re.IGNORECASE)
 _ANSWER_CLAUSE = re.compile(r"[.;!?:,()\[\]\n]|\b(?:but|however|rather|instead|whereas|while|though|although|yet)\b",
                             re.IGNORECASE)
 _ANSWER_CUE = re.compile(r"\b(?:not|no|never|neither|nor|without|hardly|barely|scarcely|nothing|none|lacks?|"
-                         r"lacking|absent|absence|except)\b|\b\w*n t\b")  # on normalised text: "isn't" → "isn t"
-_ANSWER_POST_NEGATION = re.compile(r"^\s*(?:(?:is|are|was|were|seems?|looks?|appears?)\s+)?(?:not|never|absent)\b|"
-                                   r"^\s*\w*n t\b")
+                         r"lacking|absent|absence|except|excluding|rules?\s+out|ruled\s+out|ruling\s+out)\b|"
+                         r"\b\w*n t\b")  # on normalised text: "isn't" → "isn t"
+_ANSWER_POST_NEGATION = re.compile(r"^\s*(?:(?:is|are|was|were|seems?|looks?|appears?)\s+)?(?:not|never|absent|"
+                                   r"ruled\s+out|excluded)\b|^\s*\w*n t\b")
 
 
 def answer_emotion(text: str | None) -> tuple[str | None, bool]:
     """(canonical emotion, negated) of an answer text.
 
     An emotion named under a negation in its own clause ("not happy", "it is not anger", "neither X nor Y", "not
-    really sad", "anything but calm", "anger is not it") is not the answer. Clause breaks (punctuation, "but",
-    "rather", "instead", …) end a negation's scope, so "not anger but disgust" answers disgust and "not sure, but
-    happiness" answers happiness: hedging is not negation. Exactly one affirmed emotion is the answer; two are
-    ambiguous (None); none affirmed with some negated gives (None, True). Whole-answer synonyms win first, so
-    "no emotion" (= neutral) and "unhappy" (= sadness) keep their meaning."""
+    really sad", "anything but calm", "anger is not it", "ruling out anger") is not the answer. Clause breaks
+    (punctuation, "but", "rather", "instead", …) end a negation's scope, so "not anger but disgust" answers disgust
+    and "not sure, but happiness" answers happiness: hedging is not negation. Idioms that affirm ("no doubt it is
+    anger", "not only X but also Y") are not negations. A hedged emotion ("cannot rule out anger", "maybe",
+    "could be") gives way to an affirmed one ("I cannot rule out anger, but it's happiness" answers happiness) and
+    is the answer when it is the only one. Exactly one emotion is the answer; two are ambiguous (None); none left
+    with some negated gives (None, True). Whole-answer synonyms win first, so "no emotion" (= neutral) and
+    "unhappy" (= sadness) keep their meaning."""
     if not text:
         return None, False
     key = normalize_text(text)
-    if not _ANSWER_CUE.search(key) and not _ANSWER_NEGATING_PHRASES.search(text):
-        return canonical_emotion(text), False
     whole = emotion_mentions(key)
     if len(whole) == 1 and (whole[0][0], whole[0][1]) == (0, len(key)):
         return whole[0][2], False
+    text = _ANSWER_HEDGING_PHRASES.sub(" possibly ", _ANSWER_AFFIRMING.sub(" ", text))
+    if not _ANSWER_CUE.search(normalize_text(text)) and not _ANSWER_NEGATING_PHRASES.search(text) \
+            and not _ANSWER_HEDGE.search(normalize_text(text)):
+        return canonical_emotion(text), False
     affirmed: list[str] = []
+    hedged: list[str] = []
     negated = False
     for clause in _ANSWER_CLAUSE.split(_ANSWER_NEGATING_PHRASES.sub(" , not ", text)):
         words = normalize_text(clause)
         for start, end, label in emotion_mentions(words):
             if _ANSWER_CUE.search(words[:start]) or _ANSWER_POST_NEGATION.match(words[end:]):
                 negated = True
+            elif _ANSWER_HEDGE.search(words[:start]):
+                hedged += [label] if label not in hedged else []
             elif label not in affirmed:
                 affirmed.append(label)
     if len(affirmed) == 1:
         return affirmed[0], False
-    return None, negated and not affirmed
+    if not affirmed and len(hedged) == 1:
+        return hedged[0], False
+    return None, negated and not affirmed and not hedged
 
 
 _WORD = re.compile(r"[A-Za-z]+")
