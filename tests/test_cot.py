@@ -54,7 +54,7 @@ def test_end_to_end_rationales_are_grounded(synth_root, tmp_path):
         key = {int(a) for a, v in record.au_intensity.items() if v >= 1.5}
         assert key <= set(parsed.aus)
         assert row["video"] == record.media["path"] and row["prompt"][-1]["content"][0] == {"type": "video"}
-        assert json.loads(row["provenance"])["evidence"] == "dataset_frames"
+        assert json.loads(row["provenance"])["evidence"] == row["au_source"] == "synthetic" and row["au_observed"]
     import datasets
 
     loaded = datasets.load_from_disk(str(out / "hf"))

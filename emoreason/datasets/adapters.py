@@ -44,6 +44,7 @@ import numpy as np
 from emoreason.datasets.base import Collector, adapter, read_table
 from emoreason.datasets.openface import OpenFaceError, read_openface_csv
 from emoreason.knowledge import EMOTIONS, UnknownLabelError, canonical_emotion, map_dataset_label
+from emoreason.knowledge.coded_aus import ABAW_AUS, BP4D_AUS, DISFA_AUS  # coded sets: one source of truth
 from emoreason.records import SampleRecord
 from emoreason.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
@@ -73,7 +74,7 @@ def _subject_folds(subjects: list[str], n_folds: int) -> dict[str, int]:
 
 
 def _au_summary(frames: dict[int, np.ndarray], threshold: float) -> tuple[list[int], dict[str, float]]:
-    peaks = {au: float(np.nanmax(v)) if len(v) else 0.0 for au, v in frames.items()}
+    peaks = {au: float(np.nanmax(v)) if np.isfinite(v).any() else 0.0 for au, v in frames.items()}
     present = sorted(au for au, p in peaks.items() if p >= threshold)
     return present, {str(au): round(p, 3) for au, p in sorted(peaks.items()) if p > 0}
 
@@ -292,9 +293,6 @@ def load_ckplus(col: Collector, root: Path, split=None, fold=None, **_) -> None:
 
 # --- AU benchmarks ---------------------------------------------------------------------------------------
 
-DISFA_AUS = (1, 2, 4, 5, 6, 9, 12, 15, 17, 20, 25, 26)
-BP4D_AUS = (1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24)
-ABAW_AUS = (1, 2, 4, 6, 7, 10, 12, 15, 23, 24, 25, 26)
 
 
 @adapter("disfa")
@@ -341,26 +339,46 @@ def load_bp4d(col: Collector, root: Path, split=None, fold=None, **_) -> None:
         if split is not None and part is not None and part != split:
             continue
         occurrence: dict[int, list[float]] = {}
-        for _number, row in read_table(table, col, delimiter=","):
+        frame_numbers: list[int] = []
+        for number, row in read_table(table, col, delimiter=","):
+            try:
+                frame_numbers.append(int(float(row.get("Frame", row.get("frame", len(frame_numbers) + 1)))))
+            except ValueError:
+                col.problem("malformed_row", f"{table}:{number}", f"bad frame number {row.get('Frame')!r}", subject)
+                frame_numbers.append(len(frame_numbers) + 1)
             for key, value in row.items():
                 if key.strip().isdigit():
                     v = float(value)
                     occurrence.setdefault(int(key), []).append(np.nan if v == 9 else v)  # 9 = unknown
         frames = {au: np.asarray(v) for au, v in occurrence.items()}
+        # FERA 2015 ships per-frame intensities (0–5) for a few AUs: they replace the 0/1 occurrence of those AUs,
+        # so letters and apexes come from real intensities; the rest stay occurrence-only (see meta).
         intensity: dict[str, float] = {}
-        for au in frames:
+        position = {n: i for i, n in enumerate(frame_numbers)}
+        for au in list(frames):
             int_table = root / "AUCoding" / "AU_INT" / f"AU{au:02d}" / f"{table.stem}_AU{au:02d}.csv"
-            if int_table.is_file():
-                vals = [float(r[1]) for _, r in read_table(int_table, col, delimiter=",", header=False)
-                        if len(r) > 1 and r[1].replace(".", "").isdigit() and float(r[1]) != 9]
-                if vals:
-                    intensity[str(au)] = max(vals)
+            if not int_table.is_file():
+                continue
+            per_frame = np.full(len(frame_numbers), np.nan)
+            for number, r in read_table(int_table, col, delimiter=",", header=False):
+                try:
+                    frame, value = int(float(r[0])), float(r[1])
+                except (IndexError, ValueError):
+                    col.problem("malformed_row", f"{int_table}:{number}", f"expected 'frame,intensity', got {r}",
+                                subject)
+                    continue
+                if frame in position and value != 9:
+                    per_frame[position[frame]] = value
+            if np.isfinite(per_frame).any():
+                frames[au] = per_frame
+                intensity[str(au)] = float(np.nanmax(per_frame))
+        occurrence_aus = sorted(au for au in frames if str(au) not in intensity)
         present = sorted(au for au, v in frames.items() if np.nanmax(np.nan_to_num(v, nan=0)) >= 1)
         col.add(SampleRecord(id=f"bp4d-{subject}-{task}", dataset="bp4d", split=part, fold=folds[subject], media={
             "type": "frames", "path": str(root / "Sequences" / subject / task), "fps": 25.0}, aus=present,
             au_intensity=intensity, au_frames={str(a): [None if np.isnan(x) else x for x in v.tolist()]
                                                for a, v in frames.items()},
-            subject=subject, meta={"task": task, "au_set": list(BP4D_AUS)}), table)
+            subject=subject, meta={"task": task, "au_set": list(BP4D_AUS), "occurrence_aus": occurrence_aus}), table)
 
 
 @adapter("affwild2")
@@ -404,6 +422,7 @@ def load_affwild2(col: Collector, root: Path, split=None, fold=None, **_) -> Non
                 record.au_frames = {str(a): [None if np.isnan(x) else x for x in v.tolist()] for a, v in frames.items()}
                 record.aus = sorted(a for a, v in frames.items() if np.nanmax(np.nan_to_num(v, nan=0)) >= 1)
                 record.meta["au_set"] = list(ABAW_AUS)
+                record.meta["occurrence_aus"] = sorted(frames)  # 0/1 per frame: no intensity is known
             col.add(record, next(iter(files.values())))
 
 
@@ -440,7 +459,8 @@ def load_openface(col: Collector, root: Path, split=None, fold=None, min_confide
         present, peaks = _au_summary(frames, threshold)
         col.add(SampleRecord(id=sid, dataset="openface", split=split, media={"type": "video", "path": str(video),
                              "fps": track.fps}, aus=present, au_intensity=peaks,
-                             au_frames={str(a): [round(float(x), 3) for x in v] for a, v in frames.items()},
+                             au_frames={str(a): [round(float(x), 3) if np.isfinite(x) else None for x in v]
+                                        for a, v in frames.items()},
                              meta={"openface_csv": str(csv_path), "valid_frames": int(track.valid(min_confidence).sum()),
                                    "frames": len(track)}), csv_path)
 

@@ -14,6 +14,7 @@ from emoreason.video.io import (
     MediaError,
     MissingMediaError,
     load_frames,
+    sampled_indices,
     smart_resize,
     write_video,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "MediaError",
     "MissingMediaError",
     "load_frames",
+    "sampled_indices",
     "smart_resize",
     "write_video",
 ]

@@ -335,3 +335,9 @@ def write_video(frames: np.ndarray | Sequence[np.ndarray], path: str | Path, fps
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+def sampled_indices(total: int, video_fps: float, policy: FramePolicy) -> list[int]:
+    """Source indices of the frames ``load_frames`` samples from a clip of ``total`` frames under ``policy``
+    (before any padding to an even count)."""
+    return _indices(total, min(policy.num_frames(total, video_fps), total))
