@@ -10,6 +10,7 @@ times it states ("rises from 0.4 s", "peaks at frame 5"), with the AU and role e
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 import unicodedata
@@ -73,7 +74,7 @@ _NEGATION_FILLER = frozenset({
     "show", "shows", "showing", "display", "displays", "displaying", "exhibit", "exhibits", "involve", "involves",
     "involving", "include", "includes", "including", "contain", "contains", "feature", "features", "reveal",
     "reveals", "has", "have", "had", "carry", "carries", "accompanying", "accompanied", "additional", "further",
-    "noticeable", "detectable", "discernible", "apparent", "engagement", "contribution"
+    "noticeable", "detectable", "discernible", "apparent", "engagement", "contribution", "that"
 })
 _LIST_GLUE = frozenset({"and", "or", "nor"})
 _WORDS = re.compile(r"[A-Za-z']+")
@@ -86,14 +87,15 @@ _PRESENCE = (r"present|visible|active|activated|there|seen|observed|evident|appa
              r"fire|fires|kick\s+in|kicks\s+in|turn\s+on|turns\s+on|switch\s+on|switches\s+on|take\s+part|"
              r"takes\s+part|play\s+a\s+(?:role|part)|plays\s+a\s+(?:role|part)|accompany|accompanies|change|"
              r"changes|depart|departs|respond|responds|happen|happens|exist|exists|emerge|emerges|develop|develops")
-_POST_GAP = r"(?:[\s,+&/\x01()]|\band\b|\bor\b|\bnor\b|\([^()\n]{0,80}\))*"
+# possessive: the gap never gives back what it took (no backtracking blow-up on long runs of mentions)
+_POST_GAP = r"(?:\([^()\n]{0,80}\)|[\s,+&/\x01()]|\band\b|\bor\b|\bnor\b)*+"
 _AUX = (r"(?:is|are|was|were|remains?|stays?|appears?|seems?|looks?|being|has\s+been|have\s+been|had\s+been|"
         r"does|do|did|has|have|had|can|could|will|would|is\s+still|are\s+still)")
 _NOT = r"(?:not|never|n't|isn't|aren't|wasn't|weren't|doesn't|don't|didn't|hasn't|haven't|cannot|can't|won't)"
 _POST_NEGATION = re.compile(
-    _POST_GAP + r"(?:" + _AUX + r"\s*)?" + _NOT + r"\s*(?:(?:at\s+all|even|ever|really|actually|yet|be|been)\s+)*"
-    r"(?:" + _PRESENCE + r")\b|" + _POST_GAP + r"(?:" + _AUX + r"\s+)?(?:absent|inactive|missing|nowhere\b)"
-    r"|" + _POST_GAP + _AUX + r"\s+" + _NOT + r"\s*$", re.IGNORECASE)
+    _POST_GAP + r"(?:(?:" + _AUX + r"\s*)?" + _NOT + r"\s*(?:(?:at\s+all|even|ever|really|actually|yet|be|been)\s+)*"
+    r"(?:" + _PRESENCE + r")\b|(?:" + _AUX + r"\s+)?(?:absent|inactive|missing|nowhere\b)|" + _AUX + r"\s+" + _NOT +
+    r"\s*$)", re.IGNORECASE)
 _MEANING = (r"indicat\w*|signal\w*|suggest\w*|mean|means|impl(?:y|ies)|point\w*|express\w*|convey\w*|reflect\w*|"
             r"mark|marks|accompan\w+|characteri[sz]\w*|belong\w*|appear\s+in|occur\s+in|seen\s+in|expected|typical|"
             r"characteristic|a\s+sign|consistent|part\s+of|add|adds|denot\w*|correspond\w*|go\s+with|goes\s+with|"
@@ -106,7 +108,7 @@ _CONDITIONAL = re.compile(r"\b(?:if|whether|unless|in\s+case|were\s+(?:it|they|t
 
 # --- time claims -------------------------------------------------------------------------------------------------
 _TIME = re.compile(r"\bframes?\s*(?:#|no\.?\s*|number\s+)?(?P<frame>\d{1,6})\b|"
-                   r"(?<![\w.])(?P<sec>\d{1,5}(?:\.\d+)?)\s*(?:s|secs?|seconds?)\b|"
+                   r"(?<![\w.])(?P<sec>(?:(?<![^\s(])[-−])?\d{1,5}(?:\.\d+)?)\s*(?:s|secs?|seconds?)\b|"
                    r"(?<![\w.])(?P<ms>\d{1,7})\s*(?:ms|milliseconds?)\b", re.IGNORECASE)
 _SENTENCE_BREAK = re.compile(r"(?<!\d)[.!?](?!\d)|[;\n]")
 _ROLE_WORDS = re.compile(
@@ -434,7 +436,15 @@ def _mentions(text: str) -> list[_Mention]:
             continue
         mentions.append(_Mention(start, end, [(au, None)]))
     mentions.sort(key=lambda x: x.start)
-    return mentions
+    # "AU12 (lip corner puller, D)", "the brow lowerer (AU4)": a parenthetical restatement is the same mention
+    merged: list[_Mention] = []
+    for mention in mentions:
+        previous = merged[-1] if merged else None
+        if previous and re.fullmatch(r"\s*\(\s*", text[previous.end:mention.start]) and \
+                {a for a, _ in mention.aus} <= {a for a, _ in previous.aus}:
+            continue
+        merged.append(mention)
+    return merged
 
 
 def _mask(text: str, spans: list[tuple[int, int]], char: str) -> str:
@@ -444,18 +454,31 @@ def _mask(text: str, spans: list[tuple[int, int]], char: str) -> str:
     return "".join(chars)
 
 
-def _clause_start(masked: str, position: int, window: int = 200) -> int:
-    lo = max(0, position - window)
-    breaks = list(_CLAUSE_BREAK.finditer(masked, lo, position))
-    return breaks[-1].end() if breaks else lo
+class _Clauses:
+    """Clause boundaries of a masked text, found once (bisect per mention: long texts stay linear)."""
+
+    def __init__(self, masked: str):
+        found = list(_CLAUSE_BREAK.finditer(masked))
+        self.starts = [m.start() for m in found]
+        self.ends = [m.end() for m in found]
+        self.length = len(masked)
+
+    def around(self, start: int, end: int, back: int = 200, ahead: int = 240) -> tuple[int, int]:
+        k = bisect.bisect_right(self.ends, start)
+        j = bisect.bisect_left(self.starts, end)
+        return (max(self.ends[k - 1] if k else 0, start - back),
+                min(self.starts[j] if j < len(self.starts) else self.length, end + ahead))
 
 
-def _pre_negated(masked: str, clause_start: int, mention_start: int, listed: int = 1) -> bool:
-    """A negator earlier in the clause whose scope reaches this mention (see the scope rules above)."""
-    negators = list(_NEGATOR.finditer(masked, clause_start, mention_start))
-    if not negators:
+def _pre_negated(masked: str, clause_start: int, mention_start: int, listed) -> bool:
+    """A negator earlier in the clause whose scope reaches this mention (see the scope rules above);
+    ``listed()`` counts the AUs mentioned before it in the clause."""
+    last = None
+    for found in _NEGATOR.finditer(masked, clause_start, mention_start):
+        last = found
+    if last is None:
         return False
-    gap = re.sub(r"\([^()]*\)", " ", masked[negators[-1].end():mention_start])
+    gap = re.sub(r"\([^()]*\)", " ", masked[last.end():mention_start])
     first, *after_mentions = re.split(r"\x01+", gap)
     # filler may sit between the negator and the first mention; after a mention only list glue may follow
     if any(w.lower() not in _NEGATION_FILLER and w.lower() not in _LIST_GLUE for w in _WORDS.findall(first)):
@@ -463,22 +486,30 @@ def _pre_negated(masked: str, clause_start: int, mention_start: int, listed: int
     if any(w.lower() not in _LIST_GLUE for part in after_mentions for w in _WORDS.findall(part)):
         return False
     # "No AU4, and AU12 rises": a comma + and/so after a single negated AU ends the negated list
-    return not (len(after_mentions) == 1 and listed == 1 and re.match(r"\s*,\s*(?:and|so)\b", after_mentions[0]))
+    return not (len(after_mentions) == 1 and re.match(r"\s*,\s*(?:and|so)\b", after_mentions[0])
+                and listed() == 1)
 
 
-def _claim_state(masked: str, start: int, end: int, mentions: list[_Mention] = ()) -> str:
-    """present | negated | hypothetical for the mention at [start, end) of ``masked`` (``mentions``: all of
-    them, to count the AUs listed before this one)."""
-    clause = _clause_start(masked, start)
-    following = masked[end:end + 240]
-    stop = _CLAUSE_BREAK.search(following)
-    following = following[:stop.start()] if stop else following
-    listed = len({a for m in mentions if clause <= m.start and m.end <= start for a, _ in m.aus})
-    pre = _pre_negated(masked, clause, start, listed)
+def _claim_state(masked: str, clauses: _Clauses, mentions: list[_Mention], index: int) -> str:
+    """present | negated | hypothetical for ``mentions[index]`` in ``masked``."""
+    mention = mentions[index]
+    clause, clause_end = clauses.around(mention.start, mention.end)
+    following = masked[mention.end:clause_end]
+
+    def listed() -> int:
+        aus: set[int] = set()
+        for m in reversed(mentions[max(0, index - 64):index]):
+            if m.start < clause:
+                break
+            aus.update(a for a, _ in m.aus)
+        return len(aus)
+
+    pre = _pre_negated(masked, clause, mention.start, listed)
     post = bool(_POST_NEGATION.match(following))
     if pre != post:  # negated on one side only; both sides is a double negation, i.e. a claim
         return "negated"
-    if not (pre or post) and (_CONDITIONAL.search(masked[clause:start]) or _POST_HYPOTHETICAL.match(following)):
+    if not (pre or post) and (_CONDITIONAL.search(masked, clause, mention.start) or
+                              _POST_HYPOTHETICAL.match(following)):
         return "hypothetical"
     return "present"
 
@@ -493,8 +524,9 @@ def _read_aus(result: ParsedResponse, reasoning: str) -> None:
     negated: set[int] = set()
     hypothetical: set[int] = set()
     invalid: set[int] = set()
-    for mention in mentions:
-        state = _claim_state(masked, mention.start, mention.end, mentions)
+    clauses = _Clauses(masked)
+    for index, mention in enumerate(mentions):
+        state = _claim_state(masked, clauses, mentions, index)
         paren = _PAREN_INTENSITY.match(reasoning, mention.end)
         for au, letter in mention.aus:
             if au not in ACTION_UNITS:
@@ -533,21 +565,24 @@ def _time_claims(text: str, mentions: list[_Mention], masked: str) -> list[TimeC
             groups.append((mention.start, mention.end, aus))
     claims: list[TimeClaim] = []
     last_time_end = 0
+    breaks = [m.end() for m in _SENTENCE_BREAK.finditer(masked)]  # sentence k spans breaks[k-1]..breaks[k]
+    group_starts = [g[0] for g in groups]
     for match in _TIME.finditer(masked):
         if match.group("frame") is not None:
             value, unit = float(match.group("frame")), "frame"
         elif match.group("sec") is not None:
-            value, unit = float(match.group("sec")), "s"
+            value, unit = float(match.group("sec").replace("−", "-")), "s"
         else:
             value, unit = float(match.group("ms")) / 1000.0, "s"
-        breaks = list(_SENTENCE_BREAK.finditer(masked, 0, match.start()))
-        sentence_start = breaks[-1].end() if breaks else 0
-        nxt = _SENTENCE_BREAK.search(masked, match.end())
-        sentence_end = nxt.start() if nxt else len(masked)
-        before = [g for g in groups if sentence_start <= g[0] and g[1] <= match.start()]
-        after = [g for g in groups if match.end() <= g[0] and g[1] <= sentence_end]
-        group = before[-1] if before else (after[0] if after else None)
-        segment_start = max(sentence_start, last_time_end, before[-1][1] if before else sentence_start)
+        k = bisect.bisect_right(breaks, match.start())
+        sentence_start = breaks[k - 1] if k else 0
+        sentence_end = breaks[k] if k < len(breaks) else len(masked)
+        i = bisect.bisect_right(group_starts, match.start())  # groups[:i] start before the time
+        before = groups[i - 1] if i and groups[i - 1][0] >= sentence_start and groups[i - 1][1] <= match.start() \
+            else None
+        after = groups[i] if i < len(groups) and groups[i][1] <= sentence_end else None
+        group = before or after
+        segment_start = max(sentence_start, last_time_end, before[1] if before else sentence_start)
         roles = [m.lastgroup for m in _ROLE_WORDS.finditer(masked, segment_start, match.start())]
         if not roles and not before:  # "From 0.5 s on, AU6 and AU12 co-occur"
             roles = [m.lastgroup for m in _ROLE_WORDS.finditer(masked, sentence_start, match.start())]
