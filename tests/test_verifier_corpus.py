@@ -15,7 +15,13 @@ import pytest
 
 from emoreason.cot.evidence import evidence_for
 from emoreason.cot.temporal import Timeline, analyse
-from emoreason.cot.verify import REJECTION_REASONS, Grounding, verify_au_list, verify_emotion_answer, verify_rationale
+from emoreason.cot.verify import (
+    REJECTION_REASONS,
+    Grounding,
+    verify_au_list,
+    verify_emotion_answer,
+    verify_rationale,
+)
 from emoreason.records import SampleRecord
 from emoreason.video import FramePolicy
 

@@ -300,7 +300,9 @@ class CoTPipeline:
             "image": record.media["path"] if media_type == "image" else None,
             "emotion": record.emotion,
             "emotions": record.emotions,
-            **_evidence_columns(item.evidence, item.analysis),
+            # a label-only clip's emotion row is no prototype row: it carries no AU columns at all
+            **_evidence_columns(item.evidence if task != "emotion" or (item.evidence and item.evidence.observed)
+                                else None, item.analysis),
             "duration_s": _round(item.timeline.duration_s) if item.timeline else None,
             "valence": record.valence,
             "arousal": record.arousal,
