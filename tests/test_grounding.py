@@ -7,15 +7,17 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from emoreason.cot.evidence import AUEvidence, evidence_for, register_detector
+from emoreason.cot.compose import compose_rationale
+from emoreason.cot.evidence import AUEvidence, EvidenceError, evidence_for, register_detector
 from emoreason.cot.pipeline import CoTConfig, CoTPipeline
 from emoreason.cot.rows import select_rows
-from emoreason.cot.temporal import analyse
-from emoreason.cot.verify import verify_rationale
+from emoreason.cot.temporal import Timeline, analyse
+from emoreason.cot.verify import Grounding, verify_rationale
 from emoreason.datasets import load_records
 from emoreason.datasets.openface import write_openface_csv
 from emoreason.knowledge import find_emotions, prototypes_for
@@ -98,6 +100,8 @@ def test_frame_folders_and_videos_reach_their_csvs_and_rows_carry_that_evidence(
         if row["task"] == "emotion":
             assert parse_response(_text(row)).emotion == row["emotion"]
     assert len({r["id"] for r in rows}) == len(rows)
+    rarity = [r["au_rarity"] for r in cot if r["aus"]]  # Facial-R1's min–max normalised weight
+    assert min(rarity) == 0.0 and max(rarity) == 1.0
 
 
 def test_rewards_rank_the_evidence_aus_above_the_prototype_aus(dfew, tmp_path):
@@ -206,14 +210,31 @@ def test_bp4d_letters_come_from_intensities_and_occurrence_aus_get_none(tmp_path
     letters = {t.au: t.letter for t in analysis.tracks}
     assert letters == {6: None, 12: "D"}  # occurrence 0/1 used to make every AU an "A"
     assert analysis.track(12).apex == 2 and analysis.track(6).apex is None
+    timeline = Timeline.build("seconds", 25.0, 3)
+    grounding = Grounding.build(analysis, evidence, 1.5, timeline)
+    record.emotion = "happiness"
+    for seed in range(50):
+        text = compose_rationale(analysis, "happiness", seed, timeline=timeline, coded=evidence.coded).text
+        assert "AU6 (cheek raiser, " not in text and "raiser (AU6, " not in text  # no invented letter
+        assert verify_rationale(text, "happiness", grounding.present, grounding.key, grounding=grounding).ok, text
     FIXTURES["affwild2"](tmp_path / "aw")
     aw = next(r for r in load_records("affwild2", tmp_path / "aw") if r.id == "affwild2-video1")
     assert {t.letter for t in analyse(evidence_for(aw)).tracks} == {None}
 
 
-def test_absences_are_written_only_for_aus_the_source_codes(tmp_path):
-    from emoreason.cot.compose import compose_rationale
+def test_image_csvs_and_unreadable_csvs(tmp_path):
+    FIXTURES["rafdb"](tmp_path)
+    records = load_records("rafdb", tmp_path)
+    first, second = records[0], records[1]
+    write_openface_csv(Path(first.media["path"]).with_suffix(".csv"), {12: [3.0], 6: [2.0]})
+    evidence = evidence_for(first)
+    assert evidence.source == "openface" and evidence.present(0.5) == [6, 12] and evidence.frames is None
+    Path(second.media["path"]).with_suffix(".csv").write_text("frame, confidence, success\n1, x, 1\n")
+    with pytest.raises(EvidenceError, match=r"\.csv:2.*" + second.id):
+        evidence_for(second)
 
+
+def test_absences_are_written_only_for_aus_the_source_codes(tmp_path):
     FIXTURES["disfa"](tmp_path)
     record = load_records("disfa", tmp_path)[0]
     record.emotion = "happiness"

@@ -78,6 +78,8 @@ class CoTConfig:
     dataset_options: dict = field(default_factory=dict)  # extra adapter options (e.g. classes: 7)
 
     def __post_init__(self) -> None:
+        if isinstance(self.tasks, list | tuple):  # `tasks: [cot, emotion]`: every clip gives each
+            self.tasks = dict.fromkeys(self.tasks, 1.0)
         unknown = sorted(set(self.tasks) - set(TASKS))
         if unknown:
             raise ValueError(f"unknown tasks {unknown}; known: {', '.join(TASKS)}")
