@@ -268,10 +268,12 @@ class _GroundTruthDetector:
     name = "groundtruth"
     aus = OPENFACE_AUS
 
-    def __init__(self, truth: dict, faceless: tuple[str, ...] = ()):
-        self.truth, self.faceless = truth, faceless
+    def __init__(self, truth: dict, faceless: tuple[str, ...] = (), broken: tuple[str, ...] = ()):
+        self.truth, self.faceless, self.broken = truth, faceless, broken
 
     def detect(self, record):
+        if record.id in self.broken:
+            raise RuntimeError("decoder crashed")  # a fault a real detector meets on a damaged file
         source = self.truth[record.id]
         values = {a: np.asarray(v, dtype=float) for a, v in openface_values(source, 16).items()}
         if record.id in self.faceless:
@@ -282,11 +284,13 @@ class _GroundTruthDetector:
 def test_detectors_plug_in_through_the_au_detector_interface(synth_root, tmp_path):
     root = tmp_path / "dfew"
     truth = make_dfew_tree(root, synth_root, csv=None)
-    faceless = sorted(truth)[0]
-    register_detector("groundtruth", lambda **options: _GroundTruthDetector(truth, (faceless,)))
-    rows, _, summary = _run(root, tmp_path / "out", detector="groundtruth", tasks={"cot": 1.0})
-    assert summary["evidence_sources"] == {"detector:groundtruth": len(truth) - 1}
-    assert summary["evidence_notes"] == {"detector:no_face": 1} and summary["failed_by_reason"] == {"no_evidence": 1}
+    faceless, broken = sorted(truth)[:2]
+    register_detector("groundtruth", lambda **options: _GroundTruthDetector(truth, (faceless,), (broken,)))
+    rows, rejected, summary = _run(root, tmp_path / "out", detector="groundtruth", tasks={"cot": 1.0})
+    assert summary["evidence_sources"] == {"detector:groundtruth": len(truth) - 2}
+    assert summary["evidence_notes"] == {"detector:no_face": 1}
+    assert summary["failed_by_reason"] == {"no_evidence": 1, "evidence_error": 1}
+    assert any(r["id"] == broken and "decoder crashed" in r["detail"]["error"] for r in rejected)
     assert all(r["au_source"] == "detector:groundtruth" and set(r["aus"]) == _truth_aus(truth[r["clip_id"]])
                for r in rows)
     with pytest.raises(ValueError, match="unknown AU detector 'nope'"):

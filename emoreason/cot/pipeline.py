@@ -211,8 +211,12 @@ class CoTPipeline:
         except EvidenceError as exc:
             item.error, item.detail = exc.reason, {"error": str(exc)}
             return item
-        except (MediaError, OSError, RuntimeError) as exc:
+        except (MediaError, OSError) as exc:
             item.error, item.detail = "media_error", {"error": f"{type(exc).__name__}: {exc}"}
+            return item
+        except Exception as exc:  # a decoder or detector failing on one clip: recorded, and the batch goes on
+            log.warning("evidence for %s failed", record.id, exc_info=True)
+            item.error, item.detail = "evidence_error", {"error": f"{type(exc).__name__}: {exc}"}
             return item
         item.evidence = evidence
         item.analysis = analyse(evidence, cfg.presence_threshold)

@@ -74,7 +74,7 @@ class Timeline:
             k = int(round(value))
             if 1 <= k <= self.shown:
                 return self.seconds(self.sampled[k - 1])
-            return -1.0 if k < 1 else self.duration_s + 1e9  # outside the shown frames
+            return -1.0 if k < 1 else float("inf")  # outside the frames shown
         return None
 
     def tolerance_s(self, base: float) -> float:

@@ -131,7 +131,7 @@ def _check_times(parsed: ParsedResponse, grounding: Grounding, reasons: list[str
             _add(reasons, details, "wrong_time_unit", "time_unit", f"{said} (rationale unit: {timeline.unit})")
             continue
         tol = timeline.tolerance_s(grounding.time_tolerance_s)
-        if seconds < -1e-9 or seconds > timeline.duration_s + min(tol, 0.5 / timeline.fps + 1e-6) + 0.05:
+        if seconds < -1e-9 or seconds > timeline.duration_s + 0.05:  # 0.05: times are written to 0.1 s
             _add(reasons, details, "timing_outside_clip", "outside_clip",
                  f"{said} (clip: {timeline.duration_s:.2f} s)")
             continue
