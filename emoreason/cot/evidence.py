@@ -4,7 +4,8 @@
    (``synthetic`` for SynthFACS);
 2. peak AU labels the dataset ships (CK+ FACS files, FEA-20K) — ``dataset_labels``;
 3. an AU CSV in OpenFace 2.x layout (OpenFace's FeatureExtraction or ``emoreason au-detect``) — ``openface``;
-4. a detector behind the ``AUDetector`` interface (``detector: landmarks``) — ``detector:<name>``;
+4. a detector behind the ``AUDetector`` interface (``detector: landmarks`` — ``emoreason.au.LandmarkAUDetector``)
+   — ``detector:<name>``; one that saw no usable face returns ``{}`` and the sample falls through to 5;
 5. nothing but the emotion label: the FACS prototype of that emotion — ``prototype``, ``observed=False``, so the
    rationale never presents it as observed.
 
@@ -15,7 +16,11 @@ Where the CSV for a clip lives (the convention ``synth-cot`` documents):
   OpenFace's ``-fdir`` gives its output);
 * an image ``img/a.jpg`` → ``img/a.csv``;
 * or, with ``au_dir``, the same relative path under ``au_dir`` as the media has under the dataset root
-  (``au_dir/Clip/clip_224x224/00001.csv``), for CSVs kept outside a read-only dataset tree.
+  (``au_dir/Clip/clip_224x224/00001.csv``), for CSVs kept outside a read-only dataset tree — or flat,
+  ``au_dir/00001.csv``, as ``emoreason au-detect ... --out AU_DIR`` names its outputs.
+
+A CSV with ``emoreason au-detect``'s ``<name>.au.json`` beside it is recorded as ``detector:landmarks``
+evidence; any other as ``csv_source`` (``openface`` by default).
 
 A CSV must match its media: the same number of frames (exactly for frame folders and images, within 2 % for
 videos, whose containers miscount by a frame or two) and, for videos, the same frame rate within 5 %. A mismatch
@@ -26,7 +31,6 @@ no evidence from that source at all.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,7 +62,8 @@ class EvidenceError(ValueError):
 
 class AUDetector(Protocol):
     """Any AU detector: per-frame intensities (0–5, NaN where no face was found) per AU for a record's media,
-    plus the frame rate of those frames. ``aus`` (optional attribute): the AUs it estimates."""
+    plus the frame rate of those frames; ``{}`` when the media shows no usable face. ``aus`` (optional
+    attribute): a list of the AUs it estimates (otherwise the AUs it returns count as coded)."""
 
     name: str
 
@@ -73,26 +78,28 @@ def register_detector(name: str, factory: Callable[..., AUDetector]) -> None:
     _DETECTORS[name] = factory
 
 
-def make_detector(spec: str | dict | None) -> AUDetector | None:
-    """The detector a CoT config names. Detectors register themselves when their package is imported;
-    ``emoreason.au`` (the landmark AU estimator) is imported on demand."""
+def make_detector(spec: str | dict | None, options: dict | None = None) -> AUDetector | None:
+    """The detector a CoT config names (``detector: NAME`` + ``detector_options``, or ``{name: NAME, ...}``):
+    one registered here, else one of ``emoreason.au``'s (``landmarks``, the `[au]` extra)."""
     if spec is None or spec == "":
         return None
+    options = dict(options or {})
     if isinstance(spec, dict):
-        options = dict(spec)
-        name = str(options.pop("name", ""))
+        options.update({k: v for k, v in spec.items() if k != "name"})
+        name = str(spec.get("name", ""))
     else:
-        name, options = str(spec), {}
-    if name not in _DETECTORS:
-        try:
-            importlib.import_module("emoreason.au")
-        except ImportError as exc:
-            log.debug("emoreason.au not importable: %s", exc)
-    if name not in _DETECTORS:
-        known = ", ".join(sorted(_DETECTORS)) or "none registered"
-        raise ValueError(f"unknown AU detector {name!r} (known: {known}); `landmarks` comes with the landmark AU "
-                         "estimator (emoreason.au, the `au` extra)")
-    return _DETECTORS[name](**options)
+        name = str(spec)
+    if name in _DETECTORS:
+        return _DETECTORS[name](**options)
+    try:
+        from emoreason.au.detector import DETECTORS, build_detector
+    except ImportError as exc:
+        raise ValueError(f"unknown AU detector {name!r} (registered: {', '.join(sorted(_DETECTORS)) or 'none'}); "
+                         f"`landmarks` needs the landmark AU estimator: pip install 'emoreason[au]' ({exc})") from exc
+    if name not in DETECTORS:
+        known = ", ".join(sorted({*_DETECTORS, *DETECTORS}))
+        raise ValueError(f"unknown AU detector {name!r} (known: {known})")
+    return build_detector(name, **options)
 
 
 @dataclass
@@ -181,6 +188,7 @@ def au_csv_path(record: SampleRecord, au_dir: str | Path | None = None,
         except ValueError:  # media outside the dataset root: mirror its name only
             rel = Path(path.name)
         candidates.append(Path(au_dir) / rel.parent / name)
+        candidates.append(Path(au_dir) / name)  # flat, as `emoreason au-detect INPUTS --out AU_DIR` writes
     candidates.append(path.parent / name)
     return next((c for c in candidates if c.is_file()), None)
 
@@ -203,6 +211,8 @@ def _check_against_media(record: SampleRecord, csv_path: Path, n_rows: int, csv_
 def _csv_evidence(record: SampleRecord, csv_path: Path, source: str, min_confidence: float,
                   min_face_fraction: float) -> AUEvidence | str:
     """Evidence from one CSV, or a note (``no_face`` | ``few_face_frames``) when the face was not tracked."""
+    if csv_path.with_suffix(".au.json").is_file():  # written by `emoreason au-detect`, not by OpenFace
+        source = "detector:landmarks"
     try:
         track = read_openface_csv(csv_path)
     except (OpenFaceError, FileNotFoundError) as exc:
@@ -280,7 +290,9 @@ def evidence_for(record: SampleRecord, detector: AUDetector | None = None, use_o
             notes.append("detector:few_face_frames")
         else:
             peaks = {a: _peak(v) for a, v in frames.items() if _peak(v) > 0}
-            coded = frozenset(getattr(detector, "aus", None) or frames)
+            declared = getattr(detector, "aus", None)  # LandmarkAUDetector: "reliable" | "all" | a list
+            coded = frozenset(int(a) for a in declared) if isinstance(declared, list | tuple | set | frozenset) \
+                else frozenset(frames)
             timed = frames if record.media["type"] != "image" else None
             return AUEvidence(f"detector:{detector.name}", True, peaks, timed, fps, coded,
                               detail={"face_fraction": round(float(face.mean()), 3)})

@@ -64,7 +64,8 @@ class CoTConfig:
     csv_source: str = "openface"  # au_source of CSV evidence (e.g. detector:landmarks for au-detect CSVs)
     min_confidence: float = 0.8  # CSV frames below this tracking confidence are unknown (no face)
     min_face_fraction: float = 0.5  # fewer face frames than this: the source gives no evidence
-    detector: str | dict | None = None  # e.g. landmarks, or {name: landmarks, ...options}
+    detector: str | dict | None = None  # e.g. landmarks (emoreason[au]), or {name: landmarks, ...options}
+    detector_options: dict = field(default_factory=dict)  # e.g. {aus: reliable, cache_dir: ..., mode: video}
     allow_prototype: bool = True  # label-only samples get prototype-conditioned rationales (marked as such)
     # how rationales speak about time
     time_unit: str = "seconds"  # seconds | sampled_frames (numbers of the frames shown under frame_policy)
@@ -96,6 +97,11 @@ class CoTConfig:
 
 def _seed_for(cfg_seed: int, sample_id: str, salt: str = "") -> int:
     return int.from_bytes(hashlib.sha256(f"{cfg_seed}:{sample_id}{salt}".encode()).digest()[:4], "little")
+
+
+def _needs_cache_dir(spec: str | dict | None) -> bool:
+    name = spec.get("name") if isinstance(spec, dict) else spec
+    return name == "landmarks"
 
 
 def records_fingerprint(records: list[SampleRecord]) -> str:
@@ -170,7 +176,9 @@ class CoTPipeline:
         self.labels = _labels_for_prompt(cfg)
         self.teacher = EndpointConfig(**{k: v for k, v in (cfg.teacher or {}).items()
                                          if k in EndpointConfig.__dataclass_fields__}) if cfg.teacher else None
-        self.detector = make_detector(cfg.detector)
+        # the landmark estimator caches its per-clip CSVs by media content; by default beside the output
+        cache = {"cache_dir": str(self.out / "au_cache")} if _needs_cache_dir(cfg.detector) else {}
+        self.detector = make_detector(cfg.detector, {**cache, **cfg.detector_options})
         self.policy = FramePolicy(**cfg.frame_policy) if cfg.frame_policy else None
         self._distiller = None
 
