@@ -61,7 +61,7 @@ class CoTConfig:
     # evidence
     use_openface: bool = True  # read AU CSVs (OpenFace 2.x layout: OpenFace or `emoreason au-detect`)
     au_dir: str | None = None  # CSVs under this folder, mirroring the media tree (else beside the media)
-    csv_source: str = "openface"  # au_source of CSV evidence (e.g. detector:landmarks for au-detect CSVs)
+    csv_source: str = "openface"  # au_source of CSV evidence (au-detect's CSVs say detector:landmarks themselves)
     min_confidence: float = 0.8  # CSV frames below this tracking confidence are unknown (no face)
     min_face_fraction: float = 0.5  # fewer face frames than this: the source gives no evidence
     detector: str | dict | None = None  # e.g. landmarks (emoreason[au]), or {name: landmarks, ...options}
