@@ -41,6 +41,7 @@ _TIMING = (
     " is visible from {on}, peaking at {apex}",
     " sets in at {on} and culminates at {apex}",
 )
+_TIMING_AT_ONCE = (" peaks at {apex}", " is strongest at {apex}", " is already at its apex at {apex}")
 _TIMING_OCCURRENCE = (" is active from {on}", " switches on at {on}", " appears from {on}")
 _OFFSET = (" before fading by {off}", ", relaxing again by {off}", " and subsides at {off}")
 _STATIC = (" is visible", " is present", " shows clearly", " can be seen")
@@ -79,11 +80,15 @@ def _ref(track: AUTrack, rng: random.Random) -> str:
 def _observation(track: AUTrack, rng: random.Random, timeline: Timeline | None) -> str:
     text = _ref(track, rng)
     if timeline is not None and track.onset is not None:
-        if track.apex is None:  # occurrence-only: on and off, no apex
-            text += rng.choice(_TIMING_OCCURRENCE).format(on=timeline.say(track.onset))
+        on, apex = timeline.say(track.onset), timeline.say(track.apex) if track.apex is not None else None
+        if apex is None:  # occurrence-only: on and off, no apex
+            text += rng.choice(_TIMING_OCCURRENCE).format(on=on)
+        elif on == apex:  # rises and peaks within one written time step
+            text += rng.choice(_TIMING_AT_ONCE).format(apex=apex)
         else:
-            text += rng.choice(_TIMING).format(on=timeline.say(track.onset), apex=timeline.say(track.apex))
-        if track.offset is not None and (track.apex is None or rng.random() < 0.5):
+            text += rng.choice(_TIMING).format(on=on, apex=apex)
+        last = apex or on
+        if track.offset is not None and timeline.say(track.offset) != last and (apex is None or rng.random() < 0.5):
             text += rng.choice(_OFFSET).format(off=timeline.say(track.offset))
     else:
         text += rng.choice(_STATIC)
@@ -123,6 +128,8 @@ def compose_observations(analysis: TemporalAnalysis, rng: random.Random, absent:
     body = parts[0]
     for part in parts[1:]:
         body += joiner + (part[0].upper() + part[1:] if joiner == ". " else part)
+    if opener and not body.startswith("AU"):
+        body = body[0].lower() + body[1:]  # "Over the clip, the inner brow raiser …"
     text = opener + body
     text = text[0].upper() + text[1:] + "."
     if timed and len(analysis.leaders) == 1 and len(tracks) > 1 and rng.random() < 0.5:
@@ -296,7 +303,12 @@ def compose_conclusion(analysis: TemporalAnalysis, emotion: str, rng: random.Ran
     if not observed:
         return rng.choice(_PROTO_CONCLUSIONS).format(emo=display_name(label))
     template = rng.choice(_CONCLUSIONS)
-    expressive = [t for t in sorted(analysis.tracks, key=lambda t: -(t.peak or 0.0)) if t.au not in NON_EMOTIONAL_AUS]
+    # name first the AUs of the label's best-matching prototype, then the strongest
+    protos = prototypes_for(label)
+    best = max(protos, key=lambda p: len(p.aus & set(analysis.aus)), default=None)
+    typical = best.aus if best else frozenset()
+    expressive = [t for t in sorted(analysis.tracks, key=lambda t: (t.au not in typical, -(t.peak or 0.0)))
+                  if t.au not in NON_EMOTIONAL_AUS]
     if label == "neutral" or not expressive:
         why = rng.choice(_NEUTRAL_WHY)
     else:
