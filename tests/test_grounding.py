@@ -209,8 +209,10 @@ def test_bp4d_letters_come_from_intensities_and_occurrence_aus_get_none(tmp_path
     analysis = analyse(evidence)
     letters = {t.au: t.letter for t in analysis.tracks}
     assert letters == {6: None, 12: "D"}  # occurrence 0/1 used to make every AU an "A"
-    assert analysis.track(12).apex == 2 and analysis.track(6).apex is None
-    timeline = Timeline.build("seconds", 25.0, 3)
+    # AU12 on in frames 2445–2452 (occurrence), intensities 3, 4 given for 2445–2446 (indices 5, 6)
+    assert (analysis.track(12).onset, analysis.track(12).apex, analysis.track(12).offset) == (5, 6, 13)
+    assert analysis.track(6).apex is None and (analysis.track(6).onset, analysis.track(6).offset) == (5, 13)
+    timeline = Timeline.build("seconds", 25.0, 20)
     grounding = Grounding.build(analysis, evidence, 1.5, timeline)
     record.emotion = "happiness"
     for seed in range(50):

@@ -43,7 +43,7 @@ from emoreason.datasets.openface import OpenFaceError, read_openface_csv
 from emoreason.knowledge import OCCURRENCE_ONLY, coded_aus, prototypes_for
 from emoreason.knowledge.coded_aus import OPENFACE_AUS
 from emoreason.records import SampleRecord
-from emoreason.video import IMAGE_EXTENSIONS
+from emoreason.video import frame_files
 
 log = logging.getLogger(__name__)
 
@@ -150,8 +150,7 @@ def media_frame_count(record: SampleRecord) -> tuple[int, float | None]:
     if kind == "image":
         return 1, None
     if kind == "frames":
-        files = path if isinstance(path, list) else [p for p in Path(path).iterdir()
-                                                      if p.suffix.lower() in IMAGE_EXTENSIONS]
+        files = path if isinstance(path, list) else frame_files(path)
         return len(files), _record_fps(record)
     try:
         import decord
@@ -290,7 +289,7 @@ def evidence_for(record: SampleRecord, detector: AUDetector | None = None, use_o
             notes.append("detector:few_face_frames")
         else:
             peaks = {a: _peak(v) for a, v in frames.items() if _peak(v) > 0}
-            declared = getattr(detector, "aus", None)  # LandmarkAUDetector: "reliable" | "all" | a list
+            declared = getattr(detector, "aus", None)  # a detector may declare the AUs it estimates
             coded = frozenset(int(a) for a in declared) if isinstance(declared, list | tuple | set | frozenset) \
                 else frozenset(frames)
             timed = frames if record.media["type"] != "image" else None

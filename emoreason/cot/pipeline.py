@@ -40,7 +40,7 @@ from emoreason.knowledge import au_name, dataset_label_set, display_name
 from emoreason.reasoning import build_messages
 from emoreason.reasoning.prompts import TASKS
 from emoreason.records import SampleRecord
-from emoreason.video import FramePolicy, MediaError
+from emoreason.video import FramePolicy
 
 log = logging.getLogger(__name__)
 
@@ -218,9 +218,6 @@ class CoTPipeline:
             item.timeline = self._timeline(record, evidence)
         except EvidenceError as exc:
             item.error, item.detail = exc.reason, {"error": str(exc)}
-            return item
-        except (MediaError, OSError) as exc:
-            item.error, item.detail = "media_error", {"error": f"{type(exc).__name__}: {exc}"}
             return item
         except Exception as exc:  # a decoder or detector failing on one clip: recorded, and the batch goes on
             log.warning("evidence for %s failed", record.id, exc_info=True)
