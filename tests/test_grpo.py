@@ -53,6 +53,8 @@ def test_rollouts_and_loss_use_real_video_tensors(family, tmp_path, tiny_model_d
     torch.manual_seed(0)
     inputs = trainer._generate_and_score_completions(batch)
     assert inputs["completion_ids"].shape[0] == 4 and inputs["advantages"].shape == (4,)
+    mode = "train" if trainer.model.training else "eval"
+    assert trainer._metrics[mode]["rewards/au_f1_reward/errors"] == [0.0]  # each reward's failures, per step
     media = inputs["media"]
     assert all("pixel_values_videos" in m and m["video_grid_thw"].shape == (1, 3) for m in media)
     if family == "qwen2_5_vl":
@@ -96,7 +98,8 @@ def test_two_process_grpo_step(tmp_path, tiny_model_dirs, grpo_data):
                       # a short length budget gives the untrained model's samples different rewards, so the
                       # group advantages (and the update) are non-zero
                       "reward_options:\n  length: {max_chars: 15}\n")
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT / "tests/helpers"))
+    # this checkout's code first (a worktree beside an editable install of another one must test itself)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(ROOT / "tests/helpers"), str(ROOT)]))
     subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file",
                     str(ROOT / "recipes/accelerate_configs/cpu2.yaml"), str(ROOT / "tests/helpers/ddp_grpo_check.py"),
                     str(recipe), str(tmp_path / "ranks")], check=True, env=env, timeout=600, capture_output=True)
@@ -106,6 +109,7 @@ def test_two_process_grpo_step(tmp_path, tiny_model_dirs, grpo_data):
     logged = ranks[0]["logged"][0]
     for name in ("format", "emotion", "au_f1", "au_consistency", "length"):
         assert f"rewards/{name}_reward/mean" in logged and f"rewards/{name}_reward/std" in logged
+        assert logged[f"rewards/{name}_reward/errors"] == 0.0  # counted on both ranks, logged every step
 
 
 def test_trl_loss_applies_our_importance_ratio():

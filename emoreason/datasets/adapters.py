@@ -70,6 +70,7 @@ from emoreason.datasets.base import Collector, adapter, read_table
 from emoreason.datasets.media import Layout, frame_positions, locate, missing_reason, window_positions
 from emoreason.datasets.openface import OpenFaceError, read_openface_csv
 from emoreason.knowledge import EMOTIONS, UnknownLabelError, canonical_emotion, map_dataset_label
+from emoreason.knowledge.coded_aus import ABAW_AUS, BP4D_AUS, DISFA_AUS  # coded sets: one source of truth
 from emoreason.records import SampleRecord
 from emoreason.video import VIDEO_EXTENSIONS, frame_files
 
@@ -99,7 +100,7 @@ def _subject_folds(subjects: list[str], n_folds: int) -> dict[str, int]:
 
 
 def _au_summary(frames: dict[int, np.ndarray], threshold: float) -> tuple[list[int], dict[str, float]]:
-    peaks = {au: float(np.nanmax(v)) if len(v) else 0.0 for au, v in frames.items()}
+    peaks = {au: float(np.nanmax(v)) if np.isfinite(v).any() else 0.0 for au, v in frames.items()}
     present = sorted(au for au, p in peaks.items() if p >= threshold)
     return present, {str(au): round(p, 3) for au, p in sorted(peaks.items()) if p > 0}
 
@@ -358,9 +359,6 @@ def load_ckplus(col: Collector, root: Path, split=None, fold=None, **_) -> None:
 
 # --- AU benchmarks ---------------------------------------------------------------------------------------
 
-DISFA_AUS = (1, 2, 4, 5, 6, 9, 12, 15, 17, 20, 25, 26)
-BP4D_AUS = (1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24)
-ABAW_AUS = (1, 2, 4, 6, 7, 10, 12, 15, 23, 24, 25, 26)
 
 # JAA-Net's subject-exclusive partitions (Shao et al., "Deep Adaptive Attention for Joint Facial Action Unit
 # Detection and Face Alignment", ECCV 2018; github.com/ZhiwenShao/PyTorch-JAANet data/list/{BP4D,DISFA}_part*),
@@ -530,14 +528,32 @@ def load_bp4d(col: Collector, root: Path, split=None, fold=None, windows=None, *
             _add_windows(col, "bp4d", f"bp4d-{subject}-{task}", media, centres, total, windows, table, fields, meta)
             continue
         frames = {au: np.asarray(v) for au, v in occurrence.items()}
+        # FERA 2015 ships per-frame intensities (0–5) for a few AUs: they replace the 0/1 occurrence of those AUs,
+        # so letters and apexes come from real intensities; the rest stay occurrence-only (see meta).
         intensity: dict[str, float] = {}
-        for au in frames:
+        rows = max((len(v) for v in occurrence.values()), default=0)
+        frame_numbers = [f for f, _ in coded] if len(coded) == rows else list(range(1, rows + 1))
+        position = {n: i for i, n in enumerate(frame_numbers)}
+        for au in list(frames):
             int_table = root / "AUCoding" / "AU_INT" / f"AU{au:02d}" / f"{table.stem}_AU{au:02d}.csv"
-            if int_table.is_file():
-                vals = [float(r[1]) for _, r in read_table(int_table, col, delimiter=",", header=False)
-                        if len(r) > 1 and r[1].replace(".", "").isdigit() and float(r[1]) != 9]
-                if vals:
-                    intensity[str(au)] = max(vals)
+            if not int_table.is_file():
+                continue
+            per_frame = np.full(len(frame_numbers), np.nan)
+            for number, r in read_table(int_table, col, delimiter=",", header=False):
+                try:
+                    frame, value = int(float(r[0])), float(r[1])
+                except (IndexError, ValueError):
+                    col.problem("malformed_row", f"{int_table}:{number}", f"expected 'frame,intensity', got {r}",
+                                subject)
+                    continue
+                if frame in position and value != 9:
+                    per_frame[position[frame]] = value
+            if np.isfinite(per_frame).any():
+                intensity[str(au)] = float(np.nanmax(per_frame))
+                # frames the intensity table leaves out: off where occurrence says off, else unknown (NaN)
+                off = np.nan_to_num(frames[au], nan=1.0) == 0
+                frames[au] = np.where(np.isfinite(per_frame), per_frame, np.where(off, 0.0, np.nan))
+        meta["occurrence_aus"] = sorted(au for au in frames if str(au) not in intensity)
         present = sorted(au for au, v in frames.items() if np.nanmax(np.nan_to_num(v, nan=0)) >= 1)
         col.add(SampleRecord(id=f"bp4d-{subject}-{task}", dataset="bp4d", media=media, aus=present,
                              au_intensity=intensity, au_frames={str(a): [None if np.isnan(x) else x for x in v.tolist()]
@@ -606,6 +622,7 @@ def load_affwild2(col: Collector, root: Path, split=None, fold=None, windows=Non
                 record.au_frames = {str(a): [None if np.isnan(x) else x for x in v.tolist()] for a, v in frames.items()}
                 record.aus = sorted(a for a, v in frames.items() if np.nanmax(np.nan_to_num(v, nan=0)) >= 1)
                 record.meta["au_set"] = list(ABAW_AUS)
+                record.meta["occurrence_aus"] = sorted(frames)  # 0/1 per frame: no intensity is known
             col.add(record, next(iter(files.values())))
 
 
@@ -630,7 +647,8 @@ def load_openface(col: Collector, root: Path, split=None, fold=None, min_confide
         present, peaks = _au_summary(frames, threshold)
         col.add(SampleRecord(id=sid, dataset="openface", split=split, media={"type": "video", "path": str(video),
                              "fps": track.fps}, aus=present, au_intensity=peaks,
-                             au_frames={str(a): [round(float(x), 3) for x in v] for a, v in frames.items()},
+                             au_frames={str(a): [round(float(x), 3) if np.isfinite(x) else None for x in v]
+                                        for a, v in frames.items()},
                              meta={"openface_csv": str(csv_path), "valid_frames": int(track.valid(min_confidence).sum()),
                                    "frames": len(track)}), csv_path)
 

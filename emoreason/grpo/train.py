@@ -1,7 +1,7 @@
 """``emoreason grpo``: GRPO with emotion and AU rewards on a video-LLM, from a recipe (YAML + key=value).
 
 Rewards are named in the recipe with weights (``rewards: {format: 1.0, emotion: 1.0, au_f1: 1.0}``) and
-options (``reward_options: {emotion: {soft_quadrant: 0.2}}``); see ``emoreason.rewards``. Rollouts run with
+options (``reward_options: {au_f1: {intensity_aware: true}}``); see ``emoreason.rewards``. Rollouts run with
 HF generate (default, works on CPU), or ``use_vllm: true`` with a vLLM server that gets the same frames and
 the policy's weights every step (``emoreason serve --model M --media-dir D --weight-sync``).
 """
@@ -46,8 +46,11 @@ class GRPORecipe(PolicyRecipe):
 
 
 def grpo_dataset(path: str, split: str, limit: int | None = None):
-    """CoT rows → GRPO rows: the prompt, one media path and type, and the ground-truth columns."""
-    data = load_dataset_split(path, split, limit)
+    """CoT rows → GRPO rows: the prompt, one media path and type, and the ground-truth columns. Only ``cot``
+    rows (the rewards score the reasoning format); prototype rows stay (their AU rewards are None)."""
+    from emoreason.cot.rows import select_rows
+
+    data = select_rows(load_dataset_split(path, split, limit), ["cot"], prototype_rows=True, what="GRPO")
 
     def to_row(row: dict) -> dict:
         kind = row.get("media_type")

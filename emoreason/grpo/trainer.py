@@ -329,6 +329,7 @@ class VideoGRPOTrainer(GRPOTrainer):
         return torch.nan_to_num(advantages, nan=0.0), rewards, torch.isclose(std, torch.zeros_like(std))
 
     def _log_step(self, mode, rewards_per_func, rewards, is_std_zero, completion_mask, truncated) -> None:
+        from accelerate.utils import gather_object
         from trl.trainer.utils import nanstd
 
         metrics = self._metrics[mode]
@@ -338,6 +339,13 @@ class VideoGRPOTrainer(GRPOTrainer):
         metrics["reward"].append(torch.nanmean(rewards).item())
         metrics["reward_std"].append(nanstd(rewards).item())
         metrics["frac_reward_zero_std"].append(is_std_zero.float().mean().item())
+        # what rewards reported through TRL's `log_metric` (e.g. rewards/<name>/errors), flushed as TRL does
+        for name in sorted(set(gather_object(list(self._pending_metrics)))):
+            values = self._pending_metrics.get(name, [])
+            local = torch.tensor([sum(values), len(values)], dtype=torch.float32, device=self.accelerator.device)
+            total, count = self.accelerator.gather(local).view(-1, 2).sum(dim=0).tolist()
+            metrics[name].append(total / max(count, 1.0))
+        self._pending_metrics.clear()
         lengths = self.accelerator.gather(completion_mask.sum(1).float())
         metrics["completions/mean_length"].append(lengths.mean().item())
         metrics["completions/clipped_ratio"].append(self.accelerator.gather(truncated.float()).mean().item())

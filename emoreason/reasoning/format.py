@@ -3,7 +3,7 @@
 Tag variant (what SFT targets, GRPO rewards, eval and serving read)::
 
     <think>
-    Observations: AU6 (cheek raiser, C) and AU12 (lip corner puller, D) rise from frame 6 and peak at frame 11.
+    Observations: AU6 (cheek raiser, C) and AU12 (lip corner puller, D) rise from 0.4 s and peak at 1.1 s.
     Interpretation: <how the AU pattern combines, what it rules out>
     Conclusion: <the emotion and why>
     </think>
@@ -34,23 +34,28 @@ STYLES = ("tags", "json")
 
 @dataclass
 class AUObservation:
-    """One AU as seen in a clip: FACS intensity letter and, for videos, timing in frames."""
+    """One AU as seen in a clip: FACS intensity letter and, for videos, timing — in seconds from the start
+    (``unit="s"``) or as numbers of the frames the model is shown (``unit="frame"``), never source frames."""
 
     au: int
     intensity: str | None = None  # "A".."E"
-    onset: int | None = None
-    apex: int | None = None
-    offset: int | None = None
+    onset: float | None = None
+    apex: float | None = None
+    offset: float | None = None
+    unit: str = "frame"  # "frame" | "s"
+
+    def _at(self, value: float) -> str:
+        return f"{value:.1f} s" if self.unit == "s" else f"frame {int(value)}"
 
     def render(self) -> str:
         head = f"AU{self.au} ({au_name(self.au)}" + (f", {self.intensity})" if self.intensity else ")")
         if self.onset is not None and self.apex is not None:
-            timing = f" rises from frame {self.onset} and peaks at frame {self.apex}"
+            timing = f" rises from {self._at(self.onset)} and peaks at {self._at(self.apex)}"
             if self.offset is not None:
-                timing += f", fading by frame {self.offset}"
+                timing += f", fading by {self._at(self.offset)}"
             return head + timing
         if self.apex is not None:
-            return head + f" peaks at frame {self.apex}"
+            return head + f" peaks at {self._at(self.apex)}"
         return head + " is visible"
 
 

@@ -77,6 +77,8 @@ class SFTRecipe(PolicyRecipe):
     weight_decay: float = 0.0
     eval_steps: int | None = None
     dataloader_num_workers: int = 0
+    tasks: list[str] | None = None  # synth-cot row tasks to train on (cot, au_perception, emotion); None: all
+    prototype_rows: bool = False  # label-only rows reasoning from the label's expected cues (not observed)
 
 
 def load_dataset_split(path: str, split: str, limit: int | None = None):
@@ -179,8 +181,12 @@ def build_trainer(recipe: SFTRecipe):
     if recipe.mode not in ("full", "lora", "qlora"):
         raise ValueError(f"mode must be full, lora or qlora, got {recipe.mode!r}")
     model, processor, peft_config = load_for_training(recipe)
-    train = load_dataset_split(recipe.dataset_path, recipe.train_split, recipe.max_train_samples)
-    evaluation = load_dataset_split(recipe.dataset_path, recipe.eval_split) if recipe.eval_split else None
+    from emoreason.cot.rows import select_rows
+
+    train = select_rows(load_dataset_split(recipe.dataset_path, recipe.train_split, recipe.max_train_samples),
+                        recipe.tasks, recipe.prototype_rows, "SFT train")
+    evaluation = select_rows(load_dataset_split(recipe.dataset_path, recipe.eval_split), recipe.tasks,
+                             recipe.prototype_rows, "SFT eval") if recipe.eval_split else None
     args = SFTConfig(
         output_dir=recipe.output_dir, learning_rate=recipe.learning_rate, num_train_epochs=recipe.num_train_epochs,
         max_steps=recipe.max_steps, per_device_train_batch_size=recipe.per_device_train_batch_size,

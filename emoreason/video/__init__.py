@@ -19,6 +19,7 @@ from emoreason.video.io import (
     load_frames,
     load_media,
     natural_key,
+    sampled_indices,
     smart_resize,
     write_video,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "load_frames",
     "load_media",
     "natural_key",
+    "sampled_indices",
     "smart_resize",
     "write_video",
 ]

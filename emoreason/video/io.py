@@ -397,3 +397,9 @@ def write_video(frames: np.ndarray | Sequence[np.ndarray], path: str | Path, fps
         if audio_stream is not None:
             encode_audio(container, audio_stream, audio)
     return path
+
+
+def sampled_indices(total: int, video_fps: float, policy: FramePolicy) -> list[int]:
+    """Source indices of the frames ``load_frames`` samples from a clip of ``total`` frames under ``policy``
+    (before any padding to an even count)."""
+    return _indices(total, min(policy.num_frames(total, video_fps), total))
