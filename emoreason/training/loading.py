@@ -54,12 +54,14 @@ def peft_config_for(recipe: Recipe):
 
 
 def load_for_training(recipe: Recipe):
-    """Model, processor and peft config for a recipe, loaded as TRL's example scripts load them (``dtype``,
-    ``attn_implementation``, ``trust_remote_code``, ``model_revision``, bitsandbytes quantization, plus
-    ``model_init_kwargs``), then frozen and prepared for k-bit training where the base is quantized."""
+    """Model, processor and peft config for a recipe, loaded as TRL's example scripts load them (ModelConfig's
+    ``dtype``, ``attn_implementation``, ``model_revision``, bitsandbytes quantization; the trainer config's
+    ``trust_remote_code`` and ``model_init_kwargs``), then frozen and prepared for k-bit training where the base is
+    quantized."""
     import torch
+    from accelerate import PartialState
     from transformers import AutoModelForImageTextToText, AutoProcessor
-    from trl import get_kbit_device_map, get_quantization_config
+    from trl import get_quantization_config
 
     from emoreason.models import build_tiny_model, check_model_dir
 
@@ -68,12 +70,14 @@ def load_for_training(recipe: Recipe):
         build_tiny_model(script.tiny_model_family, model_args.model_name_or_path)
     path = str(check_model_dir(model_args.model_name_or_path))
     processor = AutoProcessor.from_pretrained(path, revision=model_args.model_revision,
-                                              trust_remote_code=model_args.trust_remote_code)
+                                              trust_remote_code=args.trust_remote_code)
     dtype = model_args.dtype if model_args.dtype in ("auto", None) else getattr(torch, model_args.dtype)
     quantization = get_quantization_config(model_args)
-    kwargs = {"revision": model_args.model_revision, "trust_remote_code": model_args.trust_remote_code,
-              "attn_implementation": model_args.attn_implementation, "dtype": dtype,
-              "device_map": get_kbit_device_map() if quantization is not None else None,
+    # a quantized base is quantized where it lands: this process's GPU (each rank holds its own copy)
+    device_map = {"": PartialState().local_process_index} if quantization is not None and \
+        torch.cuda.is_available() else None
+    kwargs = {"revision": model_args.model_revision, "trust_remote_code": args.trust_remote_code,
+              "attn_implementation": model_args.attn_implementation, "dtype": dtype, "device_map": device_map,
               "quantization_config": quantization, **(args.model_init_kwargs or {})}
     model = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
     if script.vision_attention == "varlen" or (script.vision_attention == "auto" and torch.cuda.is_available()):

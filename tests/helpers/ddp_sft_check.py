@@ -10,8 +10,8 @@ from pathlib import Path
 
 import torch
 
-from emoreason.config import load_config
-from emoreason.sft.train import SFTRecipe, build_trainer
+from emoreason.sft.train import build_trainer
+from emoreason.training import load_recipe
 
 
 def digest(model) -> str:
@@ -24,7 +24,7 @@ def digest(model) -> str:
 
 def main() -> None:
     config, out = sys.argv[1], Path(sys.argv[2])
-    recipe = load_config(SFTRecipe, config, sys.argv[3:])
+    recipe = load_recipe("sft", config, sys.argv[3:])
     trainer, _ = build_trainer(recipe)
     before = digest(trainer.model)
     trainer.train()
