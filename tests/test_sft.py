@@ -6,11 +6,9 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
-
 from recipe_support import ROOT, recipe_yaml, tiny_recipe
 
 from emoreason.cot.pipeline import CoTConfig, CoTPipeline
@@ -197,10 +195,15 @@ def test_resume_continues_from_the_saved_step(tmp_path, tiny_model_dirs, cot_dat
 
 
 def test_two_process_accelerate_training_keeps_ranks_identical(tmp_path, tiny_model_dirs, cot_dataset):
+    """2 processes (gloo): ranks stay identical, and the row check is split over both ranks and their dataloader
+    workers yet counts the whole dataset — the same rows removed on every rank."""
+    rows, lengths = _lengths(tiny_model_dirs, cot_dataset, 10)
+    limit = sorted(lengths)[-3]
+    over = sorted(rows[i]["id"] for i, n in enumerate(lengths) if n > limit)
     recipe = recipe_yaml(tmp_path / "r.yaml", {
         "model_name_or_path": str(tiny_model_dirs["qwen2_5_vl"]), "dataset_name": str(cot_dataset),
         "output_dir": str(tmp_path / "ddp"), "max_steps": 3, "per_device_train_batch_size": 2,
-        "learning_rate": 0.001})
+        "learning_rate": 0.001, "max_train_samples": 10, "max_length": limit, "dataloader_num_workers": 2})
     out = tmp_path / "ranks"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file",
@@ -210,6 +213,10 @@ def test_two_process_accelerate_training_keeps_ranks_identical(tmp_path, tiny_mo
     assert all(r["world"] == 2 and r["steps"] == 3 for r in ranks)
     assert ranks[0]["after"] == ranks[1]["after"]
     assert ranks[0]["before"] == ranks[1]["before"] != ranks[0]["after"]
+    assert ranks[0]["data"] == ranks[1]["data"]
+    data = ranks[0]["data"]
+    assert data["rows"] == 10 and data["kept"] == 10 - len(over) and sorted(data["dropped_ids"]["overlong"]) == over
+    assert [r["measured_here"] for r in ranks] == [5, 5] and all(r["workers_here"] == 2 for r in ranks)
 
 
 def test_final_model_carries_its_frame_policy(tmp_path, tiny_model_dirs, cot_dataset):

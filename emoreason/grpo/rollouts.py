@@ -95,7 +95,7 @@ def merged_weights(model) -> Iterator[dict[str, torch.Tensor]]:
 
 
 def _first_difference(a: Sequence[int], b: Sequence[int]) -> int:
-    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
 
 
 class VLLMServerRollouts:

@@ -17,7 +17,14 @@ from functools import partial
 from pathlib import Path
 
 from emoreason.inference import encode_batch
-from emoreason.training import Recipe, check_rows, frame_policy, load_dataset_split, load_for_training, save_final
+from emoreason.training import (
+    Recipe,
+    check_rows,
+    frame_policy,
+    load_dataset_split,
+    load_for_training,
+    save_final,
+)
 from emoreason.training.data import load_row_media, row_media, with_media
 from emoreason.video import FramePolicy
 

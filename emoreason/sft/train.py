@@ -15,7 +15,14 @@ from dataclasses import asdict
 from pathlib import Path
 
 from emoreason.sft.collator import OverlongSampleError, VideoSFTCollator
-from emoreason.training import Recipe, check_rows, frame_policy, load_dataset_split, load_for_training, save_final
+from emoreason.training import (
+    Recipe,
+    check_rows,
+    frame_policy,
+    load_dataset_split,
+    load_for_training,
+    save_final,
+)
 from emoreason.training.data import OVERLONG
 
 log = logging.getLogger(__name__)

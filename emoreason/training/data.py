@@ -97,6 +97,8 @@ class RowCheck:
     kept: list[int]
     dropped: dict[str, list[str]] = field(default_factory=dict)
     max_tokens: int = 0
+    measured_here: int = 0  # rows this process measured (its share; 0 when read from the cache)
+    workers_here: int = 0  # dataloader workers that measured them (0: the main process)
 
     def summary(self) -> dict:
         return {"rows": self.rows, "kept": len(self.kept), "max_tokens": self.max_tokens,
@@ -117,13 +119,17 @@ class _Measured:
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, i: int) -> tuple[int, str, int | None, str | None]:
+    def __getitem__(self, i: int) -> tuple[int, str, int | None, str | None, int]:
+        from torch.utils.data import get_worker_info
+
         index = self.indices[i]
         example = self.dataset[index]
+        worker = get_worker_info()
+        worker_id = -1 if worker is None else worker.id
         try:
-            return index, str(example.get("id", index)), self.measure(example), None
+            return index, str(example.get("id", index)), self.measure(example), None, worker_id
         except SampleMediaError as exc:
-            return index, str(example.get("id", index)), None, str(exc)
+            return index, str(example.get("id", index)), None, str(exc), worker_id
 
 
 def check_rows(dataset, measure: Callable[[dict], int], max_length: int | None, *, workers: int = 0,
@@ -149,9 +155,10 @@ def check_rows(dataset, measure: Callable[[dict], int], max_length: int | None, 
     loader = DataLoader(_Measured(dataset, indices, measure), batch_size=None, num_workers=workers,
                         collate_fn=_one)
     local = list(loader)
+    workers = {item[-1] for item in local} - {-1}
     results = sorted(gather_object(local) if state.num_processes > 1 else local)
     kept, dropped, longest = [], {}, 0
-    for index, sample_id, length, problem in results:
+    for index, sample_id, length, problem, _ in results:
         if problem is not None:
             dropped.setdefault(MEDIA_ERROR, []).append(sample_id)
             log.warning("dropping %s: %s", sample_id, problem)
@@ -161,7 +168,7 @@ def check_rows(dataset, measure: Callable[[dict], int], max_length: int | None, 
             dropped.setdefault(OVERLONG, []).append(sample_id)
             continue
         kept.append(index)
-    check = RowCheck(len(dataset), kept, dropped, longest)
+    check = RowCheck(len(dataset), kept, dropped, longest, measured_here=len(local), workers_here=len(workers))
     if len({r[0] for r in results}) != len(dataset):
         raise RuntimeError(f"checked {len(results)} of {len(dataset)} {what} rows: some were lost in gathering")
     if dropped and state.is_main_process:

@@ -80,7 +80,9 @@ def load_for_training(recipe: Recipe):
               "attn_implementation": model_args.attn_implementation, "dtype": dtype, "device_map": device_map,
               "quantization_config": quantization, **(args.model_init_kwargs or {})}
     model = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
-    if script.vision_attention == "varlen" or (script.vision_attention == "auto" and torch.cuda.is_available()):
+    # auto stays on the model's own attention: the varlen kernel becomes the CUDA default once its correctness test
+    # against the reference attention (tests/test_kernels.py, CUDA-only) has run on a GPU
+    if script.vision_attention == "varlen":
         from emoreason.kernels import enable_varlen_vision_attention
 
         enable_varlen_vision_attention(model)

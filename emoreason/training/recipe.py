@@ -36,8 +36,10 @@ class EmoreasonArguments(ScriptArguments):
     freeze_vision: bool = field(default=True, metadata={"help": "Freeze the vision tower (not its merger)."})
     freeze_projector: bool = field(default=False, metadata={"help": "Freeze the vision merger/projector."})
     vision_attention: str = field(default="auto", metadata={
-        "help": "auto: one varlen attention call for all vision windows on CUDA, the model's own per-window "
-                "attention on CPU | varlen | default", "choices": ["auto", "varlen", "default"]})
+        "help": "varlen: one attention call for all vision windows (torch varlen_attn on CUDA, one masked SDPA "
+                "elsewhere) | default: the model's own per-window attention | auto: default until the CUDA "
+                "correctness test (tests/test_kernels.py) has passed on a GPU", "choices": ["auto", "varlen",
+                                                                                               "default"]})
     fps: float = field(default=2.0, metadata={"help": "Frames per second sampled from each video."})
     max_frames: int = field(default=16, metadata={"help": "Most frames per video."})
     min_pixels: int | None = field(default=None, metadata={"help": "Least pixels per frame after resizing."})

@@ -30,9 +30,11 @@ def main() -> None:
     trainer.train()
     rank = trainer.accelerator.process_index
     out.mkdir(parents=True, exist_ok=True)
+    check = trainer.row_checks["train"]
     (out / f"rank{rank}.json").write_text(json.dumps({
         "before": before, "after": digest(trainer.accelerator.unwrap_model(trainer.model)),
-        "world": trainer.accelerator.num_processes, "steps": trainer.state.global_step}))
+        "world": trainer.accelerator.num_processes, "steps": trainer.state.global_step,
+        "data": check.summary(), "measured_here": check.measured_here, "workers_here": check.workers_here}))
 
 
 if __name__ == "__main__":
