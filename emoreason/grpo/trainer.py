@@ -31,7 +31,7 @@ from trl import GRPOTrainer
 from emoreason.grpo.rollouts import VLLMServerRollouts
 from emoreason.inference import encode_batch
 from emoreason.training.data import load_row_media, row_media, with_media
-from emoreason.training.save import _lora_layers, policy_weights
+from emoreason.training.save import lora_layers, policy_weights
 from emoreason.video import FramePolicy, LoadedFrames
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ class VideoGRPOTrainer(GRPOTrainer):
                              "merging the adapter into the quantized base each step would re-quantize it. Train "
                              "with use_peft (a 16-bit base) for vLLM rollouts, or QLoRA with HF rollouts "
                              "(use_vllm: false)")
-        list(_lora_layers(model))  # refuse adapter kinds the sync cannot merge before the first step
+        list(lora_layers(model))  # refuse adapter kinds the sync cannot merge before the first step
         self.use_vllm = True  # TRL then computes old log-probs and applies its importance-sampling correction
         base_url = config.vllm_server_base_url or f"http://{config.vllm_server_host}:{config.vllm_server_port}"
         self.vllm_rollouts = VLLMServerRollouts(base_url, sync_dir or Path(config.output_dir) / "vllm-sync",

@@ -35,7 +35,7 @@ def checkpoint_name(name: str) -> str | None:
     return re.sub(r"\.modules_to_save\.[^.]+\.", ".", name)
 
 
-def _lora_layers(model):
+def lora_layers(model):
     """(module name, module, adapter) of every active LoRA layer; refuses variants merged differently."""
     from peft.tuners.lora import LoraLayer
     from peft.tuners.lora.layer import Linear
@@ -61,7 +61,7 @@ def checkpoint_weights(model, state_dict: dict[str, torch.Tensor]) -> dict[str, 
     if not (hasattr(model, "peft_config") and hasattr(model, "get_base_model")):
         return state_dict
     merged: dict[str, torch.Tensor] = {}
-    for name, module, adapter in _lora_layers(model):
+    for name, module, adapter in lora_layers(model):
         weight = state_dict[f"{name}.base_layer.weight"]
         a = state_dict[f"{name}.lora_A.{adapter}.weight"].float()
         b = state_dict[f"{name}.lora_B.{adapter}.weight"].float()
