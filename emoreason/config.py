@@ -33,7 +33,7 @@ def unknown_keys_message(unknown: Iterable[str], known: Iterable[str], where: st
     for key in sorted(unknown):
         close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
         parts.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-    return f"unknown config key{'s' if len(parts) > 1 else ''} for {where}: {', '.join(parts)}"
+    return f"unknown config keys for {where}: {', '.join(parts)}"
 
 
 def parse_overrides(items: list[str] | None, raw_scalars: bool = False) -> dict[str, Any]:

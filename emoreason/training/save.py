@@ -81,17 +81,21 @@ def checkpoint_weights(model, state_dict: dict[str, torch.Tensor]) -> dict[str, 
     return out
 
 
-def _state_dict_model(trainer):
-    return trainer.model_wrapped if trainer.is_deepspeed_enabled else trainer.model
-
-
 def policy_weights(trainer) -> dict[str, torch.Tensor] | None:
     """The policy's full weights under checkpoint names (LoRA merged out of place) on the main process, None on
-    the others. Every rank must call it: under ZeRO-3 / FSDP the gather is a collective."""
-    state_dict = trainer.accelerator.get_state_dict(_state_dict_model(trainer))
-    if not trainer.accelerator.is_main_process:
+    the others. Every rank must call it: under ZeRO-3 / FSDP the gather is a collective; otherwise every rank
+    already holds the full weights and the main process reads its own (no copy)."""
+    from trl.distributed import DistributedBackend
+
+    accelerator = trainer.accelerator
+    backend = DistributedBackend(accelerator)
+    if backend.is_zero3 or backend.is_fsdp:
+        state_dict = accelerator.get_state_dict(trainer.model_wrapped if backend.is_zero3 else trainer.model)
+    else:
+        state_dict = accelerator.unwrap_model(trainer.model).state_dict() if accelerator.is_main_process else None
+    if not accelerator.is_main_process:
         return None
-    return checkpoint_weights(trainer.accelerator.unwrap_model(trainer.model), state_dict)
+    return checkpoint_weights(accelerator.unwrap_model(trainer.model), state_dict)
 
 
 def save_final(trainer, recipe, processor, policy, summary: dict) -> Path:
