@@ -155,7 +155,7 @@ def check_rows(dataset, measure: Callable[[dict], int], max_length: int | None, 
     loader = DataLoader(_Measured(dataset, indices, measure), batch_size=None, num_workers=workers,
                         collate_fn=_one)
     local = list(loader)
-    workers = {item[-1] for item in local} - {-1}
+    used_workers = {item[-1] for item in local} - {-1}
     results = sorted(gather_object(local) if state.num_processes > 1 else local)
     kept, dropped, longest = [], {}, 0
     for index, sample_id, length, problem, _ in results:
@@ -168,7 +168,8 @@ def check_rows(dataset, measure: Callable[[dict], int], max_length: int | None, 
             dropped.setdefault(OVERLONG, []).append(sample_id)
             continue
         kept.append(index)
-    check = RowCheck(len(dataset), kept, dropped, longest, measured_here=len(local), workers_here=len(workers))
+    check = RowCheck(len(dataset), kept, dropped, longest, measured_here=len(local),
+                     workers_here=len(used_workers))
     if len({r[0] for r in results}) != len(dataset):
         raise RuntimeError(f"checked {len(results)} of {len(dataset)} {what} rows: some were lost in gathering")
     if dropped and state.is_main_process:
