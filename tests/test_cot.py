@@ -202,15 +202,12 @@ def test_config_yaml_and_overrides(tmp_path):
 
 def test_config_numbers_written_as_yaml_strings_are_coerced(tmp_path):
     from emoreason.config import ConfigError
-    from emoreason.grpo.train import GRPORecipe
 
-    path = tmp_path / "g.yaml"
-    path.write_text("model_name_or_path: m\ndataset_path: d\noutput_dir: o\nlearning_rate: 5e-5\n")
-    recipe = load_config(GRPORecipe, path, ["max_steps=3", "beta=0"])
-    assert recipe.learning_rate == 5e-5 and isinstance(recipe.learning_rate, float)
-    assert recipe.max_steps == 3 and isinstance(recipe.beta, float)
-    with pytest.raises(ConfigError, match="learning_rate"):
-        load_config(GRPORecipe, path, ["learning_rate=fast"])
+    path = tmp_path / "c.yaml"
+    path.write_text("dataset_root: a\nkey_au_threshold: '2.5'\n")
+    assert load_config(CoTConfig, path).key_au_threshold == 2.5
+    with pytest.raises(ConfigError, match="key_au_threshold"):
+        load_config(CoTConfig, path, ["key_au_threshold=high"])
 
 
 def _copy_manifest(synth_root, target, keep=lambda i, line: True):

@@ -81,10 +81,10 @@ def run(args: argparse.Namespace) -> int:
           f"{first['completion'][0]['content'][0]['text']}")
 
     _banner("4. SFT (emoreason sft --config recipes/tiny/sft/...)")
-    from emoreason.sft.train import SFTRecipe, run_sft
+    from emoreason.sft.train import run_sft
 
     recipe_name = "synthfacs.yaml" if args.family == "qwen2_5_vl" else "synthfacs_qwen3.yaml"
-    recipe = _recipe(SFTRecipe, f"sft/{recipe_name}", model_dir, cot_dir, out / "sft",
+    recipe = _recipe("sft", f"sft/{recipe_name}", model_dir, cot_dir, out / "sft",
                      [f"num_train_epochs={args.sft_epochs}", "logging_steps=20", "save_steps=100000"])
     sft_final = out / "sft" / "final"
     if not (sft_final / "config.json").exists():
@@ -94,9 +94,9 @@ def run(args: argparse.Namespace) -> int:
           f"model: {sft_final}")
 
     _banner("5. GRPO from the SFT checkpoint (emoreason grpo --config recipes/tiny/grpo/synthfacs.yaml)")
-    from emoreason.grpo.train import GRPORecipe, run_grpo
+    from emoreason.grpo.train import run_grpo
 
-    grpo_recipe = _recipe(GRPORecipe, "grpo/synthfacs.yaml", sft_final, cot_dir, out / "grpo",
+    grpo_recipe = _recipe("grpo", "grpo/synthfacs.yaml", sft_final, cot_dir, out / "grpo",
                           [f"max_steps={args.grpo_steps}"])
     grpo_final = out / "grpo" / "final"
     if not (grpo_final / "config.json").exists():
@@ -169,11 +169,12 @@ def _serve_stage(args: argparse.Namespace, model_dir: Path, manifest: Path, labe
         print(f"truth: {test_clips[0]['emotion']} {test_clips[0]['aus']}")
 
 
-def _recipe(cls, name: str, model: Path, cot_dir: Path, output: Path, extra: list[str]):
-    """A tiny recipe from recipes/tiny/ with the demo's paths (a recipe works without the repo checkout too)."""
-    from emoreason.config import load_config
+def _recipe(kind: str, name: str, model: Path, cot_dir: Path, output: Path, extra: list[str]):
+    """A tiny recipe from recipes/tiny/ with the demo's paths (without the repo checkout: TRL's defaults on CPU)."""
+    from emoreason.training import load_recipe
 
     path = Path(__file__).resolve().parents[2] / "recipes" / "tiny" / name
-    paths = {"model_name_or_path": str(model), "dataset_path": str(cot_dir / "hf"), "output_dir": str(output)}
+    paths = {"model_name_or_path": str(model), "dataset_name": str(cot_dir / "hf"), "output_dir": str(output)}
     overrides = [f"{k}={v}" for k, v in paths.items()] + extra
-    return load_config(cls, path if path.is_file() else None, overrides, **({} if path.is_file() else paths))
+    cpu = {} if path.is_file() else {"bf16": False, "gradient_checkpointing": False}
+    return load_recipe(kind, path if path.is_file() else None, overrides, **cpu)

@@ -11,7 +11,7 @@ for k in 1 2 3 4 5; do
       dataset_root="$DFEW" fold=$k split=train output_dir="$RUNS/cot/dfew_fold$k"
   [ -f "$RUNS/sft/dfew_fold$k/final/config.json" ] || accelerate launch \
       --config_file recipes/accelerate_configs/zero2.yaml -m emoreason sft --config recipes/qwen2_5_vl_3b/sft/dfew.yaml \
-      dataset_path="$RUNS/cot/dfew_fold$k/hf" output_dir="$RUNS/sft/dfew_fold$k"
+      dataset_name="$RUNS/cot/dfew_fold$k/hf" output_dir="$RUNS/sft/dfew_fold$k"
   emoreason eval --benchmark dfew --root "$DFEW" --model "$RUNS/sft/dfew_fold$k/final" --fold $k --out "$RUNS/eval/dfew"
 done
 cat "$RUNS/eval/dfew/summary.md"
