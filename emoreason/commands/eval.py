@@ -10,10 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 
+from emoreason.commands.exit_codes import EPILOG, batch_exit_code
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("eval", help="evaluate a model on a benchmark, or compare runs",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                              epilog=EPILOG + ".\nAn item is a sample of the benchmark; it fails when no answer was "
+                                     "generated for it (generation or media error) or it could not be loaded.")
     p.add_argument("args", nargs="*", help="`compare RUN …`, or key=value overrides of the benchmark file")
     p.add_argument("--benchmark", help="name in eval/benchmarks/ or a YAML file")
     source = p.add_mutually_exclusive_group()
@@ -69,4 +73,7 @@ def run(args: argparse.Namespace) -> int:
         headline.update({k: metrics["rationale"][k] for k in ("format_valid", "au_f1", "hallucination_rate")})
     print(json.dumps(headline, indent=2))
     print(f"report: {args.out}/summary.md")
-    return 0
+    per_fold = list(metrics["folds"].values()) if "folds" in metrics else [metrics]
+    unloaded = sum(len(m.get("load_problems") or []) for m in per_fold)
+    return batch_exit_code(sum(m["n"] for m in per_fold) + unloaded,
+                           sum(m["generation_errors"] for m in per_fold) + unloaded)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 from emoreason.reasoning import build_messages, to_openai_messages
@@ -25,12 +24,10 @@ class LocalBackend:
 
     def __init__(self, model_dir: str, frames: dict, labels: list[str] | None, style: str, batch_size: int = 8,
                  max_new_tokens: int = 512):
-        from emoreason.models import frame_policy_for, load_model_and_processor, saved_frame_policy
+        from emoreason.models import load_model_and_processor, model_frame_policy
 
         self.model, self.processor = load_model_and_processor(model_dir)
-        policy = frame_policy_for(self.processor)
-        frames = {**saved_frame_policy(model_dir), **frames}  # the model's training policy unless told otherwise
-        self.policy = replace(policy, **{k: v for k, v in frames.items() if k in FramePolicy.__dataclass_fields__})
+        self.policy = model_frame_policy(model_dir, frames, self.processor)  # the training policy unless told otherwise
         self.labels, self.style = labels, style
         self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
         self.name = f"local:{model_dir}"
