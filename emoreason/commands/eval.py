@@ -16,8 +16,9 @@ from emoreason.commands.exit_codes import EPILOG, batch_exit_code
 def register(subparsers) -> None:
     p = subparsers.add_parser("eval", help="evaluate a model on a benchmark, or compare runs",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                              epilog=EPILOG + ".\nAn item is a sample of the benchmark; it fails when no answer was "
-                                     "generated for it (generation or media error) or it could not be loaded.")
+                              epilog=EPILOG + "\nAn item is a sample of the benchmark; it fails when no answer was "
+                                              "generated for it\n(generation or media error) or it could not be "
+                                              "loaded.")
     p.add_argument("args", nargs="*", help="`compare RUN …`, or key=value overrides of the benchmark file")
     p.add_argument("--benchmark", help="name in eval/benchmarks/ or a YAML file")
     source = p.add_mutually_exclusive_group()

@@ -9,9 +9,12 @@ USAGE = 2  # bad command line (argparse)
 ALL_FAILED = 3  # every item failed
 SOME_FAILED = 4  # some items failed, the others succeeded
 
-EPILOG = ("exit codes: 0 every item succeeded; 1 error before any item ran (configuration, missing files); "
-          "2 bad command line; 3 every item failed; 4 some items failed (each failure is in the per-item "
-          "output)")
+EPILOG = """exit codes:
+  0  every item succeeded
+  1  error before any item ran (configuration, missing model or data)
+  2  bad command line
+  3  every item failed
+  4  some items failed (each failure is in the per-item output)"""
 
 
 def batch_exit_code(total: int, failed: int) -> int:

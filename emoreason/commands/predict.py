@@ -12,7 +12,7 @@ from emoreason.commands.exit_codes import EPILOG, batch_exit_code
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("predict", help="predict emotion + AUs for videos/images; prints JSON lines",
-                              description=__doc__, epilog=EPILOG)
+                              description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", help="video files, frame folders, images, or URLs")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--endpoint", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")

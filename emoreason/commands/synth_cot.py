@@ -10,8 +10,9 @@ from emoreason.commands.exit_codes import EPILOG, batch_exit_code
 def register(subparsers) -> None:
     p = subparsers.add_parser("synth-cot", help="synthesise verified AU-grounded CoT instruction data",
                               description=__doc__ + " Overrides: key=value (e.g. max_records=100 style=json).",
-                              epilog=EPILOG + ". An item is a record of the dataset; it fails when no "
-                                     "rationale for it passed verification, or when it could not be loaded.")
+                              formatter_class=argparse.RawDescriptionHelpFormatter,
+                              epilog=EPILOG + "\nAn item is a record of the dataset; it fails when no rationale for "
+                                              "it passed verification,\nor when it could not be loaded.")
     p.add_argument("--config", help="YAML config (data_pipelines/configs/*.yaml)")
     p.add_argument("overrides", nargs="*", help="key=value overrides of config fields")
     p.set_defaults(func=run)
