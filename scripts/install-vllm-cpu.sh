@@ -23,10 +23,12 @@ $PIP install -q \
   "cuda-toolkit[cublas,cudart,cufft,cufile,cupti,curand,cusolver,cusparse,nvjitlink,nvrtc,nvtx]==13.0.3" \
   "cuda-bindings>=13.0.3,<14" "nvidia-cudnn-cu13==9.20.0.48" "nvidia-cusparselt-cu13==0.8.1" \
   "nvidia-nccl-cu13==2.29.7" "nvidia-nvshmem-cu13==3.4.5" "setuptools==78.1.1" "numpy<2.4"
+# PyAV: `emoreason serve` decodes videos inside vLLM with emoreason's own loader (same frames as training)
+$PIP install -q "av>=14"
 # torchaudio/torchcodec builds that do not match torch 2.13 break transformers' imports; vLLM does not need them for video
 $PIP uninstall -q -y torchaudio torchcodec || true
 "$VENV/bin/python" - <<'PY'
-import torch, torchvision, vllm, transformers
+import av, torch, torchvision, vllm, transformers
 import torchvision.ops  # fails when torchvision does not match torch
 print("vllm", vllm.__version__, "torch", torch.__version__, "torchvision", torchvision.__version__, "transformers", transformers.__version__)
 PY

@@ -146,13 +146,14 @@ def test_json_answer_is_enforced_by_guided_decoding(served):
                            labels=LABELS, style="json", media_dir=s["media"], max_tokens=160)
     for result in results:
         assert result.error is None, result.error
-        parsed = parse_response(result.text)
-        assert parsed.answer_source == "json", result.text
-        assert result.emotion in LABELS and all(isinstance(a, int) for a in result.aus)
+        answer = json.loads(parse_response(result.text).answer)  # <answer> holds JSON of the answer schema
+        assert set(answer) <= {"emotion", "aus", "valence", "arousal"} and {"emotion", "aus"} <= set(answer)
+        assert result.emotion in LABELS and answer["emotion"] in LABELS
+        assert set(answer["aus"]) <= set(result.aus) and all(isinstance(a, int) for a in answer["aus"])
         for value in (result.valence, result.arousal):
             assert value is None or -1 <= value <= 1
-    plain = predict_many(_endpoint(s["cfg"]), [s["clips"][0]], labels=LABELS, media_dir=s["media"], max_tokens=40)
-    assert parse_response(plain[0].text).answer_source != "json"  # the random model alone writes no JSON
+    plain = predict_many(_endpoint(s["cfg"]), [s["clips"][0]], labels=LABELS, media_dir=s["media"], max_tokens=160)
+    assert parse_response(plain[0].text).answer is None  # the random model alone writes no answer at all
 
 
 def test_client_returns_structured_results(served):
@@ -231,3 +232,22 @@ def test_oversized_inline_video_is_a_clear_error_and_the_server_keeps_serving(se
     result = _raw(_endpoint(s["cfg"]), media_url(big, inline=True), max_tokens=4)
     assert result.error is not None and " 400" in result.error and "media cap" in result.error, result.error
     assert predict_many(_endpoint(s["cfg"]), [s["clips"][2]], media_dir=s["media"], max_tokens=8)[0].error is None
+
+
+def test_the_json_variant_satisfies_the_guided_grammar(tmp_path):
+    """The project's own JSON-variant reply (what SFT trains on) is accepted by the grammar the server enforces,
+    and a tag-variant reply is not (checked with vLLM's xgrammar, in vLLM's environment)."""
+    from emoreason.reasoning import AUObservation, ResponseContent, format_response, json_response_format
+
+    content = ResponseContent("happiness", [AUObservation(6, "C", 2, 5), AUObservation(12, "D", 2, 6)],
+                              "AU6+AU12 is the Duchenne smile.", "Happiness.", valence=0.6, arousal=0.4)
+    cases = {"json": format_response(content, "json"), "tags": format_response(content, "tags")}
+    (tmp_path / "case.json").write_text(json.dumps({"format": json_response_format(LABELS, 200), **cases}))
+    script = ("import json, sys, xgrammar\nfrom xgrammar.testing import _is_grammar_accept_string as accepts\n"
+              "case = json.load(open(sys.argv[1]))\n"
+              "grammar = xgrammar.Grammar.from_structural_tag(json.dumps(case['format']))\n"
+              "print(json.dumps({k: accepts(grammar, case[k]) for k in ('json', 'tags')}))\n")
+    result = subprocess.run([str(VLLM_PYTHON), "-c", script, str(tmp_path / "case.json")], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout.splitlines()[-1]) == {"json": True, "tags": False}

@@ -5,12 +5,11 @@ the batch."""
 from __future__ import annotations
 
 import logging
-import tempfile
 from pathlib import Path
 
 from emoreason.reasoning import build_messages, to_openai_messages
 from emoreason.records import SampleRecord
-from emoreason.video import FramePolicy, MediaError, load_frames, write_video
+from emoreason.video import MediaError, load_frames
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +53,8 @@ class LocalBackend:
 
 
 class EndpointBackend:
-    """An OpenAI-compatible server (vLLM's is the reference). Frame folders are encoded to mp4 first."""
+    """An OpenAI-compatible server (vLLM's is the reference). Videos go by path (under the server's media dir)
+    or inline; frame folders go inline, packed, and an `emoreason serve` server samples them like a local run."""
 
     def __init__(self, endpoint: dict, frames: dict, labels: list[str] | None, style: str,
                  max_new_tokens: int = 512, batch_size: int = 32, inline_media: bool = False):
@@ -63,20 +63,16 @@ class EndpointBackend:
         self.config = EndpointConfig(**endpoint)
         self.frames, self.labels, self.style = frames, labels, style
         self.max_new_tokens, self.batch_size, self.inline = max_new_tokens, batch_size, inline_media
-        self._tmp = tempfile.TemporaryDirectory(prefix="emoreason-eval-media-")
         self.name = f"endpoint:{self.config.base_url}"
+        if frames:  # the server samples frames itself; it cannot be told per request (untrusted clients)
+            overrides = " ".join(f"{k}={v}" for k, v in frames.items())
+            log.info("the server samples frames with its own policy; for this benchmark's (%s) serve with "
+                     "`emoreason serve --frames %s`", overrides, overrides)
 
     def _url(self, record: SampleRecord) -> str:
         from emoreason.client import media_url
 
-        path = Path(str(record.media["path"]))
-        if record.media["type"] == "frames":  # servers take files: encode the sampled frames as a clip
-            loaded = load_frames(path, FramePolicy(**{k: v for k, v in self.frames.items()
-                                                      if k in FramePolicy.__dataclass_fields__}))
-            target = Path(self._tmp.name) / f"{record.id}.mp4"
-            frames = loaded.frames[:, : loaded.frames.shape[1] // 2 * 2, : loaded.frames.shape[2] // 2 * 2]
-            path = write_video(frames, target, fps=max(1.0, loaded.sampled_fps))
-        return media_url(path, inline=self.inline)
+        return media_url(Path(str(record.media["path"])), inline=self.inline, max_inline_mb=self.config.max_inline_mb)
 
     def predict(self, records: list[SampleRecord]) -> list[tuple[str | None, str | None]]:
         from emoreason.client import run_chat_batch

@@ -124,7 +124,13 @@ def _argument(argv: list[str], name: str) -> str | None:
 
 
 def precheck(argv: list[str]) -> None:
+    import importlib.util
+
     import vllm
+
+    if not any(importlib.util.find_spec(name) for name in ("av", "decord")):
+        _refuse(f"emoreason's video loader needs PyAV (or decord) in vLLM's environment ({sys.executable}): "
+                "`pip install av` there (scripts/install-vllm-cpu.sh does)")
 
     model = _argument(argv, "--model")
     config_path = Path(model or "") / "config.json"
