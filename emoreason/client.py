@@ -70,8 +70,10 @@ def media_kind(source: str | Path) -> str:
     """"image" for an image file (by extension), else "video" (video files, frame folders, URLs)."""
     from emoreason.video import IMAGE_EXTENSIONS
 
-    text = str(source).split("?", 1)[0]
-    return "image" if Path(text).suffix.lower() in IMAGE_EXTENSIONS else "video"
+    text = str(source)
+    if text.startswith("data:"):
+        return "image" if text.startswith("data:image/") else "video"
+    return "image" if Path(text.split("?", 1)[0]).suffix.lower() in IMAGE_EXTENSIONS else "video"
 
 
 def media_url(path: str | Path, inline: bool = False, max_inline_mb: float | None = None) -> str:

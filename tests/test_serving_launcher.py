@@ -103,6 +103,7 @@ def test_api_key_goes_to_vllm_by_environment_not_command_line(tiny_model_dirs, m
     ({"gpu_memory_utilization": 1.5}, "--gpu-memory-utilization must be in"),
     ({"frames": {"fsp": 2}}, "unknown frame policy key"),
     ({"port": 70000}, "not a TCP port"),
+    ({"extra_args": ["--api-key", "k"]}, "not to vLLM after --"),
 ])
 def test_engine_settings_are_checked_before_loading(tiny_model_dirs, media, settings, message):
     with pytest.raises(ServeError, match=message):

@@ -164,6 +164,9 @@ def validate(cfg: ServeConfig) -> Path:
     if not loopback and not cfg.api_key:
         log.warning("serving on %s without an API key: anyone who reaches port %d can use the model (and read "
                     "files under the media dir); pass --api-key", cfg.host, cfg.port)
+    if any(arg == "--api-key" or arg.startswith("--api-key=") for arg in cfg.extra_args):
+        raise ServeError("give the API key to emoreason serve (--api-key or VLLM_API_KEY), not to vLLM after --: "
+                         "then it guards every route and stays off vLLM's command line")
     model = check_model_dir(cfg.model).resolve()
     if "--chat-template" not in " ".join(cfg.extra_args) and not has_chat_template(model):
         raise ServeError(f"model directory {model} has no chat template (chat_template.jinja, chat_template.json "
@@ -358,9 +361,10 @@ class VLLMServer:
                 log.info("vLLM serving %s at %s", self.cfg.name, self.cfg.base_url)
                 return self
             time.sleep(0.5)
+        report = exit_report(None, self.log_path, "at the deadline")  # before stopping adds shutdown noise
         self.stop()
-        raise ServeError(f"vLLM did not become healthy within {self.cfg.startup_timeout_s:.0f} s\n"
-                         + exit_report(None, self.log_path, "at the deadline").split("\n", 1)[1])
+        raise ServeError(f"vLLM did not become healthy within {self.cfg.startup_timeout_s:.0f} s (raise the "
+                         "start-up timeout on a slow or busy machine)\n" + report.split("\n", 1)[1])
 
     def check(self) -> None:
         """Raise ServeError (with the log tail) when vLLM is no longer running."""
