@@ -77,10 +77,11 @@ def media_kind(source: str | Path) -> str:
 
 
 def media_url(path: str | Path, inline: bool = False, max_inline_mb: float | None = None) -> str:
-    """``file://`` URL for a local file (vLLM reads it under --allowed-local-media-path), or a base64 data URL
-    when ``inline`` (files outside the server's media dir). A frame folder always goes inline, packed as a zip
-    of its image files (the server unpacks and reads it like a local folder). http(s)/data/file URLs pass
-    through. Inline media over ``max_inline_mb`` raises MediaTooLargeError naming the file and the cap."""
+    """``file://`` URL for a local file or frame folder (vLLM reads it under --allowed-local-media-path; an
+    `emoreason serve` server reads folders), or a base64 data URL when ``inline`` (media outside the server's
+    media dir; a frame folder goes packed as a zip of its image files, which the server unpacks and reads like
+    a local folder). http(s)/data/file URLs pass through. Inline media over ``max_inline_mb`` raises
+    MediaTooLargeError naming the file and the cap."""
     from emoreason.video.packing import FRAME_ARCHIVE_MIME, MediaTooLargeError, pack_frame_folder
 
     text = str(path)
@@ -88,10 +89,10 @@ def media_url(path: str | Path, inline: bool = False, max_inline_mb: float | Non
         return text
     resolved = Path(text).resolve()
     cap = None if max_inline_mb is None else int(max_inline_mb * 2**20)
+    if not inline:
+        return resolved.as_uri()
     if resolved.is_dir():
         data, mime = pack_frame_folder(resolved, cap), FRAME_ARCHIVE_MIME
-    elif not inline:
-        return resolved.as_uri()
     else:
         size = resolved.stat().st_size
         if cap is not None and size > cap:
@@ -219,8 +220,8 @@ async def predict_one(client: ChatClient, source: str | Path, media_type: str | 
                       max_tokens: int = 512) -> Prediction:
     """Send one video, frame folder or image with the project's prompt; parse the answer with its parser.
 
-    Local files under ``media_dir`` go as ``file://`` URLs (the server reads them); other local files, and frame
-    folders, are sent inline (within ``client.config.max_inline_mb``); http(s)/data URLs pass through.
+    Local files and frame folders under ``media_dir`` go as ``file://`` URLs (the server reads them); others are
+    sent inline (within ``client.config.max_inline_mb``); http(s)/data URLs pass through.
     ``media_type`` None: "image" for image files, else "video". ``style="json"`` asks for the JSON variant and
     enforces it with the server's guided decoding. Faults come back in ``error``."""
     from emoreason.reasoning import build_messages, json_response_format, to_openai_messages

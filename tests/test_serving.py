@@ -63,12 +63,17 @@ def served(tiny_model_dirs, tmp_path_factory):
     (media / "notes.mp4").write_text("this is not a video")
     frames, _ = generate_clip(ClipSpec(9, "o", "anger", identity, "test", seed=9, frames=8, size=112))
     stray = write_video(frames, outside / "stray.mp4", fps=8)  # outside the media dir: sent inline
+    packed = outside / "frames"  # a frame folder outside the media dir: sent inline, packed
+    packed.mkdir()
+    for i, frame in enumerate(frames):
+        Image.fromarray(frame).save(packed / f"frame_{i}.jpg", quality=95)
     cfg = ServeConfig(model=str(model), media_dir=str(media), port=free_port(), max_model_len=2048,
                       python=str(VLLM_PYTHON), startup_timeout_s=600, dtype="float32", api_key=KEY,
                       weight_sync=True, max_media_mb=1.0, extra_args=FAST_START)
     with VLLMServer(cfg, log_path=root / "vllm.log") as server:
         yield {"server": server, "cfg": cfg, "model": model, "media": media, "clips": clips, "long": long_clip,
-               "folder": folder, "images": [media / "face.png", media / "odd.png"], "stray": stray}
+               "folder": folder, "images": [media / "face.png", media / "odd.png"], "stray": stray,
+               "packed": packed}
 
 
 def _endpoint(cfg, **kw) -> EndpointConfig:
@@ -87,8 +92,9 @@ def _raw(config: EndpointConfig, url: str, kind: str = "video", **params):
 
 
 def _parity_sources(s) -> list:
-    # by path under the media dir, a resampled clip, a frame folder (packed), two images, a video sent inline
-    return [s["clips"][0], s["long"], s["folder"], *s["images"], s["stray"]]
+    # by path under the media dir: a clip, a resampled clip, a frame folder, two images; inline: a clip and a
+    # frame folder (packed)
+    return [s["clips"][0], s["long"], s["folder"], *s["images"], s["stray"], s["packed"]]
 
 
 def test_server_prompt_equals_training_collator_and_local_eval(served):
@@ -103,7 +109,7 @@ def test_server_prompt_equals_training_collator_and_local_eval(served):
     config = _endpoint(s["cfg"])
     for source in _parity_sources(s):
         kind = media_kind(source)
-        url = media_url(source, inline=not str(source).startswith(str(s["media"])) or source.is_dir())
+        url = media_url(source, inline=not str(source).startswith(str(s["media"])))
         result = _raw(config, url, kind, max_tokens=1, temperature=0.0, extra_body={"return_token_ids": True})
         assert result.ok, (source, result.error)
         served_ids = result.response.model_extra["prompt_token_ids"]
@@ -184,6 +190,8 @@ def test_bad_input_is_a_4xx_and_the_server_keeps_serving(served):
                                       media_dir=s["media"])
     assert "no such file" in missing.error
     assert not_video.error is not None and " 400" in not_video.error, not_video.error
+    missing_url = _raw(config, (s["media"] / "missing.mp4").as_uri(), max_tokens=8)  # vLLM alone: a 500
+    assert missing_url.error is not None and " 400" in missing_url.error and "no such file" in missing_url.error
     outside = _raw(config, s["stray"].resolve().as_uri(), max_tokens=8)  # file:// outside the allowed path
     assert outside.error is not None and " 40" in outside.error, outside.error
     oversized = _raw(config, s["clips"][0].resolve().as_uri(), max_tokens=100_000)

@@ -253,6 +253,9 @@ def command(cfg: ServeConfig, policy=None) -> list[str]:
 def environment(cfg: ServeConfig) -> dict[str, str]:
     env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE=str(cfg.kv_cache_gib), HF_HUB_OFFLINE="1",
                VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1")
+    # idle keep-alive connections outlive the clients' own expiry (httpx, hence the OpenAI SDK: 5 s, the same
+    # as vLLM's default): otherwise a client can reuse a connection the server is closing ("Connection error")
+    env.setdefault("VLLM_HTTP_TIMEOUT_KEEP_ALIVE", "75")
     # the vLLM interpreter may be another venv: let it import emoreason (the loader, the lifecycle) from here
     package_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join([package_root, *filter(None, [os.environ.get("PYTHONPATH")])])

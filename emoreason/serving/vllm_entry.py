@@ -8,6 +8,7 @@ standard library, numpy/PIL through ``emoreason.video``, and vLLM):
 2. **frame policy**: registers the ``emoreason`` video loader, which turns a video's bytes (or a packed frame
    folder) into frames with :func:`emoreason.video.packing.load_frames_from_bytes` — the sampling, resizing and
    timing metadata of training and evaluation — under the policy the launcher passes in ``--media-io-kwargs``;
+   ``file://`` URLs of frame folders are read too, and a missing file is a 400 naming it;
 3. **clear refusals**: an architecture vLLM does not know, or a quantization method it does not have, is
    named before vLLM starts loading;
 4. **routes**: with ``EMOREASON_GUARD_ROUTES=1`` (set with an API key) every route but ``/health`` needs the
@@ -113,6 +114,30 @@ def register_video_loader() -> None:
             return loaded.frames, metadata
 
 
+def read_folders_and_name_missing_files() -> None:
+    """``file://`` URLs: a frame folder under the media dir is read like a local one (packed, then through the
+    loader above), and a missing file is a 400 naming it (vLLM answers 500 for both)."""
+    from vllm.multimodal.media.connector import MediaConnector
+
+    from emoreason.video.packing import pack_frame_folder
+
+    original = getattr(MediaConnector, "_load_file_url", None)
+    if original is None:  # another vLLM layout: keep its behaviour
+        return
+
+    def _load_file_url(self, url_spec, media_io):
+        try:
+            return original(self, url_spec, media_io)
+        except IsADirectoryError as exc:
+            if not hasattr(media_io, "video_loader"):
+                raise ValueError(f"{exc.filename} is a folder, not an image") from exc
+            return media_io.load_bytes(pack_frame_folder(exc.filename))
+        except FileNotFoundError as exc:
+            raise ValueError(f"no such file: {exc.filename}") from exc
+
+    MediaConnector._load_file_url = _load_file_url
+
+
 # --- 3. clear refusals -------------------------------------------------------------------------------------
 def _argument(argv: list[str], name: str) -> str | None:
     for i, item in enumerate(argv):
@@ -184,6 +209,7 @@ def main() -> None:
     argv = sys.argv[1:]
     precheck(argv)
     register_video_loader()
+    read_folders_and_name_missing_files()
     if os.environ.get("EMOREASON_GUARD_ROUTES") == "1":
         guard_all_routes()
     import runpy
