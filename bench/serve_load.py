@@ -3,8 +3,8 @@
 Burst (default): 32 concurrent video requests through emoreason's client, beside the plain OpenAI client sending
 the same requests one after another, in the same run; failures, p50/p95 latency and requests/s.
 
-Soak (``--soak SECONDS``): ``--clients`` concurrent clients on loopback for a bounded time, mixing videos (by path
-and inline), frame folders, images and bad requests (missing file, not a video, a file outside the media dir,
+Soak (``--soak SECONDS``): ``--clients`` concurrent clients on loopback for a bounded time, mixing videos and frame
+folders (by path and inline), images and bad requests (missing file, not a video, a file outside the media dir,
 an oversized upload, too many tokens, an unknown model). Reports p50/p95/p99 latency of good requests, their
 failures (target 0), whether every bad request got a 4xx (target: all), and the resident memory of the server's
 whole process group (vLLM's API server, engine core, workers) from after warm-up to the end (target < 10 %
@@ -119,6 +119,7 @@ def _requests(media: dict[str, list[Path]], media_dir: Path, model: str, big: Pa
     good = [("video", lambda p=p: chat(media_url(p))) for p in media["video"]]
     good += [("inline video", lambda p=p: chat(media_url(p, inline=True))) for p in media["inline"]]
     good += [("frame folder", lambda p=p: chat(media_url(p))) for p in media["frames"]]
+    good += [("inline frame folder", lambda p=p: chat(media_url(p, inline=True))) for p in media["frames"][:2]]
     good += [("image", lambda p=p: chat(media_url(p), "image")) for p in media["image"]]
     bad = [("missing file", lambda: chat((media_dir / "missing.mp4").resolve().as_uri())),
            ("not a video", lambda: chat((media_dir / "notes.mp4").resolve().as_uri())),

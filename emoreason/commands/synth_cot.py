@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"dataset: {out / 'hf'} (HF save_to_disk) and {out / 'data.jsonl'}")
     summary = json.loads((out / "summary.json").read_text())
     data = out / "data.jsonl"
-    accepted = {json.loads(line)["id"] for line in data.read_text().splitlines() if line.strip()} if data.is_file() else set()
+    lines = data.read_text().splitlines() if data.is_file() else []
+    accepted = {json.loads(line)["id"] for line in lines if line.strip()}  # records with a verified rationale
     unloaded = len(summary.get("load_problems") or [])
     return batch_exit_code(summary["records"] + unloaded, summary["records"] - len(accepted) + unloaded)

@@ -53,8 +53,8 @@ class LocalBackend:
 
 
 class EndpointBackend:
-    """An OpenAI-compatible server (vLLM's is the reference). Videos go by path (under the server's media dir)
-    or inline; frame folders go inline, packed, and an `emoreason serve` server samples them like a local run."""
+    """An OpenAI-compatible server (vLLM's is the reference). Videos and frame folders go by path (under the
+    server's media dir) or inline (folders packed); an `emoreason serve` server samples both like a local run."""
 
     def __init__(self, endpoint: dict, frames: dict, labels: list[str] | None, style: str,
                  max_new_tokens: int = 512, batch_size: int = 32, inline_media: bool = False):
