@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "emoreason.commands.parse",
     "emoreason.commands.synth",
     "emoreason.commands.data",
+    "emoreason.commands.au_detect",
     "emoreason.commands.synth_cot",
     "emoreason.commands.sft",
     "emoreason.commands.grpo",

@@ -3,7 +3,8 @@
 1. per-frame AU values the dataset ships (SynthFACS ground truth, DISFA, BP4D, Aff-Wild2 AU);
 2. peak AU labels the dataset ships (CK+ FACS files, FEA-20K);
 3. an OpenFace 2.x CSV beside the clip (same stem);
-4. a detector behind the ``AUDetector`` interface;
+4. a detector behind the ``AUDetector`` interface (e.g. ``emoreason.au.LandmarkAUDetector``); one that saw no
+   face returns ``{}`` and the sample falls through to 5;
 5. nothing but the emotion label: the FACS prototype of that emotion, marked ``observed=False`` so the
    rationale is never presented as observed.
 """
@@ -24,7 +25,8 @@ DEFAULT_PROTOTYPE_INTENSITY = 3.0
 
 
 class AUDetector(Protocol):
-    """Any AU detector: per-frame intensities (0–5) per AU for a record's media, plus the frame rate."""
+    """Any AU detector: per-frame intensities (0–5) per AU for a record's media, plus the frame rate; ``{}``
+    when the media shows no usable face."""
 
     name: str
 
@@ -77,8 +79,9 @@ def evidence_for(record: SampleRecord, detector: AUDetector | None = None, use_o
             return AUEvidence("openface", True, peaks, frames, track.fps, {"csv": str(csv_path)})
     if detector is not None:
         frames, fps = detector.detect(record)
-        peaks = {a: float(np.max(v)) for a, v in frames.items() if len(v) and np.max(v) > 0}
-        return AUEvidence(f"detector:{detector.name}", True, peaks, frames, fps)
+        if frames:  # {} = the detector saw no usable face: no evidence (not "nothing active")
+            peaks = {a: float(np.nanmax(v)) for a, v in frames.items() if len(v) and np.nanmax(v) > 0}
+            return AUEvidence(f"detector:{detector.name}", True, peaks, frames, fps)
     if allow_prototype and record.emotion:
         protos = prototypes_for(record.emotion)
         aus = sorted(protos[0].aus) if protos else []

@@ -52,6 +52,8 @@ class CoTConfig:
     teacher: dict | None = None  # EndpointConfig fields + temperature, max_tokens, fallback_to_template
     self_distill: dict | None = None  # {model: DIR | endpoint: {...}, k: 4, temperature: 1.0, max_new_tokens}
     dataset_options: dict = field(default_factory=dict)  # extra adapter options (e.g. classes: 7)
+    detector: str | None = None  # AU detector for samples without AU labels/CSVs: "landmarks" (emoreason[au])
+    detector_options: dict = field(default_factory=dict)  # e.g. {cache_dir: ..., mode: video, max_faces: 2}
 
     def fingerprint(self) -> dict:
         data = dataclasses.asdict(self)
@@ -107,13 +109,20 @@ class CoTPipeline:
         self.teacher = EndpointConfig(**{k: v for k, v in (cfg.teacher or {}).items()
                                          if k in EndpointConfig.__dataclass_fields__}) if cfg.teacher else None
         self._distiller = None
+        self.detector = None
+        if cfg.detector:
+            from emoreason.au.detector import build_detector
+
+            options = {"cache_dir": str(self.out / "au_cache"), **cfg.detector_options}
+            self.detector = build_detector(cfg.detector, **options)
 
     # --- per-shard work -----------------------------------------------------------------------------------
     def _prepare(self, record: SampleRecord) -> dict:
         cfg = self.cfg
         if not record.emotion:
             return {"record": record, "error": "no_label"}
-        evidence = evidence_for(record, use_openface=cfg.use_openface, allow_prototype=cfg.allow_prototype)
+        evidence = evidence_for(record, detector=self.detector, use_openface=cfg.use_openface,
+                                allow_prototype=cfg.allow_prototype)
         if evidence is None or evidence.source == "openface_error":
             reason = "no_evidence" if evidence is None else "openface_error"
             return {"record": record, "error": reason, "detail": evidence.detail if evidence else {}}
