@@ -27,8 +27,15 @@ $PIP install -q \
 $PIP install -q "av>=14"
 # torchaudio/torchcodec builds that do not match torch 2.13 break transformers' imports; vLLM does not need them for video
 $PIP uninstall -q -y torchaudio torchcodec || true
+# Audio (Qwen2.5-Omni): vLLM decodes audio with PyAV (already a dependency) but resamples anything not at the
+# model's 16 kHz with torchaudio (its default, not configurable for Qwen2.5-Omni). PyPI has no torchaudio for
+# torch 2.13; the 2.11 wheel, without its dependencies, imports beside it and its Resample transform works.
+$PIP install -q --no-deps "torchaudio==2.11.0"
 "$VENV/bin/python" - <<'PY'
 import av, torch, torchvision, vllm, transformers
 import torchvision.ops  # fails when torchvision does not match torch
+import numpy as np
+from vllm.multimodal.audio import AudioResampler  # 44.1/48 kHz audio → 16 kHz, as Qwen2.5-Omni serving does
+assert AudioResampler(16000).resample(np.zeros(48000, np.float32), orig_sr=48000).shape == (16000,)
 print("vllm", vllm.__version__, "torch", torch.__version__, "torchvision", torchvision.__version__, "transformers", transformers.__version__)
 PY

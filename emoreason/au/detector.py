@@ -3,8 +3,11 @@ estimator, with results cached by media content.
 
 The cache holds the same OpenFace-layout CSV ``au-detect`` writes (``CACHE/<sha256[:2]>/<sha256>-<config>.csv``),
 read back with ``emoreason.datasets.read_openface_csv`` — one reader for both producers. A second run on the
-same bytes with the same settings reads the CSV instead of recomputing. A clip where no frame has a usable
-face yields no per-frame values (``{}``): no evidence, not "nothing active".
+same bytes with the same settings reads the CSV instead of recomputing; a changed calibration, estimator code
+or MediaPipe version changes the key (``AUConfig.key``), so stale results are never reused. A clip where no frame has a usable
+face yields no per-frame values (``{}``): no evidence, not "nothing active". Frames without a usable face, and
+AUs whose region is covered, stay NaN (unknown) in what ``detect`` returns: losing sight of the face is not an
+AU's offset, and a covered mouth is not "no AU12".
 """
 
 from __future__ import annotations
@@ -37,7 +40,9 @@ class LandmarkAUDetector:
         self.cache_dir = Path(cache_dir)
         self.config = AUConfig(**config)
         self.min_confidence = min_confidence
-        self.aus = aus  # "reliable": only AUs validated for the media's mode (docs/au_estimator.md)
+        # "reliable": only AUs validated for the media's mode (docs/au_estimator.md). Not named ``aus``: the AUs a
+        # detector codes are the keys of what ``detect`` returns (they depend on the media's mode).
+        self.cite = aus
         self.computed = 0  # files analysed (not served from the cache), for reports and tests
 
     def _media_path(self, record: SampleRecord) -> Path:
@@ -64,15 +69,16 @@ class LandmarkAUDetector:
         track = read_openface_csv(csv_path)
         if not track.valid(self.min_confidence).any():
             return {}, track.fps
-        if self.aus == "reliable":
+        if self.cite == "reliable":
             mode = json.loads(csv_path.with_suffix(".au.json").read_text())["baseline_mode"]
             keep = set(reliable_aus(mode))
         else:
-            keep = set(track.intensity) if self.aus == "all" else {int(a) for a in self.aus}
-        # zero where there is no usable face or the AU's region is covered, as the OpenFace path does
-        frames = {au: np.nan_to_num(v, nan=0.0) for au, v in track.au_frames(self.min_confidence).items()
-                  if au in keep}
-        fps = record.media.get("fps") or track.fps
+            keep = set(track.intensity) if self.cite == "all" else {int(a) for a in self.cite}
+        usable = track.valid(self.min_confidence)
+        # NaN (unknown) where there is no usable face; the CSV already holds NaN where an AU's region is covered
+        frames = {au: np.where(usable, v, np.nan) for au, v in track.intensity.items() if au in keep}
+        # the rate of the rows returned: with --stride N they are every Nth source frame
+        fps = float(record.media["fps"]) / self.config.stride if record.media.get("fps") else track.fps
         return frames, (float(fps) if fps else None)
 
 

@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     for name, directory in (("untrained", model_dir), ("sft", sft_final), ("grpo", grpo_final)):
         backend = LocalBackend(str(directory), spec.frames, prompt_labels(spec), spec.style, 8, spec.max_new_tokens)
         run_dir = out / "eval" / name
-        evaluate(spec, backend, run_dir, root=str(manifest.parent))
+        evaluate(spec, backend, run_dir, root=str(manifest.parent), on_mismatch="restart")  # a rerun re-scores
         runs.append(str(run_dir))
         first = json.loads((run_dir / "predictions.jsonl").read_text().splitlines()[0])
         shown = (first["text"] or "").strip()[:600] or repr((first["text"] or "")[:40])

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from emoreason.models.tiny import FAMILIES
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("tiny-model", help="build a tiny, randomly initialised video-LLM of a real family",
                               description=__doc__)
-    p.add_argument("--family", choices=["qwen2_5_vl", "qwen3_vl"], default="qwen2_5_vl")
+    p.add_argument("--family", choices=list(FAMILIES), default="qwen2_5_vl",
+                   help="qwen2_5_omni: the Qwen2.5-Omni thinker (audio + vision encoders)")
     p.add_argument("--out", required=True, help="directory to write the model into")
     p.add_argument("--seed", type=int, default=0, help="initialisation seed (same seed → identical files)")
     p.set_defaults(func=run)

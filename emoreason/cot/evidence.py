@@ -80,7 +80,8 @@ def evidence_for(record: SampleRecord, detector: AUDetector | None = None, use_o
     if detector is not None:
         frames, fps = detector.detect(record)
         if frames:  # {} = the detector saw no usable face: no evidence (not "nothing active")
-            peaks = {a: float(np.nanmax(v)) for a, v in frames.items() if len(v) and np.nanmax(v) > 0}
+            peaks = {a: float(np.nanmax(v)) for a, v in frames.items()
+                     if np.isfinite(v).any() and np.nanmax(v) > 0}  # NaN = frame not measured
             return AUEvidence(f"detector:{detector.name}", True, peaks, frames, fps)
     if allow_prototype and record.emotion:
         protos = prototypes_for(record.emotion)

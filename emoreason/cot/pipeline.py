@@ -121,8 +121,12 @@ class CoTPipeline:
         cfg = self.cfg
         if not record.emotion:
             return {"record": record, "error": "no_label"}
-        evidence = evidence_for(record, detector=self.detector, use_openface=cfg.use_openface,
-                                allow_prototype=cfg.allow_prototype)
+        try:
+            evidence = evidence_for(record, detector=self.detector, use_openface=cfg.use_openface,
+                                    allow_prototype=cfg.allow_prototype)
+        except Exception as exc:  # noqa: BLE001 - a detector failing on one clip (corrupt, missing) is recorded
+            log.warning("evidence for %s failed: %s", record.id, exc)
+            return {"record": record, "error": "evidence_error", "detail": {"error": f"{type(exc).__name__}: {exc}"}}
         if evidence is None or evidence.source == "openface_error":
             reason = "no_evidence" if evidence is None else "openface_error"
             return {"record": record, "error": reason, "detail": evidence.detail if evidence else {}}

@@ -58,7 +58,7 @@ def analyse(evidence: AUEvidence, threshold: float = 0.5) -> TemporalAnalysis:
         active = np.flatnonzero(values >= threshold)
         if not len(active):
             continue
-        apex = int(np.argmax(values))
+        apex = int(np.nanargmax(values))  # NaN = not measured (no face, region covered)
         after = np.flatnonzero(values[apex:] < threshold)
         offset = int(apex + after[0]) if len(after) else None
         onset = int(active[0])

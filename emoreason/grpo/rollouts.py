@@ -21,8 +21,6 @@ endpoints, CPU or GPU, its own environment), and
 from __future__ import annotations
 
 import asyncio
-import base64
-import io
 import json
 import logging
 import os
@@ -33,12 +31,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from emoreason.client import ChatClient, EndpointConfig
 from emoreason.reasoning import to_openai_messages
 from emoreason.video import LoadedFrames
+from emoreason.video.inline import inline_media as media_payload  # shared with eval --endpoint
 
 log = logging.getLogger(__name__)
 
@@ -52,29 +50,6 @@ class Completion:
     token_ids: list[int]
     logprobs: list[float]  # sampling log-prob of each token (NaN where the server gave none)
     truncated: bool  # stopped by the length budget, not by EOS
-
-
-def _png(frame: np.ndarray) -> str:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(frame).save(buffer, format="PNG", compress_level=1)
-    return base64.b64encode(buffer.getvalue()).decode()
-
-
-def media_payload(loaded: LoadedFrames) -> tuple[str, dict]:
-    """A data URL with the loaded frames (lossless) and the ``media_io_kwargs`` that make vLLM treat them
-    as the training frames: no re-sampling, the source fps, indices and frame count (temporal positions)."""
-    if loaded.kind == "image":
-        return f"data:image/png;base64,{_png(loaded.frames[0])}", {}
-    url = "data:video/jpeg;base64," + ",".join(_png(f) for f in loaded.frames)
-    meta = loaded.video_metadata()
-    video_kwargs = {"num_frames": -1, "fps": float(meta["fps"]),
-                    "frames_indices": [int(i) for i in meta["frames_indices"]],
-                    "total_num_frames": int(meta["total_num_frames"])}
-    if meta.get("duration") is not None:
-        video_kwargs["duration"] = float(meta["duration"])
-    return url, {"video": video_kwargs}
 
 
 def rollout_messages(conversation: list[dict], loaded: LoadedFrames | None) -> tuple[list[dict], dict]:

@@ -9,6 +9,9 @@ Tag variant (what SFT targets, GRPO rewards, eval and serving read)::
     </think>
     <answer>happiness</answer>
 
+Audio-visual rationales add an optional ``Vocal cues:`` line after the observations (claims about pitch, loudness,
+rate and voice quality; see ``emoreason.reasoning.vocal``); text-only rationales are unchanged.
+
 JSON variant: the same ``<think>`` block, then ``<answer>{"emotion": ..., "aus": [...], "valence": ...,
 "arousal": ...}</answer>``. The three-part reasoning follows ExpLLM's observation → interpretation →
 conclusion chain (Lan et al., 2024).
@@ -21,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from emoreason.knowledge import ACTION_UNITS, EMOTIONS, au_name, display_name, get_emotion, prototypes_for
+from emoreason.reasoning.vocal import VOCAL_SECTION
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
@@ -62,6 +66,7 @@ class ResponseContent:
     valence: float | None = None
     arousal: float | None = None
     aus: Sequence[int] | None = None  # AUs for the JSON answer when observations are pre-rendered text
+    vocal_cues: str | None = None  # audio-visual rationales: the "Vocal cues" part, after the observations
 
     @property
     def observed_aus(self) -> list[int]:
@@ -103,8 +108,11 @@ def default_conclusion(emotion: str) -> str:
 def render_think(content: ResponseContent) -> str:
     obs = content.observations
     obs_text = obs if isinstance(obs, str) else render_observations(obs, content.absent_aus)
-    parts = (obs_text, content.interpretation, content.conclusion)
-    return "\n".join(f"{name}: {text.strip()}" for name, text in zip(SECTION_NAMES, parts, strict=True))
+    names, parts = list(SECTION_NAMES), [obs_text, content.interpretation, content.conclusion]
+    if content.vocal_cues:
+        names.insert(1, VOCAL_SECTION)
+        parts.insert(1, content.vocal_cues)
+    return "\n".join(f"{name}: {text.strip()}" for name, text in zip(names, parts, strict=True))
 
 
 def answer_json(content: ResponseContent) -> str:

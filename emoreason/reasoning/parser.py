@@ -13,12 +13,13 @@ import re
 import unicodedata
 from dataclasses import asdict, dataclass, field
 
-from emoreason.knowledge import ACTION_UNITS, AU_ALIASES, canonical_emotion, find_emotions
+from emoreason.knowledge import ACTION_UNITS, AU_ALIASES, canonical_emotion, emotion_mentions, find_emotions
+from emoreason.knowledge.taxonomy import normalize_text
 
 _TAG = re.compile(r"<\s*(/?)\s*(think|answer)\s*>", re.IGNORECASE)
 _INVISIBLE = re.compile(r"[\u200b-\u200f\u2060\ufeff]")
 _TRAILING_SPECIAL = re.compile(r"(?:\s*<\|(?:im_end|endoftext|eot_id|end)\|>)+\s*$")
-_SECTION = re.compile(r"(?im)^[\s*#>-]*(observations?|interpretation|conclusion)\s*[*]*\s*:")
+_SECTION = re.compile(r"(?im)^[\s*#>-]*(observations?|vocal\s+cues?|interpretation|conclusion)\s*[*]*\s*:")
 
 _AU_ITEM = r"[LRTUB]?(\d{1,2})([A-E])?\b(?!\s*(?:frames?\b|s\b|sec|seconds?\b|ms\b|%|th\b|st\b|nd\b|rd\b|\.\d))"
 _AU_CODE = re.compile(
@@ -43,6 +44,49 @@ _PAREN_INTENSITY = re.compile(r"\s*\((?:[^()]*?[,;]\s*)?(?:intensity\s*)?([A-E])
 _FALLBACK_ANSWER = re.compile(
     r"\b(?:final\s+answer|answer|emotion|prediction|label)\s*(?:is\s*:?|:|=)\s*\**\s*([A-Za-z][A-Za-z _-]{1,40})",
     re.IGNORECASE)
+
+
+# --- the answer path: which emotion an answer names, negation-aware (AU claims have their own rules below) ----
+# Phrases that negate what follows, rewritten before clauses are split ("anything but calm" = "not calm").
+_ANSWER_NEGATING_PHRASES = re.compile(
+    r"\b(?:anything\s+but|far\s+from|rather\s+than|instead\s+of|other\s+than|as\s+opposed\s+to)\b", re.IGNORECASE)
+_ANSWER_CLAUSE = re.compile(r"[.;!?:,()\[\]\n]|\b(?:but|however|rather|instead|whereas|while|though|although|yet)\b",
+                            re.IGNORECASE)
+_ANSWER_CUE = re.compile(r"\b(?:not|no|never|neither|nor|without|hardly|barely|scarcely|nothing|none|lacks?|"
+                         r"lacking|absent|absence|except)\b|\b\w*n t\b")  # on normalised text: "isn't" → "isn t"
+_ANSWER_POST_NEGATION = re.compile(r"^\s*(?:(?:is|are|was|were|seems?|looks?|appears?)\s+)?(?:not|never|absent)\b|"
+                                   r"^\s*\w*n t\b")
+
+
+def answer_emotion(text: str | None) -> tuple[str | None, bool]:
+    """(canonical emotion, negated) of an answer text.
+
+    An emotion named under a negation in its own clause ("not happy", "it is not anger", "neither X nor Y", "not
+    really sad", "anything but calm", "anger is not it") is not the answer. Clause breaks (punctuation, "but",
+    "rather", "instead", …) end a negation's scope, so "not anger but disgust" answers disgust and "not sure, but
+    happiness" answers happiness: hedging is not negation. Exactly one affirmed emotion is the answer; two are
+    ambiguous (None); none affirmed with some negated gives (None, True). Whole-answer synonyms win first, so
+    "no emotion" (= neutral) and "unhappy" (= sadness) keep their meaning."""
+    if not text:
+        return None, False
+    key = normalize_text(text)
+    if not _ANSWER_CUE.search(key) and not _ANSWER_NEGATING_PHRASES.search(text):
+        return canonical_emotion(text), False
+    whole = emotion_mentions(key)
+    if len(whole) == 1 and (whole[0][0], whole[0][1]) == (0, len(key)):
+        return whole[0][2], False
+    affirmed: list[str] = []
+    negated = False
+    for clause in _ANSWER_CLAUSE.split(_ANSWER_NEGATING_PHRASES.sub(" , not ", text)):
+        words = normalize_text(clause)
+        for start, end, label in emotion_mentions(words):
+            if _ANSWER_CUE.search(words[:start]) or _ANSWER_POST_NEGATION.match(words[end:]):
+                negated = True
+            elif label not in affirmed:
+                affirmed.append(label)
+    if len(affirmed) == 1:
+        return affirmed[0], False
+    return None, negated and not affirmed
 
 
 _WORD = re.compile(r"[A-Za-z]+")
@@ -93,6 +137,7 @@ class ParsedResponse:
     answers: list[str] = field(default_factory=list)  # every answer block found
     answer_source: str | None = None  # "tag" | "json" | "fallback"
     observations: str | None = None
+    vocal_cues: str | None = None  # the optional audio-visual part (claims: emoreason.reasoning.vocal)
     interpretation: str | None = None
     conclusion: str | None = None
     sections_ok: bool = False
@@ -180,13 +225,16 @@ def _parse_into(result: ParsedResponse, raw: object) -> None:
 
     json_payload: dict | None = None
     labels: list[str | None] = []
+    negated_answer = False
     for _, content, _ in chosen:
         payload = _json_object(content)
         if payload is not None and "emotion" in payload:
             json_payload = json_payload or payload
-            labels.append(canonical_emotion(str(payload.get("emotion") or "")))
+            label, negated = answer_emotion(str(payload.get("emotion") or ""))
         else:
-            labels.append(canonical_emotion(content))
+            label, negated = answer_emotion(content)
+        labels.append(label)
+        negated_answer = negated_answer or negated
     if chosen:
         result.answer = chosen[0][1]
         result.emotion_raw = result.answer
@@ -201,7 +249,8 @@ def _parse_into(result: ParsedResponse, raw: object) -> None:
         elif distinct:
             result.emotion = distinct.pop()
         if result.emotion is None and not any("conflicting" in i for i in result.issues):
-            result.issues.append("unknown_label" if result.answer else "empty_answer")
+            result.issues.append("negated_answer" if negated_answer else
+                                 "unknown_label" if result.answer else "empty_answer")
     else:
         result.issues.append("missing_answer")
 
@@ -213,13 +262,17 @@ def _parse_into(result: ParsedResponse, raw: object) -> None:
             json_payload = payload
             result.answer_source = "json"
             result.emotion_raw = str(payload.get("emotion"))
-            result.emotion = canonical_emotion(result.emotion_raw)
+            result.emotion, negated = answer_emotion(result.emotion_raw)
+            if negated:
+                result.issues.append("negated_answer")
             reasoning_extra = str(payload.get("reasoning") or payload.get("think") or "")
         else:
             matches = list(_FALLBACK_ANSWER.finditer(text[-5000:]))  # the last statement wins
             match = matches[-1] if matches else None
             candidate = match.group(1) if match else (text.strip() if len(text.strip()) <= 40 else "")
-            label = canonical_emotion(candidate) if candidate else None
+            label, negated = answer_emotion(candidate) if candidate else (None, False)
+            if negated:
+                result.issues.append("negated_answer")
             if label is not None:
                 result.answer_source = "fallback"
                 result.emotion_raw = candidate.strip()
@@ -314,10 +367,11 @@ def _read_sections(result: ParsedResponse, reasoning: str) -> None:
     found: dict[str, str] = {}
     for i, (_, end, name) in enumerate(marks):
         stop = marks[i + 1][0] if i + 1 < len(marks) else len(reasoning)
-        key = "observations" if name == "observation" else name
+        key = {"observation": "observations", "vocal cue": "vocal_cues"}.get(" ".join(name.split()), name)
         if key not in found:
             found[key] = reasoning[end:stop].strip()
     result.observations = found.get("observations")
+    result.vocal_cues = found.get("vocal_cues")
     result.interpretation = found.get("interpretation")
     result.conclusion = found.get("conclusion")
     order = [m[2] for m in marks]

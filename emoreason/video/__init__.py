@@ -4,7 +4,9 @@ One sampling policy (qwen-vl-utils compatible) serves training, evaluation and s
 the same frames.
 """
 
+from emoreason.video.inline import inline_media
 from emoreason.video.io import (
+    DEFAULT_FRAME_FOLDER_FPS,
     IMAGE_EXTENSIONS,
     VIDEO_EXTENSIONS,
     CorruptMediaError,
@@ -13,12 +15,16 @@ from emoreason.video.io import (
     LoadedFrames,
     MediaError,
     MissingMediaError,
+    frame_files,
     load_frames,
+    load_media,
+    natural_key,
     smart_resize,
     write_video,
 )
 
 __all__ = [
+    "DEFAULT_FRAME_FOLDER_FPS",
     "IMAGE_EXTENSIONS",
     "VIDEO_EXTENSIONS",
     "CorruptMediaError",
@@ -27,7 +33,11 @@ __all__ = [
     "LoadedFrames",
     "MediaError",
     "MissingMediaError",
+    "frame_files",
+    "inline_media",
     "load_frames",
+    "load_media",
+    "natural_key",
     "smart_resize",
     "write_video",
 ]

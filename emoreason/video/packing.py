@@ -21,6 +21,7 @@ from emoreason.video.io import (
     FramePolicy,
     LoadedFrames,
     MediaError,
+    frame_files,
     load_frames,
 )
 
@@ -30,12 +31,6 @@ FRAME_ARCHIVE_MIME = "application/zip"
 
 class MediaTooLargeError(MediaError):
     """Media over a size cap (client or server); the message names the cap and how to raise it."""
-
-
-def frame_files(folder: str | Path) -> list[Path]:
-    """The image files of a frame folder (the files :func:`load_frames` reads)."""
-    folder = Path(folder)
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
 def pack_frame_folder(folder: str | Path, max_bytes: int | None = None) -> bytes:
