@@ -69,11 +69,9 @@ def run_serve(args: argparse.Namespace) -> int:
     from emoreason.config import parse_overrides
     from emoreason.serving.server import ServeConfig, serve_forever
 
-    frames = parse_overrides(args.frames)
-    if args.num_frames is not None:
-        frames["nframes"] = args.num_frames
     cfg = ServeConfig(model=args.model, media_dir=args.media_dir, port=args.port, host=args.host,
-                      served_model_name=args.served_model_name, max_model_len=args.max_model_len, frames=frames,
+                      served_model_name=args.served_model_name, max_model_len=args.max_model_len,
+                      frames=parse_overrides(args.frames), num_frames=args.num_frames,
                       python=args.python, gpu_memory_utilization=args.gpu_memory_utilization,
                       startup_timeout_s=args.startup_timeout, stop_grace_s=args.stop_grace,
                       weight_sync=args.weight_sync, allow_remote_weight_sync=args.allow_remote_weight_sync,

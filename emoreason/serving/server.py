@@ -58,6 +58,7 @@ class ServeConfig:
     served_model_name: str | None = None
     max_model_len: int = 4096
     frames: dict = field(default_factory=dict)  # FramePolicy overrides on top of the model's saved policy
+    num_frames: int | None = None  # shorthand for frames={"nframes": N}: a fixed frame count per video
     python: str | None = None  # interpreter that has vLLM
     gpu_memory_utilization: float | None = None  # None: vLLM's default on a GPU, 0.3 on a CPU build
     kv_cache_gib: int = 1  # CPU only: VLLM_CPU_KVCACHE_SPACE
@@ -178,7 +179,7 @@ def validate(cfg: ServeConfig) -> Path:
         raise ServeError(f"media directory {media} does not exist")
     config, text = _text_config(model)
     for name, value in (("--tensor-parallel-size", cfg.tensor_parallel_size), ("--max-num-seqs", cfg.max_num_seqs),
-                        ("--max-model-len", cfg.max_model_len)):
+                        ("--max-model-len", cfg.max_model_len), ("--num-frames", cfg.num_frames)):
         if value is not None and (not isinstance(value, int) or value < 1):
             raise ServeError(f"{name} must be a positive integer, got {value!r}")
     limit = text.get("max_position_embeddings") or config.get("max_position_embeddings")
@@ -213,7 +214,8 @@ def frame_policy(cfg: ServeConfig):
     """The policy the server samples and resizes with: the same as ``emoreason eval/predict --model``."""
     from emoreason.models import model_frame_policy
 
-    return model_frame_policy(cfg.model, cfg.frames)
+    overrides = {**cfg.frames, **({"nframes": cfg.num_frames} if cfg.num_frames is not None else {})}
+    return model_frame_policy(cfg.model, overrides)
 
 
 def describe_differences(policy) -> list[str]:
