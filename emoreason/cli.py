@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "emoreason.commands.grpo",
     "emoreason.commands.eval",
     "emoreason.commands.serve",
+    "emoreason.commands.predict",
     "emoreason.commands.demo",
 )
 

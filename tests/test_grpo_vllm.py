@@ -9,7 +9,7 @@ import pytest
 import torch
 from recipe_support import tiny_recipe
 from safetensors.torch import load_file
-from vllm_support import VLLM_MARKS, VLLM_PYTHON, free_port
+from vllm_support import FAST_START, VLLM_MARKS, VLLM_PYTHON, free_port
 
 from emoreason.grpo.rollouts import RolloutError, VLLMServerRollouts, merged_weights
 from emoreason.grpo.train import build_trainer
@@ -22,7 +22,8 @@ pytestmark = VLLM_MARKS
 def rollout_server(tiny_model_dirs, tmp_path_factory):
     media = tmp_path_factory.mktemp("rollout-media")  # frames travel inline; nothing is read from here
     cfg = ServeConfig(model=str(tiny_model_dirs["qwen2_5_vl"]), media_dir=str(media), port=free_port(),
-                      max_model_len=2048, python=str(VLLM_PYTHON), startup_timeout_s=300, weight_sync=True)
+                      max_model_len=2048, python=str(VLLM_PYTHON), startup_timeout_s=600, weight_sync=True,
+                      extra_args=FAST_START)
     with VLLMServer(cfg, log_path=tmp_path_factory.mktemp("logs") / "vllm.log") as server:
         yield server
 

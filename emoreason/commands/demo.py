@@ -142,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _serve_stage(args: argparse.Namespace, model_dir: Path, manifest: Path, labels: list[str] | None) -> None:
     from emoreason.client import EndpointConfig, predict_many
+    from emoreason.serving.process import port_in_use
     from emoreason.serving.server import ServeConfig, VLLMServer
 
     python = Path(args.vllm_python)
@@ -157,9 +158,12 @@ def _serve_stage(args: argparse.Namespace, model_dir: Path, manifest: Path, labe
         return
     test_clips = [json.loads(x) for x in manifest.read_text().splitlines() if json.loads(x)["split"] == "test"]
     clip = manifest.parent / test_clips[0]["media"]["path"]
-    cfg = ServeConfig(model=str(model_dir), media_dir=str(manifest.parent), port=8765, num_frames=8,
-                      served_model_name="emoreason-tiny-grpo",
-                      max_model_len=2048, python=str(python))
+    port = 8765 if not port_in_use("127.0.0.1", 8765) else _free_port()
+    # the model's saved frame policy (from training) is served; eager mode skips a compile warm-up that a
+    # one-request demo does not need
+    cfg = ServeConfig(model=str(model_dir), media_dir=str(manifest.parent), port=port,
+                      served_model_name="emoreason-tiny-grpo", max_model_len=2048, python=str(python),
+                      extra_args=["--enforce-eager"])
     print(f"$ emoreason serve --model {model_dir} --media-dir {manifest.parent} --port {cfg.port}")
     with VLLMServer(cfg, log_path=Path(args.out) / "vllm-server.log"):
         print(f"$ emoreason predict {clip} --endpoint {cfg.base_url} --media-dir {manifest.parent}")
@@ -167,6 +171,14 @@ def _serve_stage(args: argparse.Namespace, model_dir: Path, manifest: Path, labe
                               media_dir=manifest.parent, max_tokens=400)[0]
         print(json.dumps({k: v for k, v in result.to_dict().items() if k != "text"}, ensure_ascii=False)[:900])
         print(f"truth: {test_clips[0]['emotion']} {test_clips[0]['aus']}")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def _recipe(kind: str, name: str, model: Path, cot_dir: Path, output: Path, extra: list[str]):

@@ -19,10 +19,17 @@ import argparse
 import json
 import sys
 
+from emoreason.commands.exit_codes import EPILOG, batch_exit_code
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("eval", help="evaluate a model on a benchmark, or compare runs",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                              epilog=EPILOG + "\n     (eval also exits 2 when --out holds another protocol's or "
+                                              "model's predictions,\n     or the endpoint refuses what evaluation "
+                                              "needs)\nAn item is a sample of the benchmark; it fails when no answer "
+                                              "was generated for it\n(generation or media error) or it could not be "
+                                              "loaded.")
     p.add_argument("args", nargs="*", help="`compare RUN …`, or key=value overrides of the benchmark file")
     p.add_argument("--benchmark", help="name in eval/benchmarks/ or a YAML file")
     source = p.add_mutually_exclusive_group()
@@ -107,7 +114,20 @@ def _run(args: argparse.Namespace) -> int:
                              zero_shot=args.zero_shot)
     print(json.dumps(_headline(metrics), indent=2))
     print(f"report: {args.out}/summary.md")
-    return 0
+    return _exit_code(metrics, args.out, folds)
+
+
+def _exit_code(metrics: dict, out: str, folds: list) -> int:
+    """Items of this run (the folds just evaluated): samples plus records that could not be loaded."""
+    from pathlib import Path
+
+    if "per_fold" in metrics:
+        runs = [json.loads((Path(out) / f"fold{fold}" / "metrics.json").read_text()) for fold in folds]
+    else:
+        runs = [metrics]
+    unloaded = sum(len(m.get("load_problems") or []) for m in runs)
+    return batch_exit_code(sum(m["n"] for m in runs) + unloaded,
+                           sum(m["generation_errors"] for m in runs) + unloaded)
 
 
 def _headline(metrics: dict) -> dict:

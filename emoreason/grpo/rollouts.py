@@ -85,9 +85,14 @@ class VLLMServerRollouts:
         self.prompts_checked = self.prompt_mismatches = 0
 
     # --- control endpoints -------------------------------------------------------------------------------
+    def _auth(self) -> dict[str, str]:
+        """The API key (OPENAI_API_KEY), which `emoreason serve --api-key` requires on the dev endpoints too."""
+        key = self.endpoint.key()
+        return {"Authorization": f"Bearer {key}"} if key != "EMPTY" else {}
+
     def _post(self, path: str, body: dict | None = None) -> str:
         request = urllib.request.Request(f"{self.root}{path}", data=json.dumps(body or {}).encode(), method="POST",
-                                         headers={"Content-Type": "application/json"})
+                                         headers={"Content-Type": "application/json", **self._auth()})
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                 return response.read().decode()
@@ -108,8 +113,15 @@ class VLLMServerRollouts:
             raise RolloutError(f"no vLLM server at {self.root} ({exc}); start one with `emoreason serve "
                                "--model MODEL --media-dir DIR --weight-sync`") from exc
         try:
-            with urllib.request.urlopen(f"{self.root}/server_info?config_format=json", timeout=120) as response:
+            request = urllib.request.Request(f"{self.root}/server_info?config_format=json", headers=self._auth())
+            with urllib.request.urlopen(request, timeout=120) as response:
                 info = json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            if exc.code == 401:
+                raise RolloutError(f"vLLM server {self.root} refused the API key (HTTP 401): set OPENAI_API_KEY "
+                                   "to the server's --api-key") from exc
+            raise RolloutError(f"vLLM server {self.root} has no dev endpoints (/server_info, HTTP {exc.code}); "
+                               "restart it with `emoreason serve --weight-sync` (sets VLLM_SERVER_DEV_MODE=1)") from exc
         except (urllib.error.URLError, OSError) as exc:
             raise RolloutError(f"vLLM server {self.root} has no dev endpoints (/server_info); restart it with "
                                "`emoreason serve --weight-sync` (sets VLLM_SERVER_DEV_MODE=1)") from exc

@@ -94,3 +94,16 @@ def saved_frame_policy(model_dir: str | Path) -> dict:
     """The frame policy saved beside a trained model ({} when there is none)."""
     path = Path(model_dir) / FRAME_POLICY_FILE
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def model_frame_policy(model_dir: str | Path, overrides: dict | None = None, processor=None) -> FramePolicy:
+    """The frame policy a model runs with everywhere (local evaluation and prediction, and vLLM serving): its
+    processor's vision factor and pixel bounds, then the policy saved with it at training, then ``overrides``
+    (keys that are not FramePolicy fields are ignored)."""
+    if processor is None:
+        from transformers import AutoProcessor
+
+        processor = AutoProcessor.from_pretrained(check_model_dir(model_dir))
+    frames = {**saved_frame_policy(model_dir), **(overrides or {})}
+    return replace(frame_policy_for(processor),
+                   **{k: v for k, v in frames.items() if k in FramePolicy.__dataclass_fields__})

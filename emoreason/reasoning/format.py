@@ -23,7 +23,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from emoreason.knowledge import EMOTIONS, au_name, display_name, get_emotion, prototypes_for
+from emoreason.knowledge import ACTION_UNITS, EMOTIONS, au_name, display_name, get_emotion, prototypes_for
 from emoreason.reasoning.vocal import VOCAL_SECTION
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
@@ -137,3 +137,31 @@ def format_response(content: ResponseContent, style: str = "tags") -> str:
         content = ResponseContent(**{**content.__dict__, "emotion": get_emotion(content.emotion).name})
     answer = display_name(content.emotion) if style == "tags" else answer_json(content)
     return f"{THINK_OPEN}\n{render_think(content)}\n{THINK_CLOSE}\n{ANSWER_OPEN}{answer}{ANSWER_CLOSE}"
+
+
+def answer_json_schema(labels: Sequence[str] | None = None) -> dict:
+    """JSON Schema of the JSON variant's answer (what :func:`answer_json` writes): the emotion (one of
+    ``labels`` when given, as the prompt lists them), the AUs by FACS number, valence and arousal in [-1, 1]."""
+    emotion: dict = ({"type": "string", "enum": [display_name(x) for x in labels]} if labels
+                     else {"type": "string", "minLength": 1, "maxLength": 40})
+    unit = {"type": "number", "minimum": -1, "maximum": 1}
+    return {"type": "object", "additionalProperties": False, "required": ["emotion", "aus"],
+            "properties": {"emotion": emotion,
+                           "aus": {"type": "array", "items": {"type": "integer", "enum": sorted(ACTION_UNITS)}},
+                           "valence": unit, "arousal": unit}}
+
+
+def json_response_format(labels: Sequence[str] | None = None, think_max_tokens: int | None = None) -> dict:
+    """An OpenAI ``response_format`` that makes a guided-decoding server (vLLM with xgrammar) produce the JSON
+    variant: free reasoning inside ``<think>`` (at most ``think_max_tokens`` tokens, so the answer always
+    fits), then ``<answer>`` holding JSON that satisfies :func:`answer_json_schema`, then the end of the reply.
+
+    A plain ``json_schema`` response format would force the whole reply to be JSON and drop the reasoning the
+    model was trained to write first; the structural tag keeps both and constrains the answer."""
+    think: dict = {"type": "any_text"}
+    if think_max_tokens is not None:
+        think["max_tokens"] = int(think_max_tokens)
+    answer = {"type": "json_schema", "json_schema": answer_json_schema(labels), "max_whitespace_cnt": 1}
+    return {"type": "structural_tag", "format": {"type": "sequence", "elements": [
+        {"type": "tag", "begin": f"{THINK_OPEN}\n", "content": think, "end": f"\n{THINK_CLOSE}\n"},
+        {"type": "tag", "begin": ANSWER_OPEN, "content": answer, "end": ANSWER_CLOSE}]}}
