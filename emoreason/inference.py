@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from emoreason.audio import LoadedAudio, omni_processor_kwargs, omni_video_fps, silence_for, takes_audio
 from emoreason.video import LoadedFrames
 
 
@@ -25,10 +26,38 @@ def _media_kind(messages: list[dict]) -> str | None:
 
 
 def encode_batch(processor, conversations: Sequence[list[dict]], media: Sequence[LoadedFrames | None],
-                 add_generation_prompt: bool = True, padding_side: str = "left"):
-    """Render each conversation with the chat template and encode it with its frames."""
-    texts, videos, images, metadata = [], [], [], []
-    for messages, loaded in zip(conversations, media, strict=True):
+                 add_generation_prompt: bool = True, padding_side: str = "left",
+                 audio: Sequence[LoadedAudio | None] | None = None):
+    """Render each conversation with the chat template and encode it with its frames (and, for a processor that
+    takes audio, the audio aligned with each video: :func:`emoreason.audio.clip_audio`).
+
+    With audio, every video of the batch is interleaved with its track (``use_audio_in_video``; a video without a
+    track gets silence, :func:`~emoreason.audio.silence_for`), the processor gets each video's sampled fps (rows
+    of different fps are encoded apart and padded together) and the frames' own size (the Omni processor's
+    default video bounds would resize frames the frame policy already sized), and the result carries
+    ``use_audio_in_video=True`` for the model's forward and generate. Without any audio the encoding is the
+    plain video one."""
+    if not takes_audio(processor):
+        return _encode(processor, conversations, media, add_generation_prompt, padding_side)
+    speaking = audio is not None and any(a is not None for a in audio)
+    if audio is not None and len(audio) != len(media):
+        raise ValueError(f"{len(media)} media entries but {len(audio)} audio entries")
+    tracks = [None if loaded is None or loaded.kind == "image" or not speaking else (
+        a if a is not None else silence_for(loaded)) for loaded, a in zip(media, audio or [None] * len(media),
+                                                                          strict=True)]
+    rates = {round(omni_video_fps(m), 3) for m in media if m is not None and m.kind != "image"}
+    if len(rates) <= 1:
+        return _encode(processor, conversations, media, add_generation_prompt, padding_side, tracks)
+    rows = [_encode(processor, [c], [m], add_generation_prompt, padding_side, [t])
+            for c, m, t in zip(conversations, media, tracks, strict=True)]
+    return _pad_rows(rows, processor.tokenizer.pad_token_id, padding_side)
+
+
+def _encode(processor, conversations, media, add_generation_prompt: bool, padding_side: str,
+            tracks: Sequence[LoadedAudio | None] | None = None):
+    """One processor call; ``tracks`` (Omni only, one per row, None where silent) interleave audio."""
+    texts, videos, images, video_tracks = [], [], [], []
+    for messages, loaded, track in zip(conversations, media, tracks or [None] * len(media), strict=True):
         texts.append(processor.apply_chat_template(messages, tokenize=False,
                                                    add_generation_prompt=add_generation_prompt))
         kind = _media_kind(messages)
@@ -39,29 +68,67 @@ def encode_batch(processor, conversations: Sequence[list[dict]], media: Sequence
         if kind == "image" or loaded.kind == "image":
             images.append(np.array(loaded.frames[0]))  # a writable copy for torch.from_numpy
         else:
-            videos.append(np.array(loaded.frames))
-            metadata.append(loaded.video_metadata())
+            videos.append(loaded)
+            video_tracks.append(track)
     kwargs: dict = {"text": texts, "return_tensors": "pt", "padding": True}
     if images:
         kwargs["images"] = images
     if videos:
-        kwargs["videos"] = videos
-        kwargs["video_metadata"] = metadata
+        kwargs["videos"] = [np.array(v.frames) for v in videos]
+        kwargs["video_metadata"] = [v.video_metadata() for v in videos]
         kwargs["do_sample_frames"] = False
+    with_audio = any(t is not None for t in video_tracks)
+    if tracks is not None and videos:
+        kwargs.update(omni_processor_kwargs(videos, video_tracks))
+        pixels = [int(v.frames.shape[1] * v.frames.shape[2]) for v in videos]
+        kwargs["size"] = {"shortest_edge": min(pixels), "longest_edge": max(pixels)}
     tokenizer = processor.tokenizer
     previous, tokenizer.padding_side = tokenizer.padding_side, padding_side
     try:
-        return processor(**kwargs)
+        batch = processor(**kwargs)
     finally:
         tokenizer.padding_side = previous
+    if with_audio:
+        batch["use_audio_in_video"] = True
+    return batch
+
+
+# per-item tensors of a processor output, concatenated over rows in order (one entry per video / image / audio)
+_ITEM_KEYS = ("pixel_values", "image_grid_thw", "pixel_values_videos", "video_grid_thw", "video_second_per_grid",
+              "second_per_grid_ts", "input_features", "feature_attention_mask")
+
+
+def _pad_rows(rows: list, pad_id: int, padding_side: str):
+    """One batch from single-row encodings: token tensors padded to the longest row, media tensors concatenated
+    in row order (the order the model reads their placeholders in)."""
+    from transformers import BatchFeature
+
+    longest = max(int(r["input_ids"].shape[1]) for r in rows)
+    out: dict = {}
+    for key, fill in (("input_ids", pad_id), ("attention_mask", 0)):
+        padded = []
+        for r in rows:
+            extra = torch.full((1, longest - r[key].shape[1]), fill, dtype=r[key].dtype)
+            padded.append(torch.cat([extra, r[key]] if padding_side == "left" else [r[key], extra], dim=1))
+        out[key] = torch.cat(padded)
+    for key in _ITEM_KEYS:
+        parts = [r[key] for r in rows if key in r]
+        if parts:
+            out[key] = torch.cat([torch.as_tensor(p) for p in parts])
+    batch = BatchFeature(out)
+    if any(r.get("use_audio_in_video") for r in rows):
+        batch["use_audio_in_video"] = True
+    return batch
 
 
 @torch.no_grad()
 def generate(model, processor, conversations: Sequence[list[dict]], media: Sequence[LoadedFrames | None],
              max_new_tokens: int = 128, do_sample: bool = False, temperature: float = 1.0,
-             top_p: float = 1.0, seed: int | None = None) -> list[str]:
-    """Batched generation; returns the decoded new text of each conversation (special tokens removed)."""
-    inputs = encode_batch(processor, conversations, media).to(model.device)
+             top_p: float = 1.0, seed: int | None = None,
+             audio: Sequence[LoadedAudio | None] | None = None) -> list[str]:
+    """Batched generation; returns the decoded new text of each conversation (special tokens removed). ``audio``
+    (one entry per conversation) is encoded with the videos where the processor takes audio (``encode_batch``)."""
+    inputs = encode_batch(processor, conversations, media, audio=audio).to(model.device)
     if seed is not None:
         torch.manual_seed(seed)
     sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if do_sample else {

@@ -9,10 +9,13 @@ from emoreason.audio.io import (
     NoAudioError,
     audio_for_frames,
     audio_token_count,
+    clip_audio,
     omni_processor_kwargs,
     omni_video_fps,
     probe_audio,
     read_audio,
+    silence_for,
+    takes_audio,
 )
 
 __all__ = [
@@ -24,8 +27,11 @@ __all__ = [
     "NoAudioError",
     "audio_for_frames",
     "audio_token_count",
+    "clip_audio",
     "omni_processor_kwargs",
     "omni_video_fps",
     "probe_audio",
     "read_audio",
+    "silence_for",
+    "takes_audio",
 ]

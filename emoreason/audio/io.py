@@ -295,3 +295,39 @@ def omni_processor_kwargs(frames: list[LoadedFrames], audio: list[LoadedAudio | 
         kwargs.update(audio=[w for _, w in tracks], audio_from_video_indices=[i for i, _ in tracks],
                       load_audio_from_video=True)
     return kwargs
+
+
+def takes_audio(processor) -> bool:
+    """True for a processor that encodes audio beside video (Qwen2.5-Omni's): it has a feature extractor and an
+    audio placeholder token."""
+    return getattr(processor, "feature_extractor", None) is not None and bool(getattr(processor, "audio_token", None))
+
+
+def silence_for(frames: LoadedFrames, sample_rate: int = SAMPLE_RATE) -> LoadedAudio:
+    """A silent waveform spanning the sampled video (first sampled frame to the end of the video): what a clip
+    without an audio track gets in a batch whose other clips speak, since ``use_audio_in_video`` applies to every
+    video of a forward (transformers' ``get_rope_index``)."""
+    start = frames.timestamps[0] if frames.timestamps else 0.0
+    end = frames.total_frames / frames.source_fps if frames.source_fps and frames.total_frames else (
+        frames.timestamps[-1] if frames.timestamps else 0.0)
+    count = max(int(round((end - start) * sample_rate)), SAMPLE_RATE // 100)  # at least one mel frame
+    return LoadedAudio(np.zeros(count, np.float32), sample_rate, frames.path, start,
+                       meta={"silent": "no audio track"})
+
+
+def clip_audio(path: str | Path, frames: LoadedFrames, sample_rate: int = SAMPLE_RATE,
+               tolerance_s: float = 0.5) -> LoadedAudio | None:
+    """The audio that goes with ``frames`` for a training or inference row: :func:`audio_for_frames`, except that
+    a clip with no audio track (or frames/images, which have none) gives None, and an audio/video length mismatch
+    beyond ``tolerance_s`` is fitted to the video (``meta["mismatch"]`` says what was wrong) rather than raised.
+    A corrupt audio stream still raises :class:`~emoreason.video.CorruptMediaError` naming the file."""
+    if frames.kind != "video":
+        return None
+    try:
+        return audio_for_frames(path, frames, sample_rate, tolerance_s=tolerance_s)
+    except NoAudioError:
+        return None
+    except AudioLengthMismatchError as exc:
+        audio = audio_for_frames(path, frames, sample_rate, tolerance_s=tolerance_s, on_mismatch="pad")
+        audio.meta["mismatch"] = exc.reason
+        return audio

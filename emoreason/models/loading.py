@@ -49,17 +49,26 @@ def model_family(path_or_config) -> str:
     return {"qwen3_vl_moe": "qwen3_vl", "qwen2_5_omni_thinker": "qwen2_5_omni"}.get(model_type, model_type)
 
 
+def model_class_for(path: str | Path):
+    """The transformers class that loads the checkpoint at ``path``: ``AutoModelForImageTextToText``, except for
+    Qwen2.5-Omni, whose released composite config has no Auto text-output mapping (the thinker class loads it)."""
+    if model_family(path) == "qwen2_5_omni":
+        from transformers import Qwen2_5OmniThinkerForConditionalGeneration
+
+        return Qwen2_5OmniThinkerForConditionalGeneration
+    from transformers import AutoModelForImageTextToText
+
+    return AutoModelForImageTextToText
+
+
 def load_model_and_processor(path: str | Path, dtype=None, device: str | None = None, trust_remote_code: bool = False):
     """Load a video-LLM and its processor from a local directory (no hub access needed)."""
     import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoProcessor
 
     path = check_model_dir(path)
     processor = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
-    model_class = AutoModelForImageTextToText
-    if model_family(path) == "qwen2_5_omni":  # the released composite config has no Auto text-output mapping
-        from transformers import Qwen2_5OmniThinkerForConditionalGeneration as model_class
-    model = model_class.from_pretrained(path, dtype=dtype or "auto", trust_remote_code=trust_remote_code)
+    model = model_class_for(path).from_pretrained(path, dtype=dtype or "auto", trust_remote_code=trust_remote_code)
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device).eval()

@@ -3,7 +3,9 @@
 Each row (from ``emoreason synth-cot``): ``prompt`` + ``completion`` messages, ``media_type`` and a ``video`` /
 ``image`` path. Frames come from ``emoreason.video`` under the recipe's frame policy and go to the family's
 processor as real video tensors (``pixel_values_videos``, ``video_grid_thw``, ``second_per_grid_ts``), so the
-model keeps its temporal position encoding. Labels cover assistant tokens only. Sequences are never truncated:
+model keeps its temporal position encoding. For a processor that takes audio (Qwen2.5-Omni) each video's audio
+track goes with it (``input_features``, ``feature_attention_mask``, ``video_second_per_grid``, interleaved with the
+video tokens: ``use_audio_in_video``), and the audio tokens count towards ``max_length``. Labels cover assistant tokens only. Sequences are never truncated:
 rows longer than ``max_length`` are removed before training (``emoreason.training.data.check_rows``, counted in
 the run summary), and a batch that still holds one is an error naming it, so vision tokens are never cut.
 """
@@ -15,8 +17,9 @@ from collections.abc import Sequence
 
 import torch
 
+from emoreason.audio import LoadedAudio, takes_audio
 from emoreason.inference import encode_batch
-from emoreason.training.data import SampleMediaError, load_row_media, row_media, with_media
+from emoreason.training.data import SampleMediaError, load_row_audio, load_row_media, row_media, with_media
 from emoreason.video import FramePolicy, LoadedFrames
 
 log = logging.getLogger(__name__)
@@ -57,23 +60,25 @@ def assistant_labels(input_ids: torch.Tensor, tokenizer) -> torch.Tensor:
 class VideoSFTCollator:
     def __init__(self, processor, policy: FramePolicy, max_length: int | None = None):
         self.processor, self.policy, self.max_length = processor, policy, max_length
+        self.audio = takes_audio(processor)
 
-    def _load(self, example: dict) -> tuple[list[dict], LoadedFrames | None]:
+    def _load(self, example: dict) -> tuple[list[dict], LoadedFrames | None, LoadedAudio | None]:
         kind, path = row_media(example)
         messages = with_media(list(example["prompt"]) + list(example["completion"]), kind, path)
-        return messages, load_row_media(example, self.policy)
+        frames = load_row_media(example, self.policy)
+        return messages, frames, load_row_audio(example, frames) if self.audio else None
 
-    def _encode(self, conversations: Sequence[list[dict]], media: Sequence[LoadedFrames | None]):
-        return encode_batch(self.processor, conversations, media, add_generation_prompt=False, padding_side="right")
+    def _encode(self, loaded: Sequence[tuple[list[dict], LoadedFrames | None, LoadedAudio | None]]):
+        return encode_batch(self.processor, [m for m, _, _ in loaded], [f for _, f, _ in loaded],
+                            add_generation_prompt=False, padding_side="right", audio=[a for _, _, a in loaded])
 
     def row_length(self, example: dict) -> int:
-        """Tokens of the row as training sees it (vision tokens included); SampleMediaError if its media fails."""
-        messages, frames = self._load(example)
-        return int(self._encode([messages], [frames])["attention_mask"].sum())
+        """Tokens of the row as training sees it (vision and audio tokens included); SampleMediaError if its media
+        fails."""
+        return int(self._encode([self._load(example)])["attention_mask"].sum())
 
     def __call__(self, examples: list[dict]) -> dict:
-        loaded = [self._load(e) for e in examples]
-        batch = self._encode([m for m, _ in loaded], [f for _, f in loaded])
+        batch = self._encode([self._load(e) for e in examples])
         if self.max_length is not None:
             lengths = batch["attention_mask"].sum(dim=1).tolist()
             over = [f"{examples[i].get('id', i)} ({n} tokens)" for i, n in enumerate(lengths) if n > self.max_length]

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from emoreason.audio import LoadedAudio, clip_audio
 from emoreason.video import FramePolicy, LoadedFrames, MediaError, load_frames
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,21 @@ def load_row_media(example: dict, policy: FramePolicy) -> LoadedFrames | None:
         return load_frames(path, policy)
     except MediaError as exc:
         raise SampleMediaError(f"sample {example.get('id', '?')}: {exc}") from exc
+
+
+def load_row_audio(example: dict, frames: LoadedFrames | None) -> LoadedAudio | None:
+    """The row's audio aligned with its sampled frames (``emoreason.audio.clip_audio``): None for a row without
+    video or a clip without an audio track (it trains as a silent clip); a length mismatch is fitted to the video
+    with a warning naming the sample; a corrupt audio stream is a SampleMediaError naming the sample and file."""
+    if frames is None or frames.kind != "video":
+        return None
+    try:
+        audio = clip_audio(frames.path, frames)
+    except MediaError as exc:
+        raise SampleMediaError(f"sample {example.get('id', '?')}: {exc}") from exc
+    if audio is not None and "mismatch" in audio.meta:
+        log.warning("sample %s: %s; fitted to the video", example.get("id", "?"), audio.meta["mismatch"])
+    return audio
 
 
 @dataclass

@@ -60,10 +60,11 @@ def load_for_training(recipe: Recipe):
     quantized."""
     import torch
     from accelerate import PartialState
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoProcessor
     from trl import get_quantization_config
 
     from emoreason.models import build_tiny_model, check_model_dir
+    from emoreason.models.loading import model_class_for
 
     script, model_args, args = recipe.script, recipe.model, recipe.training
     if script.tiny_model_family and not Path(model_args.model_name_or_path).exists():
@@ -79,7 +80,7 @@ def load_for_training(recipe: Recipe):
     kwargs = {"revision": model_args.model_revision, "trust_remote_code": args.trust_remote_code,
               "attn_implementation": model_args.attn_implementation, "dtype": dtype, "device_map": device_map,
               "quantization_config": quantization, **(args.model_init_kwargs or {})}
-    model = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
+    model = model_class_for(path).from_pretrained(path, **kwargs)
     # auto stays on the model's own attention: the varlen kernel becomes the CUDA default once its correctness test
     # against the reference attention (tests/test_kernels.py, CUDA-only) has run on a GPU
     if script.vision_attention == "varlen":

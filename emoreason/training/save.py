@@ -103,6 +103,7 @@ def save_final(trainer, recipe, processor, policy, summary: dict) -> Path:
     QLoRA as its adapter (``trainer.save_model``, which gathers it) — with the processor, the frame policy, and
     ``train_summary.json``. Every rank must call it."""
     from emoreason.models import save_frame_policy
+    from emoreason.models.omni import is_omni, to_composite
 
     out = Path(recipe.training.output_dir)
     final = out / "final"
@@ -118,6 +119,8 @@ def save_final(trainer, recipe, processor, policy, summary: dict) -> Path:
     if accelerator.is_main_process:
         processor.save_pretrained(str(final))
         save_frame_policy(final, policy)
+        if recipe.mode != "qlora" and is_omni(final):  # the thinker class saves a layout vLLM cannot serve
+            to_composite(final)
         (out / "train_summary.json").write_text(json.dumps({
             "recipe": recipe.to_dict(), "global_step": trainer.state.global_step,
             "world_size": accelerator.num_processes, **summary}, indent=2, default=str) + "\n")

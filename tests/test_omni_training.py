@@ -1,0 +1,165 @@
+"""Audio through training: the SFT collator (and ``encode_batch`` under it) carries each clip's audio track to the
+tiny Qwen2.5-Omni thinker, counts audio tokens in the row check, and keeps clips without audio working."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from emoreason.audio import audio_token_count
+from emoreason.inference import encode_batch
+from emoreason.models import build_tiny_model, frame_policy_for, load_model_and_processor
+from emoreason.reasoning import build_messages
+from emoreason.sft import SampleMediaError, VideoSFTCollator
+from emoreason.sft.collator import IGNORE_INDEX
+from emoreason.synth import ClipSpec, Identity, generate_av_clip
+from emoreason.training.data import MEDIA_ERROR, check_rows
+from emoreason.video import load_frames, write_video
+
+
+@pytest.fixture(scope="module")
+def omni(tmp_path_factory):
+    model, processor = load_model_and_processor(
+        build_tiny_model("qwen2_5_omni", tmp_path_factory.mktemp("omni") / "model", seed=0), device="cpu")
+    return model, processor
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    """One face with a happy voice, the same face with a sad voice, the same face silent, the same face at another
+    frame rate, a clip whose audio is 1 s short of its 2 s video, and one with a garbled audio stream."""
+    root = tmp_path_factory.mktemp("avrows")
+    identity = Identity.sample(0, np.random.default_rng(0))
+    spec = ClipSpec(0, "av", "happiness", identity, "test", seed=1, frames=16, size=112, difficulty="easy",
+                    audio=True)
+    frames, voice, _ = generate_av_clip(spec)
+    _, sad_voice, _ = generate_av_clip(ClipSpec(**{**spec.__dict__, "voice_emotion": "sadness",
+                                                   "label_rule": "voice"}))
+    out = {"happy": write_video(frames, root / "happy.mp4", fps=8, audio=voice),
+           "sad": write_video(frames, root / "sad.mp4", fps=8, audio=sad_voice),
+           "silent": write_video(frames, root / "silent.mp4", fps=8),
+           "slow": write_video(frames, root / "slow.mp4", fps=4, audio=np.concatenate([voice, voice])),
+           "short": write_video(frames, root / "short.mp4", fps=8, audio=voice[: len(voice) // 2])}
+    data = bytearray(out["happy"].read_bytes())
+    noise = np.random.default_rng(0)
+    for position, size in _audio_packets(out["happy"]):  # garble the audio packets only: the video still decodes
+        data[position:position + size] = noise.integers(0, 256, size, dtype=np.uint8).tobytes()
+    (root / "garbled.mp4").write_bytes(bytes(data))
+    out["garbled"] = root / "garbled.mp4"
+    return out
+
+
+def _audio_packets(path) -> list[tuple[int, int]]:
+    import av
+
+    with av.open(str(path)) as container:
+        return [(p.pos, p.size) for p in container.demux(container.streams.audio[0]) if p.size and p.pos is not None]
+
+
+def _row(path, sample_id: str) -> dict:
+    messages = build_messages(None, "video")  # as synth-cot stores it: the path lives in the media column
+    return {"id": sample_id, "prompt": messages, "media_type": "video", "video": str(path),
+            "completion": [{"role": "assistant", "content": [{"type": "text", "text": "<answer>happiness</answer>"}]}]}
+
+
+def _collator(processor) -> VideoSFTCollator:
+    return VideoSFTCollator(processor, replace(frame_policy_for(processor), nframes=8, max_pixels=12544))
+
+
+def _loss_and_logits(model, batch):
+    with torch.no_grad():
+        out = model(**batch)
+    return out.loss, out.logits
+
+
+def test_audio_reaches_the_logits_through_the_sft_collator(omni, clips):
+    model, processor = omni
+    collator = _collator(processor)
+    happy = collator([_row(clips["happy"], "happy")])
+    assert happy["use_audio_in_video"] is True
+    assert {"input_features", "feature_attention_mask", "video_second_per_grid", "pixel_values_videos"} <= set(happy)
+    assert float(happy["video_second_per_grid"][0]) == pytest.approx(0.5)  # 8 frames of a 2 s clip: 4 fps
+    assert happy["video_grid_thw"][0].tolist() == [4, 8, 8]  # the policy's 112 px frames, not the processor's
+    ids = happy["input_ids"][0]
+    tok = processor.tokenizer
+    assert int((ids == tok.audio_token_id).sum()) == audio_token_count(int(happy["feature_attention_mask"].sum()) * 160)
+    assert (happy["labels"][0][ids == tok.audio_token_id] == IGNORE_INDEX).all()
+    sad = collator([_row(clips["sad"], "sad")])
+    assert torch.equal(happy["pixel_values_videos"], sad["pixel_values_videos"])  # only the audio differs
+    loss_happy, logits_happy = _loss_and_logits(model, happy)
+    loss_sad, logits_sad = _loss_and_logits(model, sad)
+    assert torch.isfinite(loss_happy) and torch.isfinite(loss_sad)
+    answer = happy["labels"][0] != IGNORE_INDEX
+    assert (logits_happy[0][answer] - logits_sad[0][answer]).abs().max() > 1e-3, "only the audio changed"
+    assert torch.equal(_loss_and_logits(model, collator([_row(clips["happy"], "again")]))[1], logits_happy)
+
+
+def test_row_length_counts_the_audio_tokens(omni, clips):
+    _, processor = omni
+    collator = _collator(processor)
+    row = _row(clips["happy"], "happy")
+    batch = collator([row])
+    audio_tokens = int((batch["input_ids"][0] == processor.tokenizer.audio_token_id).sum())
+    assert audio_tokens > 40  # ~2 s at 25 tokens per second
+    assert collator.row_length(row) == int(batch["attention_mask"].sum())
+    assert collator.row_length(_row(clips["silent"], "silent")) == collator.row_length(row) - audio_tokens - 2
+
+
+def test_a_silent_clip_trains_as_before_alone_and_with_silence_beside_speaking_clips(omni, clips):
+    model, processor = omni
+    collator = _collator(processor)
+    silent = collator([_row(clips["silent"], "silent")])
+    assert "use_audio_in_video" not in silent and "input_features" not in silent
+    assert torch.isfinite(_loss_and_logits(model, silent)[0])
+    mixed = collator([_row(clips["happy"], "happy"), _row(clips["silent"], "silent")])
+    assert mixed["input_features"].shape[0] == 2 and mixed["use_audio_in_video"] is True
+    silence = mixed["input_features"][1][:, mixed["feature_attention_mask"][1].bool()]
+    assert silence.shape[1] > 100 and float(silence.max() - silence.min()) < 1e-6  # log-mel of silence: flat
+    loss, logits = _loss_and_logits(model, mixed)
+    assert torch.isfinite(loss)
+    alone = _loss_and_logits(model, collator([_row(clips["happy"], "happy")]))[1]
+    n = int(mixed["attention_mask"][0].sum())  # right padding: row 0's own tokens come first
+    assert torch.allclose(logits[0, :n], alone[0, :n], atol=1e-4)
+
+
+def test_rows_of_different_fps_are_encoded_apart_and_padded_together(omni, clips):
+    model, processor = omni
+    collator = _collator(processor)
+    rows = [_row(clips["happy"], "happy"), _row(clips["slow"], "slow")]
+    batch = collator(rows)
+    assert [round(float(s), 3) for s in batch["video_second_per_grid"]] == [0.5, 1.0]  # 4 fps and 2 fps
+    loss, logits = _loss_and_logits(model, batch)
+    for i, row in enumerate(rows):
+        alone = collator([row])
+        n = int(alone["attention_mask"].sum())
+        assert torch.equal(batch["input_ids"][i, :n], alone["input_ids"][0])
+        assert torch.allclose(logits[i, :n], _loss_and_logits(model, alone)[1][0], atol=1e-4)
+
+
+def test_bad_audio_is_named_per_sample_and_the_check_goes_on(omni, clips, caplog):
+    import datasets
+
+    _, processor = omni
+    collator = _collator(processor)
+    with pytest.raises(SampleMediaError, match="sample garbled: .*garbled.mp4: the audio stream cannot be decoded"):
+        collator.row_length(_row(clips["garbled"], "garbled"))
+    with caplog.at_level("WARNING"):
+        short = collator([_row(clips["short"], "short")])
+    assert "sample short: audio track" in caplog.text and "fitted to the video" in caplog.text
+    assert short["use_audio_in_video"] is True
+    rows = datasets.Dataset.from_list([_row(clips[k], k) for k in ("happy", "garbled", "silent", "short")])
+    check = check_rows(rows, collator.row_length, max_length=None)
+    assert check.kept == [0, 2, 3] and check.dropped == {MEDIA_ERROR: ["garbled"]}
+
+
+def test_video_only_omni_encoding_keeps_the_policy_size_and_fps(omni, clips):
+    _, processor = omni
+    policy = replace(frame_policy_for(processor), nframes=8, max_pixels=12544)
+    frames = load_frames(clips["happy"], policy)
+    batch = encode_batch(processor, [build_messages(str(clips["happy"]), "video")], [frames])
+    assert batch["video_grid_thw"][0].tolist() == [4, 8, 8]
+    assert float(batch["video_second_per_grid"][0]) == pytest.approx(0.5)
+    assert "input_features" not in batch
