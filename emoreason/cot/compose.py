@@ -330,11 +330,12 @@ class ComposedRationale:
 def compose_rationale(analysis: TemporalAnalysis, emotion: str, seed: int, style: str = "tags",
                       observed: bool = True, valence: float | None = None, arousal: float | None = None,
                       timeline: Timeline | None = None, coded: frozenset[int] | None = None,
-                      noun: str = "video") -> ComposedRationale:
+                      noun: str = "video", vocal_cues: str | None = None) -> ComposedRationale:
     """Compose one response for ``emotion`` from ``analysis``; same inputs and seed → same text.
 
     ``timeline``: how times are written (None: no times); ``coded``: the AUs the evidence source codes — only
-    these may be called absent; ``noun``: the media as the prompt names it."""
+    these may be called absent; ``noun``: the media as the prompt names it; ``vocal_cues``: the measured voice
+    in words (``emoreason.audio.cues.compose_vocal_cues``), the audio-visual part after the observations."""
     rng = random.Random(seed)
     interpretation, negated = compose_interpretation(analysis, emotion, rng, observed, coded)
     extra_absent: list[int] = []
@@ -347,6 +348,6 @@ def compose_rationale(analysis: TemporalAnalysis, emotion: str, seed: int, style
     conclusion = compose_conclusion(analysis, emotion, rng, observed)
     content = ResponseContent(emotion=emotion, observations=observations, interpretation=interpretation,
                               conclusion=conclusion, valence=valence, arousal=arousal,
-                              aus=analysis.aus if observed else [])
+                              aus=analysis.aus if observed else [], vocal_cues=vocal_cues)
     text = format_response(content, style=style)
     return ComposedRationale(text, content, sorted(set(negated) | set(extra_absent)))

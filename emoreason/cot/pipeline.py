@@ -28,6 +28,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from emoreason.audio.cues import ProsodyReference, compose_vocal_cues
+from emoreason.audio.prosody import ProsodyMeasurement, measure_prosody
 from emoreason.client import EndpointConfig
 from emoreason.config import to_yaml
 from emoreason.cot.compose import compose_rationale
@@ -77,6 +79,9 @@ class CoTConfig:
     teacher: dict | None = None  # EndpointConfig fields + temperature, max_tokens, fallback_to_template
     self_distill: dict | None = None  # {model: DIR | endpoint: {...}, k: 4, temperature: 1.0, max_new_tokens}
     dataset_options: dict = field(default_factory=dict)  # extra adapter options (e.g. classes: 7)
+    # audio-visual rationales: "auto" measures the prosody of every clip with an audio track (Praat) and adds a
+    # "Vocal cues" part citing it, held to the measurement by the verifier; "off" keeps rationales face-only
+    vocal_cues: str = "auto"
 
     def __post_init__(self) -> None:
         if isinstance(self.tasks, list | tuple):  # `tasks: [cot, emotion]`: every clip gives each
@@ -86,6 +91,8 @@ class CoTConfig:
             raise ValueError(f"unknown tasks {unknown}; known: {', '.join(TASKS)}")
         if self.time_unit not in TIME_UNITS:
             raise ValueError(f"time_unit must be one of {TIME_UNITS}, got {self.time_unit!r}")
+        if self.vocal_cues not in ("auto", "off"):
+            raise ValueError(f"vocal_cues must be auto or off, got {self.vocal_cues!r}")
         if self.time_unit == "sampled_frames" and not self.frame_policy:
             raise ValueError("time_unit sampled_frames needs frame_policy (the recipe's fps, max_frames, ...)")
 
@@ -165,6 +172,8 @@ class _Item:
     texts: dict[str, list[str]] = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    prosody: ProsodyMeasurement | None = None
+    prosody_reference: ProsodyReference | None = None
 
 
 class CoTPipeline:
@@ -227,22 +236,51 @@ class CoTPipeline:
         item.analysis = analyse(evidence, cfg.presence_threshold)
         item.grounding = Grounding.build(item.analysis, evidence, cfg.key_au_threshold, item.timeline,
                                          cfg.time_tolerance_s)
+        self._measure_voice(item)
+        item.grounding.prosody, item.grounding.prosody_reference = item.prosody, item.prosody_reference
         seed = _seed_for(cfg.seed, record.id)
         noun = {"image": "image"}.get(record.media["type"], "video")
         if "cot" in item.tasks:
+            vocal = compose_vocal_cues(item.prosody, item.prosody_reference, _seed_for(cfg.seed, record.id, "voice")
+                                       ) if item.prosody is not None else None
             composed = compose_rationale(item.analysis, record.emotion, seed, cfg.style, evidence.observed,
-                                         record.valence, record.arousal, item.timeline, evidence.coded, noun)
+                                         record.valence, record.arousal, item.timeline, evidence.coded, noun,
+                                         vocal)
             item.texts["cot"] = [composed.text]
         if "au_perception" in item.tasks:
             if evidence.observed:
                 item.texts["au_perception"] = [au_list_text(item.analysis)]
             else:  # an AU list must be seen, never inferred from the label
                 item.tasks.remove("au_perception")
-        item.provenance = {"evidence": evidence.source, "observed": evidence.observed, "composer": "template",
+        item.provenance = {**item.provenance, "evidence": evidence.source, "observed": evidence.observed,
+                           "composer": "template",
                            "template_seed": seed, "verified": True, "time_unit": cfg.time_unit,
                            **({"evidence_notes": item.notes} if item.notes else {}),
                            **({k: v for k, v in evidence.detail.items() if k in ("csv", "face_fraction")})}
         return item
+
+    def _measure_voice(self, item: _Item) -> None:
+        """The clip's prosody (Praat, whole audio track) and its speaker's neutral reference where the record
+        carries one (``meta.prosody_reference``); a clip without a track stays face-only, and an unreadable track
+        is noted (``audio_error``) and leaves the rationale face-only — the batch goes on."""
+        record = item.record
+        if self.cfg.vocal_cues == "off" or record.media.get("type") != "video":
+            return
+        from emoreason.audio import NoAudioError, read_audio
+        from emoreason.video import MediaError
+
+        try:
+            audio = read_audio(record.media["path"])
+        except NoAudioError:
+            return
+        except MediaError as exc:
+            log.warning("sample %s: audio not measured: %s", record.id, exc)
+            item.notes.append("audio_error")
+            item.provenance["audio_error"] = str(exc)
+            return
+        item.prosody = measure_prosody(audio.waveform, audio.sample_rate)
+        reference = (record.meta or {}).get("prosody_reference")
+        item.prosody_reference = ProsodyReference(**reference) if reference else None
 
     def _teacher_pass(self, items: list[_Item], stats: Counter) -> None:
         todo = [it for it in items if "cot" in it.texts]
@@ -315,6 +353,10 @@ class CoTPipeline:
             **_evidence_columns(item.evidence if task != "emotion" or (item.evidence and item.evidence.observed)
                                 else None, item.analysis),
             "duration_s": _round(item.timeline.duration_s) if item.timeline else None,
+            # the measured voice the row's vocal cues were built from (JSON; None for a face-only row)
+            "prosody": json.dumps(item.prosody.to_dict(), sort_keys=True) if item.prosody is not None else None,
+            "prosody_reference": json.dumps(item.prosody_reference.to_dict(), sort_keys=True)
+            if item.prosody_reference is not None else None,
             "valence": record.valence,
             "arousal": record.arousal,
             "split": record.split or "train",

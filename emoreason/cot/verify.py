@@ -21,7 +21,11 @@ Reasons a row is rejected (counted per reason by the pipeline):
   evidence apex; onset between the evidence onset and apex; offset after the apex and no earlier than the
   evidence offset), or a time in a rationale whose evidence has no timing;
 * ``label_first`` — the Observations name an emotion (the answer must be reached, not stated first);
-* ``unmarked_prototype`` — a label-only (prototype) rationale that does not say its cues were not observed.
+* ``unmarked_prototype`` — a label-only (prototype) rationale that does not say its cues were not observed;
+* ``vocal_mismatch`` — a ``Vocal cues`` claim (pitch, contour, loudness, rate, voice quality) the clip's measured
+  prosody contradicts (``emoreason.audio.cues.check_vocal_claims``);
+* ``vocal_unmeasured`` — vocal claims about a clip whose voice was not measured (no audio track, or an
+  unreadable one): nothing can ground them.
 """
 
 from __future__ import annotations
@@ -30,15 +34,19 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from emoreason.audio.cues import ProsodyReference, check_vocal_claims
+from emoreason.audio.prosody import ProsodyMeasurement
 from emoreason.cot.evidence import AUEvidence
 from emoreason.cot.temporal import AUTrack, TemporalAnalysis, Timeline
 from emoreason.knowledge import canonical_emotion, find_emotions, intensity_value
 from emoreason.reasoning import ParsedResponse, parse_response
 from emoreason.reasoning.parser import read_au_claims
+from emoreason.reasoning.vocal import parse_vocal_claims
 
 REJECTION_REASONS = ("format", "wrong_answer", "hallucinated_au", "negated_present_au", "missing_key_au",
                      "invalid_au", "uncoded_absence", "intensity_mismatch", "wrong_time_unit", "timing_outside_clip",
-                     "timing_mismatch", "label_first", "unmarked_prototype")
+                     "timing_mismatch", "label_first", "unmarked_prototype", "vocal_mismatch",
+                     "vocal_unmeasured")
 
 _NOT_OBSERVED = re.compile(r"\bnot\s+(?:been\s+)?(?:observed|measured|seen|verified|checked)\b|\bunobserved\b|"
                            r"\bno\s+(?:AU\s+|facial\s+)?(?:measurements?|evidence|observations?)\b|"
@@ -58,6 +66,8 @@ class Grounding:
     timeline: Timeline | None = None
     observed: bool = True
     time_tolerance_s: float = 0.25
+    prosody: ProsodyMeasurement | None = None  # the clip's measured voice (None: no audio measured)
+    prosody_reference: ProsodyReference | None = None  # the speaker's neutral voice, for "loud", "fast", ...
 
     @classmethod
     def build(cls, analysis: TemporalAnalysis, evidence: AUEvidence, key_threshold: float,
@@ -184,7 +194,26 @@ def verify_rationale(text: str, label: str, evidence_aus: Iterable[int], key_aus
             details["observations_name"] = named
         if not grounding.observed and not _NOT_OBSERVED.search(parsed.observations or ""):
             reasons.append("unmarked_prototype")
+        _check_vocal(parsed, grounding, reasons, details)
     return Verdict(not reasons, reasons, parsed, details)
+
+
+def _check_vocal(parsed: ParsedResponse, grounding: Grounding, reasons: list[str], details: dict) -> None:
+    """The ``Vocal cues`` part against the clip's measured prosody (claims there are held to it like AU claims)."""
+    if not parsed.vocal_cues:
+        return
+    claims = parse_vocal_claims(parsed.vocal_cues)
+    if not claims:
+        return
+    if grounding.prosody is None:
+        reasons.append("vocal_unmeasured")
+        details["vocal_claims"] = [c.text for c in claims]
+        return
+    verdict = check_vocal_claims(claims, grounding.prosody, grounding.prosody_reference)
+    if verdict.mismatches:
+        reasons.append("vocal_mismatch")
+        details["vocal_mismatches"] = [{"claim": c.claim.text, "measured": c.measured, "note": c.note}
+                                       for c in verdict.mismatches]
 
 
 def verify_au_list(text: str, grounding: Grounding) -> Verdict:

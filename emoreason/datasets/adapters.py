@@ -677,4 +677,6 @@ def load_synthfacs(col: Collector, root: Path, split=None, fold=None, **_) -> No
         media = dict(data["media"])
         media["path"] = str(base / media["path"])
         data["media"] = media
+        if (data.get("voice") or {}).get("reference"):  # SynthFACS-AV: the speaker's neutral voice, measured
+            data["meta"] = {**data.get("meta", {}), "prosody_reference": data["voice"]["reference"]}
         col.add(SampleRecord.from_dict(data), where)

@@ -1,0 +1,120 @@
+"""SynthFACS-AV through CoT and SFT: rationales cite the measured voice, the verifier holds vocal claims to the
+measurement, clips without (readable) audio stay face-only, and the tiny Omni recipe trains on the rows."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from recipe_support import ROOT, tiny_recipe
+
+from emoreason.audio.cues import ProsodyReference, check_vocal_claims
+from emoreason.audio.prosody import ProsodyMeasurement
+from emoreason.cot.pipeline import CoTConfig, CoTPipeline
+from emoreason.reasoning import parse_response
+from emoreason.synth import SynthConfig, build_dataset
+from emoreason.training import load_recipe
+
+
+def _rows(out) -> list[dict]:
+    return [json.loads(line) for line in (out / "data.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def av_cot(tmp_path_factory):
+    """12 SynthFACS-AV clips (a quarter masked); the same run with one clip's audio garbled; a video-only set."""
+    root = tmp_path_factory.mktemp("avcot")
+    build_dataset(SynthConfig(out=str(root / "av"), clips=12, frames=16, size=112, difficulty="easy", identities=4,
+                              audio=True, masked_fraction=0.25), workers=1, progress=False)
+    out = CoTPipeline(CoTConfig(dataset_root=str(root / "av"), output_dir=str(root / "cot")), progress=False).run()
+    return root, out
+
+
+def test_av_rationales_cite_the_measured_voice_and_pass_the_checker(av_cot):
+    _, out = av_cot
+    rows = _rows(out)
+    assert len(rows) == 12
+    for row in rows:
+        text = row["completion"][0]["content"][0]["text"]
+        parsed = parse_response(text)
+        assert parsed.format_ok and parsed.vocal_cues, row["id"]
+        measured = ProsodyMeasurement.from_dict(json.loads(row["prosody"]))
+        assert f"{measured.f0_mean_hz:.0f} Hz" in parsed.vocal_cues
+        reference = ProsodyReference(**json.loads(row["prosody_reference"]))
+        assert reference.source.startswith("speaker neutral")
+        verdict = check_vocal_claims(parsed.vocal_cues, measured, reference)
+        assert verdict.ok and len(verdict.checks) >= 2
+
+
+def test_the_verifier_rejects_a_wrong_vocal_claim_and_claims_without_audio(av_cot):
+    from emoreason.cot.verify import REJECTION_REASONS
+
+    root, out = av_cot
+    pipeline = CoTPipeline(CoTConfig(dataset_root=str(root / "av"), output_dir=str(root / "unused")),
+                           progress=False)
+    from emoreason.datasets import load_records
+
+    record = next(iter(load_records("synthfacs", str(root / "av"))))
+    item = pipeline._prepare(record)
+    text = item.texts["cot"][0]
+    assert pipeline._verify(item, "cot", text).ok
+    measured = item.prosody.f0_mean_hz
+    wrong = text.replace(f"{measured:.0f} Hz", f"{measured * 1.6:.0f} Hz", 1)
+    assert wrong != text
+    verdict = pipeline._verify(item, "cot", wrong)
+    assert verdict.reasons == ["vocal_mismatch"] and verdict.details["vocal_mismatches"][0]["measured"] == measured
+    item.grounding.prosody = None  # the same claims about a clip whose voice was not measured
+    assert pipeline._verify(item, "cot", text).reasons == ["vocal_unmeasured"]
+    assert {"vocal_mismatch", "vocal_unmeasured"} <= set(REJECTION_REASONS)
+
+
+def test_silent_or_unreadable_audio_keeps_the_rationale_face_only_and_the_run_goes_on(av_cot, tmp_path):
+    root, _ = av_cot
+    copy = tmp_path / "av"
+    shutil.copytree(root / "av", copy)
+    manifest = [json.loads(line) for line in (copy / "manifest.jsonl").read_text().splitlines()]
+    garbled = copy / manifest[0]["media"]["path"]
+    data = bytearray(garbled.read_bytes())
+    import av
+
+    with av.open(str(garbled)) as container:
+        packets = [(p.pos, p.size) for p in container.demux(container.streams.audio[0]) if p.size and p.pos]
+    noise = np.random.default_rng(0)
+    for position, size in packets:
+        data[position:position + size] = noise.integers(0, 256, size, dtype=np.uint8).tobytes()
+    garbled.write_bytes(bytes(data))
+    out = CoTPipeline(CoTConfig(dataset_root=str(copy), output_dir=str(tmp_path / "cot")), progress=False).run()
+    rows = {r["clip_id"]: r for r in _rows(out)}
+    assert len(rows) == 12
+    broken = rows[manifest[0]["id"]]
+    assert broken["prosody"] is None and "Vocal cues" not in broken["completion"][0]["content"][0]["text"]
+    assert "audio stream cannot be decoded" in json.loads(broken["provenance"])["audio_error"]
+    assert json.loads((out / "summary.json").read_text())["evidence_notes"]["audio_error"] == 1
+    assert all(r["prosody"] for cid, r in rows.items() if cid != manifest[0]["id"])
+    off = CoTPipeline(CoTConfig(dataset_root=str(root / "av"), output_dir=str(tmp_path / "off"), vocal_cues="off"),
+                      progress=False).run()
+    assert all(r["prosody"] is None and "Vocal cues" not in r["completion"][0]["content"][0]["text"]
+               for r in _rows(off))
+
+
+def test_tiny_omni_sft_on_synthfacs_av_saves_a_servable_model(av_cot, tmp_path):
+    from emoreason.models import load_model_and_processor
+    from emoreason.sft.train import run_sft
+
+    _, out = av_cot
+    shipped = load_recipe("sft", str(ROOT / "recipes/tiny/sft/synthfacs_omni.yaml"), None)
+    assert shipped.script.tiny_model_family == "qwen2_5_omni"
+    recipe = tiny_recipe("sft", tmp_path / "tiny-omni", out / "hf", tmp_path / "sft",
+                         tiny_model_family="qwen2_5_omni", max_steps=2, per_device_train_batch_size=2,
+                         max_length=shipped.training.max_length)
+    final = run_sft(recipe)
+    summary = json.loads((tmp_path / "sft" / "train_summary.json").read_text())
+    assert summary["global_step"] == 2 and summary["data"]["train"]["dropped"] == {}
+    assert summary["data"]["train"]["max_tokens"] > 52  # audio tokens counted with the video tokens
+    config = json.loads((final / "config.json").read_text())
+    assert config["model_type"] == "qwen2_5_omni" and config["architectures"] == [
+        "Qwen2_5OmniForConditionalGeneration"]  # the composite layout vLLM serves
+    model, processor = load_model_and_processor(final, device="cpu")
+    assert type(model).__name__ == "Qwen2_5OmniThinkerForConditionalGeneration"
