@@ -118,3 +118,53 @@ def test_tiny_omni_sft_on_synthfacs_av_saves_a_servable_model(av_cot, tmp_path):
         "Qwen2_5OmniForConditionalGeneration"]  # the composite layout vLLM serves
     model, processor = load_model_and_processor(final, device="cpu")
     assert type(model).__name__ == "Qwen2_5OmniThinkerForConditionalGeneration"
+
+
+def test_grpo_rollouts_and_log_prob_forwards_hear_the_audio(av_cot, tmp_path):
+    import torch
+
+    from emoreason.grpo.train import build_trainer
+
+    _, out = av_cot
+    shipped = load_recipe("grpo", str(ROOT / "recipes/tiny/grpo/synthfacs_omni.yaml"), None)
+    assert not shipped.training.use_vllm and shipped.script.dataset_name.endswith("cot-av/hf")
+    from emoreason.models import build_tiny_model
+
+    model_dir = build_tiny_model("qwen2_5_omni", tmp_path / "tiny-omni", seed=0)
+    recipe = tiny_recipe("grpo", model_dir, out / "hf", tmp_path / "g", num_generations=2,
+                         per_device_train_batch_size=4, max_completion_length=8, max_steps=1, learning_rate=1e-4,
+                         reward_funcs=["format", "emotion"], reward_weights=[0.5, 1.0])
+    trainer, processor = build_trainer(recipe)
+    assert trainer.row_checks["train"].max_tokens > 52  # the prompt check counts the audio tokens
+    batch = [dict(trainer.train_dataset[i]) for i in (0, 0, 1, 1)]
+    torch.manual_seed(0)
+    trainer.model.train()
+    inputs = trainer._generate_and_score_completions(batch)
+    media = inputs["media"]
+    assert all({"input_features", "feature_attention_mask", "video_second_per_grid", "use_audio_in_video"} <= set(m)
+               for m in media)
+    audio_id = processor.tokenizer.audio_token_id
+    for row in range(len(media)):  # the prompt holds the clip's audio tokens, interleaved with its video
+        assert int((inputs["prompt_ids"][row] == audio_id).sum()) > 40
+    forbidden = set(trainer._vision_token_ids())
+    assert audio_id in forbidden and not forbidden & set(inputs["completion_ids"][inputs["completion_mask"].bool()]
+                                                         .tolist())
+    trainer.current_gradient_accumulation_steps = 1
+    assert torch.isfinite(trainer.compute_loss(trainer.model, inputs))
+
+    def completion_logps(rows):
+        trainer._media_rows = rows
+        try:
+            ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], 1)
+            mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], 1)
+            with torch.no_grad():
+                return trainer._get_per_token_logps_and_entropies(
+                    trainer.model, ids, mask, inputs["completion_ids"].size(1))[0]
+        finally:
+            trainer._media_rows = None
+
+    louder = [{**m, "input_features": m["input_features"] + 1.0} for m in media]  # only the audio changes
+    assert not torch.allclose(completion_logps(media), completion_logps(louder))
+    with pytest.raises(ValueError, match="vLLM rollouts do not carry the audio"):
+        build_trainer(tiny_recipe("grpo", model_dir, out / "hf", tmp_path / "v", use_vllm=True, vllm_mode="server",
+                                  num_generations=2, per_device_train_batch_size=4))

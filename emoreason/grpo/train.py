@@ -16,6 +16,7 @@ from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 
+from emoreason.audio import takes_audio
 from emoreason.inference import encode_batch
 from emoreason.training import (
     Recipe,
@@ -25,7 +26,7 @@ from emoreason.training import (
     load_for_training,
     save_final,
 )
-from emoreason.training.data import load_row_media, row_media, with_media
+from emoreason.training.data import load_row_audio, load_row_media, row_media, with_media
 from emoreason.video import FramePolicy
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,9 @@ def prompt_length(processor, policy: FramePolicy, row: dict) -> int:
     """Tokens of a GRPO row's prompt with its frames (raises SampleMediaError when its media does not load)."""
     kind, path = row_media(row)
     conversation = with_media(row["prompt"], kind, path)
-    return int(encode_batch(processor, [conversation], [load_row_media(row, policy)])["attention_mask"].sum())
+    frames = load_row_media(row, policy)
+    audio = [load_row_audio(row, frames)] if takes_audio(processor) else None
+    return int(encode_batch(processor, [conversation], [frames], audio=audio)["attention_mask"].sum())
 
 
 def _checked(recipe: Recipe, processor, policy: FramePolicy, split: str, limit: int | None, what: str):

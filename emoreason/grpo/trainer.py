@@ -2,7 +2,9 @@
 
 Rollouts and the policy/reference log-prob forwards receive real video inputs — ``pixel_values_videos``,
 ``video_grid_thw`` and, for Qwen2.5-VL, ``second_per_grid_ts`` — so the model keeps its temporal position
-encoding; frames-as-images would lose it. It overrides only the narrowest hooks of TRL's GRPOTrainer:
+encoding; frames-as-images would lose it. For Qwen2.5-Omni each video's audio track goes with it
+(``input_features``, ``feature_attention_mask``, ``video_second_per_grid``, ``use_audio_in_video``), into HF
+generation and every log-prob forward alike. It overrides only the narrowest hooks of TRL's GRPOTrainer:
 
 * ``_tokenize_prompts`` — each row's frames (frame policy) and prompt go through the processor; the video
   tensors become generation inputs, and per-sample media for the log-prob forwards;
@@ -28,9 +30,10 @@ from pathlib import Path
 import torch
 from trl import GRPOTrainer
 
+from emoreason.audio import takes_audio
 from emoreason.grpo.rollouts import VLLMServerRollouts
 from emoreason.inference import encode_batch
-from emoreason.training.data import load_row_media, row_media, with_media
+from emoreason.training.data import load_row_audio, load_row_media, row_media, with_media
 from emoreason.training.save import lora_layers, policy_weights
 from emoreason.video import FramePolicy, LoadedFrames
 
@@ -38,12 +41,17 @@ log = logging.getLogger(__name__)
 
 # Per-sample multimodal tensors: rows of pixel values follow the grid (t·h·w patches per video/image).
 _GRIDS = (("pixel_values_videos", "video_grid_thw"), ("pixel_values", "image_grid_thw"))
-_MEDIA_KEYS = ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts", "pixel_values", "image_grid_thw")
+# Qwen2.5-Omni: one entry per video of each (its audio track: log-mel features and their mask; its time per grid)
+_PER_VIDEO = ("second_per_grid_ts", "video_second_per_grid", "input_features", "feature_attention_mask")
+_MEDIA_KEYS = ("pixel_values_videos", "video_grid_thw", *_PER_VIDEO, "pixel_values", "image_grid_thw",
+               "use_audio_in_video")
+AUDIO_IN_VIDEO = "use_audio_in_video"
 
 
 def split_media(batch: dict, kinds: list[str | None]) -> list[dict[str, torch.Tensor]]:
-    """The batch's video/image tensors cut into one dict per sample; ``kinds[i]`` is "video", "image" or None
-    (the processor received the samples' videos and images in sample order)."""
+    """The batch's video/image (and, for Omni, audio) tensors cut into one dict per sample; ``kinds[i]`` is
+    "video", "image" or None (the processor received the samples' videos and images in sample order, and one audio
+    track per video when ``use_audio_in_video``)."""
     rows: list[dict[str, torch.Tensor]] = [{} for _ in kinds]
     for (pixels_key, grid_key), kind in zip(_GRIDS, ("video", "image"), strict=True):
         if grid_key not in batch:
@@ -54,18 +62,31 @@ def split_media(batch: dict, kinds: list[str | None]) -> list[dict[str, torch.Te
         for j, (owner, grid, chunk) in enumerate(zip(owners, grids, chunks, strict=True)):
             rows[owner][pixels_key] = chunk
             rows[owner][grid_key] = grid.unsqueeze(0)
-            if kind == "video" and "second_per_grid_ts" in batch:
-                rows[owner]["second_per_grid_ts"] = torch.as_tensor(batch["second_per_grid_ts"][j:j + 1])
+            if kind != "video":
+                continue
+            for key in _PER_VIDEO:
+                if key in batch:
+                    rows[owner][key] = torch.as_tensor(batch[key][j:j + 1])
+            if batch.get(AUDIO_IN_VIDEO):
+                rows[owner][AUDIO_IN_VIDEO] = torch.tensor(True)
     return rows
 
 
-def join_media(rows: list[dict[str, torch.Tensor]], device) -> dict[str, torch.Tensor]:
-    out: dict[str, torch.Tensor] = {}
+def join_media(rows: list[dict[str, torch.Tensor]], device) -> dict:
+    out: dict = {}
     keys = {k for r in rows for k in r}
-    for key in keys:
+    for key in keys - {AUDIO_IN_VIDEO}:
         parts = [r[key] for r in rows if key in r]
         out[key] = torch.cat(parts).to(device)
+    if any(AUDIO_IN_VIDEO in r for r in rows):  # a flag for the whole forward (every video carries its track)
+        out[AUDIO_IN_VIDEO] = True
     return out
+
+
+# media placeholders a completion must never hold: Qwen2.5-VL / Qwen3-VL, and Qwen2.5-Omni's vision and audio
+_MEDIA_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>",
+                 "<|IMAGE|>", "<|VIDEO|>", "<|AUDIO|>", "<|vision_bos|>", "<|vision_eos|>", "<|audio_bos|>",
+                 "<|audio_eos|>")
 
 
 def _same_sample(a: dict, b: dict) -> bool:
@@ -90,6 +111,9 @@ class VideoGRPOTrainer(GRPOTrainer):
         finally:
             if wants_vllm:
                 config.use_vllm = True
+        if wants_vllm and takes_audio(self.processing_class):
+            raise ValueError("vLLM rollouts do not carry the audio track yet (the server path sends frames only); "
+                             "train Qwen2.5-Omni with HF rollouts (use_vllm: false)")
         self.frame_policy = frame_policy or FramePolicy()
         self._rows: list[dict] | None = None  # the batch being generated, for _tokenize_prompts
         self._media_rows: list[dict[str, torch.Tensor]] | None = None  # its per-sample media, for the forwards
@@ -135,15 +159,19 @@ class VideoGRPOTrainer(GRPOTrainer):
         rows = self._rows
         if rows is None or len(rows) != len(prompts):
             raise RuntimeError("VideoGRPOTrainer._tokenize_prompts runs inside _generate_and_score_completions")
-        conversations, media, cache = [], [], {}
+        conversations, media, audio, cache = [], [], [], {}
+        with_audio = takes_audio(self.processing_class)
         for row, prompt in zip(rows, prompts, strict=True):
             kind, path = row_media(row)
             conversations.append(with_media(prompt, kind, path))
             if kind is not None and path not in cache:  # the G copies of a prompt share one decode
-                cache[path] = load_row_media(row, self.frame_policy)
-            media.append(cache[path] if kind is not None else None)
+                frames = load_row_media(row, self.frame_policy)
+                cache[path] = (frames, load_row_audio(row, frames) if with_audio else None)
+            frames, track = cache[path] if kind is not None else (None, None)
+            media.append(frames)
+            audio.append(track)
         encoded = encode_batch(self.processing_class, conversations, media, add_generation_prompt=True,
-                               padding_side="left")
+                               padding_side="left", audio=audio)
         mask = encoded["attention_mask"].bool()
         prompt_ids = [ids[m].tolist() for ids, m in zip(encoded["input_ids"], mask, strict=True)]
         kinds = [None if m is None else ("image" if m.kind == "image" else "video") for m in media]
@@ -151,6 +179,8 @@ class VideoGRPOTrainer(GRPOTrainer):
                             for r in split_media(encoded, kinds)]
         self._rollout_inputs = (conversations, media)
         fields = {k: encoded[k] for k in _MEDIA_KEYS if k in encoded}
+        if AUDIO_IN_VIDEO in fields:  # TRL hands every field to generate as a tensor
+            fields[AUDIO_IN_VIDEO] = torch.tensor(True)
         if "mm_token_type_ids" in encoded:  # unpadded per prompt, as TRL pads it with the ids
             fields["mm_token_type_ids"] = [t[m].tolist() for t, m in zip(encoded["mm_token_type_ids"], mask,
                                                                           strict=True)]
@@ -247,6 +277,5 @@ class VideoGRPOTrainer(GRPOTrainer):
 
     def _vision_token_ids(self) -> list[int]:
         tokenizer = self.processing_class.tokenizer
-        ids = [tokenizer.convert_tokens_to_ids(t) for t in ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>",
-                                                             "<|vision_end|>", "<|vision_pad|>")]
-        return [i for i in ids if isinstance(i, int) and i != tokenizer.unk_token_id]
+        ids = [tokenizer.convert_tokens_to_ids(t) for t in _MEDIA_TOKENS]
+        return sorted({i for i in ids if isinstance(i, int) and i != tokenizer.unk_token_id})
