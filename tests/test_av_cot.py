@@ -168,3 +168,44 @@ def test_grpo_rollouts_and_log_prob_forwards_hear_the_audio(av_cot, tmp_path):
     with pytest.raises(ValueError, match="vLLM rollouts do not carry the audio"):
         build_trainer(tiny_recipe("grpo", model_dir, out / "hf", tmp_path / "v", use_vllm=True, vllm_mode="server",
                                   num_generations=2, per_device_train_batch_size=4))
+
+
+def test_eval_modalities_switch_what_an_omni_model_is_shown(av_cot, tmp_path):
+    from emoreason.evaluation.backends import EndpointBackend, EndpointSetupError, LocalBackend
+    from emoreason.evaluation.benchmarks import load_benchmark
+    from emoreason.evaluation.runner import benchmark_records, evaluate, prompt_labels
+    from emoreason.models import build_tiny_model
+    from emoreason.video import write_video
+
+    root, _ = av_cot
+    model_dir = build_tiny_model("qwen2_5_omni", tmp_path / "tiny-omni", seed=0)
+    spec = load_benchmark("synthfacs", ["split=null", "max_new_tokens=4"])
+    records = list(benchmark_records(spec, str(root / "av")))[:3]
+    silent = tmp_path / "silent.mp4"  # the first clip's frames without its voice
+    from emoreason.video import FramePolicy, load_frames
+
+    write_video(load_frames(records[0].media["path"], FramePolicy(nframes=16), resize=False).frames, silent, fps=8)
+    records.append(type(records[0])(**{**records[0].__dict__, "id": "silent",
+                                       "media": {**records[0].media, "path": str(silent)}}))
+    shown = {}
+    for modalities in (None, "video", "audio"):
+        backend = LocalBackend(str(model_dir), spec.frames, prompt_labels(spec), spec.style, 4, 4,
+                               modalities=modalities)
+        ready, _, frames, audio, errors = backend.inputs(records)
+        shown[modalities] = (backend, ready, frames, audio, errors)
+    default, ready, frames, audio, errors = shown[None]
+    assert default.modalities == "audio+video" and default.frame_policy["modalities"] == "audio+video"
+    assert ready == [0, 1, 2, 3] and all(a is not None for a in audio[:3]) and audio[3] is None  # silent: no track
+    assert frames[0].frames.any()
+    video, ready, frames, audio, _ = shown["video"]
+    assert "modalities" not in video.frame_policy and audio == [None] * 4
+    hidden, ready, frames, audio, errors = shown["audio"]
+    assert ready == [0, 1, 2] and not any(f.frames.any() for f in frames) and all(a is not None for a in audio)
+    assert "silent.mp4: no audio track to evaluate on" in errors[3]  # named, and the batch goes on
+    metrics = evaluate(spec, hidden, tmp_path / "eval-audio", root=str(root / "av"), limit=3, progress=False)
+    assert metrics["n"] == 3 and metrics["generation_errors"] == 0
+    with pytest.raises(ValueError, match="takes no audio"):
+        LocalBackend(str(build_tiny_model("qwen2_5_vl", tmp_path / "vl", seed=0)), spec.frames, None, "tags",
+                     modalities="audio")
+    with pytest.raises(EndpointSetupError, match="not sent to servers yet"):
+        EndpointBackend({"base_url": "http://127.0.0.1:9/v1"}, spec.frames, None, "tags", modalities="audio+video")

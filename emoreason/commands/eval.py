@@ -53,6 +53,10 @@ def register(subparsers) -> None:
                    help="if --out holds predictions of another model/protocol/prompt, move them aside and start over")
     p.add_argument("--allow-protocol-mismatch", action="store_true",
                    help="with `compare`: compare runs scored under different protocols anyway (marked as such)")
+    p.add_argument("--modalities", choices=("audio+video", "video", "audio"),
+                   help="what an audio-visual model (Qwen2.5-Omni) is shown — the ablation switch: video (no audio), "
+                        "audio (the frames blanked), audio+video (default for a model that takes audio; video "
+                        "otherwise). Recorded in the protocol; runs under different modalities never share a cache")
     p.add_argument("--limit", type=int, help="evaluate the first N samples only (recorded in the protocol)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--concurrency", type=int, default=16, help="endpoint requests in flight")
@@ -96,7 +100,7 @@ def _run(args: argparse.Namespace) -> int:
 
         def backend_for(fold):
             return LocalBackend(models[fold], spec.frames, labels, spec.style, args.batch_size, spec.max_new_tokens,
-                                focus)
+                                focus, args.modalities)
     else:
         template = args.endpoint + "|" + (args.served_model or "")
         endpoints = fold_models(spec, template, args.fold, args.zero_shot)
@@ -106,7 +110,7 @@ def _run(args: argparse.Namespace) -> int:
             return EndpointBackend({"base_url": url, "model": served or None, "concurrency": args.concurrency},
                                    spec.frames, labels, spec.style, spec.max_new_tokens,
                                    batch_size=max(args.batch_size, args.concurrency), media_dir=args.media_dir,
-                                   focus=focus)
+                                   focus=focus, modalities=args.modalities)
     judge = {"base_url": args.judge_endpoint, "model": args.judge_model} if args.judge_endpoint else None
     folds = list(models if args.model else endpoints)
     metrics = evaluate_folds(spec, backend_for, args.out, folds, args.root, args.limit, args.batch_size, judge=judge,

@@ -10,9 +10,11 @@ import logging
 from dataclasses import asdict, replace
 from pathlib import Path
 
+import numpy as np
+
 from emoreason.reasoning import build_messages, to_openai_messages
 from emoreason.records import SampleRecord
-from emoreason.video import FramePolicy, MediaError, inline_media, load_media
+from emoreason.video import FramePolicy, LoadedFrames, MediaError, inline_media, load_media
 
 log = logging.getLogger(__name__)
 
@@ -29,15 +31,53 @@ def _policy(frames: dict, base: FramePolicy | None = None) -> FramePolicy:
     return replace(base or FramePolicy(), **{k: v for k, v in frames.items() if k in FramePolicy.__dataclass_fields__})
 
 
+MODALITIES = ("audio+video", "video", "audio")
+
+
+def model_modalities(processor, asked: str | None) -> str:
+    """What a model is shown: ``asked`` (the eval ablation switch) or, by default, all it takes — audio+video for
+    a processor that takes audio (Qwen2.5-Omni), else video. Audio asked of a model that takes none is an error."""
+    from emoreason.audio import takes_audio
+
+    hears = takes_audio(processor)
+    if asked is None:
+        return "audio+video" if hears else "video"
+    if asked not in MODALITIES:
+        raise ValueError(f"modalities must be one of {', '.join(MODALITIES)}, got {asked!r}")
+    if asked != "video" and not hears:
+        raise ValueError(f"modalities {asked!r}: this model takes no audio (its processor has no audio input)")
+    return asked
+
+
+def with_modalities(record: SampleRecord, frames: LoadedFrames, modalities: str):
+    """(frames, audio) a sample is shown under ``modalities``: ``video`` — the frames, no audio; ``audio+video`` —
+    the frames and the clip's aligned audio (None for a clip without a track); ``audio`` — the audio with the
+    frames blanked, so the prompt and token layout stay those of training while the face carries nothing. A
+    corrupt audio stream, or an ``audio`` ablation on a clip without a track, raises MediaError naming the file."""
+    from emoreason.audio import NoAudioError, clip_audio
+
+    if modalities == "video" or frames.kind != "video":
+        if modalities == "audio":
+            raise NoAudioError(frames.path, f"{frames.kind} have no audio track to evaluate on")
+        return frames, None
+    audio = clip_audio(str(record.media["path"]), frames)
+    if modalities == "audio+video":
+        return frames, audio
+    if audio is None:
+        raise NoAudioError(frames.path, "no audio track to evaluate on (modalities: audio)")
+    return replace(frames, frames=np.zeros_like(frames.frames)), audio
+
+
 class LocalBackend:
     """A model directory run with transformers on this machine."""
 
     def __init__(self, model_dir: str, frames: dict, labels: list[str] | None, style: str, batch_size: int = 8,
-                 max_new_tokens: int = 512, focus: str | None = None):
+                 max_new_tokens: int = 512, focus: str | None = None, modalities: str | None = None):
         from emoreason.models import frame_policy_for, load_model_and_processor, saved_frame_policy
 
         self.model_dir = model_dir
         self.model, self.processor = load_model_and_processor(model_dir)
+        self.modalities = model_modalities(self.processor, modalities)
         frames = {**saved_frame_policy(model_dir), **frames}  # the model's training policy unless told otherwise
         self.policy = _policy(frames, frame_policy_for(self.processor))
         self.labels, self.style, self.focus = labels, style, focus
@@ -55,24 +95,37 @@ class LocalBackend:
 
     @property
     def frame_policy(self) -> dict:
-        return asdict(self.policy)
+        policy = asdict(self.policy)
+        if self.modalities != "video":  # what the model hears is part of what it is shown (the cache keys on it)
+            policy["modalities"] = self.modalities
+        return policy
+
+    def inputs(self, records: list[SampleRecord]):
+        """(ready indices, conversations, frames, audio, {index: error}) for a batch under the modalities."""
+        ready, conversations, media, audio, errors = [], [], [], [], {}
+        for i, record in enumerate(records):
+            try:
+                frames, track = with_modalities(record, load_media(record.media, self.policy), self.modalities)
+            except MediaError as exc:
+                errors[i] = f"media: {exc}"
+                continue
+            ready.append(i)
+            media.append(frames)
+            audio.append(track)
+            conversations.append(build_messages(str(record.media["path"]), _media_type(record), self.labels,
+                                                self.style, focus=self.focus))
+        return ready, conversations, media, audio, errors
 
     def predict(self, records: list[SampleRecord]) -> list[tuple[str | None, str | None]]:
         from emoreason.inference import generate
 
         results: list[tuple[str | None, str | None]] = [(None, None)] * len(records)
-        ready, conversations, media = [], [], []
-        for i, record in enumerate(records):
-            try:
-                media.append(load_media(record.media, self.policy))
-            except MediaError as exc:
-                results[i] = (None, f"media: {exc}")
-                continue
-            ready.append(i)
-            conversations.append(build_messages(str(record.media["path"]), _media_type(record), self.labels,
-                                                self.style, focus=self.focus))
+        ready, conversations, media, audio, errors = self.inputs(records)
+        for i, error in errors.items():
+            results[i] = (None, error)
         if ready:
-            texts = generate(self.model, self.processor, conversations, media, max_new_tokens=self.max_new_tokens)
+            texts = generate(self.model, self.processor, conversations, media, max_new_tokens=self.max_new_tokens,
+                             audio=audio)
             for i, text in zip(ready, texts, strict=True):
                 results[i] = (text, None)
         return results
@@ -89,9 +142,12 @@ class EndpointBackend:
 
     def __init__(self, endpoint: dict, frames: dict, labels: list[str] | None, style: str,
                  max_new_tokens: int = 512, batch_size: int = 32, media_dir: str | None = None,
-                 focus: str | None = None):
+                 focus: str | None = None, modalities: str | None = None):
         from emoreason.client import EndpointConfig
 
+        if modalities not in (None, "video"):
+            raise EndpointSetupError(f"modalities {modalities!r} through an endpoint: the audio track is not sent "
+                                     "to servers yet; evaluate an audio model locally (--model)")
         self.config = EndpointConfig(**endpoint)
         self.policy = _policy(frames)
         self.labels, self.style, self.focus = labels, style, focus
