@@ -220,4 +220,35 @@ def make_synthfacs(root: Path) -> dict:
     return {"counts": None, "problems": {}}
 
 
+def _speaking_video(path: Path, seconds: float = 1.0, stereo: bool = False, rate: int = 16000) -> Path:
+    """A clip with a speech-band tone track (CREMA-D / RAVDESS clips are audio-visual)."""
+    t = np.arange(int(seconds * rate)) / rate
+    tone = (0.3 * np.sin(2 * np.pi * 180 * t)).astype(np.float32)
+    data = (_RNG.random((int(seconds * 8), 32, 32, 3)) * 255).astype(np.uint8)
+    return write_video(data, path, fps=8, audio=np.stack([tone, tone]) if stereo else tone, audio_rate=rate,
+                       audio_layout="stereo" if stereo else "mono")
+
+
+def make_cremad(root: Path) -> dict:
+    """CREMA-D's release: VideoFlash/*.flv (FLV, H.264 + AAC), names <actor>_<sentence>_<emotion>_<level>."""
+    for actor, emotion in ((1001, "ANG"), (1002, "HAP"), (1003, "NEU"), (1004, "SAD"), (1005, "DIS"), (1006, "FEA")):
+        _speaking_video(root / "VideoFlash" / f"{actor}_DFA_{emotion}_XX.flv")
+    _speaking_video(root / "VideoMP4" / "1007_IEO_HAP_HI.mp4", rate=44100)  # a converted copy, another rate
+    _speaking_video(root / "VideoFlash" / "1008_ITS_BOR_XX.flv")  # no such class
+    _speaking_video(root / "VideoFlash" / "notes_about_takes.flv")  # not a CREMA-D name
+    return {"counts": {None: 7}, "problems": {"unknown_label": 1, "malformed_row": 1}}
+
+
+def make_ravdess(root: Path) -> dict:
+    """RAVDESS video archives extracted: Actor_NN/<7 fields>.mp4; only modality 01 (audio-video) is read."""
+    for actor in range(1, 8):
+        _speaking_video(root / f"Actor_{actor:02d}" / f"01-01-0{actor}-01-01-01-{actor:02d}.mp4", stereo=True,
+                        rate=48000)
+    _speaking_video(root / "Actor_08" / "01-02-08-02-02-01-08.mp4", stereo=True, rate=48000)  # song, surprised
+    _video(root / "Actor_08" / "02-01-03-01-01-01-08.mp4")  # video-only copy: skipped
+    _speaking_video(root / "Actor_08" / "01-01-09-01-01-01-08.mp4")  # emotion code out of range
+    _speaking_video(root / "Actor_08" / "01-01-03.mp4")  # truncated name
+    return {"counts": {None: 8}, "problems": {"unknown_label": 1, "malformed_row": 1}}
+
+
 FIXTURES = {name.removeprefix("make_"): fn for name, fn in globals().items() if name.startswith("make_")}

@@ -49,6 +49,16 @@ Layouts (paths relative to the dataset root) and protocols:
   (list or {AU: intensity}), ``rationale``.
 * ``openface``: any folder of videos, each with an OpenFace CSV of the same stem beside it.
 * ``synthfacs``: ``manifest.jsonl`` written by ``emoreason synth``.
+* ``cremad`` (Cao et al., "CREMA-D: Crowd-sourced Emotional Multimodal Actors Dataset", IEEE TAC 2014): the
+  GitHub release's ``VideoFlash/<actor>_<sentence>_<emotion>_<level>.flv`` (audio-visual; e.g.
+  ``1001_DFA_ANG_XX.flv``), else ``VideoMP4/<name>.mp4`` (a common conversion). The label is the *intended*
+  emotion of the file name (6 classes: ANG, DIS, FEA, HAP, NEU, SAD), level LO/MD/HI/XX in ``meta``. The dataset
+  publishes no split: 5 actor-independent folds (sorted actors dealt round-robin), marked as emoreason's.
+* ``ravdess`` (Livingstone & Russo, PLoS ONE 2018): the Zenodo video archives extracted as
+  ``Actor_NN/<modality>-<channel>-<emotion>-<intensity>-<statement>-<repetition>-<actor>.mp4``; only modality
+  01 (full audio-video) is read (02 has no audio), speech and song alike (channel in ``meta``). Emotion codes
+  01–08 (neutral, calm, happy, sad, angry, fearful, disgust, surprised; calm counts as neutral, see
+  ``knowledge.label_maps``). No official split: 6 actor-independent folds of 4 actors (sorted, round-robin).
 
 **Frame-level AU protocol** (``disfa``, ``bp4d``, ``affwild2`` with ``windows={stride, frames, step}``): one sample
 per ``stride``-th annotated frame, whose media is a window of ``frames`` source frames ``step`` apart centred on
@@ -680,3 +690,81 @@ def load_synthfacs(col: Collector, root: Path, split=None, fold=None, **_) -> No
         if (data.get("voice") or {}).get("reference"):  # SynthFACS-AV: the speaker's neutral voice, measured
             data["meta"] = {**data.get("meta", {}), "prosody_reference": data["voice"]["reference"]}
         col.add(SampleRecord.from_dict(data), where)
+
+
+# --- audio-visual emotion benchmarks (speech) ------------------------------------------------------------------
+
+CREMAD_LAYOUTS = (Layout("video_flash", "VideoFlash/{name}.flv", "video", note="the GitHub release"),
+                  Layout("video_mp4", "VideoMP4/{name}.mp4", "video", note="a common mp4 conversion"))
+CREMAD_FOLDS, RAVDESS_FOLDS = 5, 6
+RAVDESS_EMOTIONS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
+
+
+def _speech_split(record_fold: int, fold: int | None, split: str | None) -> tuple[bool, str | None]:
+    part = _fold_split(record_fold, fold)
+    return split is None or part is None or part == split, part
+
+
+@adapter("cremad")
+def load_cremad(col: Collector, root: Path, split=None, fold=None, **options) -> None:
+    base = Path(options["media_root"]) if options.get("media_root") else root
+    names = sorted({p.stem for folder, ext in (("VideoFlash", "flv"), ("VideoMP4", "mp4"))
+                    for p in (base / folder).glob(f"*.{ext}")})
+    if not names:
+        col.problem("missing_file", base / "VideoFlash", "no CREMA-D clips (VideoFlash/*.flv or VideoMP4/*.mp4)")
+        return
+    folds = _subject_folds([n.split("_")[0] for n in names], CREMAD_FOLDS)
+    for name in names:
+        where = str(base / "VideoFlash" / f"{name}.flv")
+        parts = name.split("_")
+        if len(parts) != 4 or not parts[0].isdigit():
+            col.problem("malformed_row", where, f"not <actor>_<sentence>_<emotion>_<level>: {name!r}")
+            continue
+        actor, sentence, code, level = parts
+        wanted, part = _speech_split(folds[actor], fold, split)
+        if not wanted:
+            continue
+        sid = f"cremad-{name}"
+        ok, label = _label(col, "cremad", code, where, sid)
+        if not ok:
+            continue
+        media = _media(col, root, CREMAD_LAYOUTS, options, where, sid, name=name)
+        if media is not None:
+            col.add(SampleRecord(id=sid, dataset="cremad", split=part, fold=folds[actor], media=media, emotion=label,
+                                 emotion_raw=code, emotions=[label], subject=actor,
+                                 meta={"sentence": sentence, "level": level}), where)
+
+
+@adapter("ravdess")
+def load_ravdess(col: Collector, root: Path, split=None, fold=None, **options) -> None:
+    base = Path(options["media_root"]) if options.get("media_root") else root
+    files = sorted(base.glob("Actor_*/*.mp4"))
+    if not files:
+        col.problem("missing_file", base, "no RAVDESS clips (Actor_NN/*.mp4)")
+        return
+    folds = _subject_folds([p.parent.name for p in files], RAVDESS_FOLDS)
+    for path in files:
+        fields = path.stem.split("-")
+        if len(fields) != 7 or not all(f.isdigit() for f in fields):
+            col.problem("malformed_row", path, f"not a RAVDESS file name (7 two-digit fields): {path.name!r}")
+            continue
+        modality, channel, code, intensity, statement, repetition, actor = fields
+        if modality != "01":  # 02 = video-only (no audio track), 03 = audio-only
+            continue
+        sid = f"ravdess-{path.stem}"
+        index = int(code) - 1
+        if not 0 <= index < len(RAVDESS_EMOTIONS):
+            col.problem("unknown_label", path, f"ravdess: unknown emotion code {code!r}", sid)
+            continue
+        wanted, part = _speech_split(folds[path.parent.name], fold, split)
+        if not wanted:
+            continue
+        raw = RAVDESS_EMOTIONS[index]
+        ok, label = _label(col, "ravdess", raw, str(path), sid)
+        if ok:
+            col.add(SampleRecord(id=sid, dataset="ravdess", split=part, fold=folds[path.parent.name],
+                                 media={"type": "video", "path": str(path)}, emotion=label, emotion_raw=raw,
+                                 emotions=[label], subject=f"actor{actor}",
+                                 meta={"channel": "speech" if channel == "01" else "song",
+                                       "intensity": "strong" if intensity == "02" else "normal",
+                                       "statement": statement, "repetition": repetition}), path)

@@ -16,6 +16,10 @@ report classes in the order papers use.
 * Aff-Wild2 EXPR (Kollias, ABAW): 0–7 = neutral, anger, disgust, fear, happiness, sadness, surprise, other;
   −1 = unlabelled frame.
 * FEA-20K: named labels (basic emotions and neutral), resolved through the synonym table.
+* CREMA-D (Cao et al., IEEE TAC 2014): file-name codes ANG, DIS, FEA, HAP, NEU, SAD (6 classes).
+* RAVDESS (Livingstone & Russo, PLoS ONE 2018): file-name field 3, 01–08 = neutral, calm, happy, sad, angry,
+  fearful, disgust, surprised. emoreason's taxonomy has no "calm" (a synonym of neutral), so calm clips count as
+  neutral (7 classes; ``emotion_raw`` keeps "calm"): scores are not comparable to 8-class RAVDESS figures.
 * SynthFACS: canonical labels.
 """
 
@@ -68,6 +72,11 @@ DATASET_LABEL_MAPS: dict[str, DatasetLabels] = {
     "affwild2_expr": DatasetLabels("affwild2_expr", ("neutral", "anger", "disgust", "fear", "happiness", "sadness",
                                                      "surprise"), 0, ignored=("-1", "7")),
     "fea20k": DatasetLabels("fea20k", BASIC_EMOTIONS, 0),
+    "cremad": DatasetLabels("cremad", ("anger", "disgust", "fear", "happiness", "neutral", "sadness"), 0,
+                            ("ang", "dis", "fea", "hap", "neu", "sad")),
+    # by name only (the adapter reads field 3 as RAVDESS_EMOTIONS[code - 1]): "calm" resolves to neutral
+    "ravdess": DatasetLabels("ravdess", ("neutral", "happiness", "sadness", "anger", "fear", "disgust", "surprise"),
+                             1, ("neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised")),
     "synthfacs": DatasetLabels("synthfacs", tuple(EMOTIONS), 0),
 }
 

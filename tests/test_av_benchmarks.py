@@ -1,0 +1,66 @@
+"""Audio-visual benchmarks in their distributed layouts (CREMA-D, RAVDESS): labels from the file names,
+actor-independent folds, and clips whose audio reads at the processor's rate whatever their container, rate and
+channels."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from emoreason.audio import SAMPLE_RATE, audio_for_frames, probe_audio
+from emoreason.datasets import load_records
+from emoreason.evaluation.benchmarks import load_benchmark
+from emoreason.evaluation.runner import benchmark_records
+from emoreason.knowledge import dataset_label_set
+from emoreason.video import FramePolicy, load_frames
+
+from dataset_fixtures import FIXTURES
+
+
+def test_cremad_labels_levels_folds_and_flv_audio(tmp_path):
+    FIXTURES["cremad"](tmp_path)
+    records = {r.id: r for r in load_records("cremad", tmp_path)}
+    assert records["cremad-1001_DFA_ANG_XX"].emotion == "anger" and records["cremad-1003_DFA_NEU_XX"].emotion == \
+        "neutral"
+    assert records["cremad-1007_IEO_HAP_HI"].meta == {"sentence": "IEO", "level": "HI"}
+    assert records["cremad-1007_IEO_HAP_HI"].media["path"].endswith("VideoMP4/1007_IEO_HAP_HI.mp4")
+    assert dataset_label_set("cremad") == ("anger", "disgust", "fear", "happiness", "neutral", "sadness")
+    folds = {r.subject: r.fold for r in records.values()}
+    test = load_records("cremad", tmp_path, split="test", fold=1)
+    assert {r.subject for r in test} == {a for a, f in folds.items() if f == 1}  # actor-independent
+    assert not {r.subject for r in test} & {r.subject for r in load_records("cremad", tmp_path, split="train",
+                                                                              fold=1)}
+    clip = records["cremad-1001_DFA_ANG_XX"].media["path"]
+    assert clip.endswith(".flv") and probe_audio(clip).codec == "aac"
+    frames = load_frames(clip, FramePolicy(nframes=4), resize=False)
+    audio = audio_for_frames(clip, frames)
+    assert audio.sample_rate == SAMPLE_RATE and abs(audio.duration_s - 1.0) < 0.1
+    converted = audio_for_frames(records["cremad-1007_IEO_HAP_HI"].media["path"],
+                                 load_frames(records["cremad-1007_IEO_HAP_HI"].media["path"], FramePolicy(nframes=4),
+                                             resize=False))
+    assert converted.source_rate == 44100 and converted.sample_rate == SAMPLE_RATE
+
+
+def test_ravdess_reads_audio_video_files_only_and_folds_by_actor(tmp_path):
+    FIXTURES["ravdess"](tmp_path)
+    records = load_records("ravdess", tmp_path)
+    by_id = {r.id: r for r in records}
+    assert by_id["ravdess-01-01-02-01-01-01-02"].emotion == "neutral"  # calm counts as neutral
+    assert by_id["ravdess-01-01-02-01-01-01-02"].emotion_raw == "calm"
+    assert by_id["ravdess-01-02-08-02-02-01-08"].emotion == "surprise"
+    assert by_id["ravdess-01-02-08-02-02-01-08"].meta["channel"] == "song"
+    assert not any(r.id.startswith("ravdess-02-") for r in records)  # the video-only copy has no audio
+    assert Counter(r.fold for r in records) == Counter({1: 2, 2: 2, 3: 1, 4: 1, 5: 1, 6: 1})  # 8 actors, 6 folds
+    stereo = by_id["ravdess-01-01-03-01-01-01-03"].media["path"]
+    info = probe_audio(stereo)
+    assert (info.sample_rate, info.channels) == (48000, 2)
+    audio = audio_for_frames(stereo, load_frames(stereo, FramePolicy(nframes=4), resize=False))
+    assert audio.waveform.ndim == 1 and audio.sample_rate == SAMPLE_RATE
+
+
+def test_benchmark_files_name_their_protocols(tmp_path):
+    for name, folds in (("cremad", 5), ("ravdess", 6)):
+        spec = load_benchmark(name)
+        assert spec.folds == list(range(1, folds + 1)) and spec.split == "test"
+        FIXTURES[name](tmp_path / name)
+        records = list(benchmark_records(spec, str(tmp_path / name), 1))
+        assert records and all(r.split == "test" and r.fold == 1 for r in records)
