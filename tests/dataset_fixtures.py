@@ -229,6 +229,20 @@ def _speaking_video(path: Path, seconds: float = 1.0, stereo: bool = False, rate
                        audio_layout="stereo" if stereo else "mono")
 
 
+def make_mer2023(root: Path) -> dict:
+    """MER2023's release: <split>-label.csv (name, discrete[, valence]) beside <split>/<name>.mp4|.avi."""
+    _write(root / "train-label.csv", "name,discrete,valence\nsample_00000001,happy,2.5\nsample_00000002,worried,"
+                                      "-1.0\nsample_00000003,bored,0\nsample_00000009,sad,-3\n")
+    _speaking_video(root / "train" / "sample_00000001.mp4")
+    _speaking_video(root / "train" / "sample_00000002.avi")
+    _speaking_video(root / "train" / "sample_00000003.mp4")
+    _write(root / "test3-label.csv", "name,discrete\nsample_00000100,angry\nsample_00000101,surprise\n")
+    _speaking_video(root / "test3" / "sample_00000100.mp4")
+    _speaking_video(root / "test3" / "sample_00000101.mp4")
+    return {"counts": {"train": 2, "test3": 2}, "problems": {"unknown_label": 1, "missing_media": 1,
+                                                             "missing_file": 2}}
+
+
 def make_cremad(root: Path) -> dict:
     """CREMA-D's release: VideoFlash/*.flv (FLV, H.264 + AAC), names <actor>_<sentence>_<emotion>_<level>."""
     for actor, emotion in ((1001, "ANG"), (1002, "HAP"), (1003, "NEU"), (1004, "SAD"), (1005, "DIS"), (1006, "FEA")):

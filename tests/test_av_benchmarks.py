@@ -57,6 +57,20 @@ def test_ravdess_reads_audio_video_files_only_and_folds_by_actor(tmp_path):
     assert audio.waveform.ndim == 1 and audio.sample_rate == SAMPLE_RATE
 
 
+def test_mer2023_release_layout_and_mer_semi(tmp_path):
+    FIXTURES["mer2023"](tmp_path)
+    records = {r.id: r for r in load_records("mer2023", tmp_path)}
+    assert records["mer2023-sample_00000002"].emotion == "anxiety"  # "worried"
+    assert records["mer2023-sample_00000002"].media["path"].endswith("train/sample_00000002.avi")
+    assert records["mer2023-sample_00000001"].valence == 0.5  # −5..5 → −1..1
+    assert dataset_label_set("mer2023") == ("neutral", "anger", "happiness", "sadness", "anxiety", "surprise")
+    spec = load_benchmark("mer2023")
+    semi = list(benchmark_records(spec, str(tmp_path)))
+    assert spec.split == "test3" and [r.id for r in semi] == ["mer2023-sample_00000100", "mer2023-sample_00000101"]
+    assert semi[0].valence is None and semi[0].emotion == "anger"  # test3 has no valence
+    assert not [p for p in benchmark_records(spec, str(tmp_path)).problems]  # only test3 is read for MER-SEMI
+
+
 def test_benchmark_files_name_their_protocols(tmp_path):
     for name, folds in (("cremad", 5), ("ravdess", 6)):
         spec = load_benchmark(name)

@@ -49,6 +49,10 @@ Layouts (paths relative to the dataset root) and protocols:
   (list or {AU: intensity}), ``rationale``.
 * ``openface``: any folder of videos, each with an OpenFace CSV of the same stem beside it.
 * ``synthfacs``: ``manifest.jsonl`` written by ``emoreason synth``.
+* ``mer2023`` (Lian et al., "MER 2023: Multi-label Learning, Modality Robustness, and Semi-Supervised Learning",
+  ACM MM 2023): the release's ``{train,test1,test2,test3}-label.csv`` (``name, discrete[, valence]``) beside the
+  clip folders ``{train,test1,test2,test3}/<name>.mp4`` (or ``.avi``), as MERTools' ``normalize_dataset_format``
+  reads it. Splits keep the release's names: test1 = MER-MULTI, test2 = MER-NOISE, test3 = MER-SEMI.
 * ``cremad`` (Cao et al., "CREMA-D: Crowd-sourced Emotional Multimodal Actors Dataset", IEEE TAC 2014): the
   GitHub release's ``VideoFlash/<actor>_<sentence>_<emotion>_<level>.flv`` (audio-visual; e.g.
   ``1001_DFA_ANG_XX.flv``), else ``VideoMP4/<name>.mp4`` (a common conversion). The label is the *intended*
@@ -693,6 +697,38 @@ def load_synthfacs(col: Collector, root: Path, split=None, fold=None, **_) -> No
 
 
 # --- audio-visual emotion benchmarks (speech) ------------------------------------------------------------------
+
+MER2023_SPLITS = ("train", "test1", "test2", "test3")
+MER2023_LAYOUTS = (Layout("mp4", "{part}/{name}.mp4", "video"), Layout("avi", "{part}/{name}.avi", "video"))
+
+
+@adapter("mer2023")
+def load_mer2023(col: Collector, root: Path, split=None, fold=None, **options) -> None:
+    for part in MER2023_SPLITS:
+        if not _wanted(split, part):
+            continue
+        table = root / f"{part}-label.csv"
+        for number, row in read_table(table, col, delimiter=","):
+            where = f"{table}:{number}"
+            name = (row.get("name") or "").strip()
+            if not name:
+                col.problem("malformed_row", where, "no name")
+                continue
+            sid = f"mer2023-{name}"
+            ok, label = _label(col, "mer2023", row.get("discrete"), where, sid)
+            if not ok:
+                continue
+            media = _media(col, root, MER2023_LAYOUTS, options, where, sid, part=part, name=name)
+            if media is None:
+                continue
+            valence = row.get("valence")
+            try:  # MER2023 valence is on −5..5 (test3 has none)
+                valence = max(-1.0, min(1.0, float(valence) / 5.0)) if valence not in (None, "") else None
+            except ValueError:
+                valence = None
+            col.add(SampleRecord(id=sid, dataset="mer2023", split=part, media=media, emotion=label,
+                                 emotion_raw=row.get("discrete"), emotions=[label], valence=valence), where)
+
 
 CREMAD_LAYOUTS = (Layout("video_flash", "VideoFlash/{name}.flv", "video", note="the GitHub release"),
                   Layout("video_mp4", "VideoMP4/{name}.mp4", "video", note="a common mp4 conversion"))

@@ -20,6 +20,8 @@ report classes in the order papers use.
 * RAVDESS (Livingstone & Russo, PLoS ONE 2018): file-name field 3, 01–08 = neutral, calm, happy, sad, angry,
   fearful, disgust, surprised. emoreason's taxonomy has no "calm" (a synonym of neutral), so calm clips count as
   neutral (7 classes; ``emotion_raw`` keeps "calm"): scores are not comparable to 8-class RAVDESS figures.
+* MER2023 (Lian et al., ACM MM 2023): ``discrete`` names neutral, angry, happy, sad, worried, surprise (6
+  classes; "worried" is anxiety in emoreason's taxonomy).
 * SynthFACS: canonical labels.
 """
 
@@ -72,6 +74,8 @@ DATASET_LABEL_MAPS: dict[str, DatasetLabels] = {
     "affwild2_expr": DatasetLabels("affwild2_expr", ("neutral", "anger", "disgust", "fear", "happiness", "sadness",
                                                      "surprise"), 0, ignored=("-1", "7")),
     "fea20k": DatasetLabels("fea20k", BASIC_EMOTIONS, 0),
+    "mer2023": DatasetLabels("mer2023", ("neutral", "anger", "happiness", "sadness", "anxiety", "surprise"), 0,
+                             ("neutral", "angry", "happy", "sad", "worried", "surprise")),
     "cremad": DatasetLabels("cremad", ("anger", "disgust", "fear", "happiness", "neutral", "sadness"), 0,
                             ("ang", "dis", "fea", "hap", "neu", "sad")),
     # by name only (the adapter reads field 3 as RAVDESS_EMOTIONS[code - 1]): "calm" resolves to neutral
