@@ -163,3 +163,21 @@ def test_video_only_omni_encoding_keeps_the_policy_size_and_fps(omni, clips):
     assert batch["video_grid_thw"][0].tolist() == [4, 8, 8]
     assert float(batch["video_second_per_grid"][0]) == pytest.approx(0.5)
     assert "input_features" not in batch
+
+
+def test_omni_recipe_freezes_the_audio_encoder_and_lora_adapts_only_the_language_model(tmp_path):
+    from peft import get_peft_model
+    from recipe_support import ROOT, tiny_recipe
+
+    from emoreason.training import load_for_training, load_recipe
+
+    real = load_recipe("sft", str(ROOT / "recipes/qwen2_5_omni_7b/sft/mer2023.yaml"), None)
+    assert real.script.freeze_audio and real.model.model_name_or_path == "Qwen/Qwen2.5-Omni-7B"
+    recipe = tiny_recipe("sft", tmp_path / "omni", tmp_path / "data", tmp_path / "out",
+                         tiny_model_family="qwen2_5_omni", freeze_audio=True, freeze_vision=True, use_peft=True,
+                         lora_r=4, lora_alpha=8)
+    model, _, peft_config = load_for_training(recipe)
+    assert not any(p.requires_grad for p in model.model.audio_tower.parameters())
+    peft_model = get_peft_model(model, peft_config)
+    adapted = {n for n, _ in peft_model.named_modules() if n.endswith("lora_A")}
+    assert adapted and all(".language_model." in n for n in adapted)

@@ -27,8 +27,13 @@ def frame_policy(script: EmoreasonArguments, processor) -> FramePolicy:
 
 
 def freeze(model, script: EmoreasonArguments) -> None:
-    """Freeze the vision tower (all but its merger) and/or the merger, as the recipe says."""
+    """Freeze the vision tower (all but its merger) and/or the merger, and an Omni model's audio encoder, as the
+    recipe says."""
     inner = getattr(model, "model", model)
+    audio = getattr(inner, "audio_tower", None)
+    if script.freeze_audio and audio is not None:
+        for param in audio.parameters():
+            param.requires_grad_(False)
     visual = getattr(inner, "visual", None)
     if visual is None:
         return

@@ -35,6 +35,8 @@ class EmoreasonArguments(ScriptArguments):
     max_train_samples: int | None = field(default=None, metadata={"help": "Train on the first N rows only."})
     freeze_vision: bool = field(default=True, metadata={"help": "Freeze the vision tower (not its merger)."})
     freeze_projector: bool = field(default=False, metadata={"help": "Freeze the vision merger/projector."})
+    freeze_audio: bool = field(default=False, metadata={
+        "help": "Freeze the audio encoder (Qwen2.5-Omni's audio_tower, its output projection included)."})
     vision_attention: str = field(default="auto", metadata={
         "help": "varlen: one attention call for all vision windows (torch varlen_attn on CUDA, one masked SDPA "
                 "elsewhere) | default: the model's own per-window attention | auto: default until the CUDA "
