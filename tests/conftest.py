@@ -20,6 +20,14 @@ def tiny_model_dirs(tmp_path_factory):
     return {family: build_tiny_model(family, root / family, seed=0) for family in ("qwen2_5_vl", "qwen3_vl")}
 
 
+@pytest.fixture(scope="session")
+def tiny_omni_dir(tmp_path_factory):
+    """The embedded Qwen2.5-Omni thinker (seed 0), built once per session; tests must not write into it."""
+    from emoreason.models import build_tiny_model
+
+    return build_tiny_model("qwen2_5_omni", tmp_path_factory.mktemp("tiny-omni") / "model", seed=0)
+
+
 def _happy_clip():
     from emoreason.synth import ClipSpec, Identity, generate_clip
 

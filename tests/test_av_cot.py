@@ -99,14 +99,14 @@ def test_silent_or_unreadable_audio_keeps_the_rationale_face_only_and_the_run_go
                for r in _rows(off))
 
 
-def test_tiny_omni_sft_on_synthfacs_av_saves_a_servable_model(av_cot, tmp_path):
+def test_tiny_omni_sft_on_synthfacs_av_saves_a_servable_model(av_cot, tiny_omni_dir, tmp_path):
     from emoreason.models import load_model_and_processor
     from emoreason.sft.train import run_sft
 
     _, out = av_cot
     shipped = load_recipe("sft", str(ROOT / "recipes/tiny/sft/synthfacs_omni.yaml"), None)
     assert shipped.script.tiny_model_family == "qwen2_5_omni"
-    recipe = tiny_recipe("sft", tmp_path / "tiny-omni", out / "hf", tmp_path / "sft",
+    recipe = tiny_recipe("sft", tiny_omni_dir, out / "hf", tmp_path / "sft",
                          tiny_model_family="qwen2_5_omni", max_steps=2, per_device_train_batch_size=2,
                          max_length=shipped.training.max_length)
     final = run_sft(recipe)
@@ -120,7 +120,7 @@ def test_tiny_omni_sft_on_synthfacs_av_saves_a_servable_model(av_cot, tmp_path):
     assert type(model).__name__ == "Qwen2_5OmniThinkerForConditionalGeneration"
 
 
-def test_grpo_rollouts_and_log_prob_forwards_hear_the_audio(av_cot, tmp_path):
+def test_grpo_rollouts_and_log_prob_forwards_hear_the_audio(av_cot, tiny_omni_dir, tmp_path):
     import torch
 
     from emoreason.grpo.train import build_trainer
@@ -128,9 +128,7 @@ def test_grpo_rollouts_and_log_prob_forwards_hear_the_audio(av_cot, tmp_path):
     _, out = av_cot
     shipped = load_recipe("grpo", str(ROOT / "recipes/tiny/grpo/synthfacs_omni.yaml"), None)
     assert not shipped.training.use_vllm and shipped.script.dataset_name.endswith("cot-av/hf")
-    from emoreason.models import build_tiny_model
-
-    model_dir = build_tiny_model("qwen2_5_omni", tmp_path / "tiny-omni", seed=0)
+    model_dir = tiny_omni_dir
     recipe = tiny_recipe("grpo", model_dir, out / "hf", tmp_path / "g", num_generations=2,
                          per_device_train_batch_size=4, max_completion_length=8, max_steps=1, learning_rate=1e-4,
                          reward_funcs=["format", "emotion"], reward_weights=[0.5, 1.0])
@@ -170,15 +168,14 @@ def test_grpo_rollouts_and_log_prob_forwards_hear_the_audio(av_cot, tmp_path):
                                   num_generations=2, per_device_train_batch_size=4))
 
 
-def test_eval_modalities_switch_what_an_omni_model_is_shown(av_cot, tmp_path):
+def test_eval_modalities_switch_what_an_omni_model_is_shown(av_cot, tiny_omni_dir, tiny_model_dirs, tmp_path):
     from emoreason.evaluation.backends import EndpointBackend, EndpointSetupError, LocalBackend
     from emoreason.evaluation.benchmarks import load_benchmark
     from emoreason.evaluation.runner import benchmark_records, evaluate, prompt_labels
-    from emoreason.models import build_tiny_model
     from emoreason.video import write_video
 
     root, _ = av_cot
-    model_dir = build_tiny_model("qwen2_5_omni", tmp_path / "tiny-omni", seed=0)
+    model_dir = tiny_omni_dir
     spec = load_benchmark("synthfacs", ["split=null", "max_new_tokens=4"])
     records = list(benchmark_records(spec, str(root / "av")))[:3]
     silent = tmp_path / "silent.mp4"  # the first clip's frames without its voice
@@ -205,7 +202,6 @@ def test_eval_modalities_switch_what_an_omni_model_is_shown(av_cot, tmp_path):
     metrics = evaluate(spec, hidden, tmp_path / "eval-audio", root=str(root / "av"), limit=3, progress=False)
     assert metrics["n"] == 3 and metrics["generation_errors"] == 0
     with pytest.raises(ValueError, match="takes no audio"):
-        LocalBackend(str(build_tiny_model("qwen2_5_vl", tmp_path / "vl", seed=0)), spec.frames, None, "tags",
-                     modalities="audio")
+        LocalBackend(str(tiny_model_dirs["qwen2_5_vl"]), spec.frames, None, "tags", modalities="audio")
     with pytest.raises(EndpointSetupError, match="not sent to servers yet"):
         EndpointBackend({"base_url": "http://127.0.0.1:9/v1"}, spec.frames, None, "tags", modalities="audio+video")

@@ -11,7 +11,7 @@ import torch
 
 from emoreason.audio import audio_token_count
 from emoreason.inference import encode_batch
-from emoreason.models import build_tiny_model, frame_policy_for, load_model_and_processor
+from emoreason.models import frame_policy_for, load_model_and_processor
 from emoreason.reasoning import build_messages
 from emoreason.sft import SampleMediaError, VideoSFTCollator
 from emoreason.sft.collator import IGNORE_INDEX
@@ -21,9 +21,8 @@ from emoreason.video import load_frames, write_video
 
 
 @pytest.fixture(scope="module")
-def omni(tmp_path_factory):
-    model, processor = load_model_and_processor(
-        build_tiny_model("qwen2_5_omni", tmp_path_factory.mktemp("omni") / "model", seed=0), device="cpu")
+def omni(tiny_omni_dir):
+    model, processor = load_model_and_processor(tiny_omni_dir, device="cpu")
     return model, processor
 
 
@@ -165,7 +164,7 @@ def test_video_only_omni_encoding_keeps_the_policy_size_and_fps(omni, clips):
     assert "input_features" not in batch
 
 
-def test_omni_recipe_freezes_the_audio_encoder_and_lora_adapts_only_the_language_model(tmp_path):
+def test_omni_recipe_freezes_the_audio_encoder_and_lora_adapts_only_the_language_model(tiny_omni_dir, tmp_path):
     from peft import get_peft_model
     from recipe_support import ROOT, tiny_recipe
 
@@ -173,7 +172,7 @@ def test_omni_recipe_freezes_the_audio_encoder_and_lora_adapts_only_the_language
 
     real = load_recipe("sft", str(ROOT / "recipes/qwen2_5_omni_7b/sft/mer2023.yaml"), None)
     assert real.script.freeze_audio and real.model.model_name_or_path == "Qwen/Qwen2.5-Omni-7B"
-    recipe = tiny_recipe("sft", tmp_path / "omni", tmp_path / "data", tmp_path / "out",
+    recipe = tiny_recipe("sft", tiny_omni_dir, tmp_path / "data", tmp_path / "out",
                          tiny_model_family="qwen2_5_omni", freeze_audio=True, freeze_vision=True, use_peft=True,
                          lora_r=4, lora_alpha=8)
     model, _, peft_config = load_for_training(recipe)
