@@ -81,7 +81,8 @@ def _encode(processor, conversations, media, add_generation_prompt: bool, paddin
     if tracks is not None and videos:
         kwargs.update(omni_processor_kwargs(videos, video_tracks))
         pixels = [int(v.frames.shape[1] * v.frames.shape[2]) for v in videos]
-        kwargs["size"] = {"shortest_edge": min(pixels), "longest_edge": max(pixels)}
+        # the frames as sampled: the Omni processor's class default (128·28·28 px minimum) would upscale them
+        kwargs["videos_kwargs"] = {"size": {"shortest_edge": min(pixels), "longest_edge": max(pixels)}}
     tokenizer = processor.tokenizer
     previous, tokenizer.padding_side = tokenizer.padding_side, padding_side
     try:
