@@ -123,6 +123,14 @@ def test_au_set_covers_the_issue():
     assert set(OPENFACE_R_AUS) <= set(AU_SPECS)
 
 
+def test_openface_au_columns_come_from_the_knowledge_source_of_truth():
+    """One list of OpenFace's AUs (emoreason.knowledge.coded_aus): the CSV writer and the evidence reader can
+    not drift apart."""
+    from emoreason.knowledge.coded_aus import CODED_AUS
+
+    assert OPENFACE_R_AUS is CODED_AUS["openface"]
+
+
 def test_cache_key_follows_the_estimator_code_and_the_landmarker_version(tmp_path, monkeypatch):
     """A changed measure/baseline rule (without a hand-bumped version) or another MediaPipe must not reuse
     CSVs cached or resumed under the old estimator."""

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from emoreason.au.canonical import CANONICAL_FACE
+from emoreason.knowledge.coded_aus import OPENFACE_AUS
 
 # --- FaceMesh topology (indices into the 468-point mesh; subject's right = image left) --------------------
 RIGHT_EYE = {"outer": 33, "inner": 133, "upper": (160, 159, 158), "lower": (144, 145, 153)}
@@ -207,8 +208,9 @@ AU_SPECS: dict[int, AUSpec] = {s.au: s for s in (
     AUSpec(45, (("eye_open", -1),), ("eyes",), ("video", "image"), "eyes closed (AU43 held / AU45 blink)"),
 )}
 
-# The AU columns OpenFace 2.x writes (17 intensities; occurrence adds AU28, which we do not estimate).
-OPENFACE_R_AUS: tuple[int, ...] = (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 45)
+# The AU columns OpenFace 2.x writes (17 intensities; occurrence adds AU28, which we do not estimate): the
+# coded-AU set of the ``openface`` source, from the one place that declares it.
+OPENFACE_R_AUS: tuple[int, ...] = OPENFACE_AUS
 
 
 # The directions AUs move each measure (+1: an AU increases it), for the baseline.
