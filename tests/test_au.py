@@ -118,6 +118,20 @@ def test_single_image_uses_the_population_neutral_reference():
     assert neutral.intensity[12][0] < 0.5 < 1.5 < smiling.intensity[12][0]
 
 
+def test_a_clip_smiling_throughout_is_checked_against_the_population_neutral_face():
+    """No neutral frame (short DFEW/MAFW clips): the clip's low percentile is itself the smile. The baseline is
+    limited to a plausible distance from the population-neutral face, so the held smile still reads as AU12, and
+    the limit is reported; a clip with neutral frames keeps its own baseline untouched."""
+    held = estimate(_track(n=24, smile_from=0, lift_cm=0.8), mode="video")
+    assert held.mode == "video"
+    assert np.nanmin(held.intensity[12]) >= 1.5 and np.nanmin(held.occurrence[12]) == 1.0
+    assert set(held.baseline_limited) == {"corner_height", "corner_vs_lips"}
+    assert min(held.baseline_limited.values()) > 2.5
+    onset = estimate(_track(n=30, smile_from=15, lift_cm=0.8), mode="video")
+    assert onset.baseline_limited == {}
+    assert np.nanmax(onset.intensity[12][:15]) < 0.5 < 1.5 < np.nanmin(onset.intensity[12][15:])
+
+
 def test_au_set_covers_the_issue():
     assert {1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 45} <= set(AU_SPECS)
     assert set(OPENFACE_R_AUS) <= set(AU_SPECS)

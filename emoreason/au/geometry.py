@@ -294,7 +294,8 @@ def neutral_reference() -> dict[str, float]:
 
 
 def neutral_baseline(measures: Mapping[str, np.ndarray], usable: np.ndarray, mode: str,
-                     limits: QualityLimits) -> tuple[dict[str, float], bool]:
+                     limits: QualityLimits, units: Mapping | None = None,
+                     limited: dict[str, float] | None = None) -> tuple[dict[str, float], bool]:
     """Each measure's neutral value, and whether it came from the clip (else the population reference).
 
     Video: a robust low percentile of the measure in the direction its AUs move it (the clip's most neutral
@@ -302,7 +303,14 @@ def neutral_baseline(measures: Mapping[str, np.ndarray], usable: np.ndarray, mod
     share (lip corners: AU12 up / AU15 down; brow heads: AU1 / AU4; mouth width: AU20 / AU14, AU23; eye
     opening: AU5 / AU7, AU45) gets ONE neutral value, or a smile clip's smiling frames would be the neutral
     of AU15: of the two candidate ends (low and high percentile) the one nearer the population-neutral face
-    is taken. The person's own shape offsets both ends alike, so it rarely changes which is nearer."""
+    is taken. The person's own shape offsets both ends alike, so it rarely changes which is nearer.
+
+    Sanity check against the population-neutral face: a short clip with no neutral frame (DFEW/MAFW clips often
+    show the expression throughout) has an expression as its "neutral", which would read a smile held all clip
+    long as no AU12. For the measures in ``limits.baseline_checked`` (identity moves them little, so a far
+    baseline means an expression), a clip baseline more than ``limits.max_baseline_shift`` FACS steps (``units``)
+    from the population-neutral value is pulled back to that distance; ``limited`` receives measure → the
+    shift in steps before the limit (reported as a warning by ``au-detect``)."""
     reference = neutral_reference()
     if mode != "video" or usable.sum() < limits.min_baseline_frames:
         return reference, False
@@ -321,7 +329,27 @@ def neutral_baseline(measures: Mapping[str, np.ndarray], usable: np.ndarray, mod
             out[name] = high
         else:
             out[name] = low if abs(low - reference[name]) <= abs(high - reference[name]) else high
+        if units is not None and name in limits.baseline_checked:
+            out[name] = _limit_shift(name, out[name], reference[name], units, limits.max_baseline_shift, limited)
     return out, True
+
+
+def _limit_shift(name: str, value: float, reference: float, units: Mapping, max_steps: float,
+                 limited: dict[str, float] | None) -> float:
+    """``value`` pulled to within ``max_steps`` FACS steps of ``reference``; the step is that of an AU moving
+    ``name`` in the direction of the shift (no AU moves it that way: not an expression, left as it is)."""
+    shift = value - reference
+    direction = 1 if shift > 0 else -1
+    steps = [units[(au, name)] for au, spec in AU_SPECS.items() for m, sign in spec.components
+             if m == name and sign == direction and (au, name) in units]
+    if not steps or shift == 0:
+        return value
+    step = min(steps)  # the finest step: the most AU-intensity a shift could stand for
+    if abs(shift) <= max_steps * step:
+        return value
+    if limited is not None:
+        limited[name] = round(abs(shift) / step, 2)
+    return reference + direction * max_steps * step
 
 
 # --- AU intensities ---------------------------------------------------------------------------------------
@@ -337,6 +365,9 @@ class AUFrames:
     pose: np.ndarray  # (T, 3) yaw, pitch, roll
     mode: str  # video | image: what the baseline came from
     baseline: dict[str, float] = field(default_factory=dict)  # measure → its neutral value
+    # measure → how many FACS steps the clip's own neutral sat from the population-neutral face, where that was
+    # implausible (no neutral frame in the clip) and the baseline was pulled back (``neutral_baseline``)
+    baseline_limited: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -350,6 +381,12 @@ class QualityLimits:
     min_eye_distance_px: float = 20.0  # inter-ocular distance below which landmarks are too coarse
     min_baseline_frames: int = 8  # fewer valid frames than this: video mode falls back to the image reference
     baseline_percentile: float = 10.0
+    # A clip's neutral may sit at most this many FACS steps from the population-neutral face on the measures
+    # below (docs/au_estimator.md, "Clips without neutral frames": clips with neutral frames, real and 40 held-out
+    # SynthFACS identities, sit within 2.1 steps; a real clip smiling throughout sits 3.0-7.9 steps away). Brows,
+    # lids, cheeks, jaw and mouth width vary by identity as much as by expression, so they are not checked.
+    max_baseline_shift: float = 2.5
+    baseline_checked: tuple[str, ...] = ("corner_height", "corner_vs_lips", "lip_gap")
 
 
 def frame_quality(front: Frontalised, landmarks: np.ndarray, limits: QualityLimits) -> tuple[np.ndarray,
@@ -411,7 +448,8 @@ def estimate(landmarks: np.ndarray, mode: str = "auto", calibration: Mapping | N
     measures = compute_measures(np.where(valid[:, None, None], front.points, np.nan))
     units, thresholds = calibration["units"], calibration["thresholds"]
     unoccluded = valid & np.array([not any(f.startswith("occluded:") for f in flags[i]) for i in range(t)])
-    reference, from_clip = neutral_baseline(measures, unoccluded, mode, limits)
+    limited: dict[str, float] = {}
+    reference, from_clip = neutral_baseline(measures, unoccluded, mode, limits, units, limited)
     intensity: dict[int, np.ndarray] = {}
     occurrence: dict[int, np.ndarray] = {}
     baseline: dict[str, float] = {}
@@ -437,4 +475,4 @@ def estimate(landmarks: np.ndarray, mode: str = "auto", calibration: Mapping | N
     intensity = {au: v for au, v in intensity.items() if au in wanted}
     occurrence = {au: v for au, v in occurrence.items() if au in wanted}
     return AUFrames(intensity, occurrence, valid, confidence, flags, front.pose,
-                    mode if from_clip else "image", baseline)
+                    mode if from_clip else "image", baseline, limited)
