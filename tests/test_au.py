@@ -132,6 +132,29 @@ def test_a_clip_smiling_throughout_is_checked_against_the_population_neutral_fac
     assert np.nanmax(onset.intensity[12][:15]) < 0.5 < 1.5 < np.nanmin(onset.intensity[12][15:])
 
 
+# AUs whose "video" reliability rests on real faces although held-out SynthFACS is below 0.8, and why that real
+# evidence shows the AU on its own (not riding on another AU that co-occurs in the same frames).
+REAL_FACE_EXCEPTIONS = {
+    25: "SynthFACS draws parted lips as a line (calibration borrows AU26's step); on the real Wolfgang clip "
+        "AU25's present frames (220/50) differ from AU12's (220/102): AUC 1.00",
+}
+
+
+def test_reliable_aus_follow_the_recorded_validation_rule():
+    """"Reliable" = AUC >= 0.8 (docs/au_estimator.md): every AU the CoT detector cites by default in video mode
+    has a held-out SynthFACS AUC of 0.8 or more there, or an explicit, justified real-face exception."""
+    import re
+
+    from emoreason.au.geometry import reliable_aus
+
+    text = (ROOT / "docs" / "au_estimator.md").read_text()
+    held_out = {int(m["au"]): float(m["auc"]) for m in re.finditer(
+        r"^\| AU(?P<au>\d+) \| -?[\d.]+ \| (?P<auc>[\d.]+) \|", text, re.MULTILINE)}
+    assert len(held_out) == len(AU_SPECS)  # the SynthFACS table was found and covers every AU
+    for au in reliable_aus("video"):
+        assert held_out[au] >= 0.8 or au in REAL_FACE_EXCEPTIONS, f"AU{au}: SynthFACS AUC {held_out[au]} < 0.8"
+
+
 def test_au_set_covers_the_issue():
     assert {1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 45} <= set(AU_SPECS)
     assert set(OPENFACE_R_AUS) <= set(AU_SPECS)
@@ -435,7 +458,8 @@ def test_detector_caches_by_content_and_a_faceless_clip_gives_no_evidence(tmp_pa
     detector = LandmarkAUDetector(cache_dir=tmp_path / "cache")
     evidence = evidence_for(record, detector=detector, use_openface=False)
     assert evidence.source == "detector:landmarks" and evidence.observed
-    assert {6, 12} <= set(evidence.present(1.0))
+    present = set(evidence.present(1.0))
+    assert 12 in present and 6 not in present  # AU6 rises too, but only validated AUs are cited by default
     assert detector.computed == 1
     renamed = tmp_path / "b.mp4"  # same bytes under another name: served from the cache
     shutil.copy(clip, renamed)

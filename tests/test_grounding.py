@@ -353,14 +353,14 @@ def test_dfew_labels_only_through_synth_cot_with_the_landmark_detector(tmp_path)
         assert not re.search(r"\bframe \d", _text(row))
     assert detector.computed == 0  # the pipeline's cache served the second look
     smile = next(r for r in cot if r["clip_id"] == "dfew-00001")
-    assert {6, 12} <= set(smile["aus"])
+    assert 12 in smile["aus"] and 6 not in smile["aus"]  # AU6 is not a validated detector AU: never cited
     columns = {k: [smile[k]] * 2 for k in smile if k != "prompt"}
     cite = "<think>\nObservations: {} rise.\nInterpretation: x.\nConclusion: x.\n</think>\n<answer>happiness</answer>"
     evidence_score, prototype_score = get_reward("au_f1")(
         prompts=[smile["prompt"]] * 2, completions=[cite.format(" and ".join(f"AU{a}" for a in smile["aus"])),
                                                     cite.format("AU6 and AU12")], **columns)
-    if set(smile["aus"]) != {6, 12}:
-        assert evidence_score > prototype_score
+    assert set(smile["aus"]) != {6, 12}  # the evidence differs from happiness's prototype (AU6 + AU12) ...
+    assert evidence_score > prototype_score  # ... and citing the evidence ranks above citing the prototype
 
 
 @pytest.mark.skipif(_landmarks_available() is not None, reason=str(_landmarks_available()))
