@@ -378,3 +378,54 @@ def test_au_detect_csvs_in_au_dir_are_landmark_evidence(tmp_path):
     assert summary["evidence_sources"] == {"detector:landmarks": 1} and summary["failed_by_reason"] == {
         "no_evidence": 2}
     assert rows[0]["clip_id"] == "dfew-00001" and rows[0]["au_source"] == "detector:landmarks"
+
+
+# --- review fixes: what a measurement could not see is unknown, never absent ------------------------------------
+class _CoveredMouthDetector:
+    """What the landmark estimator returns for a clip whose mouth a hand covers throughout (as on
+    tests/data/faces/hand_over_mouth.mp4 when the hand is detected): the mouth AUs are NaN in every frame."""
+
+    name = "covered_mouth"
+
+    def detect(self, record):
+        n = 16
+        return {1: np.full(n, 2.5), 2: np.full(n, 2.0), 12: np.full(n, np.nan), 25: np.full(n, np.nan)}, 8.0
+
+
+def test_an_au_never_measured_is_not_coded_so_no_absence_and_no_reward_penalty(tmp_path):
+    """A hand over the mouth all clip long: AU12/AU25 were never measured, so 'there is no AU12' is an invented
+    absence and a completion citing AU12 must not be scored as a false positive."""
+    register_detector("covered_mouth", _CoveredMouthDetector)
+    FIXTURES["rafdb"](tmp_path)
+    record = load_records("rafdb", tmp_path)[0]
+    from emoreason.cot.evidence import make_detector
+
+    evidence = evidence_for(record, make_detector("covered_mouth"), use_openface=False, allow_prototype=False)
+    assert evidence.observed and evidence.present(0.5) == [1, 2]
+    assert evidence.coded == frozenset({1, 2})  # 12 and 25 are unknown, not "absent"
+    grounding = Grounding.build(analyse(evidence, 0.5), evidence, 1.5)
+    text = ("<think>\nObservations: AU1 and AU2 raise the brows; there is no AU12.\nInterpretation: raised brows."
+            "\nConclusion: surprise.\n</think>\n<answer>surprise</answer>")
+    verdict = verify_rationale(text, "surprise", grounding.present, grounding.key, grounding=grounding)
+    assert "uncoded_absence" in verdict.reasons
+
+
+def test_au_detect_csvs_cite_only_the_validated_aus_like_the_detector(tmp_path):
+    """One path, two producers: an `au-detect` CSV (its .au.json beside it) is read with the same 'reliable'
+    rule as `detector: landmarks` — AU4 (AUC 0.19 in docs/au_estimator.md) is never evidence by default."""
+    from emoreason.au.geometry import reliable_aus
+
+    FIXTURES["rafdb"](tmp_path)
+    record = load_records("rafdb", tmp_path)[0]
+    csv = Path(record.media["path"]).with_suffix(".csv")
+    write_openface_csv(csv, {4: [4.0], 9: [3.0], 12: [3.0], 25: [2.0]})
+    csv.with_suffix(".au.json").write_text(json.dumps({"baseline_mode": "image"}))
+    evidence = evidence_for(record)
+    assert evidence.source == "detector:landmarks"
+    assert evidence.present(0.5) == [12, 25]
+    assert evidence.coded == frozenset({12, 25}) and evidence.coded <= set(reliable_aus("image"))
+    everything = evidence_for(record, landmark_aus="all")
+    assert everything.present(0.5) == [4, 9, 12, 25]
+    csv.with_suffix(".au.json").write_text("{not json")
+    with pytest.raises(EvidenceError, match=r"\.au\.json"):
+        evidence_for(record)

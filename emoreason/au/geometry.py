@@ -26,7 +26,7 @@ Frames with no face, an implausible mesh, extreme pose or an occluded region giv
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -225,6 +225,20 @@ for _spec in AU_SPECS.values():
 def reliable_aus(mode: str) -> tuple[int, ...]:
     """AUs whose estimate held up in validation for ``mode`` (video | image)."""
     return tuple(au for au, spec in AU_SPECS.items() if mode in spec.reliable)
+
+
+def cited_aus(cite: str | Sequence[int], mode: str, available: Iterable[int]) -> set[int]:
+    """Of the AUs ``available`` in an estimate, those that may be cited as evidence: ``"reliable"`` (the AUs
+    validated for the baseline ``mode``, the default of both ``detector: landmarks`` and au-detect CSVs),
+    ``"all"``, or an explicit list of AU numbers."""
+    available = {int(a) for a in available}
+    if cite == "reliable":
+        return available & set(reliable_aus(mode))
+    if cite == "all":
+        return available
+    if isinstance(cite, str) or not isinstance(cite, Sequence):
+        raise ValueError(f"aus must be 'reliable', 'all' or a list of AU numbers, got {cite!r}")
+    return available & {int(a) for a in cite}
 
 
 # --- pose -----------------------------------------------------------------------------------------------

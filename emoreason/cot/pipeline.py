@@ -179,6 +179,8 @@ class CoTPipeline:
         # the landmark estimator caches its per-clip CSVs by media content; by default beside the output
         cache = {"cache_dir": str(self.out / "au_cache")} if _needs_cache_dir(cfg.detector) else {}
         self.detector = make_detector(cfg.detector, {**cache, **cfg.detector_options})
+        # au-detect CSVs are read with the landmark detector's rule for which AUs count (default: reliable)
+        self.landmark_aus = getattr(self.detector, "cite", None) or cfg.detector_options.get("aus", "reliable")
         self.policy = FramePolicy(**cfg.frame_policy) if cfg.frame_policy else None
         self._distiller = None
 
@@ -211,7 +213,8 @@ class CoTPipeline:
             return item
         try:
             evidence = evidence_for(record, self.detector, cfg.use_openface, cfg.allow_prototype, cfg.min_confidence,
-                                    cfg.au_dir, cfg.dataset_root, cfg.csv_source, cfg.min_face_fraction, item.notes)
+                                    cfg.au_dir, cfg.dataset_root, cfg.csv_source, cfg.min_face_fraction, item.notes,
+                                    self.landmark_aus)
             if evidence is None:
                 item.error, item.detail = "no_evidence", {"notes": item.notes}
                 return item
