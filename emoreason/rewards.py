@@ -165,7 +165,13 @@ def _au_f1(parsed: ParsedResponse, row: dict, beta: float = 1.0, intensity_aware
     if truth is None:
         return None
     coded = _aus(row.get("au_coded"))
-    claimed = set(parsed.aus) & coded if coded else set(parsed.aus)  # an uncoded AU is unknown, not wrong
+    if coded is not None:  # an uncoded AU is unknown, not wrong; the evidence's own AUs are always judged
+        judged = coded | truth
+        if not judged:  # the source measured no AU: nothing to score a claim against
+            return None
+        claimed = set(parsed.aus) & judged
+    else:
+        claimed = set(parsed.aus)
     if not truth and not claimed:
         return 1.0
     hits = claimed & truth

@@ -389,7 +389,10 @@ class _CoveredMouthDetector:
 
     def detect(self, record):
         n = 16
-        return {1: np.full(n, 2.5), 2: np.full(n, 2.0), 12: np.full(n, np.nan), 25: np.full(n, np.nan)}, 8.0
+        briefly = np.full(n, np.nan)
+        briefly[:3] = [0.5, 1.5, 1.0]  # the hand came up after 3 frames: AU6 seen, on too few frames to be coded
+        return {1: np.full(n, 2.5), 2: np.full(n, 2.0), 12: np.full(n, np.nan), 25: np.full(n, np.nan),
+                6: briefly}, 8.0
 
 
 def test_an_au_never_measured_is_not_coded_so_no_absence_and_no_reward_penalty(tmp_path):
@@ -401,13 +404,17 @@ def test_an_au_never_measured_is_not_coded_so_no_absence_and_no_reward_penalty(t
     from emoreason.cot.evidence import make_detector
 
     evidence = evidence_for(record, make_detector("covered_mouth"), use_openface=False, allow_prototype=False)
-    assert evidence.observed and evidence.present(0.5) == [1, 2]
-    assert evidence.coded == frozenset({1, 2})  # 12 and 25 are unknown, not "absent"
+    assert evidence.observed and evidence.present(0.5) == [1, 2, 6]
+    assert evidence.coded == frozenset({1, 2, 6})  # 12 and 25 are unknown, not "absent"; what was seen is coded
     grounding = Grounding.build(analyse(evidence, 0.5), evidence, 1.5)
-    text = ("<think>\nObservations: AU1 and AU2 raise the brows; there is no AU12.\nInterpretation: raised brows."
+    text = ("<think>\nObservations: AU1 and AU2 raise the brows, AU6 lifts the cheeks; there is no AU12.\n"
+            "Interpretation: raised brows."
             "\nConclusion: surprise.\n</think>\n<answer>surprise</answer>")
     verdict = verify_rationale(text, "surprise", grounding.present, grounding.key, grounding=grounding)
     assert "uncoded_absence" in verdict.reasons
+    row = {"aus": [1, 2, 6], "au_observed": True, "au_coded": sorted(evidence.coded), "emotion": "surprise"}
+    cites_mouth = text.replace("there is no AU12", "AU12 pulls the lip corners")
+    assert get_reward("au_f1")(prompts=["p"], completions=[cites_mouth], **{k: [v] for k, v in row.items()}) == [1.0]
 
 
 def test_au_detect_csvs_cite_only_the_validated_aus_like_the_detector(tmp_path):

@@ -91,6 +91,15 @@ def test_au_rewards_are_none_without_observed_aus_and_score_coded_aus_only():
     assert call("au_f1", [with_au9]) == [pytest.approx(0.6)]
 
 
+def test_au_f1_judges_present_aus_even_outside_the_coded_set_and_abstains_when_nothing_is_coded():
+    """Evidence AUs are always judged (an AU seen on a few frames is present though not measured often enough to
+    be declared coded), and a row whose source measured no AU at all has nothing to score against: None."""
+    partly = {**ROW, "au_observed": True, "au_coded": [6]}  # AU12 present, but seen on too few frames to be coded
+    assert call("au_f1", [GOOD], [partly]) == [pytest.approx(1.0)]
+    nothing = {**ROW, "au_observed": True, "aus": [], "au_intensity": "{}", "au_coded": []}
+    assert call("au_f1", [GOOD, "<answer>happiness</answer>"], [nothing, nothing]) == [None, None]
+
+
 def test_facial_r1_rarity_weight():
     rare, common = {**ROW, "au_rarity": 1.0}, {**ROW, "au_rarity": 0.25}
     assert call("au_f1", [GOOD, GOOD], [rare, common], rarity_scale=10.0) == [10.0, 2.5]

@@ -259,7 +259,7 @@ def _csv_evidence(record: SampleRecord, csv_path: Path, source: str, min_confide
         keep = cited_aus(landmark_aus, landmark_mode, frames)
         frames = {au: v for au, v in frames.items() if au in keep}
     peaks = {a: _peak(v) for a, v in frames.items() if _peak(v) > 0}
-    coded = _measured(frames, valid, min_face_fraction)
+    coded = _measured(frames, valid, min_face_fraction) | frozenset(peaks)  # what was seen is coded, however rarely
     coded = coded & frozenset(OPENFACE_AUS) if source == "openface" else coded
     return AUEvidence(source, True, peaks, frames if record.media["type"] != "image" else None, fps, coded,
                       detail={"csv": str(csv_path), "face_fraction": round(float(valid.mean()), 3),
@@ -326,7 +326,7 @@ def evidence_for(record: SampleRecord, detector: AUDetector | None = None, use_o
             declared = getattr(detector, "aus", None)  # a detector may declare the AUs it estimates
             coded = frozenset(int(a) for a in declared) if isinstance(declared, list | tuple | set | frozenset) \
                 else frozenset(frames)
-            coded -= frozenset(frames) - _measured(frames, face, min_face_fraction)  # returned but never seen
+            coded -= frozenset(frames) - _measured(frames, face, min_face_fraction) - frozenset(peaks)  # never seen
             timed = frames if record.media["type"] != "image" else None
             return AUEvidence(f"detector:{detector.name}", True, peaks, timed, fps, coded,
                               detail={"face_fraction": round(float(face.mean()), 3)})
