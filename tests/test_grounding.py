@@ -175,6 +175,8 @@ def test_no_face_in_any_frame_is_no_evidence_not_nothing_active(dfew, tmp_path):
         assert row["au_source"] == "prototype" and row["au_observed"] is False and row["au_coded"] is None
         assert not any(r["clip_id"] == clip and r["task"] == "au_perception" for r in rows)  # never inferred
     assert summary["prototype_rows"] == 2 and summary["rows_by_au_source"]["prototype"] == 2
+    # the two au_perception rows that could not be made are counted with their reason, not silently missing
+    assert summary["skipped"] == {"au_perception:not_observed": 2}
 
 
 def test_label_only_rows_reason_from_expected_cues_and_get_none_from_au_rewards(synth_root, tmp_path):

@@ -165,6 +165,7 @@ class _Item:
     texts: dict[str, list[str]] = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # "task:reason" for a sampled row that cannot be made
 
 
 class CoTPipeline:
@@ -241,6 +242,7 @@ class CoTPipeline:
                 item.texts["au_perception"] = [au_list_text(item.analysis)]
             else:  # an AU list must be seen, never inferred from the label
                 item.tasks.remove("au_perception")
+                item.skipped.append("au_perception:not_observed")
         item.provenance = {"evidence": evidence.source, "observed": evidence.observed, "composer": "template",
                            "template_seed": seed, "verified": True, "time_unit": cfg.time_unit,
                            **({"evidence_notes": item.notes} if item.notes else {}),
@@ -340,6 +342,8 @@ class CoTPipeline:
                 stats[f"evidence:{item.evidence.source}"] += 1
             for note in item.notes:
                 stats[f"evidence_note:{note}"] += 1
+            for skipped in item.skipped:
+                stats[f"skipped:{skipped}"] += 1
             if item.error is not None:
                 stats[f"failed:{item.error}"] += 1
                 rejected.append({"id": record.id, "task": None, "reasons": [item.error], "detail": item.detail})
@@ -507,6 +511,7 @@ def _summary(cfg: CoTConfig, rows: list[dict], stats: Counter, n_records: int, l
         "rejected_by_task": rejected_by_task,
         "failed_by_reason": _grouped(stats, "failed:"),
         "deduplicated": _grouped(stats, "deduplicated:"),
+        "skipped": _grouped(stats, "skipped:"),  # sampled rows not made (an AU list for a clip nobody observed)
         "self_distillation": _grouped(stats, "self_distill:"),
         "teacher": _grouped(stats, "teacher:"),
         "evidence_sources": _grouped(stats, "evidence:"),
