@@ -533,6 +533,16 @@ def test_synth_cot_with_detector_landmarks_marks_rows_observed(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in cached} == mtimes
 
 
+def test_landmark_detector_fingerprint_follows_what_its_evidence_depends_on(tmp_path):
+    """synth-cot compares it before reusing a shard: the cited AUs and the estimator settings change it."""
+    from emoreason.au.detector import LandmarkAUDetector
+
+    base = LandmarkAUDetector(cache_dir=tmp_path).fingerprint()
+    assert base == LandmarkAUDetector(cache_dir=tmp_path / "elsewhere").fingerprint()  # where it caches: no
+    assert base != LandmarkAUDetector(cache_dir=tmp_path, aus="all").fingerprint()
+    assert base != LandmarkAUDetector(cache_dir=tmp_path, mode="image").fingerprint()
+
+
 def test_the_landmarks_cot_config_loads_and_builds_its_detector(tmp_path):
     from emoreason.au.detector import LandmarkAUDetector, build_detector
     from emoreason.config import load_config

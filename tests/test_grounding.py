@@ -438,3 +438,64 @@ def test_au_detect_csvs_cite_only_the_validated_aus_like_the_detector(tmp_path):
     csv.with_suffix(".au.json").write_text("{not json")
     with pytest.raises(EvidenceError, match=r"\.au\.json"):
         evidence_for(record)
+
+
+class _VersionedDetector:
+    """A detector plugin whose model version is part of its fingerprint (as LandmarkAUDetector's cache key)."""
+
+    name = "versioned"
+    version = "v1"
+
+    def __init__(self, **options):
+        pass
+
+    def fingerprint(self) -> str:
+        return type(self).version
+
+    def detect(self, record):
+        level = 3.0 if type(self).version == "v1" else 0.0  # v2 sees AU12 nowhere
+        return {12: np.full(1, level), 1: np.full(1, 2.0)}, None
+
+
+def test_resume_rebuilds_shards_made_under_another_detector_version(tmp_path):
+    """Resuming after the estimator changed (code, calibration, cited AUs) must not keep old shards beside new
+    ones: the shard fingerprint covers the detector's fingerprint; an unchanged detector reuses every shard."""
+    register_detector("versioned", _VersionedDetector)
+    FIXTURES["rafdb"](tmp_path / "raf")
+    cfg = dict(dataset_format="rafdb", dataset_root=str(tmp_path / "raf"), output_dir=str(tmp_path / "out"),
+               detector="versioned", allow_prototype=False, shard_size=2, tasks={"cot": 1.0}, key_au_threshold=0.5)
+
+    def run():
+        out = CoTPipeline(CoTConfig(**cfg), progress=False).run()
+        rows = [json.loads(x) for x in (out / "data.jsonl").read_text().splitlines()]
+        return rows, json.loads((out / "summary.json").read_text())["shards"]
+
+    _VersionedDetector.version = "v1"
+    first, _ = run()
+    assert first and all(12 in r["aus"] for r in first)
+    again, shards = run()
+    assert shards["reused"] == shards["total"] and shards["rebuilt"] == 0
+    _VersionedDetector.version = "v2"
+    after, shards = run()
+    assert shards["rebuilt"] == shards["total"] > 0
+    assert after and not any(12 in r["aus"] for r in after)  # no row from the old detector survives
+
+
+@pytest.mark.parametrize(("peaks", "label"), [
+    ({1: 2.0, 12: 3.0}, "happiness"), ({12: 4.0, 25: 3.0}, "happiness"), ({1: 2.0, 12: 3.0}, "surprise"),
+    ({1: 2.0, 12: 3.0}, "neutral"), ({2: 2.5, 25: 2.0}, "sadness"),
+])
+def test_evidence_that_misses_the_label_prototype_still_gets_a_valid_truthful_rationale(peaks, label):
+    """Real detectors often see a partial or off-prototype set (a smile with parted lips; brows with a smile).
+    The template must still write an Interpretation (an empty one was rejected as 'format', losing the clip),
+    and never call active AUs inactive ("neutral, since no expressive AU is active" beside AU1 and AU12)."""
+    from emoreason.cot.evidence import AUEvidence
+
+    evidence = AUEvidence("detector:landmarks", True, dict(peaks), coded=frozenset(peaks))
+    analysis = analyse(evidence, 0.5)
+    grounding = Grounding.build(analysis, evidence, 1.5)
+    for seed in range(40):
+        text = compose_rationale(analysis, label, seed, coded=evidence.coded, noun="image").text
+        verdict = verify_rationale(text, label, grounding.present, grounding.key, grounding=grounding)
+        assert verdict.ok, (seed, verdict.reasons, verdict.details, text)
+        assert "no expressive AU" not in text, text

@@ -44,6 +44,11 @@ class LandmarkAUDetector:
         self.cite = aus
         self.computed = 0  # files analysed (not served from the cache), for reports and tests
 
+    def fingerprint(self) -> str:
+        """What this detector's evidence depends on (the estimator's cache key — its code, calibration,
+        settings, MediaPipe version — and the AUs it cites): ``synth-cot`` rebuilds shards when it changes."""
+        return json.dumps([self.config.key(), self.cite, self.min_confidence], default=str)
+
     def _media_path(self, record: SampleRecord) -> Path:
         path = record.media.get("path")
         if isinstance(path, list | tuple):

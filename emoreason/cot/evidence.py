@@ -67,7 +67,9 @@ class EvidenceError(ValueError):
 class AUDetector(Protocol):
     """Any AU detector: per-frame intensities (0–5, NaN where no face was found) per AU for a record's media,
     plus the frame rate of those frames; ``{}`` when the media shows no usable face. ``aus`` (optional
-    attribute): a list of the AUs it estimates (otherwise the AUs it returns count as coded)."""
+    attribute): a list of the AUs it estimates (otherwise the AUs it returns count as coded). ``fingerprint()``
+    (optional method): a string that changes whenever its output would (model, version, settings); ``synth-cot``
+    rebuilds resumed shards made under another one."""
 
     name: str
 

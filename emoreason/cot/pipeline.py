@@ -104,9 +104,14 @@ def _needs_cache_dir(spec: str | dict | None) -> bool:
     return name == "landmarks"
 
 
-def records_fingerprint(records: list[SampleRecord]) -> str:
-    """sha256 of the record ids of a shard, in order: what resume compares before reusing a shard."""
-    return hashlib.sha256("\n".join(r.id for r in records).encode()).hexdigest()
+def records_fingerprint(records: list[SampleRecord], evidence_key: str | None = None) -> str:
+    """sha256 of the record ids of a shard, in order, and of the detector's ``fingerprint()`` (its estimator
+    code, calibration, settings and the AUs it cites) when there is one: what resume compares before reusing a
+    shard, so a changed estimator never leaves old shards beside new ones."""
+    text = "\n".join(r.id for r in records)
+    if evidence_key is not None:
+        text += f"\n#evidence:{evidence_key}"
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _labels_for_prompt(cfg: CoTConfig) -> list[str] | None:
@@ -182,6 +187,8 @@ class CoTPipeline:
         self.detector = make_detector(cfg.detector, {**cache, **cfg.detector_options})
         # au-detect CSVs are read with the landmark detector's rule for which AUs count (default: reliable)
         self.landmark_aus = getattr(self.detector, "cite", None) or cfg.detector_options.get("aus", "reliable")
+        fingerprint = getattr(self.detector, "fingerprint", None)
+        self.evidence_key = str(fingerprint()) if callable(fingerprint) else None
         self.policy = FramePolicy(**cfg.frame_policy) if cfg.frame_policy else None
         self._distiller = None
 
@@ -404,13 +411,14 @@ class CoTPipeline:
         bar = tqdm(total=len(records), desc="cot records", unit="rec", disable=not self.progress, mininterval=2)
         for index, shard in enumerate(shards):
             final = shards_dir / f"shard-{index:05d}.jsonl"
-            fingerprint = records_fingerprint(shard)
+            fingerprint = records_fingerprint(shard, self.evidence_key)
             if final.exists():
                 if self._shard_fingerprint(shards_dir, index) == fingerprint:
                     shard_stats["reused"] += 1
                     bar.update(len(shard))
                     continue
-                log.warning("shard %d: its records changed since it was written; rebuilding it", index)
+                log.warning("shard %d: its records or the AU detector changed since it was written; rebuilding it",
+                            index)
                 self._remove_shard(shards_dir, index)
                 shard_stats["rebuilt"] += 1
             rows, rejected, stats = self.run_shard(shard)
