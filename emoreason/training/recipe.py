@@ -18,6 +18,7 @@ import yaml
 from trl import ModelConfig, ScriptArguments
 
 from emoreason.config import ConfigError, parse_dataclasses
+from emoreason.reasoning.prompts import TASKS
 
 # Linear layers of the language model (Qwen2/Qwen3 decoder blocks): the LoRA default when lora_target_modules is
 # unset (peft's own default would also wrap the vision tower's attention).
@@ -53,7 +54,7 @@ class SFTScriptArguments(EmoreasonArguments):
         "help": "Rows longer than max_length (vision tokens included) are dropped before training and counted "
                 "(drop), or refuse the run naming them (error); never truncated.", "choices": ["drop", "error"]})
     tasks: list[str] | None = field(default=None, metadata={
-        "help": "synth-cot row tasks to train on (cot, au_perception, emotion); default: all."})
+        "help": "synth-cot row tasks to train on (cot, au_perception, emotion); default: all.", "choices": TASKS})
     prototype_rows: bool = field(default=False, metadata={
         "help": "Keep label-only rows that reason from the label's expected cues (nothing observed)."})
 
