@@ -169,3 +169,12 @@ def test_unknown_sft_tasks_are_refused_naming_the_known_ones(tmp_path):
     with pytest.raises(ConfigError, match=r"tasks='emotoin' is not one of .*\(did you mean 'emotion'\?\)"):
         load_recipe("sft", _base(tmp_path), ["tasks=[cot,emotoin]"])
     assert load_recipe("sft", _base(tmp_path), [f"tasks=[{','.join(TASKS)}]"]).script.tasks == list(TASKS)
+
+
+def test_sft_loss_options_the_video_collator_cannot_honour_are_refused(tmp_path):
+    """The video collator labels the assistant turns only: `completion_only_loss: false` (TRL: loss on the prompt
+    too) used to be ignored without a word."""
+    with pytest.raises(ConfigError, match="completion_only_loss"):
+        load_recipe("sft", _base(tmp_path), ["completion_only_loss=false"])
+    for value in ("true", "null"):  # what the collator does anyway
+        load_recipe("sft", _base(tmp_path), [f"completion_only_loss={value}"])

@@ -186,6 +186,9 @@ def _check(recipe: Recipe, kind: str) -> None:
     if kind == "sft" and not (recipe.training.dataset_kwargs or {}).get("skip_prepare_dataset"):
         raise ConfigError(f"{where}: dataset_kwargs.skip_prepare_dataset must stay true (rows are encoded with "
                           "their frames by the video collator)")
+    if kind == "sft" and recipe.training.completion_only_loss is False:
+        raise ConfigError(f"{where}: completion_only_loss: false is not supported (the video collator puts the "
+                          "loss on the assistant turns only)")
     if recipe.script.dataset_streaming:
         raise ConfigError(f"{where}: dataset_streaming is not supported (rows are checked before training)")
     if (recipe.model.load_in_4bit or recipe.model.load_in_8bit) and not recipe.model.use_peft:
