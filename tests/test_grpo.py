@@ -388,3 +388,29 @@ def test_media_travel_with_their_rows_through_trls_shuffle_and_split(tmp_path, t
             assert torch.equal(batch["media"][j]["pixel_values_videos"], clips[i]["pixel_values_videos"])
             assert torch.equal(batch["advantages"][j], generated["advantages"][i])
     assert sorted(placed) == [0, 1, 2, 3] and placed != [0, 1, 2, 3]  # every row once, shuffled
+
+
+@pytest.mark.slow  # two GRPO runs (about a minute); the SFT resume test covers the checkpoint choice fast
+def test_killed_run_resumes_from_its_last_complete_checkpoint(tmp_path, tiny_model_dirs, grpo_data):
+    """A GRPO run killed while saving step 2 resumes at step 2 from checkpoint-1: no step trains twice."""
+    from transformers import TrainerCallback
+
+    from emoreason.grpo.train import run_grpo
+
+    first = _recipe(tmp_path, tiny_model_dirs["qwen2_5_vl"], grpo_data, max_steps=2, save_steps=1)
+    run_grpo(first)
+    out = tmp_path / "g"
+    (out / "checkpoint-2" / "trainer_state.json").unlink()  # the kill: Trainer writes it last
+    resumed = _recipe(tmp_path, tiny_model_dirs["qwen2_5_vl"], grpo_data, max_steps=2, save_steps=1)
+    assert resumed.resume_from() == str(out / "checkpoint-1")
+    trainer, _ = build_trainer(resumed)
+    steps_run: list[int] = []
+
+    class Record(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            steps_run.append(state.global_step)
+
+    trainer.add_callback(Record())
+    trainer.train(resume_from_checkpoint=resumed.resume_from())
+    assert steps_run == [2] and trainer.state.global_step == 2
+    assert [h["step"] for h in trainer.state.log_history if "reward" in h] == [1, 2]  # step 1's log, restored
