@@ -299,6 +299,10 @@ def test_vllm_rollout_settings_fail_early(tmp_path, tiny_model_dirs, grpo_data):
     with pytest.raises(ValueError, match="QLoRA with vLLM rollouts is not supported"):  # checked before the server
         build_trainer(_recipe(tmp_path, tiny_model_dirs["qwen2_5_vl"], grpo_data, use_vllm=True, vllm_mode="server",
                               use_peft=True, load_in_4bit=True))
+    # TRL's own rule, which its __init__ checks only when it builds its vLLM backend (ours runs with it off)
+    with pytest.raises(ValueError, match="VESPO loss requires `vllm_importance_sampling_mode`"):
+        build_trainer(_recipe(tmp_path, tiny_model_dirs["qwen2_5_vl"], grpo_data, use_vllm=True, vllm_mode="server",
+                              loss_type="vespo", vllm_importance_sampling_mode="sequence_mask"))
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

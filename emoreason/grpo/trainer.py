@@ -8,9 +8,9 @@ encoding; frames-as-images would lose it. It overrides only the narrowest hooks 
   tensors become generation inputs, and per-sample media for the log-prob forwards;
 * ``_get_per_token_logps_and_entropies`` — the forward with each chunk's media (and ``mm_token_type_ids``);
 * ``compute_loss`` / ``_generate_and_score_completions`` — only carry the batch's media to those forwards;
-* ``_generate_single_turn`` — only for vLLM: rollouts on a vLLM server that receives the same frames and the
-  policy's weights every step (``emoreason.grpo.rollouts``; TRL's own vLLM path sends images only and syncs
-  weights over NCCL). HF generation stays TRL's, with vision tokens suppressed.
+* ``_generate_single_turn`` — only for vLLM: rollouts on a vLLM server that receives the same frames, TRL's
+  sampling options and the policy's weights every step (``emoreason.grpo.rollouts``; TRL's own vLLM path sends
+  images only and syncs weights over NCCL). HF generation stays TRL's, with vision tokens suppressed.
 
 Everything else is TRL's, unchanged: the repeat sampler, generation config, rewards, advantages (incl.
 ``scale_rewards`` and ``multi_objective_aggregation``), when old log-probs are needed (``steps_per_generation``,
@@ -115,6 +115,11 @@ class VideoGRPOTrainer(GRPOTrainer):
                              "with use_peft (a 16-bit base) for vLLM rollouts, or QLoRA with HF rollouts "
                              "(use_vllm: false)")
         list(lora_layers(model))  # refuse adapter kinds the sync cannot merge before the first step
+        # TRL's GRPOTrainer.__init__ checks this only when it builds its own vLLM backend, which ours skips
+        if self.loss_type == "vespo" and self.vllm_importance_sampling_correction and \
+                self.vllm_importance_sampling_mode not in ("token_truncate", "token_mask"):
+            raise ValueError("VESPO loss requires `vllm_importance_sampling_mode` to be either 'token_truncate' or "
+                             f"'token_mask'. Got: {self.vllm_importance_sampling_mode}.")
         self.use_vllm = True  # TRL then computes old log-probs and applies its importance-sampling correction
         base_url = config.vllm_server_base_url or f"http://{config.vllm_server_host}:{config.vllm_server_port}"
         self.vllm_rollouts = VLLMServerRollouts(base_url, sync_dir or Path(config.output_dir) / "vllm-sync",
