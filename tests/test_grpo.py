@@ -219,6 +219,7 @@ def test_training_logs_completions_and_tokens(tmp_path, tiny_model_dirs, grpo_da
     assert "completions/mean_length" in logged and "completions/clipped_ratio" in logged
 
 
+@pytest.mark.slow  # two processes: about 1.5 min on 2 cores; CI runs it in `make test-slow`
 def test_two_process_grpo_step(tmp_path, tiny_model_dirs, grpo_data):
     recipe = recipe_yaml(tmp_path / "g.yaml", {
         "model_name_or_path": str(tiny_model_dirs["qwen2_5_vl"]), "dataset_name": str(grpo_data),

@@ -199,6 +199,7 @@ def test_resume_continues_from_the_saved_step(tmp_path, tiny_model_dirs, cot_dat
     assert trainer.state.global_step == 4 and steps_run == [3, 4]
 
 
+@pytest.mark.slow  # two processes: about 1.5 min on 2 cores; CI runs it in `make test-slow`
 def test_two_process_accelerate_training_keeps_ranks_identical(tmp_path, tiny_model_dirs, cot_dataset):
     """2 processes (gloo): ranks stay identical, and the row check is split over both ranks and their dataloader
     workers yet counts the whole dataset — the same rows removed on every rank."""
