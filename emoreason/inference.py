@@ -26,10 +26,11 @@ def _media_kind(messages: list[dict]) -> str | None:
 
 
 def encode_batch(processor, conversations: Sequence[list[dict]], media: Sequence[LoadedFrames | None],
-                 add_generation_prompt: bool = True, padding_side: str = "left",
+                 add_generation_prompt: bool = True, padding_side: str = "left", template_kwargs: dict | None = None,
                  audio: Sequence[LoadedAudio | None] | None = None):
-    """Render each conversation with the chat template and encode it with its frames (and, for a processor that
-    takes audio, the audio aligned with each video: :func:`emoreason.audio.clip_audio`).
+    """Render each conversation with the chat template (``template_kwargs``: its extra variables, e.g. TRL's
+    ``chat_template_kwargs``) and encode it with its frames (and, for a processor that takes audio, the audio
+    aligned with each video: :func:`emoreason.audio.clip_audio`).
 
     With audio, every video of the batch is interleaved with its track (``use_audio_in_video``; a video without a
     track gets silence, :func:`~emoreason.audio.silence_for`), the processor gets each video's sampled fps (rows
@@ -38,7 +39,7 @@ def encode_batch(processor, conversations: Sequence[list[dict]], media: Sequence
     ``use_audio_in_video=True`` for the model's forward and generate. Without any audio the encoding is the
     plain video one."""
     if not takes_audio(processor):
-        return _encode(processor, conversations, media, add_generation_prompt, padding_side)
+        return _encode(processor, conversations, media, add_generation_prompt, padding_side, template_kwargs)
     speaking = audio is not None and any(a is not None for a in audio)
     if audio is not None and len(audio) != len(media):
         raise ValueError(f"{len(media)} media entries but {len(audio)} audio entries")
@@ -47,19 +48,21 @@ def encode_batch(processor, conversations: Sequence[list[dict]], media: Sequence
                                                                           strict=True)]
     rates = {round(omni_video_fps(m), 3) for m in media if m is not None and m.kind != "image"}
     if len(rates) <= 1:
-        return _encode(processor, conversations, media, add_generation_prompt, padding_side, tracks)
-    rows = [_encode(processor, [c], [m], add_generation_prompt, padding_side, [t])
+        return _encode(processor, conversations, media, add_generation_prompt, padding_side, template_kwargs,
+                       tracks)
+    rows = [_encode(processor, [c], [m], add_generation_prompt, padding_side, template_kwargs, [t])
             for c, m, t in zip(conversations, media, tracks, strict=True)]
     return _pad_rows(rows, processor.tokenizer.pad_token_id, padding_side)
 
 
 def _encode(processor, conversations, media, add_generation_prompt: bool, padding_side: str,
-            tracks: Sequence[LoadedAudio | None] | None = None):
+            template_kwargs: dict | None = None, tracks: Sequence[LoadedAudio | None] | None = None):
     """One processor call; ``tracks`` (Omni only, one per row, None where silent) interleave audio."""
     texts, videos, images, video_tracks = [], [], [], []
     for messages, loaded, track in zip(conversations, media, tracks or [None] * len(media), strict=True):
         texts.append(processor.apply_chat_template(messages, tokenize=False,
-                                                   add_generation_prompt=add_generation_prompt))
+                                                   add_generation_prompt=add_generation_prompt,
+                                                   **(template_kwargs or {})))
         kind = _media_kind(messages)
         if kind is None:
             continue
