@@ -39,7 +39,13 @@ def _ramp(on: int, apex: int, off: int, peak: float) -> list[float]:
 
 
 def _grounding(unit: str = "seconds", media: str = "video", emotion: str = "happiness",
-               prototype: bool = False) -> Grounding:
+               prototype: bool = False, voice_hz: float | None = None) -> Grounding:
+    if voice_hz is not None:  # a clip whose voice was measured: mean F0 voice_hz
+        from emoreason.audio.prosody import ProsodyMeasurement
+
+        grounding = _grounding(unit, media, emotion, prototype)
+        grounding.prosody = ProsodyMeasurement(duration_s=2.0, voiced_fraction=0.8, f0_mean_hz=voice_hz)
+        return grounding
     if prototype:
         record = SampleRecord(id="p", dataset="dfew", media={"type": "video", "path": "p.mp4"}, emotion=emotion)
         evidence = evidence_for(record, use_openface=False)
@@ -83,6 +89,10 @@ ACCEPT = {
     "rules_out": _text(GOOD_OBS, "AU6 with AU12 is a Duchenne smile. The absence of AU20 (lip stretcher) rules out "
                                  "fear. Since AU9 (nose wrinkler) does not appear, disgust can be excluded."),
 }
+
+def _vocal_text(cues: str) -> str:
+    return _text(GOOD_OBS).replace("\nInterpretation:", f"\nVocal cues: {cues}\nInterpretation:")
+
 
 # (name, text, reason it must be rejected for, grounding options)
 REJECT = [
@@ -149,6 +159,8 @@ REJECT = [
                                          "Were these cues present, AU1 with AU4 is the brow of sorrow.",
                                          "If these cues hold, the expression is sadness.", "sadness"),
      "hallucinated_au", {"prototype": True, "emotion": "sadness"}),
+    ("vocal_pitch_off", _vocal_text("Pitch averages 320 Hz."), "vocal_mismatch", {"voice_hz": 200.0}),
+    ("vocal_without_audio", _vocal_text("Pitch averages 200 Hz."), "vocal_unmeasured", {}),
 ]
 
 
