@@ -11,12 +11,16 @@ def register(subparsers) -> None:
     p.add_argument("--family", choices=["qwen2_5_vl", "qwen3_vl"], default="qwen2_5_vl")
     p.add_argument("--out", required=True, help="directory to write the model into")
     p.add_argument("--seed", type=int, default=0, help="initialisation seed (same seed → identical files)")
+    p.add_argument("sizes", nargs="*", metavar="key=value",
+                   help="size options (emoreason.models.TinySpec), e.g. vision_patch=7 vision_hidden=192 "
+                        "vision_depth=4 text_hidden=128 text_layers=2")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from emoreason.models import build_tiny_model
+    from emoreason.models.tiny import spec_from_overrides
 
-    out = build_tiny_model(args.family, args.out, seed=args.seed)
+    out = build_tiny_model(args.family, args.out, seed=args.seed, spec=spec_from_overrides(args.sizes))
     print(out)
     return 0

@@ -12,7 +12,14 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from emoreason.sft.train import PolicyRecipe, frame_policy, load_dataset_split, load_for_training, save_final
+from emoreason.sft.train import (
+    PolicyRecipe,
+    frame_policy,
+    load_dataset_split,
+    load_for_training,
+    module_learning_rates,
+    save_final,
+)
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +95,7 @@ def build_trainer(recipe: GRPORecipe):
     trainer = VideoGRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=train,
                                processing_class=processor, peft_config=peft_config, frame_policy=policy,
                                vllm_sync_dir=recipe.vllm_sync_dir)
+    trainer.module_learning_rates = module_learning_rates(recipe)
     return trainer, processor
 
 

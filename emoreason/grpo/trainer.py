@@ -30,6 +30,7 @@ from trl.models import unwrap_model_for_generation
 
 from emoreason.grpo.rollouts import VLLMServerRollouts, merged_weights
 from emoreason.inference import encode_batch
+from emoreason.sft.optim import ModuleLearningRates
 from emoreason.video import FramePolicy, LoadedFrames, MediaError, load_frames
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ def _same_sample(a: dict, b: dict) -> bool:
     return a.get("id") == b.get("id") and a.get("media_path") == b.get("media_path") and a["prompt"] == b["prompt"]
 
 
-class VideoGRPOTrainer(GRPOTrainer):
+class VideoGRPOTrainer(ModuleLearningRates, GRPOTrainer):
     """GRPO with video inputs. Dataset rows: ``prompt`` (chat messages with a ``{"type": "video"}`` or image part),
     ``media_type`` ("video" | "image" | None), ``media_path``, plus the ground-truth columns rewards read."""
 

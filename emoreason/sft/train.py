@@ -45,7 +45,9 @@ class PolicyRecipe:
     min_pixels: int | None = None
     max_pixels: int | None = None
     # trainer
-    learning_rate: float = 1e-4
+    learning_rate: float = 1e-4  # the language model's (and every module's without its own rate below)
+    vision_learning_rate: float | None = None  # vision tower (patch embedding + blocks); None: learning_rate
+    projector_learning_rate: float | None = None  # the merger that maps vision features to text width
     num_train_epochs: float = 1.0
     max_steps: int = -1
     per_device_train_batch_size: int = 1
@@ -170,11 +172,19 @@ def load_for_training(recipe):
     return model, processor, peft_config
 
 
+def module_learning_rates(recipe: PolicyRecipe) -> dict[str, float | None]:
+    return {"vision": recipe.vision_learning_rate, "projector": recipe.projector_learning_rate}
+
+
 def build_trainer(recipe: SFTRecipe):
     import torch
     from trl import SFTConfig, SFTTrainer
 
     from emoreason.sft.collator import VideoSFTCollator
+    from emoreason.sft.optim import ModuleLearningRates
+
+    class VideoSFTTrainer(ModuleLearningRates, SFTTrainer):
+        module_learning_rates = module_learning_rates(recipe)
 
     if recipe.mode not in ("full", "lora", "qlora"):
         raise ValueError(f"mode must be full, lora or qlora, got {recipe.mode!r}")
@@ -194,8 +204,8 @@ def build_trainer(recipe: SFTRecipe):
         remove_unused_columns=False, dataset_kwargs={"skip_prepare_dataset": True}, max_length=None,
         **{"use_cpu": not torch.cuda.is_available(), **recipe.extra_args})  # CPU runs still use gloo DDP
     collator = VideoSFTCollator(processor, frame_policy(recipe, processor), recipe.max_length, recipe.overlong)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=train, eval_dataset=evaluation,
-                         processing_class=processor, data_collator=collator, peft_config=peft_config)
+    trainer = VideoSFTTrainer(model=model, args=args, train_dataset=train, eval_dataset=evaluation,
+                              processing_class=processor, data_collator=collator, peft_config=peft_config)
     return trainer, processor
 
 

@@ -1,0 +1,139 @@
+"""The pieces of the learning run (fast): size options of the embedded model, per-module learning rates, the
+shuffled-video control data, and the statistics that say "above chance" and "GRPO helped"."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from emoreason.config import ConfigError
+from emoreason.evaluation.significance import accuracy, cited_au_f1, paired_bootstrap, wilson_interval
+from emoreason.models.tiny import TinySpec, build_tiny_model, spec_from_overrides
+from emoreason.sft.optim import module_of, split_param_groups
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_learning", ROOT / "bench" / "learning.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_learning"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_size_options_build_a_model_whose_processor_matches_its_patch(tmp_path, demo_clip):
+    from emoreason.inference import encode_batch
+    from emoreason.models import frame_policy_for, load_model_and_processor
+    from emoreason.reasoning import build_messages
+    from emoreason.video import load_frames
+
+    spec = spec_from_overrides(["vision_patch=7", "vision_hidden=64", "vision_depth=3", "text_layers=1"])
+    model_dir = build_tiny_model("qwen2_5_vl", tmp_path / "m", spec=spec)
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["vision_config"]["patch_size"] == 7 and config["vision_config"]["depth"] == 3
+    assert config["vision_config"]["fullatt_block_indexes"] == [1]
+    assert config["text_config"]["num_hidden_layers"] == 1
+    model, processor = load_model_and_processor(model_dir, device="cpu")
+    policy = frame_policy_for(processor)
+    assert policy.factor == 14  # patch 7 x merge 2: frames are sized for the new patch
+    frames = load_frames(demo_clip, policy)
+    inputs = encode_batch(processor, [build_messages(str(demo_clip), "video")], [frames])
+    t, h, w = inputs["video_grid_thw"][0].tolist()
+    assert (h, w) == (frames.frames.shape[1] // 7, frames.frames.shape[2] // 7)
+    with torch.no_grad():
+        model(**inputs)  # the vision tower accepts the processor's patches
+
+
+def test_bad_size_options_are_named():
+    with pytest.raises(ConfigError, match="vision_pach"):
+        spec_from_overrides(["vision_pach=7"])
+    with pytest.raises(ValueError, match="vision_hidden / vision_heads"):
+        TinySpec(vision_hidden=100, vision_heads=3).validate("qwen2_5_vl")
+
+
+def test_module_of_names_the_three_parts():
+    assert module_of("model.visual.blocks.0.attn.qkv.weight") == "vision"
+    assert module_of("model.visual.patch_embed.proj.weight") == "vision"
+    assert module_of("base_model.model.model.visual.merger.mlp.0.weight") == "projector"
+    assert module_of("model.language_model.layers.0.mlp.up_proj.weight") == "language"
+    assert module_of("lm_head.weight") == "language"
+
+
+def test_per_module_learning_rates_reach_the_optimizer_and_the_scheduler(tiny_model_dirs):
+    from transformers import AutoModelForImageTextToText
+    from transformers.optimization import get_cosine_schedule_with_warmup
+
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model_dirs["qwen2_5_vl"])
+    decay = [p for n, p in model.named_parameters() if "norm" not in n]
+    other = [p for n, p in model.named_parameters() if "norm" in n]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": other, "weight_decay": 0.0}],
+                                  lr=1e-4)
+    counts = split_param_groups(optimizer, model, {"vision": 1e-2, "projector": 3e-3})
+    assert counts["vision"] and counts["projector"] and counts["language"]
+    assert sum(counts.values()) == sum(p.numel() for p in model.parameters())
+    rate = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
+    decay_of = {id(p): g["weight_decay"] for g in optimizer.param_groups for p in g["params"]}
+    for name, param in model.named_parameters():
+        assert rate[id(param)] == {"vision": 1e-2, "projector": 3e-3, "language": 1e-4}[module_of(name)], name
+        assert decay_of[id(param)] == (0.0 if "norm" in name else 0.1), name  # the decay split survives
+    scheduler = get_cosine_schedule_with_warmup(optimizer, 0, 10)
+    optimizer.step()
+    scheduler.step()
+    lrs = {g["module"]: g["lr"] for g in optimizer.param_groups}
+    assert lrs["vision"] / lrs["language"] == pytest.approx(100) and lrs["vision"] < 1e-2  # each decays from its own
+
+
+def test_sft_trainer_uses_the_recipes_module_rates(tmp_path, tiny_model_dirs, grpo_data):
+    from emoreason.sft.train import SFTRecipe, build_trainer
+
+    recipe = SFTRecipe(model_name_or_path=str(tiny_model_dirs["qwen2_5_vl"]), dataset_path=str(grpo_data),
+                       output_dir=str(tmp_path / "out"), mode="full", freeze_vision=False, learning_rate=1e-4,
+                       vision_learning_rate=5e-3, max_steps=1, per_device_train_batch_size=2, fps=4.0,
+                       max_frames=4, min_pixels=3136, max_pixels=12544, save_steps=1000)
+    trainer, _ = build_trainer(recipe)
+    trainer.create_optimizer()
+    rates = {g["module"]: g["lr"] for g in trainer.optimizer.param_groups if g["params"]}
+    assert rates == {"vision": 5e-3, "projector": 1e-4, "language": 1e-4}
+    with pytest.raises(ValueError, match="unknown modules"):
+        split_param_groups(trainer.optimizer, trainer.model, {"eyes": 1.0})
+
+
+def test_control_data_swaps_every_training_clip_and_keeps_labels(tmp_path, grpo_data):
+    import datasets
+
+    bench = _bench()
+    counts = bench.shuffled_copy(Path(grpo_data), tmp_path / "shuffled", seed=3)
+    before, after = datasets.load_from_disk(str(grpo_data)), datasets.load_from_disk(str(tmp_path / "shuffled"))
+    assert counts["kept_own_video"] == 0 and counts["clips"] == len(set(before["train"]["video"]))
+    assert sorted(after["train"]["video"]) == sorted(before["train"]["video"])  # same frames, other owners
+    for a, b in zip(before["train"], after["train"], strict=True):
+        assert a["video"] != b["video"] and a["emotion"] == b["emotion"] and a["completion"] == b["completion"]
+    for split in before:
+        if split != "train":
+            assert before[split]["video"] == after[split]["video"]  # held-out clips untouched
+
+
+def test_wilson_interval_matches_published_values():
+    # Brown, Cai & DasGupta (2001) / Newcombe (1998) example: 81 of 263 → 0.2553–0.3662
+    low, high = wilson_interval(81, 263)
+    assert low == pytest.approx(0.2553, abs=5e-4) and high == pytest.approx(0.3662, abs=5e-4)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == pytest.approx(1.0)
+
+
+def test_paired_bootstrap_sees_a_real_gain_and_not_a_null_one():
+    rng = np.random.default_rng(0)
+    a = [{"correct": bool(x)} for x in rng.uniform(size=400) < 0.5]
+    better = [{"correct": x["correct"] or bool(rng.uniform() < 0.3)} for x in a]
+    gain = paired_bootstrap(a, better, accuracy, resamples=2000)
+    assert gain["excludes_zero"] and gain["ci_low"] > 0
+    same = paired_bootstrap(a, [dict(x) for x in a], accuracy, resamples=500)
+    assert same["delta"] == 0 and not same["excludes_zero"]
+    items = [{"au_tp": 2, "au_claimed": 4, "au_true": 2}, {"au_tp": 0, "au_claimed": 0, "au_true": 2}]
+    assert cited_au_f1(items) == pytest.approx(2 * 0.5 * 0.5 / 1.0)
