@@ -36,6 +36,9 @@ class PolicyRecipe:
     lora_target_modules: str | list[str] = LM_LORA_TARGETS
     freeze_vision: bool = True
     freeze_projector: bool = False
+    # train the vision path alone (LLaVA's stage-1 alignment, with the vision tower trainable too): a warm-up
+    # stage for a randomly initialised model, whose language model otherwise learns to ignore the video
+    freeze_language: bool = False
     # auto: one varlen attention call for all vision windows on CUDA (launch-bound there), the model's own
     # per-window attention on CPU (where a dense block mask costs more than the loop) | varlen | default
     vision_attention: str = "auto"
@@ -120,6 +123,14 @@ def frame_policy(recipe: PolicyRecipe, processor):
 def _freeze(model, recipe: SFTRecipe) -> None:
     inner = getattr(model, "model", model)
     visual = getattr(inner, "visual", None)
+    if recipe.freeze_language:
+        if visual is None:
+            raise ValueError("freeze_language needs a model with a vision tower to train")
+        if recipe.mode != "full":
+            raise ValueError("freeze_language trains the vision path's own weights: use mode: full")
+        for name, param in model.named_parameters():
+            if ".visual." not in f".{name}":
+                param.requires_grad_(False)
     if visual is None:
         return
     merger = getattr(visual, "merger", None)
