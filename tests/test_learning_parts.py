@@ -137,3 +137,26 @@ def test_paired_bootstrap_sees_a_real_gain_and_not_a_null_one():
     assert same["delta"] == 0 and not same["excludes_zero"]
     items = [{"au_tp": 2, "au_claimed": 4, "au_true": 2}, {"au_tp": 0, "au_claimed": 0, "au_true": 2}]
     assert cited_au_f1(items) == pytest.approx(2 * 0.5 * 0.5 / 1.0)
+
+
+def test_onset_apex_profile_holds_the_expression_to_the_last_frame():
+    from emoreason.synth import ClipSpec, Identity, SynthConfig, generate_clip
+
+    identity = Identity.sample(0, np.random.default_rng(0))
+    ends = {}
+    for profile in ("apex_offset", "onset_apex"):
+        last, peak = [], []
+        for seed in range(6):
+            spec = ClipSpec(0, "c", "surprise", identity, "train", seed=seed, frames=16, size=64, difficulty="easy",
+                            profile=profile)
+            _, truth = generate_clip(spec)
+            for au in truth["expression_aus"]:
+                values = truth["au_frames"][str(au)]
+                last.append(values[-1])
+                peak.append(max(values))
+                assert values[0] < 0.5 * max(values)  # both start (nearly) neutral
+        ends[profile] = float(np.mean(last) / np.mean(peak))
+    assert ends["onset_apex"] > 0.95 and ends["apex_offset"] < 0.6, ends
+    with pytest.raises(ValueError, match="profile"):
+        SynthConfig(out="x", profile="zigzag").validate()
+    assert "profile" not in SynthConfig(out="x").settings()  # datasets built before the option still resume

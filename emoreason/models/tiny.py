@@ -59,6 +59,10 @@ class TinySpec:
     vision_heads: int = 2
     vision_intermediate: int = 256
     vision_patch: int | None = None  # None: the family's released patch (14 for Qwen2.5-VL, 16 for Qwen3-VL)
+    # weight init std; None: width-scaled, 1/sqrt(hidden), the scale the released std 0.02 has at width ~2.5k
+    # (0.02 at width 128 starves the attention paths that carry video tokens to the answer)
+    text_init_std: float | None = None
+    vision_init_std: float | None = None
     max_position_embeddings: int = 32768
 
     def validate(self, family: str) -> None:
@@ -73,6 +77,11 @@ class TinySpec:
 
     def patch(self, family: str) -> int:
         return self.vision_patch or (14 if family == "qwen2_5_vl" else 16)
+
+    def init_std(self, tower: str) -> float:
+        if tower == "text":
+            return self.text_init_std or round(self.text_hidden ** -0.5, 4)
+        return self.vision_init_std or round(self.vision_hidden ** -0.5, 4)
 
 
 def spec_from_overrides(overrides: list[str] | None) -> TinySpec:
@@ -149,7 +158,8 @@ def build_config(family: str, tokenizer, spec: TinySpec = TinySpec()):
                 num_hidden_layers=spec.text_layers, num_attention_heads=spec.text_heads,
                 num_key_value_heads=spec.text_kv_heads, head_dim=spec.text_head_dim,
                 max_position_embeddings=spec.max_position_embeddings, bos_token_id=pad, eos_token_id=eos,
-                pad_token_id=pad, rms_norm_eps=1e-6, tie_word_embeddings=True)
+                pad_token_id=pad, rms_norm_eps=1e-6, tie_word_embeddings=True,
+                initializer_range=spec.init_std("text"))
     if family == "qwen2_5_vl":
         # mrope sections (t, h, w) sum to head_dim / 2, in the released 1 : 1.5 : 1.5 proportion
         text.update(rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [8, 12, 12]},
@@ -159,7 +169,8 @@ def build_config(family: str, tokenizer, spec: TinySpec = TinySpec()):
                       intermediate_size=spec.vision_intermediate, out_hidden_size=spec.text_hidden,
                       patch_size=spec.patch(family), spatial_merge_size=2, temporal_patch_size=2,
                       tokens_per_second=2, window_size=8 * spec.patch(family),  # released: 112 px = 8 patches
-                      fullatt_block_indexes=_full_attention_blocks(spec.vision_depth), hidden_act="silu")
+                      fullatt_block_indexes=_full_attention_blocks(spec.vision_depth), hidden_act="silu",
+                      initializer_range=spec.init_std("vision"))
         return Qwen2_5_VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=True, **ids)
     text.update(rope_parameters={"rope_type": "default", "rope_theta": 5e6, "mrope_section": [12, 10, 10],
                                  "mrope_interleaved": True}, attention_bias=False)
@@ -167,7 +178,7 @@ def build_config(family: str, tokenizer, spec: TinySpec = TinySpec()):
                   intermediate_size=spec.vision_intermediate, out_hidden_size=spec.text_hidden,
                   patch_size=spec.patch(family), spatial_merge_size=2, temporal_patch_size=2,
                   num_position_embeddings=2304, deepstack_visual_indexes=_deepstack_blocks(spec.vision_depth),
-                  hidden_act="gelu_pytorch_tanh")
+                  hidden_act="gelu_pytorch_tanh", initializer_range=spec.init_std("vision"))
     return Qwen3VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=True, **ids)
 
 

@@ -1,6 +1,6 @@
 """SynthFACS: procedural, AU-controlled face videos with exact ground truth (the embedded dataset)."""
 
-from emoreason.synth.clips import DIFFICULTIES, ClipSpec, generate_clip, sample_expression
+from emoreason.synth.clips import DIFFICULTIES, PROFILES, ClipSpec, generate_clip, sample_expression
 from emoreason.synth.dataset import EMOTION_SETS, SynthConfig, build_dataset, identity_splits, plan
 from emoreason.synth.face import AU_REGIONS, RENDERED_AUS, Identity, Pose, region_mask, render_face
 
@@ -8,6 +8,7 @@ __all__ = [
     "AU_REGIONS",
     "DIFFICULTIES",
     "EMOTION_SETS",
+    "PROFILES",
     "RENDERED_AUS",
     "ClipSpec",
     "Identity",
