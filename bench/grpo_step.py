@@ -11,6 +11,7 @@ HF generate of the same G completions measured in the same run (the peer baselin
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -25,8 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sft_throughput import build  # noqa: E402  (same model shapes as the SFT benchmark)
 
 
-def start_server(model, processor, root: Path, device: str):
-    """The benchmark's model saved and served by vLLM with weight sync (the trainer pushes its weights)."""
+def vllm_server(model, processor, root: Path, device: str):
+    """The benchmark's model saved and served by vLLM with weight sync (the trainer pushes its weights); a
+    context manager (the project's launcher: stopped with its whole process group on exit or on a signal)."""
     from emoreason.serving.server import ServeConfig, VLLMServer
 
     model_dir = root / "model"
@@ -37,7 +39,7 @@ def start_server(model, processor, root: Path, device: str):
         port = s.getsockname()[1]
     cfg = ServeConfig(model=str(model_dir), media_dir=str(root), port=port, max_model_len=8192, weight_sync=True,
                       gpu_memory_utilization=0.4 if device == "cuda" else 0.3, startup_timeout_s=900)
-    return VLLMServer(cfg, log_path=root / "vllm.log").start()
+    return VLLMServer(cfg, log_path=root / "vllm.log")
 
 
 def main() -> None:
@@ -109,12 +111,11 @@ def main() -> None:
                 timings["step"] += time.perf_counter() - t
                 return out
 
-        server = None
         vllm_args: dict = {}
-        if args.rollouts == "vllm":
-            server = start_server(model, processor, Path(tmp), device)
-            vllm_args = {"use_vllm": True, "vllm_mode": "server", "vllm_server_base_url": server.cfg.base_url}
-        try:
+        with contextlib.ExitStack() as stack:
+            if args.rollouts == "vllm":
+                server = stack.enter_context(vllm_server(model, processor, Path(tmp), device))
+                vllm_args = {"use_vllm": True, "vllm_mode": "server", "vllm_server_base_url": server.cfg.base_url}
             config = GRPOConfig(output_dir=f"{tmp}/g", max_steps=args.steps, num_generations=g,
                                 per_device_train_batch_size=g, max_completion_length=length, report_to="none",
                                 use_cpu=device == "cpu", bf16=device == "cuda", logging_steps=1, save_steps=10**6,
@@ -123,9 +124,6 @@ def main() -> None:
                             reward_funcs=[get_reward(n) for n in ("format", "emotion", "au_f1")],
                             frame_policy=policy)
             trainer.train()
-        finally:
-            if server is not None:
-                server.stop()
         logged = [h for h in trainer.state.log_history if "rollouts/weight_sync_s" in h]
     generation = timings["generate_and_score"] - timings["rewards"]
     update = timings["step"] - timings["generate_and_score"]

@@ -134,8 +134,8 @@ def shuffled_copy(hf_dir: Path, out_dir: Path, split: str = "train", seed: int =
 
 # --- scoring -----------------------------------------------------------------------------------------------------
 def test_records(synth_dir: Path, limit: int | None):
-    from emoreason.evaluation.benchmarks import load_benchmark
     from emoreason.datasets import load_records
+    from emoreason.evaluation.benchmarks import load_benchmark
 
     spec = load_benchmark("synthfacs")
     records = list(load_records(spec.dataset_format, str(synth_dir), split=spec.split))
@@ -252,7 +252,7 @@ def run(plan: Plan, out: Path, dry: bool = False) -> dict:
             stage_dir = out / arm / stage["name"]
             if not (stage_dir / "final" / "config.json").exists():
                 runner.emoreason(f"{arm}_{stage['name']}", "sft", "--config", stage["recipe"],
-                                 f"model_name_or_path={previous}", f"dataset_path={data}", f"output_dir={stage_dir}",
+                                 f"model_name_or_path={previous}", f"dataset_name={data}", f"output_dir={stage_dir}",
                                  f"seed={plan.seed}", *stage.get("overrides", []))
             previous = stage_dir / "final"
         finals[arm] = previous
@@ -295,7 +295,7 @@ def run(plan: Plan, out: Path, dry: bool = False) -> dict:
         grpo_dir = out / "grpo"
         if not (grpo_dir / "final" / "config.json").exists():
             runner.emoreason("grpo", "grpo", "--config", plan.grpo_recipe, f"model_name_or_path={finals['sft']}",
-                             f"dataset_path={cot / 'hf'}", f"output_dir={grpo_dir}", f"seed={plan.seed}",
+                             f"dataset_name={cot / 'hf'}", f"output_dir={grpo_dir}", f"seed={plan.seed}",
                              *plan.grpo_overrides)
         run_dir = evaluate("grpo", grpo_dir / "final", plan.eval_limit)
         if not dry:

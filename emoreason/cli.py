@@ -20,11 +20,13 @@ COMMAND_MODULES = (
     "emoreason.commands.parse",
     "emoreason.commands.synth",
     "emoreason.commands.data",
+    "emoreason.commands.au_detect",
     "emoreason.commands.synth_cot",
     "emoreason.commands.sft",
     "emoreason.commands.grpo",
     "emoreason.commands.eval",
     "emoreason.commands.serve",
+    "emoreason.commands.predict",
     "emoreason.commands.demo",
 )
 

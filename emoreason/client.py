@@ -42,28 +42,64 @@ class ChatResult:
         return self.error is None
 
 
+DEFAULT_MAX_INLINE_MB = 32.0
+URL_PREFIXES = ("http://", "https://", "data:", "file://")
+
+
 @dataclass
 class EndpointConfig:
     base_url: str  # e.g. http://127.0.0.1:8000/v1
     model: str | None = None  # None: the first model the server lists
+    api_key: str | None = None  # None: read from the environment variable below
     api_key_env: str = "OPENAI_API_KEY"  # name of the env var holding the key (never the key itself)
     concurrency: int = 8
     timeout_s: float = 60.0
     retries: int = 3
     backoff_s: float = 0.5
+    # Inline media cap: files sent inside the request (outside the server's media dir, and frame folders) may
+    # be at most this large (MiB, before base64). Larger ones fail with a clear error before any request is
+    # sent; put them under the server's --media-dir, where they go by path. The server has its own cap
+    # (`emoreason serve --max-media-mb`, 64 by default).
+    max_inline_mb: float = DEFAULT_MAX_INLINE_MB
+
+    def key(self) -> str:
+        return self.api_key or os.environ.get(self.api_key_env) or "EMPTY"
 
 
-def media_url(path: str | Path, inline: bool = False) -> str:
-    """``file://`` URL for a local file (vLLM reads it under --allowed-local-media-path), or a base64 data URL
-    when ``inline`` (files outside the server's media dir); http(s)/data URLs pass through."""
+def media_kind(source: str | Path) -> str:
+    """"image" for an image file (by extension), else "video" (video files, frame folders, URLs)."""
+    from emoreason.video import IMAGE_EXTENSIONS
+
+    text = str(source)
+    if text.startswith("data:"):
+        return "image" if text.startswith("data:image/") else "video"
+    return "image" if Path(text.split("?", 1)[0]).suffix.lower() in IMAGE_EXTENSIONS else "video"
+
+
+def media_url(path: str | Path, inline: bool = False, max_inline_mb: float | None = None) -> str:
+    """``file://`` URL for a local file or frame folder (vLLM reads it under --allowed-local-media-path; an
+    `emoreason serve` server reads folders), or a base64 data URL when ``inline`` (media outside the server's
+    media dir; a frame folder goes packed as a zip of its image files, which the server unpacks and reads like
+    a local folder). http(s)/data/file URLs pass through. Inline media over ``max_inline_mb`` raises
+    MediaTooLargeError naming the file and the cap."""
+    from emoreason.video.packing import FRAME_ARCHIVE_MIME, MediaTooLargeError, pack_frame_folder
+
     text = str(path)
-    if text.startswith(("http://", "https://", "data:", "file://")):
+    if text.startswith(URL_PREFIXES):
         return text
     resolved = Path(text).resolve()
+    cap = None if max_inline_mb is None else int(max_inline_mb * 2**20)
     if not inline:
         return resolved.as_uri()
-    mime = mimetypes.guess_type(resolved.name)[0] or "application/octet-stream"
-    return f"data:{mime};base64,{base64.b64encode(resolved.read_bytes()).decode()}"
+    if resolved.is_dir():
+        data, mime = pack_frame_folder(resolved, cap), FRAME_ARCHIVE_MIME
+    else:
+        size = resolved.stat().st_size
+        if cap is not None and size > cap:
+            raise MediaTooLargeError(resolved, f"{size / 2**20:.1f} MiB is over the {max_inline_mb:g} MiB inline cap")
+        data = resolved.read_bytes()
+        mime = mimetypes.guess_type(resolved.name)[0] or "application/octet-stream"
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
 
 
 class ChatClient:
@@ -71,8 +107,8 @@ class ChatClient:
         from openai import AsyncOpenAI
 
         self.config = config
-        self._client = AsyncOpenAI(base_url=config.base_url, api_key=os.environ.get(config.api_key_env, "EMPTY"),
-                                   timeout=config.timeout_s, max_retries=0)
+        self._client = AsyncOpenAI(base_url=config.base_url, api_key=config.key(), timeout=config.timeout_s,
+                                   max_retries=0)
         self._semaphore = asyncio.Semaphore(max(1, config.concurrency))
         self._model = config.model
 
@@ -140,6 +176,8 @@ class Prediction:
     negated_aus: list[int] = field(default_factory=list)
     rationale: str | None = None
     format_ok: bool = False
+    valence: float | None = None  # from the JSON variant's answer (--response-format json)
+    arousal: float | None = None
     text: str | None = None
     latency_s: float = 0.0
     error: str | None = None
@@ -156,37 +194,60 @@ def _is_under(path: Path, root: Path) -> bool:
         return False
 
 
-async def predict_one(client: ChatClient, source: str | Path, media_type: str = "video",
+def prediction_from_text(source: str, text: str, latency_s: float = 0.0) -> Prediction:
+    """A structured prediction from a reply, read with the project's parser (tag or JSON answer)."""
+    from emoreason.reasoning import parse_response
+
+    parsed = parse_response(text)
+    return Prediction(source, parsed.emotion, parsed.aus, parsed.negated_aus, parsed.think, parsed.format_ok,
+                      parsed.valence, parsed.arousal, text, latency_s)
+
+
+def _media_url_for(source: str, media_dir: str | Path | None, max_inline_mb: float | None) -> str:
+    if source.startswith(URL_PREFIXES):
+        return source
+    path = Path(source)
+    if not path.exists():
+        from emoreason.video import MissingMediaError
+
+        raise MissingMediaError(source, "no such file")
+    inline = media_dir is None or not _is_under(path, Path(media_dir))
+    return media_url(path, inline=inline, max_inline_mb=max_inline_mb)
+
+
+async def predict_one(client: ChatClient, source: str | Path, media_type: str | None = None,
                       labels: Sequence[str] | None = None, style: str = "tags", media_dir: str | Path | None = None,
                       max_tokens: int = 512) -> Prediction:
-    """Send one video/image with the project's prompt; parse the answer with the project's parser.
+    """Send one video, frame folder or image with the project's prompt; parse the answer with its parser.
 
-    Local files under ``media_dir`` go as ``file://`` URLs (the server reads them); other local files are sent
-    inline as base64 data URLs; http(s)/data URLs pass through. Faults come back in ``error``."""
-    from emoreason.reasoning import build_messages, parse_response, to_openai_messages
+    Local files and frame folders under ``media_dir`` go as ``file://`` URLs (the server reads them); others are
+    sent inline (within ``client.config.max_inline_mb``); http(s)/data URLs pass through.
+    ``media_type`` None: "image" for image files, else "video". ``style="json"`` asks for the JSON variant and
+    enforces it with the server's guided decoding. Faults come back in ``error``."""
+    from emoreason.reasoning import build_messages, json_response_format, to_openai_messages
+    from emoreason.video import MediaError
 
     text_source = str(source)
     try:
-        if not text_source.startswith(("http://", "https://", "data:", "file://")):
-            path = Path(text_source)
-            if not path.is_file():
-                return Prediction(text_source, error=f"{text_source}: no such file")
-            inline = media_dir is None or not _is_under(path, Path(media_dir))
-            url = media_url(path, inline=inline)
-        else:
-            url = text_source
+        url = _media_url_for(text_source, media_dir, client.config.max_inline_mb)
+    except MediaError as exc:
+        hint = (" (put it under the server's --media-dir to send it by path, or raise the client's "
+                "max_inline_mb / `predict --max-inline-mb`)" if "inline cap" in exc.reason else "")
+        return Prediction(text_source, error=f"{text_source}: {exc.reason}{hint}")
     except OSError as exc:
         return Prediction(text_source, error=f"{text_source}: {exc}")
-    messages = to_openai_messages(build_messages(None, media_type, labels, style), url)
-    result = await client.chat(messages, temperature=0.0, max_tokens=max_tokens)
+    kind = media_type or media_kind(text_source)
+    messages = to_openai_messages(build_messages(None, kind, labels, style), url)
+    params: dict = {"temperature": 0.0, "max_tokens": max_tokens}
+    if style == "json":  # room for the JSON answer after the reasoning
+        params["response_format"] = json_response_format(labels, think_max_tokens=max(8, max_tokens - 96))
+    result = await client.chat(messages, **params)
     if not result.ok:
         return Prediction(text_source, latency_s=result.latency_s, error=result.error)
-    parsed = parse_response(result.text)
-    return Prediction(text_source, parsed.emotion, parsed.aus, parsed.negated_aus, parsed.think, parsed.format_ok,
-                      result.text, result.latency_s)
+    return prediction_from_text(text_source, result.text, result.latency_s)
 
 
-def predict_many(config: EndpointConfig, sources: Sequence[str | Path], media_type: str = "video",
+def predict_many(config: EndpointConfig, sources: Sequence[str | Path], media_type: str | None = None,
                  labels: Sequence[str] | None = None, style: str = "tags", media_dir: str | Path | None = None,
                  max_tokens: int = 512) -> list[Prediction]:
     """Predict for many inputs concurrently (bounded by ``config.concurrency``); results in input order."""

@@ -1,4 +1,16 @@
-"""The sample record: what every dataset adapter yields and every stage reads (docs/ARCHITECTURE.md)."""
+"""The sample record: what every dataset adapter yields and every stage reads (docs/ARCHITECTURE.md) — and the
+AU columns of a training row (what ``synth-cot`` writes and the GRPO rewards score against).
+
+Training-row AU contract (``ROW_AU_COLUMNS``), all from the evidence the row's text was built on:
+
+* ``aus`` — AUs present in that evidence (list; None when the clip has no evidence at all);
+* ``au_intensity`` — JSON ``{"12": peak 0–5}`` for the present AUs whose intensity is known;
+* ``au_timing`` — JSON ``{"12": {"onset_s", "apex_s", "offset_s"}}`` in seconds from the clip's start;
+* ``au_source`` — one of ``AU_SOURCES`` (``detector:NAME`` for a detector);
+* ``au_observed`` — False for prototype evidence (the label's FACS prototype): AU rewards give None there;
+* ``au_coded`` — the AUs the source codes (claims of other AUs are unknown, not wrong); None when unknown;
+* ``au_rarity`` — Facial-R1's per-sample AU-rarity weight in [0, 1] (None without observed AUs).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 MEDIA_TYPES = ("video", "frames", "image")
+AU_SOURCES = ("dataset_labels", "dataset_frames", "openface", "detector:NAME", "synthetic", "prototype")
+ROW_AU_COLUMNS = ("aus", "au_intensity", "au_timing", "au_source", "au_observed", "au_coded", "au_rarity")
 
 
 @dataclass

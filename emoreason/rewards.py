@@ -6,28 +6,51 @@ completion string (empty, truncated, 100 kB of garbage) gets a number — and re
 ground truth lacks the field the reward needs, which TRL then leaves out of that reward's mean.
 
 * ``format`` — tags present, ordered, one answer; full credit needs the three reasoning sections.
-* ``emotion`` — canonical-label match (``emoreason.knowledge``), optional soft credit for the same
-  valence–arousal quadrant or a label inside the true compound (and vice versa).
-* ``au_f1`` — 2·Fβ − 1 between non-negated claimed AUs and ground-truth AUs (Facial-R1's AU reward), optionally
-  weighting each hit by how close its claimed intensity letter is to the true intensity.
+* ``emotion`` — canonical-label match (``emoreason.knowledge``), optional credit graded by valence–arousal
+  distance (``va_credit``, off by default — see ``_emotion``) or for a label inside the true compound.
+* ``au_f1`` — 2·Fβ − 1 between non-negated claimed AUs and the row's evidence AUs (Facial-R1's AU reward), on
+  the AUs the evidence source codes; optionally intensity-aware (a hit's credit falls with the distance of its
+  letter from the evidence, and a missing letter earns none — the prompt asks for letters).
 * ``au_consistency`` — how well the claimed AUs support the answered emotion (FACS prototype score).
+
+AU rewards read the training row's AU contract (``emoreason.records``): ``aus``, ``au_intensity``, ``au_coded``
+and ``au_observed``. A row without observed AUs (label-only, prototype evidence) gets ``None`` from every AU
+reward — never ±1, which would teach the model to stop citing AUs (or to cite the label's prototype).
+
+Every reward also takes ``rarity_scale`` / ``rarity_floor``: Facial-R1's per-sample AU-rarity weight (Wu et al.,
+"Facial-R1", AAAI 2026; they scale every reward by 10 × the sample's min–max normalised rarity, the ``au_rarity``
+column ``synth-cot`` writes), as ``value × scale × (floor + (1 − floor) × au_rarity)`` on rows that have it.
+Under TRL's ``scale_rewards: group`` a per-sample factor cancels in the advantages; use ``batch`` or ``none``
+for it to matter.
+
+A reward that raises on a row is a bug, not a 0: the row gets ``None`` (TRL leaves it out of that reward), the
+failure is logged with its traceback, counted per reward (``reward_error_counts()``) and reported each step
+through TRL's ``log_metric`` as ``rewards/<name>/errors``.
 * ``valence_arousal`` — 1 − mean absolute error / 2 of predicted (JSON answer, else the answer's anchor) VA.
 * ``length`` — 0 normally, down to −1 for overlong or repetitive completions.
 """
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import json
+import logging
 import math
+from collections import Counter
 from collections.abc import Callable
 from functools import partial
 
-from emoreason.knowledge import EMOTIONS, canonical_emotion, prototype_scores, va_anchor, va_quadrant
+from emoreason.knowledge import EMOTIONS, canonical_emotion, prototype_scores, va_anchor
 from emoreason.knowledge.facs import intensity_letter, intensity_value
 from emoreason.reasoning import ParsedResponse, parse_response
 
+log = logging.getLogger(__name__)
+
 RewardFn = Callable[..., list[float | None]]
 _REGISTRY: dict[str, Callable[..., float | None]] = {}
+_ERRORS: Counter = Counter()  # reward name → rows it raised on, this process
+_TRL_KWARGS = ("trainer_state", "log_extra", "log_metric", "completion_ids", "environments")
 
 
 def completion_text(completion: object) -> str:
@@ -100,7 +123,18 @@ def _format(parsed: ParsedResponse, row: dict, require_sections: bool = True) ->
 
 
 @_register("emotion")
-def _emotion(parsed: ParsedResponse, row: dict, soft_quadrant: float = 0.0, soft_compound: float = 0.0) -> float | None:
+def _emotion(parsed: ParsedResponse, row: dict, va_credit: float = 0.0, va_radius: float = 1.0,
+             soft_compound: float = 0.0) -> float | None:
+    """1 for the right label, else optional partial credit.
+
+    ``va_credit``: up to this much for a wrong label whose circumplex anchor lies within ``va_radius`` of the
+    true one, falling linearly with the distance. Off by default, for DFEW's sake: its errors concentrate among
+    the negative high-arousal classes (anger, disgust, fear) and between fear and surprise (Jiang et al., "DFEW",
+    ACM MM 2020, per-class results; the same pattern in later DFEW baselines), and those anchors are the
+    closest on the circumplex (anger–fear 0.10, anger–disgust 0.40, fear–disgust 0.41): any credit by
+    valence–arousal proximity pays most for exactly DFEW's hardest confusions. (The former quadrant credit gave
+    anger, fear, disgust and contempt full mutual credit.) ``soft_compound``: credit for a component of the
+    true compound emotion or a compound containing the true one."""
     truth = canonical_emotion(row.get("emotion")) if isinstance(row.get("emotion"), str) else None
     if truth is None:
         return None
@@ -112,17 +146,26 @@ def _emotion(parsed: ParsedResponse, row: dict, soft_quadrant: float = 0.0, soft
     credit = 0.0
     if soft_compound and (predicted in EMOTIONS[truth].components or truth in EMOTIONS[predicted].components):
         credit = max(credit, soft_compound)
-    if soft_quadrant and va_quadrant(*va_anchor(predicted)) == va_quadrant(*va_anchor(truth)):
-        credit = max(credit, soft_quadrant)
+    if va_credit and va_radius > 0:
+        distance = math.dist(va_anchor(predicted), va_anchor(truth))
+        credit = max(credit, va_credit * max(0.0, 1.0 - distance / va_radius))
     return credit
+
+
+def _observed_truth(row: dict) -> set[int] | None:
+    """The row's evidence AUs, or None when it has no observed AUs (prototype / label-only rows)."""
+    if row.get("au_observed") is False:
+        return None
+    return _aus(row.get("aus"))
 
 
 @_register("au_f1")
 def _au_f1(parsed: ParsedResponse, row: dict, beta: float = 1.0, intensity_aware: bool = False) -> float | None:
-    truth = _aus(row.get("aus"))
+    truth = _observed_truth(row)
     if truth is None:
         return None
-    claimed = set(parsed.aus)
+    coded = _aus(row.get("au_coded"))
+    claimed = set(parsed.aus) & coded if coded else set(parsed.aus)  # an uncoded AU is unknown, not wrong
     if not truth and not claimed:
         return 1.0
     hits = claimed & truth
@@ -131,9 +174,11 @@ def _au_f1(parsed: ParsedResponse, row: dict, beta: float = 1.0, intensity_aware
         tp = 0.0
         for au in hits:
             letter = parsed.au_intensities.get(au)
-            target = intensity_letter(true_int.get(au, 0.0))
-            tp += 1.0 if letter is None or target is None else 1.0 - abs(intensity_value(letter) -
-                                                                           intensity_value(target)) / 4.0
+            target = intensity_letter(true_int[au]) if au in true_int else None
+            if target is None:  # the evidence has no intensity for this AU (occurrence-only): not judged
+                tp += 1.0
+            elif letter is not None:  # a missing letter earns nothing: the prompt asks for one
+                tp += 1.0 - abs(intensity_value(letter) - intensity_value(target)) / 4.0
     else:
         tp = float(len(hits))
     precision = tp / len(claimed) if claimed else 0.0
@@ -146,7 +191,9 @@ def _au_f1(parsed: ParsedResponse, row: dict, beta: float = 1.0, intensity_aware
 
 
 @_register("au_consistency")
-def _au_consistency(parsed: ParsedResponse, row: dict) -> float:
+def _au_consistency(parsed: ParsedResponse, row: dict) -> float | None:
+    if row.get("au_observed") is False:  # label-only rows: rewarding the label's prototype AUs is circular
+        return None
     if parsed.emotion is None:
         return 0.0
     return float(prototype_scores(parsed.aus, emotions=[parsed.emotion]).get(parsed.emotion, 0.0))
@@ -184,15 +231,39 @@ def _length(parsed: ParsedResponse, row: dict, text: str = "", max_chars: int = 
 REWARD_NAMES = tuple(_REGISTRY)
 
 
-def get_reward(name: str, **options) -> RewardFn:
-    """A TRL reward function by name, with options bound (e.g. ``get_reward("au_f1", beta=2)``)."""
+def reward_error_counts() -> dict[str, int]:
+    """Rows each reward raised on in this process (a reward that raises is a bug to fix, not a 0)."""
+    return dict(_ERRORS)
+
+
+def _check_options(name: str, options: dict) -> None:
+    if name == "emotion" and "soft_quadrant" in options:
+        raise ValueError("emotion: soft_quadrant was removed (one quadrant holds anger, fear, disgust and contempt, "
+                         "so it paid for DFEW's hardest confusions); use va_credit (graded by valence–arousal "
+                         "distance, off by default)")
+    accepted = [p for p in inspect.signature(_REGISTRY[name]).parameters if p not in ("parsed", "row", "text")]
+    for key in options:
+        if key not in accepted:
+            close = difflib.get_close_matches(key, accepted, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; it takes {', '.join(accepted) or 'none'}"
+            raise ValueError(f"reward {name!r} has no option {key!r}{hint}")
+
+
+def get_reward(name: str, rarity_scale: float | None = None, rarity_floor: float = 0.0, **options) -> RewardFn:
+    """A TRL reward function by name, with options bound (e.g. ``get_reward("au_f1", beta=2)``); an unknown
+    option is an error naming the closest one. ``rarity_scale``/``rarity_floor``: Facial-R1's AU-rarity weight."""
     if name not in _REGISTRY:
         raise KeyError(f"unknown reward {name!r}; known: {', '.join(REWARD_NAMES)}")
+    _check_options(name, options)
     core = partial(_REGISTRY[name], **options) if options else _REGISTRY[name]
+    metric = f"rewards/{name}_reward/errors"
 
     def reward(prompts=None, completions=None, **columns) -> list[float | None]:
+        log_metric = columns.get("log_metric")
+        columns = {k: v for k, v in columns.items() if k not in _TRL_KWARGS}
         completions = list(completions or [])
         out: list[float | None] = []
+        errors = 0
         for i, completion in enumerate(completions):
             row = {k: (v[i] if isinstance(v, list | tuple) and len(v) == len(completions) else v)
                    for k, v in columns.items()}
@@ -200,9 +271,18 @@ def get_reward(name: str, **options) -> RewardFn:
             try:
                 parsed = parse_response(text)
                 value = core(parsed, row, text=text) if name == "length" else core(parsed, row)
-            except Exception:  # a malformed ground-truth column must not stop training
-                value = 0.0
+                if value is not None and rarity_scale is not None and _float(row.get("au_rarity")) is not None:
+                    value *= rarity_scale * (rarity_floor + (1.0 - rarity_floor) * _float(row["au_rarity"]))
+            except Exception:
+                errors += 1
+                _ERRORS[name] += 1
+                if _ERRORS[name] <= 3 or _ERRORS[name] % 100 == 0:
+                    log.warning("reward %s raised on row %d (id %s); %d failures so far", name, i, row.get("id"),
+                                _ERRORS[name], exc_info=True)
+                value = None
             out.append(None if value is None else float(value))
+        if callable(log_metric):  # TRL's hook: averaged over the step's calls and processes, logged every step
+            log_metric(metric, float(errors))
         return out
 
     reward.__name__ = f"{name}_reward"

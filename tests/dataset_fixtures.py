@@ -29,9 +29,9 @@ def _image(path: Path) -> Path:
     return path
 
 
-def _frames(folder: Path, n: int = 3) -> Path:
-    for i in range(n):
-        _image(folder / f"{i + 1:05d}.jpg")
+def _frames(folder: Path, n: int = 3, names: list[str] | None = None) -> Path:
+    for name in names or [f"{i + 1:05d}.jpg" for i in range(n)]:
+        _image(folder / name)
     return folder
 
 
@@ -46,6 +46,9 @@ def make_dfew(root: Path) -> dict:
     _write(split_dir / "train(single-labeled)" / "set_1.csv",
            "video_name,label\n1,1\n2,4\n3,9\n4,7,extra\n99,2\n5,3\n")
     _write(split_dir / "test(single-labeled)" / "set_1.csv", "video_name,label\n6,5\n7,6\n")
+    # fold 2 of the cross-validation: fold 1's test clips are in its train set, and the reverse
+    _write(split_dir / "train(single-labeled)" / "set_2.csv", "video_name,label\n6,5\n7,6\n5,3\n")
+    _write(split_dir / "test(single-labeled)" / "set_2.csv", "video_name,label\n1,1\n2,4\n")
     for clip in (1, 2, 5, 6):
         _frames(root / "Clip" / "clip_224x224" / f"{clip:05d}")
     _video(root / "Clip" / "original" / "00007.mp4")
@@ -53,6 +56,28 @@ def make_dfew(root: Path) -> dict:
                                                            "missing_media": 1}, "kwargs": {"fold": 1}}
 
 
+# DFEW as real copies hold it: the label tables plus one media variant each (docs: emoreason/datasets/adapters.py)
+DFEW_VARIANTS = ("clip_224x224", "clip_224x224_16f", "jpg_256", "clip_224x224_avi", "original", "original_unpadded")
+
+
+def dfew_variant(root: Path, variant: str) -> dict:
+    """Test clips 6, 7 and 12 of fold 1 in one media layout; clip 12 is a folder of unpadded frame names
+    (1.jpg … 12.jpg) where the variant has frame folders. Returns {clip id: (media type, path suffix)}."""
+    split_dir = root / "EmoLabel_DataSplit"
+    _write(split_dir / "test(single-labeled)" / "set_1.csv", "video_name,label\n6,5\n7,6\n12,1\n")
+    expected = {}
+    for clip in (6, 7, 12):
+        padded = f"{clip:05d}"
+        if variant in ("clip_224x224", "clip_224x224_16f", "jpg_256"):
+            folder = root / "Clip" / variant / padded
+            _frames(folder, 16, [f"{i}.jpg" for i in range(1, 13)] if clip == 12 else None)
+            expected[f"dfew-{padded}"] = ("frames", f"Clip/{variant}/{padded}")
+        else:
+            name = {"clip_224x224_avi": f"clip_224x224_avi/{padded}.avi", "original": f"original/{padded}.mp4",
+                    "original_unpadded": f"original/{clip}.mp4"}[variant]
+            _video(root / "Clip" / name)
+            expected[f"dfew-{padded}"] = ("video", f"Clip/{name}")
+    return expected
 def make_ferv39k(root: Path) -> dict:
     setups = root / "4_setups" / "All_scenes"
     _write(setups / "train_All.csv", "Action/Drink/0001 3\nAction/Drink/0002 0\nAction/Run/0003 12\n")
@@ -101,27 +126,42 @@ def make_ckplus(root: Path) -> dict:
     return {"counts": {None: 2}, "problems": {"unknown_label": 1, "malformed_row": 1}}
 
 
+DISFA_FRAMES = 12  # frames per fixture video; AU6 and AU12 reach intensity 3 at frames 5–7 (1-based)
+
+
 def make_disfa(root: Path) -> dict:
+    """Three subjects, one in each of JAA-Net's partitions (SN001: 1, SN013: 2, SN003: 3)."""
     from emoreason.datasets.adapters import DISFA_AUS
 
-    for subject in ("SN001", "SN002"):
+    for subject in ("SN001", "SN013", "SN003"):
         for au in DISFA_AUS:
-            values = [0, 1, 3, 2] if au in (6, 12) else [0, 0, 1, 0]
+            values = [0, 0, 1, 2, 3, 3, 3, 1, 0, 0, 0, 0] if au in (6, 12) else [0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0]
             _write(root / "ActionUnit_Labels" / subject / f"{subject}_au{au}.txt",
                    "".join(f"{i + 1},{v}\n" for i, v in enumerate(values)))
-        _video(root / "Videos_LeftCamera" / f"LeftVideo{subject}_comp.avi")
-    return {"counts": {None: 2}, "problems": {}, "aus": [6, 12]}
+        _video(root / "Videos_LeftCamera" / f"LeftVideo{subject}_comp.avi", DISFA_FRAMES)
+    return {"counts": {None: 3}, "problems": {}, "aus": [6, 12]}
+
+
+BP4D_SUBJECTS = {"F001": 1, "F002": 1, "F003": 2, "F007": 3}  # JAA-Net's partitions (not a round-robin deal)
+BP4D_FIRST_FRAME = 2440  # BP4D codes a segment of each task; frames are named by their number
 
 
 def make_bp4d(root: Path) -> dict:
-    head = "Frame,1,2,4,6,7,10,12,14,15,17,23,24\n"
-    _write(root / "AUCoding" / "AU_OCC" / "F001_T1.csv", head + "1,0,0,0,0,0,0,0,0,0,0,0,0\n"
-           "2,0,0,0,1,0,0,1,0,0,0,0,0\n3,9,9,9,1,9,9,1,9,9,9,9,9\n")
-    _write(root / "AUCoding" / "AU_INT" / "AU12" / "F001_T1_AU12.csv", "1,0\n2,3\n3,4\n")
-    _write(root / "AUCoding" / "AU_OCC" / "M001_T2.csv", head + "1,1,1,0,0,0,0,0,0,0,0,0,0\n")
-    _frames(root / "Sequences" / "F001" / "T1")
-    _frames(root / "Sequences" / "M001" / "T2")
-    return {"counts": {None: 2}, "problems": {}}
+    """T1 of four subjects, 20 coded frames (2440–2459): AU6+AU12 on in frames 2445–2452, AU1 unknown (9) in
+    frames 2450–2451, everything else off; frame images named by number."""
+    aus = (1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24)
+    head = "Frame," + ",".join(map(str, aus)) + "\n"
+    for subject in BP4D_SUBJECTS:
+        rows = []
+        for frame in range(BP4D_FIRST_FRAME, BP4D_FIRST_FRAME + 20):
+            on = 2445 <= frame <= 2452
+            values = [9 if au == 1 and frame in (2450, 2451) else int(on and au in (6, 12)) for au in aus]
+            rows.append(f"{frame}," + ",".join(map(str, values)))
+        _write(root / "AUCoding" / "AU_OCC" / f"{subject}_T1.csv", head + "\n".join(rows) + "\n")
+        _frames(root / "Sequences" / subject / "T1", names=[f"{f}.jpg" for f in range(BP4D_FIRST_FRAME,
+                                                                                     BP4D_FIRST_FRAME + 20)])
+    _write(root / "AUCoding" / "AU_INT" / "AU12" / "F001_T1_AU12.csv", "2445,3\n2446,4\n")
+    return {"counts": {None: 4}, "problems": {}, "aus": [6, 12]}
 
 
 def make_affwild2(root: Path) -> dict:
@@ -134,6 +174,9 @@ def make_affwild2(root: Path) -> dict:
            "-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1\n")
     _write(ann / "EXPR_Classification_Challenge" / "Validation_Set" / "video2.txt",
            "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other\n5\n5\n7\n")
+    _write(ann / "AU_Detection_Challenge" / "Validation_Set" / "video2.txt",
+           "AU1,AU2,AU4,AU6,AU7,AU10,AU12,AU15,AU23,AU24,AU25,AU26\n" + "1,0,1,0,0,0,0,1,0,0,0,0\n" * 2 +
+           "-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1\n" + "0,0,0,0,0,0,0,0,0,0,0,0\n")
     _frames(root / "cropped_aligned" / "video1", 4)
     _video(root / "videos" / "video2.mp4")
     return {"counts": {"train": 1, "val": 1}, "problems": {}}

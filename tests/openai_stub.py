@@ -13,9 +13,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class StubServer:
     """``behaviour(messages) -> ("ok", text) | ("error", status) | ("sleep", seconds)``."""
 
-    def __init__(self, behaviour, delay_s: float = 0.0):
+    def __init__(self, behaviour, delay_s: float = 0.0, root: str | None = None):
         self.behaviour, self.delay_s = behaviour, delay_s
+        self.root = root  # the weights path /v1/models reports (vLLM's "root"), when set
         self.requests = 0
+        self.bodies: list[dict] = []  # every chat request as received (extra_body fields included)
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -32,12 +34,14 @@ class StubServer:
                     self.wfile.write(body)
 
             def do_GET(self):
-                self._send(200, {"object": "list", "data": [{"id": "stub-teacher", "object": "model"}]})
+                model = {"id": "stub-teacher", "object": "model", **({"root": stub.root} if stub.root else {})}
+                self._send(200, {"object": "list", "data": [model]})
 
             def do_POST(self):
                 length = int(self.headers.get("Content-Length", 0))
                 request = json.loads(self.rfile.read(length))
                 stub.requests += 1
+                stub.bodies.append(request)
                 if stub.delay_s:
                     time.sleep(stub.delay_s)
                 kind, value = stub.behaviour(request["messages"])

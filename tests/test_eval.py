@@ -19,7 +19,7 @@ from emoreason.evaluation.backends import EndpointBackend
 from emoreason.evaluation.benchmarks import available_benchmarks, load_benchmark
 from emoreason.evaluation.metrics import au_f1, ccc, fold_summary, recognition_metrics, rmse
 from emoreason.evaluation.rationale import rationale_metrics, rouge_l
-from emoreason.evaluation.runner import evaluate
+from emoreason.evaluation.runner import benchmark_records, evaluate
 from emoreason.reasoning import parse_response
 from emoreason.synth import SynthConfig, build_dataset
 
@@ -43,7 +43,11 @@ def test_recognition_metrics_equal_sklearn(n_classes, seed):
     assert ours["weighted_f1"] == pytest.approx(skm.f1_score(truth, sk_pred, labels=labels, average="weighted",
                                                              zero_division=0))
     recalls = skm.recall_score(truth, sk_pred, labels=labels, average=None, zero_division=0)
-    assert [ours["per_class_recall"][c] for c in labels] == pytest.approx(list(recalls))
+    # a class absent from the ground truth has no recall (None = not measured; sklearn says 0)
+    absent = {c for c in labels if c not in truth}
+    assert all(ours["per_class_recall"][c] is None for c in absent)
+    assert [ours["per_class_recall"][c] for c in labels if c not in absent] == pytest.approx(
+        [r for c, r in zip(labels, recalls, strict=True) if c not in absent])
     assert ours["confusion_matrix"] == skm.confusion_matrix(truth, sk_pred, labels=labels).tolist()
     assert ours["unparseable"] == sum(p is None for p in pred)
 
@@ -57,6 +61,12 @@ def test_au_f1_equals_sklearn_per_au():
     for au in au_set:
         expected = skm.f1_score([au in t for t in truth], [au in p for p in pred], zero_division=0)
         assert ours["per_au_f1"][au] == pytest.approx(expected)
+    assert ours["mean_f1"] == pytest.approx(np.mean(list(ours["per_au_f1"].values())))
+    # an AU never present nor predicted has no F1 and stays out of the mean; unknown AUs are skipped per sample
+    never = au_f1([{1}, set()], [{1}, set()], [1, 2])
+    assert never["per_au_f1"] == {1: 1.0, 2: None} and never["mean_f1"] == 1.0 and never["aus_measured"] == 1
+    masked = au_f1([{1}, set()], [{1}, {1}], [1], known=[{1}, set()])
+    assert masked["per_au_f1"][1] == 1.0  # the false alarm fell on a sample where AU1 was not coded
 
 
 def test_ccc_and_rmse_on_known_vectors():
@@ -67,6 +77,8 @@ def test_ccc_and_rmse_on_known_vectors():
     assert ccc([1, 2, 3], [2, 4, 6]) == pytest.approx(2 * (4 / 3) / (2 / 3 + 8 / 3 + 4))
     assert rmse([0, 0], [3, 4]) == pytest.approx(np.sqrt(12.5))
     assert fold_summary([0.5, 0.7]) == {"mean": pytest.approx(0.6), "std": pytest.approx(0.1), "folds": 2}
+    assert fold_summary([0.5, None]) == {"mean": 0.5, "std": 0.0, "folds": 1}
+    assert ccc([], []) is None and ccc([1.0, 1.0], [1.0, 1.0]) is None and rmse([], []) is None
 
 
 def test_rationale_metrics_hand_built():
@@ -100,8 +112,9 @@ def test_every_benchmark_file_loads_against_its_fixture(tmp_path):
         root = tmp_path / name
         FIXTURES[spec.dataset_format](root)
         fold = spec.folds[0] if spec.folds else None
-        records = load_records(spec.dataset_format, root, split=spec.split, fold=fold, **spec.dataset_options)
+        records = benchmark_records(spec, str(root), fold)
         assert len(records) > 0, name
+        assert all(r.split == spec.split for r in records) or spec.split is None, name
 
 
 @pytest.fixture(scope="module")
@@ -156,9 +169,9 @@ def test_endpoint_backend_scores_and_records_failures(synth_test, tmp_path):
         return "ok", (f"<think>Observations: {aus}.\nInterpretation: x.\nConclusion: {record.emotion}.</think>"
                       f"<answer>{record.emotion}</answer>")
 
-    with StubServer(behaviour) as server:
+    with StubServer(behaviour) as server:  # videos under --media-dir go by file:// URL (the server samples them)
         backend = EndpointBackend({"base_url": server.base_url, "concurrency": 4, "retries": 1, "backoff_s": 0.01},
-                                  spec.frames, None, "tags", batch_size=8)
+                                  spec.frames, None, "tags", batch_size=8, media_dir=str(synth_test))
         metrics = evaluate(spec, backend, tmp_path / "ep", root=str(synth_test), progress=False)
     angry = sum(r.emotion == "anger" for r in records)
     assert angry and metrics["generation_errors"] == angry

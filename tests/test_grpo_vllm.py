@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from recipe_support import tiny_recipe
 from safetensors.torch import load_file
-from vllm_support import VLLM_MARKS, VLLM_PYTHON, free_port
+from vllm_support import FAST_START, VLLM_MARKS, VLLM_PYTHON, free_port
 
 from emoreason.grpo.rollouts import RolloutError, VLLMServerRollouts, merged_weights
-from emoreason.grpo.train import GRPORecipe, build_trainer
+from emoreason.grpo.train import build_trainer
 from emoreason.serving.server import ServeConfig, VLLMServer
 
 pytestmark = VLLM_MARKS
@@ -21,20 +22,18 @@ pytestmark = VLLM_MARKS
 def rollout_server(tiny_model_dirs, tmp_path_factory):
     media = tmp_path_factory.mktemp("rollout-media")  # frames travel inline; nothing is read from here
     cfg = ServeConfig(model=str(tiny_model_dirs["qwen2_5_vl"]), media_dir=str(media), port=free_port(),
-                      max_model_len=2048, python=str(VLLM_PYTHON), startup_timeout_s=300, weight_sync=True)
+                      max_model_len=2048, python=str(VLLM_PYTHON), startup_timeout_s=600, weight_sync=True,
+                      extra_args=FAST_START)
     with VLLMServer(cfg, log_path=tmp_path_factory.mktemp("logs") / "vllm.log") as server:
         yield server
 
 
 def _trainer(tmp_path, tiny_model_dirs, grpo_data, server, **kw):
     fields = {"num_generations": 2, "per_device_train_batch_size": 4, "max_completion_length": 16, "max_steps": 2,
-              "fps": 4.0, "max_frames": 4, "min_pixels": 3136, "max_pixels": 12544, "learning_rate": 1e-2,
-              "mode": "full", "logging_steps": 1, "save_steps": 1000, "seed": 0, "use_vllm": True,
+              "learning_rate": 1e-2, "seed": 0, "use_vllm": True, "vllm_mode": "server",
               "vllm_server_base_url": f"http://127.0.0.1:{server.cfg.port}",
               "reward_options": {"length": {"max_chars": 40}}, **kw}  # varied rewards → an update
-    recipe = GRPORecipe(model_name_or_path=str(tiny_model_dirs["qwen2_5_vl"]), dataset_path=str(grpo_data),
-                        output_dir=str(tmp_path / "g"), **fields)
-    return build_trainer(recipe)[0]
+    return build_trainer(tiny_recipe("grpo", tiny_model_dirs["qwen2_5_vl"], grpo_data, tmp_path / "g", **fields))[0]
 
 
 def _logp_gap(trainer) -> float:
@@ -75,7 +74,7 @@ def test_vllm_rollouts_see_the_training_frames_and_weights(tmp_path, tiny_model_
 
 
 def test_lora_policy_is_served_merged(tmp_path, tiny_model_dirs, grpo_data, rollout_server):
-    trainer = _trainer(tmp_path, tiny_model_dirs, grpo_data, rollout_server, mode="lora", lora_r=8, lora_alpha=16,
+    trainer = _trainer(tmp_path, tiny_model_dirs, grpo_data, rollout_server, use_peft=True, lora_r=8, lora_alpha=16,
                        lora_dropout=0.0)  # dropout would make the policy's own log-probs noisy
     model = trainer.accelerator.unwrap_model(trainer.model)
     with torch.no_grad():  # a non-zero adapter, so the merged weights differ from the base checkpoint
@@ -92,6 +91,26 @@ def test_lora_policy_is_served_merged(tmp_path, tiny_model_dirs, grpo_data, roll
     trainer._last_synced_step = trainer.state.global_step
     trainer._generate_and_score_completions(batch)
     assert synced < 0.05 and _logp_gap(trainer) > 3 * synced, (_logp_gap(trainer), synced)
+
+
+def test_prompt_token_mismatch_is_an_error_naming_the_sample(tmp_path, tiny_model_dirs, grpo_data, rollout_server):
+    trainer = _trainer(tmp_path, tiny_model_dirs, grpo_data, rollout_server)
+    row = dict(trainer.train_dataset[0])
+    conversations, media = [], []
+    trainer._rows = [row]
+    try:  # the trainer's own prompt ids for the row, then one token changed
+        prompt_ids, _, _ = trainer._tokenize_prompts([row["prompt"]])
+        conversations, media = trainer._rollout_inputs
+    finally:
+        trainer._rows = trainer._media_rows = trainer._rollout_inputs = None
+    rollouts = trainer.vllm_rollouts
+    ok = rollouts.generate([(conversations[0], media[0], 1)], max_tokens=2, temperature=1.0, top_p=1.0, seed=0,
+                           labels=[f"sample {row['id']}"], expected_prompts=prompt_ids)
+    assert len(ok[0]) == 1 and rollouts.prompt_mismatches == 0
+    wrong = [prompt_ids[0][:5] + [prompt_ids[0][5] + 1] + prompt_ids[0][6:]]
+    with pytest.raises(RolloutError, match=f"sample {row['id']}.*first difference at 5"):
+        rollouts.generate([(conversations[0], media[0], 1)], max_tokens=2, temperature=1.0, top_p=1.0, seed=0,
+                          labels=[f"sample {row['id']}"], expected_prompts=wrong)
 
 
 def test_rollout_faults_are_named(tmp_path, rollout_server):

@@ -8,8 +8,9 @@ from emoreason.cot.pipeline import CoTConfig, CoTPipeline
 from emoreason.evaluation.backends import LocalBackend
 from emoreason.evaluation.benchmarks import load_benchmark
 from emoreason.evaluation.runner import evaluate, prompt_labels
-from emoreason.sft.train import SFTRecipe, run_sft
+from emoreason.sft.train import run_sft
 from emoreason.synth import SynthConfig, build_dataset
+from emoreason.training import load_recipe
 
 pytestmark = pytest.mark.slow
 
@@ -18,10 +19,11 @@ def test_sft_learns_the_format(tmp_path, tiny_model_dirs):
     build_dataset(SynthConfig(out=str(tmp_path / "s"), clips=320, seed=0, difficulty="easy"), progress=False)
     cot = CoTPipeline(CoTConfig(dataset_root=str(tmp_path / "s"), output_dir=str(tmp_path / "c")),
                       progress=False).run()
-    recipe = SFTRecipe(model_name_or_path=str(tiny_model_dirs["qwen2_5_vl"]), dataset_path=str(cot / "hf"),
-                       output_dir=str(tmp_path / "sft"), mode="full", freeze_vision=False, fps=4.0, max_frames=8,
-                       min_pixels=3136, max_pixels=12544, max_length=1024, learning_rate=2e-3, num_train_epochs=8,
-                       per_device_train_batch_size=4, logging_steps=10, save_steps=100000, seed=0)
+    recipe = load_recipe("sft", None, None, model_name_or_path=str(tiny_model_dirs["qwen2_5_vl"]),
+                         dataset_name=str(cot / "hf"), output_dir=str(tmp_path / "sft"), freeze_vision=False, fps=4.0,
+                         max_frames=8, min_pixels=3136, max_pixels=12544, max_length=1024, learning_rate=2e-3,
+                         num_train_epochs=8, per_device_train_batch_size=4, logging_steps=10, save_steps=100000,
+                         seed=0, bf16=False, gradient_checkpointing=False, report_to="none")
     final = run_sft(recipe)
     import json
 

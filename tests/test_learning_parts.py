@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from recipe_support import tiny_recipe
 
 from emoreason.config import ConfigError
 from emoreason.evaluation.significance import accuracy, cited_au_f1, paired_bootstrap, wilson_interval
 from emoreason.models.tiny import TinySpec, build_tiny_model, spec_from_overrides
-from emoreason.sft.optim import module_of, split_param_groups
+from emoreason.training.optim import module_of, split_param_groups
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -91,18 +92,32 @@ def test_per_module_learning_rates_reach_the_optimizer_and_the_scheduler(tiny_mo
 
 
 def test_sft_trainer_uses_the_recipes_module_rates(tmp_path, tiny_model_dirs, grpo_data):
-    from emoreason.sft.train import SFTRecipe, build_trainer
+    from emoreason.sft.train import build_trainer
 
-    recipe = SFTRecipe(model_name_or_path=str(tiny_model_dirs["qwen2_5_vl"]), dataset_path=str(grpo_data),
-                       output_dir=str(tmp_path / "out"), mode="full", freeze_vision=False, learning_rate=1e-4,
-                       vision_learning_rate=5e-3, max_steps=1, per_device_train_batch_size=2, fps=4.0,
-                       max_frames=4, min_pixels=3136, max_pixels=12544, save_steps=1000)
+    recipe = tiny_recipe("sft", tiny_model_dirs["qwen2_5_vl"], grpo_data, tmp_path / "out", freeze_vision=False,
+                         learning_rate=1e-4, vision_learning_rate=5e-3, max_steps=1, per_device_train_batch_size=2)
     trainer, _ = build_trainer(recipe)
     trainer.create_optimizer()
     rates = {g["module"]: g["lr"] for g in trainer.optimizer.param_groups if g["params"]}
     assert rates == {"vision": 5e-3, "projector": 1e-4, "language": 1e-4}
     with pytest.raises(ValueError, match="unknown modules"):
         split_param_groups(trainer.optimizer, trainer.model, {"eyes": 1.0})
+
+
+def test_freeze_language_trains_the_vision_path_alone(tmp_path, tiny_model_dirs, grpo_data):
+    from emoreason.sft.train import build_trainer
+
+    recipe = tiny_recipe("sft", tiny_model_dirs["qwen2_5_vl"], grpo_data, tmp_path / "out", freeze_vision=False,
+                         freeze_language=True, max_steps=1, per_device_train_batch_size=2)
+    trainer, _ = build_trainer(recipe)
+    trained = {module_of(n) for n, p in trainer.model.named_parameters() if p.requires_grad}
+    assert trained == {"vision", "projector"}
+    with pytest.raises(ConfigError, match="use_peft: false"):
+        tiny_recipe("sft", tiny_model_dirs["qwen2_5_vl"], grpo_data, tmp_path / "o2", freeze_language=True,
+                    use_peft=True)
+    with pytest.raises(ConfigError, match="nothing to train"):
+        tiny_recipe("sft", tiny_model_dirs["qwen2_5_vl"], grpo_data, tmp_path / "o3", freeze_language=True,
+                    freeze_vision=True, freeze_projector=True)
 
 
 def test_control_data_swaps_every_training_clip_and_keeps_labels(tmp_path, grpo_data):

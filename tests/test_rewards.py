@@ -35,14 +35,24 @@ def test_format():
     assert call("format", [no_sections], require_sections=False) == [1.0]
 
 
-def test_emotion_and_soft_credit():
+def test_emotion_and_graded_credit():
     wrong = GOOD.replace("<answer>happiness</answer>", "<answer>anger</answer>")
     surprised = GOOD.replace("<answer>happiness</answer>", "<answer>surprise</answer>")
     assert call("emotion", [GOOD, wrong, "no answer"]) == [1.0, 0.0, 0.0]
-    assert call("emotion", [surprised], soft_quadrant=0.3) == [0.3]  # both positive valence, high arousal
+    assert call("emotion", [surprised]) == [0.0]  # off by default
+    # graded by circumplex distance: happiness (0.8, 0.4) – surprise (0.2, 0.8) is 0.72 apart
+    assert call("emotion", [surprised], va_credit=0.5)[0] == pytest.approx(0.5 * (1 - 0.7211), abs=1e-3)
+    assert call("emotion", [wrong], va_credit=0.5) == [0.0]  # 1.5 apart: beyond the radius
+    anger_row = {**ROW, "emotion": "anger"}
+    fear = GOOD.replace("<answer>happiness</answer>", "<answer>fear</answer>")
+    assert call("emotion", [fear], [anger_row], va_credit=0.5)[0] == pytest.approx(0.45)  # why it is off
     compound = {**ROW, "emotion": "happily_surprised"}
     assert call("emotion", [GOOD], [compound], soft_compound=0.5) == [0.5]
     assert call("emotion", [GOOD], [{**ROW, "emotion": None}]) == [None]
+    with pytest.raises(ValueError, match="soft_quadrant was removed"):
+        get_reward("emotion", soft_quadrant=0.2)
+    with pytest.raises(ValueError, match="did you mean 'va_credit'"):
+        get_reward("emotion", va_credt=0.2)
 
 
 def test_au_f1_rewards_grounding():
@@ -55,9 +65,55 @@ def test_au_f1_rewards_grounding():
     assert values[2] == pytest.approx(2 * (2 / 3) - 1)  # the negated AU6 is not a claim: P=1, R=1/2
     assert values[3] == pytest.approx(-1.0)
     assert call("au_f1", [GOOD], [{**ROW, "aus": None}]) == [None]
+    hedged = GOOD.replace("rise; no AU4.", "rise; no doubt AU9 wrinkles the nose.")
+    assert call("au_f1", [hedged])[0] == pytest.approx(2 * 0.8 - 1)  # a rhetorical mention is a claim
+
+
+def test_intensity_aware_au_f1_scores_letters():
     exact = call("au_f1", [GOOD], intensity_aware=True)[0]
     off = call("au_f1", [GOOD.replace("puller, D", "puller, A")], intensity_aware=True)[0]
+    missing = call("au_f1", [GOOD.replace(", D)", ")").replace(", C)", ")")], intensity_aware=True)[0]
     assert exact == pytest.approx(1.0) and off < exact
+    assert missing == pytest.approx(-1.0)  # the prompt asks for letters: none given, no credit
+    unknown = {**ROW, "au_intensity": '{"12": 4.0}'}  # AU6 occurrence-only: its letter is not judged
+    assert call("au_f1", [GOOD.replace(", C)", ")")], [unknown], intensity_aware=True)[0] == pytest.approx(1.0)
+
+
+def test_au_rewards_are_none_without_observed_aus_and_score_coded_aus_only():
+    prototype = {**ROW, "au_observed": False, "au_source": "prototype"}
+    for name in ("au_f1", "au_consistency"):
+        assert call(name, [GOOD, ""], [prototype, prototype]) == [None, None]
+    assert call("emotion", [GOOD], [prototype]) == [1.0]
+    # AU9 is not coded by the row's source: claiming it is unknown, not a false positive
+    coded = {**ROW, "au_coded": [1, 2, 4, 6, 12, 15]}
+    with_au9 = GOOD.replace("AU6 (cheek raiser, C)", "AU6 (cheek raiser, C), AU9")
+    assert call("au_f1", [with_au9], [coded]) == [pytest.approx(1.0)]
+    assert call("au_f1", [with_au9]) == [pytest.approx(0.6)]
+
+
+def test_facial_r1_rarity_weight():
+    rare, common = {**ROW, "au_rarity": 1.0}, {**ROW, "au_rarity": 0.25}
+    assert call("au_f1", [GOOD, GOOD], [rare, common], rarity_scale=10.0) == [10.0, 2.5]
+    assert call("emotion", [GOOD], [common], rarity_scale=2.0, rarity_floor=0.5) == [pytest.approx(1.25)]
+    assert call("emotion", [GOOD], [{**ROW, "au_rarity": None}], rarity_scale=10.0) == [1.0]
+
+
+def test_a_reward_that_raises_is_counted_logged_and_reported_not_a_silent_zero(caplog):
+    from emoreason.rewards import reward_error_counts
+
+    before = reward_error_counts().get("length", 0)
+    metrics: dict[str, list[float]] = {}
+    fn = get_reward("length", max_chars="2000")  # a string where a number belongs: raises on every row
+    with caplog.at_level("WARNING", logger="emoreason.rewards"):
+        values = fn(prompts=["p"] * 3, completions=[GOOD, "x", ""], emotion=["happiness"] * 3,
+                    log_metric=lambda name, value: metrics.setdefault(name, []).append(value))
+    assert values == [None, None, None]
+    assert reward_error_counts()["length"] - before == 3
+    assert metrics == {"rewards/length_reward/errors": [3.0]}
+    assert "reward length raised" in caplog.text and "TypeError" in caplog.text
+    clean: dict[str, list[float]] = {}
+    get_reward("format")(prompts=["p"], completions=[GOOD], log_metric=lambda n, v: clean.setdefault(n, []).append(v))
+    assert clean == {"rewards/format_reward/errors": [0.0]}
 
 
 def test_au_consistency_and_valence_arousal():
@@ -110,3 +166,5 @@ def test_called_like_trl(tiny_model_dirs, tmp_path):
     by_name = dict(zip(REWARD_NAMES, rewards[0].tolist(), strict=True))
     assert by_name["format"] == 1.0 and by_name["emotion"] == 1.0 and by_name["au_f1"] == pytest.approx(1.0)
     assert torch.all(rewards[1, :3] <= 0.0)
+    # TRL hands rewards its log_metric hook: each reward reports its error count for the step
+    assert {f"rewards/{n}_reward/errors" for n in REWARD_NAMES} <= set(trainer._pending_metrics)

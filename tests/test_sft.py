@@ -6,20 +6,18 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
+from recipe_support import ROOT, recipe_yaml, tiny_recipe
 
 from emoreason.cot.pipeline import CoTConfig, CoTPipeline
 from emoreason.models import frame_policy_for
 from emoreason.sft import OverlongSampleError, SampleMediaError, VideoSFTCollator
 from emoreason.sft.collator import IGNORE_INDEX
-from emoreason.sft.train import SFTRecipe, build_trainer, load_dataset_split, run_sft
+from emoreason.sft.train import build_trainer, run_sft
 from emoreason.synth import SynthConfig, build_dataset
-
-ROOT = Path(__file__).resolve().parents[1]
-TINY_POLICY = {"fps": 4.0, "max_frames": 4, "min_pixels": 3136, "max_pixels": 12544}
+from emoreason.training import load_dataset_split
 
 
 @pytest.fixture(scope="module")
@@ -61,21 +59,54 @@ def test_labels_cover_exactly_the_assistant_turn(family, tiny_model_dirs, cot_da
         assert (ids == video_id).sum() == int(batch["video_grid_thw"][i].prod()) // 4
 
 
-def test_overlong_rows_are_dropped_or_raise_never_cut(tiny_model_dirs, cot_dataset):
+def test_collator_refuses_an_overlong_batch_instead_of_cutting_it(tiny_model_dirs, cot_dataset):
     processor = _processor(tiny_model_dirs)
     rows = load_dataset_split(str(cot_dataset), "train", 3)
-    lengths = VideoSFTCollator(processor, _policy(processor))([rows[i] for i in range(3)])["attention_mask"].sum(1)
-    limit = int(lengths.max()) - 1
+    collator = VideoSFTCollator(processor, _policy(processor))
+    lengths = collator([rows[i] for i in range(3)])["attention_mask"].sum(1)
+    assert [collator.row_length(rows[i]) for i in range(3)] == lengths.tolist()  # what the pre-training check sees
     longest = int(lengths.argmax())
-    collator = VideoSFTCollator(processor, _policy(processor), max_length=limit, overlong="drop")
-    batch = collator([rows[i] for i in range(3)])
-    assert batch["input_ids"].shape[0] == 2 and collator.dropped == 1
-    video_id = processor.tokenizer.convert_tokens_to_ids("<|video_pad|>")
-    per_row = (batch["input_ids"] == video_id).sum(1)
-    assert per_row.tolist() == (batch["video_grid_thw"].prod(1) // 4).tolist()  # vision tokens intact
     with pytest.raises(OverlongSampleError, match=rows[longest]["id"]):
-        VideoSFTCollator(processor, _policy(processor), max_length=limit, overlong="error")(
-            [rows[i] for i in range(3)])
+        VideoSFTCollator(processor, _policy(processor), max_length=int(lengths.max()) - 1)([rows[i] for i in range(3)])
+
+
+def _lengths(tiny_model_dirs, cot_dataset, n):
+    processor = _processor(tiny_model_dirs)
+    collator = VideoSFTCollator(processor, _policy(processor))
+    rows = load_dataset_split(str(cot_dataset), "train", n)
+    return rows, [collator.row_length(rows[i]) for i in range(n)]
+
+
+def test_overlong_rows_are_removed_before_training_and_counted(tmp_path, tiny_model_dirs, cot_dataset):
+    """Batch size 1 (the 7B/8B recipes): an overlong row used to be a whole overlong batch, which raised."""
+    rows, lengths = _lengths(tiny_model_dirs, cot_dataset, 6)
+    limit = sorted(lengths)[-3]  # the two longest rows (or more, on ties) are over it
+    over = sorted(rows[i]["id"] for i, n in enumerate(lengths) if n > limit)
+    recipe = _recipe(tmp_path, tiny_model_dirs["qwen2_5_vl"], cot_dataset, max_train_samples=6, max_length=limit,
+                     per_device_train_batch_size=1, max_steps=-1, num_train_epochs=1)
+    final = run_sft(recipe)
+    summary = json.loads((tmp_path / "out" / "train_summary.json").read_text())
+    data = summary["data"]["train"]
+    assert data["rows"] == 6 and data["kept"] == 6 - len(over) and data["dropped"] == {"overlong": len(over)}
+    assert sorted(data["dropped_ids"]["overlong"]) == over
+    assert summary["global_step"] == 6 - len(over)  # every kept row trained, one per step; none was cut
+    assert (final / "config.json").is_file()
+    with pytest.raises(OverlongSampleError, match=over[0]):
+        build_trainer(_recipe(tmp_path / "strict", tiny_model_dirs["qwen2_5_vl"], cot_dataset, max_train_samples=6,
+                              max_length=limit, overlong="error"))
+
+
+def test_rows_with_unreadable_media_are_removed_and_named(tmp_path, tiny_model_dirs, cot_dataset):
+    rows = [dict(r) for r in load_dataset_split(str(cot_dataset), "train", 4)]
+    rows[1]["video"] = str(tmp_path / "missing.mp4")
+    (tmp_path / "broken.mp4").write_bytes(b"not a video")
+    rows[2]["video"] = str(tmp_path / "broken.mp4")
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    trainer, _ = build_trainer(_recipe(tmp_path, tiny_model_dirs["qwen2_5_vl"], data))
+    check = trainer.row_checks["train"].summary()
+    assert check["kept"] == 2 and sorted(check["dropped_ids"]["media_error"]) == sorted([rows[1]["id"], rows[2]["id"]])
+    assert len(trainer.train_dataset) == 2
 
 
 def test_missing_video_names_the_sample(tiny_model_dirs, cot_dataset):
@@ -100,16 +131,14 @@ def test_mixed_video_image_and_text_rows(tiny_model_dirs, cot_dataset, demo_imag
     assert (batch["labels"] != IGNORE_INDEX).sum(1).min() > 10
 
 
-def _recipe(tmp_path, tiny_dir, data, **kw) -> SFTRecipe:
-    fields = {"per_device_train_batch_size": 2, "max_steps": 2, "logging_steps": 1, "save_steps": 1000,
-              "learning_rate": 1e-3, **TINY_POLICY, **kw}
-    return SFTRecipe(model_name_or_path=str(tiny_dir), dataset_path=str(data), output_dir=str(tmp_path / "out"),
-                     **fields)
+def _recipe(tmp_path, tiny_dir, data, **kw):
+    fields = {"per_device_train_batch_size": 2, "max_steps": 2, "learning_rate": 1e-3, **kw}
+    return tiny_recipe("sft", tiny_dir, data, tmp_path / "out", **fields)
 
 
 @pytest.mark.parametrize("mode", ["full", "lora"])
 def test_training_modes_take_a_step(mode, tmp_path, tiny_model_dirs, cot_dataset):
-    recipe = _recipe(tmp_path, tiny_model_dirs["qwen2_5_vl"], cot_dataset, mode=mode, freeze_vision=True)
+    recipe = _recipe(tmp_path, tiny_model_dirs["qwen2_5_vl"], cot_dataset, use_peft=mode == "lora", freeze_vision=True)
     trainer, _ = build_trainer(recipe)
     vision_before = next(trainer.model.get_base_model().model.visual.parameters()).clone() if mode == "lora" else \
         next(trainer.model.model.visual.parameters()).clone()
@@ -134,22 +163,24 @@ def test_qlora_step_where_bitsandbytes_supports_cpu(tmp_path, tiny_model_dirs, c
         q.to("cpu")(torch.randn(2, 64))  # .to() quantises
     except Exception as exc:  # pragma: no cover - depends on the installed bitsandbytes build
         pytest.skip(f"bitsandbytes 4-bit does not run on this CPU build: {type(exc).__name__}: {exc}")
-    recipe = _recipe(tmp_path, tiny_model_dirs["qwen2_5_vl"], cot_dataset, mode="qlora", max_steps=1)
-    trainer, _ = build_trainer(recipe)
-    trainer.train()
-    assert trainer.state.global_step == 1
+    recipe = _recipe(tmp_path, tiny_model_dirs["qwen2_5_vl"], cot_dataset, use_peft=True, load_in_4bit=True,
+                     max_steps=1)
+    assert recipe.mode == "qlora"
+    final = run_sft(recipe)  # saved through trainer.save_model (every rank calls it): the adapter on its 4-bit base
+    assert (final / "adapter_config.json").is_file() and (final / "adapter_model.safetensors").is_file()
+    assert json.loads((tmp_path / "out" / "train_summary.json").read_text())["global_step"] == 1
 
 
 def test_resume_continues_from_the_saved_step(tmp_path, tiny_model_dirs, cot_dataset):
-    first = _recipe(tmp_path, tiny_model_dirs["qwen2_5_vl"], cot_dataset, mode="full", max_steps=4, save_steps=2)
+    first = _recipe(tmp_path, tiny_model_dirs["qwen2_5_vl"], cot_dataset, max_steps=4, save_steps=2)
     run_sft(first)
     checkpoints = sorted((tmp_path / "out").glob("checkpoint-*"))
     assert [c.name for c in checkpoints][-1] == "checkpoint-4"
     import shutil
 
     shutil.rmtree(checkpoints[-1])  # as if killed after step 2's checkpoint
-    resumed = _recipe(tmp_path, tiny_model_dirs["qwen2_5_vl"], cot_dataset, mode="full", max_steps=4,
-                      save_steps=2, resume_from_checkpoint=True)
+    resumed = _recipe(tmp_path, tiny_model_dirs["qwen2_5_vl"], cot_dataset, max_steps=4, save_steps=2)
+    assert resumed.resume_from() == str(checkpoints[0])  # a killed run resumes from its last checkpoint
     trainer, _ = build_trainer(resumed)
     from transformers import TrainerCallback
 
@@ -160,16 +191,20 @@ def test_resume_continues_from_the_saved_step(tmp_path, tiny_model_dirs, cot_dat
             steps_run.append(state.global_step)
 
     trainer.add_callback(Record())
-    trainer.train(resume_from_checkpoint=True)
+    trainer.train(resume_from_checkpoint=resumed.resume_from())
     assert trainer.state.global_step == 4 and steps_run == [3, 4]
 
 
 def test_two_process_accelerate_training_keeps_ranks_identical(tmp_path, tiny_model_dirs, cot_dataset):
-    recipe = tmp_path / "r.yaml"
-    recipe.write_text(f"model_name_or_path: {tiny_model_dirs['qwen2_5_vl']}\ndataset_path: {cot_dataset}\n"
-                      f"output_dir: {tmp_path / 'ddp'}\nmode: full\nmax_steps: 3\nper_device_train_batch_size: 2\n"
-                      "learning_rate: 0.001\nlogging_steps: 1\nsave_steps: 1000\nfps: 4.0\nmax_frames: 4\n"
-                      "min_pixels: 3136\nmax_pixels: 12544\n")
+    """2 processes (gloo): ranks stay identical, and the row check is split over both ranks and their dataloader
+    workers yet counts the whole dataset — the same rows removed on every rank."""
+    rows, lengths = _lengths(tiny_model_dirs, cot_dataset, 10)
+    limit = sorted(lengths)[-3]
+    over = sorted(rows[i]["id"] for i, n in enumerate(lengths) if n > limit)
+    recipe = recipe_yaml(tmp_path / "r.yaml", {
+        "model_name_or_path": str(tiny_model_dirs["qwen2_5_vl"]), "dataset_name": str(cot_dataset),
+        "output_dir": str(tmp_path / "ddp"), "max_steps": 3, "per_device_train_batch_size": 2,
+        "learning_rate": 0.001, "max_train_samples": 10, "max_length": limit, "dataloader_num_workers": 2})
     out = tmp_path / "ranks"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file",
@@ -179,26 +214,20 @@ def test_two_process_accelerate_training_keeps_ranks_identical(tmp_path, tiny_mo
     assert all(r["world"] == 2 and r["steps"] == 3 for r in ranks)
     assert ranks[0]["after"] == ranks[1]["after"]
     assert ranks[0]["before"] == ranks[1]["before"] != ranks[0]["after"]
+    assert ranks[0]["data"] == ranks[1]["data"]
+    data = ranks[0]["data"]
+    assert data["rows"] == 10 and data["kept"] == 10 - len(over) and sorted(data["dropped_ids"]["overlong"]) == over
+    assert [r["measured_here"] for r in ranks] == [5, 5] and all(r["workers_here"] == 2 for r in ranks)
 
 
 def test_final_model_carries_its_frame_policy(tmp_path, tiny_model_dirs, cot_dataset):
     from emoreason.evaluation.backends import LocalBackend
     from emoreason.models import saved_frame_policy
 
-    final = run_sft(_recipe(tmp_path, tiny_model_dirs["qwen2_5_vl"], cot_dataset, mode="full", max_steps=1))
+    final = run_sft(_recipe(tmp_path, tiny_model_dirs["qwen2_5_vl"], cot_dataset, max_steps=1))
     saved = saved_frame_policy(final)
     assert saved["fps"] == 4.0 and saved["max_frames"] == 4 and saved["max_pixels"] == 12544
     backend = LocalBackend(str(final), {}, None, "tags", batch_size=1, max_new_tokens=4)
     assert (backend.policy.fps, backend.policy.max_frames, backend.policy.max_pixels) == (4.0, 4, 12544)
 
 
-def test_every_recipe_file_loads():
-    from emoreason.config import load_config
-    from emoreason.grpo.train import GRPORecipe
-
-    for path in sorted((ROOT / "recipes").glob("*/sft/*.yaml")):
-        assert load_config(SFTRecipe, path).model_name_or_path, path
-    for path in sorted((ROOT / "recipes").glob("*/grpo/*.yaml")):
-        assert load_config(GRPORecipe, path).rewards, path
-    with pytest.raises(ValueError, match="model_name_or_path"):
-        SFTRecipe(dataset_path="d", output_dir="o")

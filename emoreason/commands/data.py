@@ -16,6 +16,8 @@ def register(subparsers) -> None:
                                                    "affwild2, emer, fea20k, openface, synthfacs")
     i.add_argument("--split")
     i.add_argument("--fold", type=int)
+    i.add_argument("--media-root", help="where the clips are, if not under the root (or one layout's folder)")
+    i.add_argument("--layout", help="try only this media layout (names in emoreason/datasets/adapters.py)")
     i.add_argument("--json", action="store_true", help="print the summary as JSON")
     i.set_defaults(func=run_inspect)
 
@@ -24,7 +26,8 @@ def run_inspect(args: argparse.Namespace) -> int:
     from emoreason.datasets import load_records
     from emoreason.datasets.inspect import render, summarize
 
-    records = load_records(args.format, args.root, split=args.split, fold=args.fold)
+    options = {k: v for k, v in (("media_root", args.media_root), ("layout", args.layout)) if v}
+    records = load_records(args.format, args.root, split=args.split, fold=args.fold, **options)
     summary = summarize(records)
     print(json.dumps(summary, indent=2) if args.json else render(summary, args.format))
     return 0

@@ -81,10 +81,10 @@ def run(args: argparse.Namespace) -> int:
           f"{first['completion'][0]['content'][0]['text']}")
 
     _banner("4. SFT (emoreason sft --config recipes/tiny/sft/...)")
-    from emoreason.sft.train import SFTRecipe, run_sft
+    from emoreason.sft.train import run_sft
 
     recipe_name = "synthfacs.yaml" if args.family == "qwen2_5_vl" else "synthfacs_qwen3.yaml"
-    recipe = _recipe(SFTRecipe, f"sft/{recipe_name}", model_dir, cot_dir, out / "sft",
+    recipe = _recipe("sft", f"sft/{recipe_name}", model_dir, cot_dir, out / "sft",
                      [f"num_train_epochs={args.sft_epochs}", "logging_steps=20", "save_steps=100000"])
     sft_final = out / "sft" / "final"
     if not (sft_final / "config.json").exists():
@@ -94,9 +94,9 @@ def run(args: argparse.Namespace) -> int:
           f"model: {sft_final}")
 
     _banner("5. GRPO from the SFT checkpoint (emoreason grpo --config recipes/tiny/grpo/synthfacs.yaml)")
-    from emoreason.grpo.train import GRPORecipe, run_grpo
+    from emoreason.grpo.train import run_grpo
 
-    grpo_recipe = _recipe(GRPORecipe, "grpo/synthfacs.yaml", sft_final, cot_dir, out / "grpo",
+    grpo_recipe = _recipe("grpo", "grpo/synthfacs.yaml", sft_final, cot_dir, out / "grpo",
                           [f"max_steps={args.grpo_steps}"])
     grpo_final = out / "grpo" / "final"
     if not (grpo_final / "config.json").exists():
@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     for name, directory in (("untrained", model_dir), ("sft", sft_final), ("grpo", grpo_final)):
         backend = LocalBackend(str(directory), spec.frames, prompt_labels(spec), spec.style, 8, spec.max_new_tokens)
         run_dir = out / "eval" / name
-        evaluate(spec, backend, run_dir, root=str(manifest.parent))
+        evaluate(spec, backend, run_dir, root=str(manifest.parent), on_mismatch="restart")  # a rerun re-scores
         runs.append(str(run_dir))
         first = json.loads((run_dir / "predictions.jsonl").read_text().splitlines()[0])
         shown = (first["text"] or "").strip()[:600] or repr((first["text"] or "")[:40])
@@ -142,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _serve_stage(args: argparse.Namespace, model_dir: Path, manifest: Path, labels: list[str] | None) -> None:
     from emoreason.client import EndpointConfig, predict_many
+    from emoreason.serving.process import port_in_use
     from emoreason.serving.server import ServeConfig, VLLMServer
 
     python = Path(args.vllm_python)
@@ -157,9 +158,12 @@ def _serve_stage(args: argparse.Namespace, model_dir: Path, manifest: Path, labe
         return
     test_clips = [json.loads(x) for x in manifest.read_text().splitlines() if json.loads(x)["split"] == "test"]
     clip = manifest.parent / test_clips[0]["media"]["path"]
-    cfg = ServeConfig(model=str(model_dir), media_dir=str(manifest.parent), port=8765, num_frames=8,
-                      served_model_name="emoreason-tiny-grpo",
-                      max_model_len=2048, python=str(python))
+    port = 8765 if not port_in_use("127.0.0.1", 8765) else _free_port()
+    # the model's saved frame policy (from training) is served; eager mode skips a compile warm-up that a
+    # one-request demo does not need
+    cfg = ServeConfig(model=str(model_dir), media_dir=str(manifest.parent), port=port,
+                      served_model_name="emoreason-tiny-grpo", max_model_len=2048, python=str(python),
+                      extra_args=["--enforce-eager"])
     print(f"$ emoreason serve --model {model_dir} --media-dir {manifest.parent} --port {cfg.port}")
     with VLLMServer(cfg, log_path=Path(args.out) / "vllm-server.log"):
         print(f"$ emoreason predict {clip} --endpoint {cfg.base_url} --media-dir {manifest.parent}")
@@ -169,11 +173,20 @@ def _serve_stage(args: argparse.Namespace, model_dir: Path, manifest: Path, labe
         print(f"truth: {test_clips[0]['emotion']} {test_clips[0]['aus']}")
 
 
-def _recipe(cls, name: str, model: Path, cot_dir: Path, output: Path, extra: list[str]):
-    """A tiny recipe from recipes/tiny/ with the demo's paths (a recipe works without the repo checkout too)."""
-    from emoreason.config import load_config
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _recipe(kind: str, name: str, model: Path, cot_dir: Path, output: Path, extra: list[str]):
+    """A tiny recipe from recipes/tiny/ with the demo's paths (without the repo checkout: TRL's defaults on CPU)."""
+    from emoreason.training import load_recipe
 
     path = Path(__file__).resolve().parents[2] / "recipes" / "tiny" / name
-    paths = {"model_name_or_path": str(model), "dataset_path": str(cot_dir / "hf"), "output_dir": str(output)}
+    paths = {"model_name_or_path": str(model), "dataset_name": str(cot_dir / "hf"), "output_dir": str(output)}
     overrides = [f"{k}={v}" for k, v in paths.items()] + extra
-    return load_config(cls, path if path.is_file() else None, overrides, **({} if path.is_file() else paths))
+    cpu = {} if path.is_file() else {"bf16": False, "gradient_checkpointing": False}
+    return load_recipe(kind, path if path.is_file() else None, overrides, **cpu)

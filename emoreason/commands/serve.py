@@ -1,94 +1,82 @@
-"""emoreason serve / predict: serve a model with vLLM's OpenAI-compatible server, and predict through it
-(or locally with transformers)."""
+"""emoreason serve: serve a model with vLLM's OpenAI-compatible server, set up like training and evaluation."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
+import os
+
+SERVE_EPILOG = """\
+The served model samples and resizes videos and frame folders by the model's saved frame policy
+(emoreason_frames.json, written by training), like `emoreason eval/predict --model`; --frames overrides it
+(e.g. --frames fps=2 max_frames=16 to match a benchmark file's frames).
+
+Security: vLLM's --weight-sync endpoints bind to loopback only unless --allow-remote-weight-sync and an API key
+are given. With --api-key (or VLLM_API_KEY), every route except /health needs it; clients send it as a bearer
+token (`emoreason predict --api-key`, or OPENAI_API_KEY).
+
+Lifecycle: SIGTERM / SIGINT / SIGHUP at any time stop vLLM's whole process group (SIGTERM, then SIGKILL after
+--stop-grace seconds; a second signal kills at once). If this process is killed outright, vLLM stops itself
+within the grace period. vLLM's output goes to --log-file (echoed here).
+
+exit codes: 128 + signal after a stop signal (143 for SIGTERM, 130 for Ctrl-C); 1 when vLLM could not start,
+exited on its own (its last log lines are printed) or the settings were refused (port in use, bad values)."""
 
 
 def register(subparsers) -> None:
     s = subparsers.add_parser("serve", help="serve a model with vLLM's OpenAI-compatible server",
-                              description="Start vLLM with the chat template, media limits, frame sampling and "
-                                          "local-media restriction a video emotion model needs; Ctrl-C stops it.")
+                              description="Start vLLM with the chat template, frame policy, media limits, "
+                                          "local-media restriction and safety defaults a video emotion model "
+                                          "needs; Ctrl-C stops it.",
+                              epilog=SERVE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("--model", required=True)
     s.add_argument("--media-dir", required=True, help="only files under this directory are readable by path")
     s.add_argument("--port", type=int, default=8000)
-    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
     s.add_argument("--served-model-name")
-    s.add_argument("--max-model-len", type=int, default=4096)
-    s.add_argument("--num-frames", type=int, help="frames vLLM samples per video (default: the model's training "
-                                                  "policy, else 8)")
-    s.add_argument("--python", help="interpreter with vLLM (default: this one, else .venv-vllm)")
-    s.add_argument("--gpu-memory-utilization", type=float, default=0.3)
+    s.add_argument("--frames", nargs="+", metavar="KEY=VALUE", default=[],
+                   help="frame policy overrides (fps, nframes, min_frames, max_frames, min_pixels, max_pixels, "
+                        "total_pixels) on top of the model's saved policy")
+    s.add_argument("--num-frames", type=int, help="a fixed frame count per video (same as --frames nframes=N)")
+    s.add_argument("--api-key", default=os.environ.get("VLLM_API_KEY"),
+                   help="require this bearer token on every route but /health (default: $VLLM_API_KEY); "
+                        "prefer the environment variable: a command line is visible to other local users")
     s.add_argument("--weight-sync", action="store_true",
-                   help="GRPO rollout server: let a trainer reload weights in place (vLLM dev endpoints; bind to "
-                        "trusted hosts only)")
+                   help="GRPO rollout server: let a trainer reload weights in place (vLLM dev endpoints; "
+                        "loopback only unless --allow-remote-weight-sync)")
+    s.add_argument("--allow-remote-weight-sync", action="store_true",
+                   help="allow --weight-sync on a non-loopback --host (requires --api-key)")
+    production = s.add_argument_group("engine settings (passed to vLLM, checked before anything loads)")
+    production.add_argument("--tensor-parallel-size", type=int, default=1, help="GPUs to shard the model over")
+    production.add_argument("--max-num-seqs", type=int, help="sequences batched at once (vLLM's default if unset)")
+    production.add_argument("--max-model-len", type=int, default=4096, help="context length (prompt + reply)")
+    production.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 (half), float32 (float)")
+    production.add_argument("--quantization", help="a vLLM quantization method (awq, gptq, fp8, bitsandbytes, …)")
+    production.add_argument("--enable-prefix-caching", action=argparse.BooleanOptionalAction, default=None,
+                            help="reuse the KV cache of shared prompt prefixes (vLLM's default if unset)")
+    production.add_argument("--gpu-memory-utilization", type=float,
+                            help="fraction of GPU memory for vLLM (default: vLLM's on a GPU, 0.3 on CPU)")
+    production.add_argument("--max-media-mb", type=float, default=64.0,
+                            help="largest video or packed frame folder the server decodes (MiB)")
+    s.add_argument("--log-file", help="vLLM's log (default: a new file in the temp directory, named at start)")
+    s.add_argument("--stop-grace", type=float, default=20.0, help="seconds between SIGTERM and SIGKILL on stop")
+    s.add_argument("--startup-timeout", type=float, default=600.0)
+    s.add_argument("--python", help="interpreter with vLLM (default: this one, else .venv-vllm)")
     s.add_argument("vllm_args", nargs="*", help="extra arguments passed to vLLM after --")
     s.set_defaults(func=run_serve)
 
-    p = subparsers.add_parser("predict", help="predict emotion + AUs for videos/images; prints JSON lines")
-    p.add_argument("inputs", nargs="+", help="video/image paths or URLs")
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--endpoint", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
-    source.add_argument("--model", help="local model directory (transformers, no server)")
-    p.add_argument("--served-model", help="model name on the endpoint (default: the first listed)")
-    p.add_argument("--media-dir", help="the server's media dir: files under it go by path, others inline")
-    p.add_argument("--image", action="store_true", help="inputs are images")
-    p.add_argument("--labels", nargs="*", help="label set for the prompt (default: open vocabulary)")
-    p.add_argument("--concurrency", type=int, default=8)
-    p.add_argument("--timeout", type=float, default=120.0)
-    p.add_argument("--max-tokens", type=int, default=512)
-    p.set_defaults(func=run_predict)
-
 
 def run_serve(args: argparse.Namespace) -> int:
-    from emoreason.models import saved_frame_policy
+    from emoreason.config import parse_overrides
     from emoreason.serving.server import ServeConfig, serve_forever
 
-    num_frames = args.num_frames or saved_frame_policy(args.model).get("max_frames") or 8
-
-    return serve_forever(ServeConfig(model=args.model, media_dir=args.media_dir, port=args.port, host=args.host,
-                                     served_model_name=args.served_model_name, max_model_len=args.max_model_len,
-                                     num_frames=num_frames, python=args.python,
-                                     gpu_memory_utilization=args.gpu_memory_utilization, weight_sync=args.weight_sync,
-                                     extra_args=args.vllm_args))
-
-
-def run_predict(args: argparse.Namespace) -> int:
-    kind = "image" if args.image else "video"
-    if args.endpoint:
-        from emoreason.client import EndpointConfig, predict_many
-
-        config = EndpointConfig(base_url=args.endpoint, model=args.served_model, concurrency=args.concurrency,
-                                timeout_s=args.timeout)
-        results = [r.to_dict() for r in predict_many(config, args.inputs, kind, args.labels, "tags", args.media_dir,
-                                                      args.max_tokens)]
-    else:
-        results = _predict_local(args, kind)
-    for row in results:
-        print(json.dumps(row, ensure_ascii=False))
-    return 0 if all(r.get("error") is None for r in results) else 1
-
-
-def _predict_local(args: argparse.Namespace, kind: str) -> list[dict]:
-    """The same prompt, frame policy and parser as evaluation's local backend, one input at a time."""
-    import time
-
-    from emoreason.evaluation.backends import LocalBackend
-    from emoreason.reasoning import parse_response
-    from emoreason.records import SampleRecord
-
-    backend = LocalBackend(args.model, {}, args.labels, "tags", batch_size=1, max_new_tokens=args.max_tokens)
-    out = []
-    for source in args.inputs:
-        start = time.perf_counter()
-        record = SampleRecord(id=str(source), dataset="predict", media={"type": kind, "path": str(source)})
-        text, error = backend.predict([record])[0]
-        parsed = parse_response(text or "")
-        out.append({"source": source, "emotion": parsed.emotion, "aus": parsed.aus, "negated_aus": parsed.negated_aus,
-                    "rationale": parsed.think, "format_ok": parsed.format_ok, "text": text,
-                    "latency_s": time.perf_counter() - start, "error": error})
-    print(f"predicted {len(out)} input(s) locally", file=sys.stderr)
-    return out
+    cfg = ServeConfig(model=args.model, media_dir=args.media_dir, port=args.port, host=args.host,
+                      served_model_name=args.served_model_name, max_model_len=args.max_model_len,
+                      frames=parse_overrides(args.frames), num_frames=args.num_frames,
+                      python=args.python, gpu_memory_utilization=args.gpu_memory_utilization,
+                      startup_timeout_s=args.startup_timeout, stop_grace_s=args.stop_grace,
+                      weight_sync=args.weight_sync, allow_remote_weight_sync=args.allow_remote_weight_sync,
+                      api_key=args.api_key or None, tensor_parallel_size=args.tensor_parallel_size,
+                      max_num_seqs=args.max_num_seqs, dtype=args.dtype, quantization=args.quantization,
+                      enable_prefix_caching=args.enable_prefix_caching, max_media_mb=args.max_media_mb,
+                      extra_args=args.vllm_args)
+    return serve_forever(cfg, log_path=args.log_file)

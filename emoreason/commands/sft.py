@@ -9,14 +9,13 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("sft", help="supervised fine-tuning (TRL SFTTrainer + video collator)",
                               description=__doc__)
     p.add_argument("--config", required=True, help="recipe YAML, e.g. recipes/tiny/sft/synthfacs.yaml")
-    p.add_argument("overrides", nargs="*", help="key=value overrides of recipe fields")
+    p.add_argument("overrides", nargs="*", help="key=value overrides of any recipe key (TRL SFTConfig / ModelConfig or emoreason's)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from emoreason.config import load_config
-    from emoreason.sft.train import SFTRecipe, run_sft
+    from emoreason.sft.train import run_sft
+    from emoreason.training import load_recipe
 
-    recipe = load_config(SFTRecipe, args.config, args.overrides)
-    print(run_sft(recipe))
+    print(run_sft(load_recipe("sft", args.config, args.overrides)))
     return 0

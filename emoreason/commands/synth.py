@@ -21,6 +21,14 @@ def register(subparsers) -> None:
                    help="temporal profile: neutral → apex → offset, or neutral → apex held to the end (CK+-style)")
     p.add_argument("--identities", type=int, help="number of synthetic subjects (default: clips/8, ≥ 6)")
     p.add_argument("--workers", type=int, help="processes (default: all cores)")
+    p.add_argument("--audio", action="store_true",
+                   help="SynthFACS-AV: each clip speaks (AAC track) with prosody that follows its emotion and "
+                        "intensity; lips move with the syllables; the manifest records the prosody targets")
+    p.add_argument("--masked-fraction", type=float, default=0.0,
+                   help="with --audio: fraction of clips whose face shows another emotion than the voice")
+    p.add_argument("--masked-label", choices=["voice", "face"], default="voice",
+                   help="which modality a masked clip's label follows (default: voice, the felt emotion that "
+                        "leaks through the voice while the face masks it)")
     p.set_defaults(func=run)
 
     m = subparsers.add_parser("synth-montage", help="write PNG montages of SynthFACS emotions and AUs")
@@ -34,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = SynthConfig(out=args.out, clips=args.clips, seed=args.seed, frames=args.frames, size=args.size,
                       fps=args.fps, difficulty=args.difficulty, emotions=args.emotions, identities=args.identities,
-                      profile=args.profile)
+                      profile=args.profile, audio=args.audio, masked_fraction=args.masked_fraction,
+                      masked_label=args.masked_label)
     print(build_dataset(cfg, workers=args.workers))
     return 0
 

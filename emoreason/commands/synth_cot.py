@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from emoreason.commands.exit_codes import EPILOG, batch_exit_code
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("synth-cot", help="synthesise verified AU-grounded CoT instruction data",
-                              description=__doc__ + " Overrides: key=value (e.g. max_records=100 style=json).")
+                              description=__doc__ + " Overrides: key=value (e.g. max_records=100 style=json).",
+                              formatter_class=argparse.RawDescriptionHelpFormatter,
+                              epilog=EPILOG + "\nAn item is a record of the dataset; it fails when no rationale for "
+                                              "it passed verification,\nor when it could not be loaded.")
     p.add_argument("--config", help="YAML config (data_pipelines/configs/*.yaml)")
     p.add_argument("overrides", nargs="*", help="key=value overrides of config fields")
     p.set_defaults(func=run)
@@ -23,4 +28,9 @@ def run(args: argparse.Namespace) -> int:
     out = CoTPipeline(cfg).run()
     print(json.dumps(json.loads((out / "summary.json").read_text()), indent=2))
     print(f"dataset: {out / 'hf'} (HF save_to_disk) and {out / 'data.jsonl'}")
-    return 0
+    summary = json.loads((out / "summary.json").read_text())
+    data = out / "data.jsonl"
+    lines = data.read_text().splitlines() if data.is_file() else []
+    accepted = {json.loads(line)["id"] for line in lines if line.strip()}  # records with a verified rationale
+    unloaded = len(summary.get("load_problems") or [])
+    return batch_exit_code(summary["records"] + unloaded, summary["records"] - len(accepted) + unloaded)

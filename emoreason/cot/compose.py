@@ -4,7 +4,12 @@ three-part response (observations, interpretation, conclusion), then the answer.
 Interpretations follow FACS knowledge (``emoreason.knowledge``): e.g. AU6 with AU12 is the Duchenne marker of
 felt enjoyment while AU12 alone reads as a social smile (Ekman, Davidson & Friesen 1990); AU1 with AU4 is the
 oblique brow of sadness; AU1+2+5 with AU26 is the surprise configuration. Every AU named is either in the
-evidence or explicitly negated, so the parser-based verifier can hold the text to the evidence.
+evidence or explicitly negated — and negated only when the evidence source codes it — so the parser-based
+verifier can hold the text to the evidence.
+
+Times are written on the rationale's ``Timeline`` (seconds, or the numbers of the frames the model is shown),
+never as source frame numbers. Label-only samples (prototype evidence) get a rationale that starts from the cues
+the FACS prototype expects, says plainly that none of them was observed, and reaches the label last.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from emoreason.cot.temporal import AUTrack, TemporalAnalysis
+from emoreason.cot.temporal import AUTrack, TemporalAnalysis, Timeline
 from emoreason.knowledge import au_name, display_name, get_emotion, prototypes_for
 from emoreason.knowledge.facs import NON_EMOTIONAL_AUS
 from emoreason.reasoning import ResponseContent, format_response
@@ -27,53 +32,64 @@ _REFS = (
     "AU{n}, the {name} ({L})",
     "{cap_name} (AU{n}, {L})",
 )
+_REFS_NO_LETTER = ("AU{n} ({name})", "the {name} (AU{n})", "AU{n}, the {name},", "{cap_name} (AU{n})")
 _TIMING = (
-    " rises from frame {on} and peaks at frame {apex}",
-    " begins at frame {on} ({on_s}) and reaches its apex at frame {apex}",
-    " appears around {on_s} and is strongest at frame {apex}",
-    " builds from frame {on} to a peak at frame {apex}",
-    " is visible from frame {on}, peaking at {apex_s}",
-    " sets in at frame {on} and culminates at frame {apex}",
+    " rises from {on} and peaks at {apex}",
+    " begins at {on} and reaches its apex at {apex}",
+    " appears around {on} and is strongest at {apex}",
+    " builds from {on} to a peak at {apex}",
+    " is visible from {on}, peaking at {apex}",
+    " sets in at {on} and culminates at {apex}",
 )
-_OFFSET = (" before fading by frame {off}", ", relaxing again by frame {off}", " and subsides at frame {off}")
+_TIMING_AT_ONCE = (" peaks at {apex}", " is strongest at {apex}", " is already at its apex at {apex}")
+_TIMING_OCCURRENCE = (" is active from {on}", " switches on at {on}", " appears from {on}")
+_OFFSET = (" before fading by {off}", ", relaxing again by {off}", " and subsides at {off}")
 _STATIC = (" is visible", " is present", " shows clearly", " can be seen")
 _OPENERS_VIDEO = ("", "Over the clip, ", "Across the frames, ", "In this video, ", "Frame by frame, ",
                   "Watching the sequence, ")
 _OPENERS_IMAGE = ("", "In this image, ", "On this face, ", "Here, ")
 _JOIN = ("; ", ". ", "; meanwhile ")
 _LEAD = (" AU{a} leads the movement.", " The first to move is AU{a}.", " AU{a} moves first.")
-_COACTIVE = (" AU{a} and AU{b} are active together from frame {f}.",
-             " From frame {f} on, AU{a} and AU{b} co-occur.")
+_COACTIVE = (" AU{a} and AU{b} are both active at {f}.", " At {f}, AU{a} and AU{b} are active together.")
 _ABSENT_ONE = ("There is no AU{n} ({name}).", "No AU{n} ({name}) appears.", "AU{n} ({name}) is absent.")
 _ABSENT_MANY = ("There is no sign of {list}.", "Neither {a} nor {b} appears.", "{list} stay absent.")
-_NEUTRAL_OBS = ("No emotion-relevant action unit departs from the resting face",
-                "The face stays close to its neutral configuration",
-                "No facial muscle movement of emotional relevance is visible",
+# No word here may name an emotion (the verifier rejects observations that state the label first).
+_NEUTRAL_OBS = ("None of the measured action units departs from the resting face",
+                "The face stays close to its resting configuration",
+                "No facial muscle movement of expressive relevance is visible",
                 "The expression remains at rest throughout")
-_PROTO_OBS = ("No AU measurements exist for this sample; the label implies the FACS prototype of {emo}: {refs}.",
-              "Only the emotion label is available, so the expected FACS prototype of {emo} stands in: {refs}.",
-              "AU evidence is prototype-based (from the label {emo}): {refs}.")
-
-
-def _seconds(x: float | None) -> str:
-    return f"{x:.1f} s" if x is not None else "?"
+# Label-only samples: what the prototype expects, plainly marked as not observed.
+_PROTO_OBS = (
+    "No AU measurements exist for this {noun}, so nothing below was observed. The cues to look for would be {refs}.",
+    "Action units were not measured in this {noun}; these are expected cues, not observations: {refs}.",
+    "Without AU evidence for this {noun}, no movement can be reported as observed. Expected cues: {refs}.",
+    "This {noun} has no facial measurements, so none of the following was observed; they are the cues to "
+    "expect: {refs}.",
+)
+_PROTO_EMPTY = ("No AU measurements exist for this {noun}, and no movement is expected: a face at rest.",
+                "Action units were not measured in this {noun}; no expressive cue is expected.")
 
 
 def _ref(track: AUTrack, rng: random.Random) -> str:
     name = au_name(track.au)
+    if track.letter is None:
+        return rng.choice(_REFS_NO_LETTER).format(n=track.au, name=name, cap_name=name[0].upper() + name[1:])
     return rng.choice(_REFS).format(n=track.au, name=name, cap_name=name[0].upper() + name[1:], L=track.letter)
 
 
-def _observation(track: AUTrack, rng: random.Random, timed: bool) -> str:
+def _observation(track: AUTrack, rng: random.Random, timeline: Timeline | None) -> str:
     text = _ref(track, rng)
-    if timed and track.onset is not None:
-        template = rng.choice(_TIMING)
-        if ("{on_s}" in template or "{apex_s}" in template) and track.onset_s is None:
-            template = _TIMING[0]
-        text += template.format(on=track.onset, apex=track.apex, on_s=_seconds(track.onset_s),
-                                apex_s=_seconds(track.apex_s))
-        if track.offset is not None and rng.random() < 0.5:
-            text += rng.choice(_OFFSET).format(off=track.offset)
+    if timeline is not None and track.onset is not None:
+        on, apex = timeline.say(track.onset), timeline.say(track.apex) if track.apex is not None else None
+        if apex is None:  # occurrence-only: on and off, no apex
+            text += rng.choice(_TIMING_OCCURRENCE).format(on=on)
+        elif on == apex:  # rises and peaks within one written time step
+            text += rng.choice(_TIMING_AT_ONCE).format(apex=apex)
+        else:
+            text += rng.choice(_TIMING).format(on=on, apex=apex)
+        last = apex or on
+        if track.offset is not None and timeline.say(track.offset) != last and (apex is None or rng.random() < 0.5):
+            text += rng.choice(_OFFSET).format(off=timeline.say(track.offset))
     else:
         text += rng.choice(_STATIC)
     return text
@@ -94,32 +110,33 @@ def _absent_sentence(absent: Sequence[int], rng: random.Random) -> str:
 
 
 def compose_observations(analysis: TemporalAnalysis, rng: random.Random, absent: Sequence[int] = (),
-                         observed: bool = True, emotion: str | None = None) -> str:
+                         observed: bool = True, timeline: Timeline | None = None, noun: str = "video") -> str:
     if not observed:
         refs = ", ".join(f"AU{t.au} ({au_name(t.au)})" for t in analysis.tracks)
-        if not refs:
-            return "Only the emotion label is available and it implies a face at rest."
-        return rng.choice(_PROTO_OBS).format(emo=display_name(emotion or "neutral"), refs=refs)
-    timed = analysis.timed
+        template = rng.choice(_PROTO_OBS if refs else _PROTO_EMPTY)
+        return template.format(noun=noun, refs=refs)
     tracks = list(analysis.tracks)
     if not tracks:
         text = rng.choice(_NEUTRAL_OBS) + "."
         return text + _absent_sentence(absent, rng)
+    timed = timeline is not None and analysis.timed
     if rng.random() < 0.3:
         rng.shuffle(tracks)
-    parts = [_observation(t, rng, timed) for t in tracks]
+    parts = [_observation(t, rng, timeline if timed else None) for t in tracks]
     opener = rng.choice(_OPENERS_VIDEO if timed else _OPENERS_IMAGE)
     joiner = rng.choice(_JOIN)
     body = parts[0]
     for part in parts[1:]:
         body += joiner + (part[0].upper() + part[1:] if joiner == ". " else part)
+    if opener and not body.startswith("AU"):
+        body = body[0].lower() + body[1:]  # "Over the clip, the inner brow raiser …"
     text = opener + body
     text = text[0].upper() + text[1:] + "."
-    if timed and analysis.leaders and len(tracks) > 1 and rng.random() < 0.5:
+    if timed and len(analysis.leaders) == 1 and len(tracks) > 1 and rng.random() < 0.5:
         text += rng.choice(_LEAD).format(a=analysis.leaders[0])
     if timed and analysis.coactive and rng.random() < 0.4:
         a, b, f = rng.choice(analysis.coactive)
-        text += rng.choice(_COACTIVE).format(a=a, b=b, f=f)
+        text += rng.choice(_COACTIVE).format(a=a, b=b, f=timeline.say(f))
     return text + _absent_sentence(absent, rng)
 
 
@@ -202,16 +219,25 @@ _NEUTRAL_INTERP = (
 )
 
 
-def _distinguishing(emotion: str, present: set[int]) -> list[tuple[int, str]]:
-    """(absent AU, competing emotion) pairs: hallmark AUs of other emotions that are not in the evidence."""
+def _distinguishing(emotion: str, present: set[int], coded: frozenset[int] | None) -> list[tuple[int, str]]:
+    """(absent AU, competing emotion) pairs: hallmark AUs of other emotions that the source codes and the
+    evidence lacks (an AU the source does not code is unknown, never absent)."""
+    if not coded:
+        return []
     hallmarks = {"happiness": 12, "sadness": 15, "surprise": 2, "fear": 20, "anger": 7, "disgust": 9,
                  "contempt": 14}
     own = {emotion, *get_emotion(emotion).components}  # a compound does not rule out its components
-    return [(au, other) for other, au in hallmarks.items() if other not in own and au not in present]
+    return [(au, other) for other, au in hallmarks.items()
+            if other not in own and au not in present and au in coded]
 
 
-def compose_interpretation(analysis: TemporalAnalysis, emotion: str, rng: random.Random,
-                           observed: bool = True) -> tuple[str, list[int]]:
+_PROTO_INTERP_OPEN = ("Were these cues present, ", "If the face showed them, ", "As expectations go, ")
+_PROTO_CAVEAT = ("None of this was checked against the face.", "These cues are inferred, not seen.",
+                 "The cues were not observed in this clip.")
+
+
+def compose_interpretation(analysis: TemporalAnalysis, emotion: str, rng: random.Random, observed: bool = True,
+                           coded: frozenset[int] | None = None) -> tuple[str, list[int]]:
     """Interpretation text and the AUs it negates (for the observations' absent list)."""
     present = set(analysis.aus)
     label = get_emotion(emotion).name
@@ -220,11 +246,18 @@ def compose_interpretation(analysis: TemporalAnalysis, emotion: str, rng: random
     negated: list[int] = []
     if not expressive:
         sentences.append(rng.choice(_NEUTRAL_INTERP))
-    applicable = [r for r in _RULES if r.needs <= present and not (r.lacks & present)]
+    allowed_absent = set(coded or ()) if observed else set()  # prototypes observed nothing: no absences
+    applicable = []
+    for rule in _RULES:
+        if not rule.needs <= present or rule.lacks & present:
+            continue
+        variants = [v for v in rule.variants if all(f"AU{a}" not in v or a in allowed_absent for a in rule.lacks)]
+        if variants:
+            applicable.append((rule, variants))
     rng.shuffle(applicable)
-    for rule in applicable[:3]:
-        sentences.append(rng.choice(rule.variants))
-        negated.extend(sorted(rule.lacks & {a for a in rule.lacks if f"AU{a}" in sentences[-1]}))
+    for rule, variants in applicable[:3]:
+        sentences.append(rng.choice(variants))
+        negated.extend(sorted(a for a in rule.lacks if f"AU{a}" in sentences[-1]))
     if expressive and label != "neutral":
         protos = prototypes_for(label)
         best = max(protos, key=lambda p: len(p.aus & present), default=None)
@@ -233,7 +266,7 @@ def compose_interpretation(analysis: TemporalAnalysis, emotion: str, rng: random
             codes = "+".join(str(a) for a in shared)
             sentences.append(rng.choice(_PROTOTYPE_MATCH).format(codes=codes, emo=display_name(label)))
     if observed and label != "neutral" and rng.random() < 0.7:
-        options = _distinguishing(label, present)
+        options = _distinguishing(label, present, coded)
         if options:
             au, other = rng.choice(options)
             sentences.append(rng.choice(_RULES_OUT).format(n=au, name=au_name(au), other=display_name(other)))
@@ -241,6 +274,10 @@ def compose_interpretation(analysis: TemporalAnalysis, emotion: str, rng: random
     if rng.random() < 0.3 and len(sentences) > 1:
         first = sentences.pop(0)
         sentences.insert(rng.randrange(len(sentences) + 1), first)
+    if not observed and sentences:
+        first = sentences[0]
+        sentences[0] = rng.choice(_PROTO_INTERP_OPEN) + (first if first[:2] == "AU" else first[0].lower() + first[1:])
+        sentences.append(rng.choice(_PROTO_CAVEAT))
     return " ".join(sentences), sorted(set(negated))
 
 
@@ -257,10 +294,21 @@ _WHY = (" because of {key}", ", driven by {key}", ", given {key}", " on the stre
 _NEUTRAL_WHY = (", since no expressive AU is active", ", as the face stays at rest", "")
 
 
-def compose_conclusion(analysis: TemporalAnalysis, emotion: str, rng: random.Random) -> str:
+_PROTO_CONCLUSIONS = ("If these cues hold, the expression is {emo}.", "The expected pattern is that of {emo}.",
+                      "These expected cues add up to {emo}.", "On these expectations, the label is {emo}.")
+
+
+def compose_conclusion(analysis: TemporalAnalysis, emotion: str, rng: random.Random, observed: bool = True) -> str:
     label = get_emotion(emotion).name
+    if not observed:
+        return rng.choice(_PROTO_CONCLUSIONS).format(emo=display_name(label))
     template = rng.choice(_CONCLUSIONS)
-    expressive = [t for t in sorted(analysis.tracks, key=lambda t: -t.peak) if t.au not in NON_EMOTIONAL_AUS]
+    # name first the AUs of the label's best-matching prototype, then the strongest
+    protos = prototypes_for(label)
+    best = max(protos, key=lambda p: len(p.aus & set(analysis.aus)), default=None)
+    typical = best.aus if best else frozenset()
+    expressive = [t for t in sorted(analysis.tracks, key=lambda t: (t.au not in typical, -(t.peak or 0.0)))
+                  if t.au not in NON_EMOTIONAL_AUS]
     if label == "neutral" or not expressive:
         why = rng.choice(_NEUTRAL_WHY)
     else:
@@ -280,20 +328,25 @@ class ComposedRationale:
 
 
 def compose_rationale(analysis: TemporalAnalysis, emotion: str, seed: int, style: str = "tags",
-                      observed: bool = True, valence: float | None = None,
-                      arousal: float | None = None) -> ComposedRationale:
-    """Compose one response for ``emotion`` from ``analysis``; same inputs and seed → same text."""
+                      observed: bool = True, valence: float | None = None, arousal: float | None = None,
+                      timeline: Timeline | None = None, coded: frozenset[int] | None = None,
+                      noun: str = "video") -> ComposedRationale:
+    """Compose one response for ``emotion`` from ``analysis``; same inputs and seed → same text.
+
+    ``timeline``: how times are written (None: no times); ``coded``: the AUs the evidence source codes — only
+    these may be called absent; ``noun``: the media as the prompt names it."""
     rng = random.Random(seed)
-    interpretation, negated = compose_interpretation(analysis, emotion, rng, observed)
+    interpretation, negated = compose_interpretation(analysis, emotion, rng, observed, coded)
     extra_absent: list[int] = []
     if observed and rng.random() < 0.35:
-        candidates = sorted({au for au, _ in _distinguishing(get_emotion(emotion).name, set(analysis.aus))}
+        candidates = sorted({au for au, _ in _distinguishing(get_emotion(emotion).name, set(analysis.aus), coded)}
                             - set(negated))
         if candidates:
             extra_absent = sorted(rng.sample(candidates, k=min(len(candidates), rng.choice((1, 2)))))
-    observations = compose_observations(analysis, rng, extra_absent, observed, emotion)
-    conclusion = compose_conclusion(analysis, emotion, rng)
+    observations = compose_observations(analysis, rng, extra_absent, observed, timeline, noun)
+    conclusion = compose_conclusion(analysis, emotion, rng, observed)
     content = ResponseContent(emotion=emotion, observations=observations, interpretation=interpretation,
-                              conclusion=conclusion, valence=valence, arousal=arousal, aus=analysis.aus)
+                              conclusion=conclusion, valence=valence, arousal=arousal,
+                              aus=analysis.aus if observed else [])
     text = format_response(content, style=style)
     return ComposedRationale(text, content, sorted(set(negated) | set(extra_absent)))

@@ -1,51 +1,78 @@
-"""One adapter per benchmark, each reading the layout the dataset is distributed in.
+"""One adapter per benchmark, each reading the layouts the dataset is found in.
+
+Every adapter takes ``media_root`` (look for clips there instead of under the dataset root; it may also point
+straight at one layout's folder), ``layout`` (try only the named layout) and ``fps`` (override a frame folder's
+rate). Media layouts are tried in the order listed; a clip found in none is a ``missing_media`` problem that
+names every path tried. Frame folders are read in natural order (2.jpg before 10.jpg). Frame rates of frame
+folders come from each dataset's paper where it states one; where it does not, the rate is marked as assumed.
 
 Layouts (paths relative to the dataset root) and protocols:
 
-* ``dfew`` (Jiang et al. 2020): ``EmoLabel_DataSplit/{train,test}(single-labeled)/set_{1..5}.csv`` with
-  ``video_name,label`` (label 1–7); media ``Clip/clip_224x224/{id:05d}/`` frame folders, else
-  ``Clip/original/{id:05d}.mp4``. 5-fold: fold k trains on train set_k, tests on test set_k.
-* ``ferv39k`` (Wang et al. 2022): ``4_setups/All_scenes/{train,test}_All.csv`` rows ``<clip path> <label 0–6>``;
-  media frame folders ``2_ClipsforFaceCrop/<clip path>/``.
-* ``mafw`` (Liu et al. 2022): ``Train & Test Set/single/no_caption/set_{1..5}/{train,test}.txt`` rows
-  ``<clip>.mp4 <label>`` (name or 1–11); media ``data/clips/<clip>.mp4``. Compound labels (``anger_disgust``)
-  keep their components in ``emotions``.
+* ``dfew`` (Jiang et al., ACM MM 2020): ``EmoLabel_DataSplit/{train,test}(single-labeled)/set_{1..5}.csv`` with
+  ``video_name,label`` (label 1–7). 5-fold: fold k trains on train set_k, tests on test set_k — so fold 1's train
+  set holds the test clips of folds 2–5 (one model per fold). Media, in order: ``Clip/clip_224x224/{00001}/``
+  (official face crops), ``Clip/jpg_256/{00001}/`` (MAE-DFER's preprocessing), ``Clip/clip_224x224_avi/``
+  ``{00001}.avi`` (or unpadded), ``Clip/original/{00001}.mp4`` then ``Clip/original/{1}.mp4`` (copies differ in
+  zero padding), and last ``Clip/clip_224x224_16f/{00001}/`` (16 frames per clip whatever its length: time is
+  lost, so it comes only when nothing else is there). The paper states no single frame rate (clips are cut from
+  movies); 25 fps is assumed for full-rate frame folders and 8 fps (16 frames ≈ 2 s) for the 16-frame variant —
+  pass ``fps`` when your copy says otherwise.
+* ``ferv39k`` (Wang et al., CVPR 2022): ``4_setups/All_scenes/{train,test}_All.csv`` rows ``<clip path> <label>``;
+  media frame folders ``2_ClipsforFaceCrop/<clip path>/`` (25 fps assumed: the paper states none).
+* ``mafw`` (Liu et al., ACM MM 2022): ``Train & Test Set/single/no_caption/set_{1..5}/{train,test}.txt`` (or
+  ``split/single/no_caption/…`` as MAE-DFER's copy has it) rows ``<clip>.mp4 <label>`` (name or 1–11); media
+  ``data/clips/<clip>.mp4``, else ``data/frames/<clip>/`` (MAE-DFER; 25 fps assumed). Compound labels
+  (``anger_disgust``) keep their components in ``emotions``.
 * ``rafdb`` (Li et al. 2017): ``basic/EmoLabel/list_patition_label.txt`` rows ``train_00001.jpg 5``; images
-  ``basic/Image/aligned/train_00001_aligned.jpg`` (else ``basic/Image/original/``). Split from the name prefix.
+  ``basic/Image/aligned/train_00001_aligned.jpg``, else ``basic/Image/original/``. Split from the name prefix.
 * ``affectnet`` (Mollahosseini et al. 2019): ``Manually_Annotated_file_lists/{training,validation}.csv`` with
   ``subDirectory_filePath, …, expression, valence, arousal``; images ``Manually_Annotated_Images/``.
   ``classes=8`` (default) or 7; the validation set is the test split; VA −2 means not annotated.
-* ``ckplus`` (Lucey et al. 2010): ``cohn-kanade-images/Sxxx/nnn/*.png`` sequences, ``Emotion/Sxxx/nnn/*_emotion.txt``
-  (0–7) and ``FACS/Sxxx/nnn/*_facs.txt`` (AU, intensity; 0 = unscored). 10 subject-independent folds.
-* ``disfa`` (Mavadati et al. 2013): ``ActionUnit_Labels/SNxxx/SNxxx_au{N}.txt`` rows ``frame,intensity`` (0–5) for 12
-  AUs; video ``Videos_LeftCamera/LeftVideoSNxxx_comp.avi``. AU present at intensity ≥ 2 (the usual protocol);
-  3 subject-independent folds.
-* ``bp4d`` (Zhang et al. 2014): ``AUCoding/AU_OCC/Fxxx_Tn.csv`` (``Frame,1,2,4,…``, 0/1, 9 = unknown) and optional
-  ``AUCoding/AU_INT/AUnn/Fxxx_Tn_AUnn.csv`` (``frame,intensity``); frames ``Sequences/Fxxx/Tn/``. 3 folds by subject.
-* ``affwild2`` (Kollias, ABAW): ``Annotations/{EXPR_Classification_Challenge,VA_Estimation_Challenge,
+* ``ckplus`` (Lucey et al., CVPRW 2010): ``cohn-kanade-images/Sxxx/nnn/*.png`` sequences (30 fps, the Cohn-Kanade
+  recording rate: Kanade, Cohn & Tian, FG 2000), ``Emotion/Sxxx/nnn/*_emotion.txt`` (0–7) and
+  ``FACS/Sxxx/nnn/*_facs.txt`` (AU, intensity; 0 = unscored). 10 subject-independent folds (sorted subjects
+  dealt round-robin: CK+ publishes no fold list).
+* ``disfa`` (Mavadati et al., IEEE TAC 2013): ``ActionUnit_Labels/SNxxx/SNxxx_au{N}.txt`` rows ``frame,intensity``
+  (0–5) for 12 AUs; media ``Videos_LeftCamera/LeftVideoSNxxx_comp.avi`` (20 fps, the paper's rate), else frame
+  folders ``SNxxx/`` numbered from 0 (JAA-Net's layout). AU present at intensity ≥ 2 (the usual protocol). 3
+  subject-exclusive folds: JAA-Net's partitions (``DISFA_FOLDS``).
+* ``bp4d`` (Zhang et al., IVC 2014): ``AUCoding/AU_OCC/Fxxx_Tn.csv`` (``Frame,1,2,4,…``, 0/1, 9 = unknown) and
+  optional ``AUCoding/AU_INT/AUnn/Fxxx_Tn_AUnn.csv`` (``frame,intensity``); frames ``Sequences/Fxxx/Tn/``, else
+  ``Fxxx/Tn/`` (JAA-Net's layout), named by frame number (25 fps, the paper's rate). 3 subject-exclusive folds:
+  JAA-Net's partitions (``BP4D_FOLDS``).
+* ``affwild2`` (Kollias & Zafeiriou, ABAW): ``Annotations/{EXPR_Classification_Challenge,VA_Estimation_Challenge,
   AU_Detection_Challenge}/{Train_Set,Validation_Set}/<video>.txt``, one header line then one row per frame;
-  −1 (EXPR, AU) and −5 (VA) mark unlabelled frames. Frames ``cropped_aligned/<video>/``, else
-  ``videos/<video>.mp4``. Video-level emotion is the majority expression over labelled frames.
+  −1 (EXPR, AU) and −5 (VA) mark unlabelled frames. Frames ``cropped_aligned/<video>/`` (30 fps), else
+  ``videos/<video>.mp4`` / ``.avi``. Video-level emotion is the majority expression over labelled frames.
 * ``emer`` (Lian et al. 2023): ``emer.csv`` with ``name,label,reason``; media ``video/<name>.mp4``.
 * ``fea20k``: ``annotations/{train,test}.jsonl`` with ``id``, ``video`` or ``image``, ``emotion``, ``aus``
   (list or {AU: intensity}), ``rationale``.
 * ``openface``: any folder of videos, each with an OpenFace CSV of the same stem beside it.
 * ``synthfacs``: ``manifest.jsonl`` written by ``emoreason synth``.
+
+**Frame-level AU protocol** (``disfa``, ``bp4d``, ``affwild2`` with ``windows={stride, frames, step}``): one sample
+per ``stride``-th annotated frame, whose media is a window of ``frames`` source frames ``step`` apart centred on
+it (``media["frame_indices"]``, clamped at the clip's ends), and whose ``aus`` are the AUs active *at that frame*;
+``meta["au_known"]`` lists the AUs coded there (BP4D's 9 and Aff-Wild2's −1 are unknown). Without ``windows``
+each video is one sample (AUs active anywhere), which is what data pipelines want and no benchmark reports.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from emoreason.datasets.base import Collector, adapter, read_table
+from emoreason.datasets.media import Layout, frame_positions, locate, missing_reason, window_positions
 from emoreason.datasets.openface import OpenFaceError, read_openface_csv
 from emoreason.knowledge import EMOTIONS, UnknownLabelError, canonical_emotion, map_dataset_label
+from emoreason.knowledge.coded_aus import ABAW_AUS, BP4D_AUS, DISFA_AUS  # coded sets: one source of truth
 from emoreason.records import SampleRecord
-from emoreason.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from emoreason.video import VIDEO_EXTENSIONS, frame_files
 
 
 def _label(col: Collector, dataset: str, raw: object, where: str, sample_id: str) -> tuple[bool, str | None]:
@@ -73,15 +100,36 @@ def _subject_folds(subjects: list[str], n_folds: int) -> dict[str, int]:
 
 
 def _au_summary(frames: dict[int, np.ndarray], threshold: float) -> tuple[list[int], dict[str, float]]:
-    peaks = {au: float(np.nanmax(v)) if len(v) else 0.0 for au, v in frames.items()}
+    peaks = {au: float(np.nanmax(v)) if np.isfinite(v).any() else 0.0 for au, v in frames.items()}
     present = sorted(au for au, p in peaks.items() if p >= threshold)
     return present, {str(au): round(p, 3) for au, p in sorted(peaks.items()) if p > 0}
 
 
 # --- dynamic facial expression benchmarks -------------------------------------------------------------------
 
+DFEW_LAYOUTS = (
+    Layout("clip_224x224", "Clip/clip_224x224/{padded}", "frames", 25.0, "official face crops; fps assumed"),
+    Layout("jpg_256", "Clip/jpg_256/{padded}", "frames", 25.0, "MAE-DFER's preprocessing; fps assumed"),
+    Layout("clip_224x224_avi", "Clip/clip_224x224_avi/{padded}.avi", "video"),
+    Layout("clip_224x224_avi_unpadded", "Clip/clip_224x224_avi/{plain}.avi", "video"),
+    Layout("original", "Clip/original/{padded}.mp4", "video"),
+    Layout("original_unpadded", "Clip/original/{plain}.mp4", "video"),
+    Layout("clip_224x224_16f", "Clip/clip_224x224_16f/{padded}", "frames", 8.0,
+           "16 frames per clip, time-normalised; 8 fps (a 2 s clip) assumed"),
+)
+
+
+def _media(col: Collector, root: Path, layouts, options: dict, where: str, sid: str, **names) -> dict | None:
+    """The clip's media by the adapter's layouts, or None after recording a problem naming every path tried."""
+    media, tried = locate(root, layouts, options.get("media_root"), options.get("layout"), options.get("fps"),
+                          **names)
+    if media is None:
+        col.problem("missing_media", where, missing_reason(sid, tried), sid)
+    return media
+
+
 @adapter("dfew")
-def load_dfew(col: Collector, root: Path, split=None, fold=None, **_) -> None:
+def load_dfew(col: Collector, root: Path, split=None, fold=None, **options) -> None:
     fold = fold or 1
     for part in ("train", "test"):
         if not _wanted(split, part):
@@ -90,22 +138,25 @@ def load_dfew(col: Collector, root: Path, split=None, fold=None, **_) -> None:
         for number, row in read_table(table, col, delimiter=","):
             where = f"{table}:{number}"
             try:
-                clip = f"{int(row['video_name']):05d}"
+                number_id = int(row["video_name"])
             except (KeyError, ValueError):
                 col.problem("malformed_row", where, f"bad video_name {row.get('video_name')!r}")
                 continue
+            clip = f"{number_id:05d}"
             ok, label = _label(col, "dfew", row.get("label"), where, clip)
             if not ok:
                 continue
-            frames = root / "Clip" / "clip_224x224" / clip
-            media = {"type": "frames", "path": str(frames), "fps": 25.0} if frames.is_dir() else {
-                "type": "video", "path": str(root / "Clip" / "original" / f"{clip}.mp4")}
-            col.add(SampleRecord(id=f"dfew-{clip}", dataset="dfew", split=part, fold=fold, media=media,
-                                 emotion=label, emotion_raw=row.get("label"), emotions=[label]), where)
+            media = _media(col, root, DFEW_LAYOUTS, options, where, f"dfew-{clip}", padded=clip, plain=number_id)
+            if media is not None:
+                col.add(SampleRecord(id=f"dfew-{clip}", dataset="dfew", split=part, fold=fold, media=media,
+                                     emotion=label, emotion_raw=row.get("label"), emotions=[label]), where)
+
+
+FERV39K_LAYOUTS = (Layout("face_crops", "2_ClipsforFaceCrop/{clip}", "frames", 25.0, "fps assumed"),)
 
 
 @adapter("ferv39k")
-def load_ferv39k(col: Collector, root: Path, split=None, fold=None, **_) -> None:
+def load_ferv39k(col: Collector, root: Path, split=None, fold=None, **options) -> None:
     for part in ("train", "test"):
         if not _wanted(split, part):
             continue
@@ -118,19 +169,29 @@ def load_ferv39k(col: Collector, root: Path, split=None, fold=None, **_) -> None
             clip, raw = row
             sid = "ferv39k-" + clip.strip("/").replace("/", "-")
             ok, label = _label(col, "ferv39k", raw, where, sid)
-            if ok:
-                col.add(SampleRecord(id=sid, dataset="ferv39k", split=part, media={
-                    "type": "frames", "path": str(root / "2_ClipsforFaceCrop" / clip), "fps": 25.0},
-                    emotion=label, emotion_raw=raw, emotions=[label], meta={"scene": clip.split("/")[0]}), where)
+            if not ok:
+                continue
+            media = _media(col, root, FERV39K_LAYOUTS, options, where, sid, clip=clip.strip("/"))
+            if media is not None:
+                col.add(SampleRecord(id=sid, dataset="ferv39k", split=part, media=media, emotion=label,
+                                     emotion_raw=raw, emotions=[label], meta={"scene": clip.split("/")[0]}), where)
+
+
+MAFW_LAYOUTS = (
+    Layout("clips", "data/clips/{stem}.mp4", "video"),
+    Layout("frames", "data/frames/{stem}", "frames", 25.0, "MAE-DFER's frame folders; fps assumed"),
+)
+MAFW_SPLIT_DIRS = ("Train & Test Set", "split")  # the official archive; MAE-DFER's copy
 
 
 @adapter("mafw")
-def load_mafw(col: Collector, root: Path, split=None, fold=None, **_) -> None:
+def load_mafw(col: Collector, root: Path, split=None, fold=None, **options) -> None:
     fold = fold or 1
+    split_root = next((root / d for d in MAFW_SPLIT_DIRS if (root / d).is_dir()), root / MAFW_SPLIT_DIRS[0])
     for part in ("train", "test"):
         if not _wanted(split, part):
             continue
-        table = root / "Train & Test Set" / "single" / "no_caption" / f"set_{fold}" / f"{part}.txt"
+        table = split_root / "single" / "no_caption" / f"set_{fold}" / f"{part}.txt"
         for number, row in read_table(table, col, delimiter=" ", header=False):
             where = f"{table}:{number}"
             if len(row) != 2:
@@ -146,9 +207,11 @@ def load_mafw(col: Collector, root: Path, split=None, fold=None, **_) -> None:
                     break
                 labels.append(label)
             else:
-                col.add(SampleRecord(id=f"mafw-{stem}", dataset="mafw", split=part, fold=fold, media={
-                    "type": "video", "path": str(root / "data" / "clips" / f"{stem}.mp4")},
-                    emotion=labels[0] if len(labels) == 1 else None, emotion_raw=raw, emotions=labels), where)
+                media = _media(col, root, MAFW_LAYOUTS, options, where, f"mafw-{stem}", stem=stem)
+                if media is not None:
+                    col.add(SampleRecord(id=f"mafw-{stem}", dataset="mafw", split=part, fold=fold, media=media,
+                                         emotion=labels[0] if len(labels) == 1 else None, emotion_raw=raw,
+                                         emotions=labels), where)
 
 
 @adapter("emer")
@@ -201,8 +264,12 @@ def load_fea20k(col: Collector, root: Path, split=None, fold=None, **_) -> None:
 
 # --- static image benchmarks ------------------------------------------------------------------------------
 
+RAFDB_LAYOUTS = (Layout("aligned", "basic/Image/aligned/{stem}_aligned.jpg", "image"),
+                 Layout("original", "basic/Image/original/{name}", "image"))
+
+
 @adapter("rafdb")
-def load_rafdb(col: Collector, root: Path, split=None, fold=None, **_) -> None:
+def load_rafdb(col: Collector, root: Path, split=None, fold=None, **options) -> None:
     table = root / "basic" / "EmoLabel" / "list_patition_label.txt"
     for number, row in read_table(table, col, delimiter=" ", header=False):
         where = f"{table}:{number}"
@@ -217,10 +284,10 @@ def load_rafdb(col: Collector, root: Path, split=None, fold=None, **_) -> None:
         ok, label = _label(col, "rafdb", raw, where, stem)
         if not ok:
             continue
-        aligned = root / "basic" / "Image" / "aligned" / f"{stem}_aligned.jpg"
-        path = aligned if aligned.exists() else root / "basic" / "Image" / "original" / name
-        col.add(SampleRecord(id=f"rafdb-{stem}", dataset="rafdb", split=part, media={"type": "image",
-                             "path": str(path)}, emotion=label, emotion_raw=raw, emotions=[label]), where)
+        media = _media(col, root, RAFDB_LAYOUTS, options, where, f"rafdb-{stem}", stem=stem, name=name)
+        if media is not None:
+            col.add(SampleRecord(id=f"rafdb-{stem}", dataset="rafdb", split=part, media=media, emotion=label,
+                                 emotion_raw=raw, emotions=[label]), where)
 
 
 @adapter("affectnet")
@@ -283,7 +350,7 @@ def load_ckplus(col: Collector, root: Path, split=None, fold=None, **_) -> None:
                 aus.append(au)
                 if level > 0:
                     intensity[str(au)] = level
-        frames = sorted(p for p in seq.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+        frames = frame_files(seq)
         col.add(SampleRecord(id=sid, dataset="ckplus", split=part, fold=record_fold, media={
             "type": "frames", "path": str(seq), "fps": 30.0}, emotion=label, emotion_raw=raw,
             emotions=[label] if label else [], aus=aus, au_intensity=intensity, subject=subject,
@@ -292,79 +359,210 @@ def load_ckplus(col: Collector, root: Path, split=None, fold=None, **_) -> None:
 
 # --- AU benchmarks ---------------------------------------------------------------------------------------
 
-DISFA_AUS = (1, 2, 4, 5, 6, 9, 12, 15, 17, 20, 25, 26)
-BP4D_AUS = (1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24)
-ABAW_AUS = (1, 2, 4, 6, 7, 10, 12, 15, 23, 24, 25, 26)
+
+# JAA-Net's subject-exclusive partitions (Shao et al., "Deep Adaptive Attention for Joint Facial Action Unit
+# Detection and Face Alignment", ECCV 2018; github.com/ZhiwenShao/PyTorch-JAANet data/list/{BP4D,DISFA}_part*),
+# the 3-fold protocol of DRML (Zhao et al., CVPR 2016) that later work (ME-GraphAU, Facial-R1) reports on.
+# Fold k tests on partition k and trains on the other two (ME-GraphAU numbers its folds the other way round:
+# its fold 1 tests partition 3; the mean over folds is the same).
+BP4D_FOLDS = {
+    1: ("F001", "M007", "F018", "F008", "F002", "M004", "F010", "F009", "M012", "M001", "F016", "M014", "F023", "M008"),
+    2: ("M011", "F003", "M010", "M002", "F005", "F022", "M018", "M017", "F013", "M016", "F020", "F011", "M013", "M005"),
+    3: ("F007", "F015", "F006", "F019", "M006", "M009", "F012", "M003", "F004", "F021", "F017", "M015", "F014"),
+}
+DISFA_FOLDS = {
+    1: ("SN002", "SN010", "SN001", "SN026", "SN027", "SN032", "SN030", "SN009", "SN016"),
+    2: ("SN013", "SN018", "SN011", "SN028", "SN012", "SN006", "SN031", "SN021", "SN024"),
+    3: ("SN003", "SN029", "SN023", "SN025", "SN008", "SN005", "SN007", "SN017", "SN004"),
+}
+DISFA_LAYOUTS = (Layout("left_camera", "Videos_LeftCamera/LeftVideo{subject}_comp.avi", "video"),
+                 Layout("frames", "{subject}", "frames", 20.0, "JAA-Net's frame folders, numbered from 0"))
+BP4D_LAYOUTS = (Layout("sequences", "Sequences/{subject}/{task}", "frames", 25.0),
+                Layout("subject_task", "{subject}/{task}", "frames", 25.0, "JAA-Net's layout"))
+AFFWILD2_LAYOUTS = (Layout("cropped_aligned", "cropped_aligned/{video}", "frames", 30.0),
+                    Layout("videos_mp4", "videos/{base}.mp4", "video"),
+                    Layout("videos_avi", "videos/{base}.avi", "video"))
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Frame-level AU protocol: a sample every ``stride``-th annotated frame, ``frames`` source frames ``step``
+    apart centred on it."""
+
+    stride: int = 1
+    frames: int = 16
+    step: int = 1
+
+    @classmethod
+    def parse(cls, value: object) -> Windows | None:
+        if value is None or isinstance(value, Windows):
+            return value
+        if not isinstance(value, dict) or set(value) - {"stride", "frames", "step"}:
+            raise ValueError(f"windows must be a mapping with stride, frames and step, got {value!r}")
+        windows = cls(**{k: int(v) for k, v in value.items()})
+        if min(windows.stride, windows.frames, windows.step) < 1:
+            raise ValueError(f"windows need stride, frames and step ≥ 1, got {value!r}")
+        return windows
+
+
+def _published_fold(col: Collector, dataset: str, subject: str, table: dict[int, tuple[str, ...]], fold: int | None,
+                    where: Path) -> tuple[bool, int | None]:
+    """(keep, fold of the subject): a subject in none of the published partitions is reported and left out when
+    a fold protocol is asked for."""
+    found = next((k for k, subjects in table.items() if subject in subjects), None)
+    if found is None and fold is not None:
+        col.problem("unknown_subject", where, f"{dataset}: subject {subject} is in none of the published folds",
+                    subject)
+        return False, None
+    return True, found
+
+
+def _add_windows(col: Collector, dataset: str, base_id: str, media: dict, centres: list[tuple[int, int, dict]],
+                 total: int, windows: Windows, where: Path, record_fields: dict, meta: dict) -> None:
+    """One record per ``stride``-th centre: (frame number, source position, {AU: present | None = unknown})."""
+    for index, (frame, position, states) in enumerate(centres):
+        if index % windows.stride or not any(v is not None for v in states.values()):
+            continue
+        window = window_positions(position, windows.frames, windows.step, total)
+        col.add(SampleRecord(
+            id=f"{base_id}-f{frame:05d}", dataset=dataset, media={**media, "frame_indices": window},
+            aus=[au for au, v in states.items() if v], **record_fields,
+            meta={**meta, "centre_frame": frame, "au_known": sorted(au for au, v in states.items() if v is not None),
+                  "window": {"frames": windows.frames, "step": windows.step, "stride": windows.stride}}), where)
+
+
+def _centres(col: Collector, media: dict, rows: list[tuple[int, dict]], where: Path, sid: str,
+             folder_offset: int = 0) -> tuple[list[tuple[int, int, dict]], int]:
+    """Annotated frames mapped to source positions: frame folders by the numbers in their file names, videos by
+    frame number − 1. Annotated frames with no image are counted in one problem per clip."""
+    if media["type"] == "frames":
+        positions, total = frame_positions(media["path"], folder_offset)
+    else:
+        total = max((frame for frame, _ in rows), default=0)
+        positions = {frame: frame - 1 for frame, _ in rows}
+    centres = [(frame, positions[frame], states) for frame, states in rows if frame in positions]
+    if len(centres) < len(rows):
+        missing = [frame for frame, _ in rows if frame not in positions]
+        col.problem("missing_media", where, f"{len(missing)} annotated frames have no image in {media['path']} "
+                    f"(first: frame {missing[0]})", sid)
+    return centres, total
 
 
 @adapter("disfa")
-def load_disfa(col: Collector, root: Path, split=None, fold=None, threshold: float = 2.0, **_) -> None:
+def load_disfa(col: Collector, root: Path, split=None, fold=None, threshold: float = 2.0, windows=None,
+               **options) -> None:
+    windows = Windows.parse(windows)
     labels = root / "ActionUnit_Labels"
     subjects = sorted(p.name for p in labels.glob("SN*") if p.is_dir()) if labels.is_dir() else []
     if not subjects:
         col.problem("missing_file", labels, "no SNxxx label folders")
-    folds = _subject_folds(subjects, 3)
     for subject in subjects:
-        part = _fold_split(folds[subject], fold)
-        if split is not None and part is not None and part != split:
+        keep, record_fold = _published_fold(col, "disfa", subject, DISFA_FOLDS, fold, labels / subject)
+        part = _fold_split(record_fold, fold)
+        if not keep or (split is not None and part is not None and part != split):
             continue
-        frames: dict[int, np.ndarray] = {}
+        per_frame: dict[int, dict[int, float]] = {}  # AU → {frame: intensity}
         for au in DISFA_AUS:
             table = labels / subject / f"{subject}_au{au}.txt"
-            values: list[float] = []
             for number, row in read_table(table, col, delimiter=",", header=False):
                 try:
-                    values.append(float(row[1]))
+                    per_frame.setdefault(au, {})[int(float(row[0]))] = float(row[1])
                 except (IndexError, ValueError):
                     col.problem("malformed_row", f"{table}:{number}", f"expected 'frame,intensity', got {row}", subject)
-            if values:
-                frames[au] = np.asarray(values)
-        if not frames:
+        if not per_frame:
             continue
+        media = _media(col, root, DISFA_LAYOUTS, options, str(labels / subject), f"disfa-{subject}", subject=subject)
+        if media is None:
+            continue
+        fields = {"split": part, "fold": record_fold, "subject": subject}
+        meta = {"au_set": list(DISFA_AUS), "presence_threshold": threshold}
+        if windows is not None:
+            frames = sorted({f for values in per_frame.values() for f in values})
+            rows = [(f, {au: (v[f] >= threshold) if f in v else None for au, v in per_frame.items()}) for f in frames]
+            centres, total = _centres(col, media, rows, labels / subject, f"disfa-{subject}", folder_offset=1)
+            _add_windows(col, "disfa", f"disfa-{subject}", media, centres, total, windows, labels / subject, fields,
+                         meta)
+            continue
+        frames = {au: np.asarray([v[f] for f in sorted(v)]) for au, v in per_frame.items()}
         present, peaks = _au_summary(frames, threshold)
-        col.add(SampleRecord(id=f"disfa-{subject}", dataset="disfa", split=part, fold=folds[subject], media={
-            "type": "video", "path": str(root / "Videos_LeftCamera" / f"LeftVideo{subject}_comp.avi")},
-            aus=present, au_intensity=peaks, au_frames={str(a): v.tolist() for a, v in frames.items()},
-            subject=subject, meta={"au_set": list(DISFA_AUS), "presence_threshold": threshold}), labels / subject)
+        col.add(SampleRecord(id=f"disfa-{subject}", dataset="disfa", media=media, aus=present, au_intensity=peaks,
+                             au_frames={str(a): v.tolist() for a, v in frames.items()}, meta=meta, **fields),
+                labels / subject)
 
 
 @adapter("bp4d")
-def load_bp4d(col: Collector, root: Path, split=None, fold=None, **_) -> None:
+def load_bp4d(col: Collector, root: Path, split=None, fold=None, windows=None, **options) -> None:
+    windows = Windows.parse(windows)
     occ_dir = root / "AUCoding" / "AU_OCC"
     tables = sorted(occ_dir.glob("*.csv")) if occ_dir.is_dir() else []
     if not tables:
         col.problem("missing_file", occ_dir, "no AU occurrence tables")
-    folds = _subject_folds([t.stem.split("_")[0] for t in tables], 3)
     for table in tables:
         subject, task = table.stem.split("_", 1)
-        part = _fold_split(folds[subject], fold)
-        if split is not None and part is not None and part != split:
+        keep, record_fold = _published_fold(col, "bp4d", subject, BP4D_FOLDS, fold, table)
+        part = _fold_split(record_fold, fold)
+        if not keep or (split is not None and part is not None and part != split):
             continue
         occurrence: dict[int, list[float]] = {}
-        for _number, row in read_table(table, col, delimiter=","):
+        coded: list[tuple[int, dict[int, bool | None]]] = []
+        for number, row in read_table(table, col, delimiter=","):
+            frame_key = next((k for k in row if k.strip().lower() == "frame"), None)
+            states: dict[int, bool | None] = {}
             for key, value in row.items():
                 if key.strip().isdigit():
                     v = float(value)
                     occurrence.setdefault(int(key), []).append(np.nan if v == 9 else v)  # 9 = unknown
+                    states[int(key)] = None if v == 9 else v >= 1
+            try:
+                coded.append((int(float(row[frame_key])), states))
+            except (TypeError, KeyError, ValueError):
+                col.problem("malformed_row", f"{table}:{number}", "no frame number", f"bp4d-{subject}-{task}")
+        media = _media(col, root, BP4D_LAYOUTS, options, str(table), f"bp4d-{subject}-{task}", subject=subject,
+                       task=task)
+        if media is None:
+            continue
+        fields = {"split": part, "fold": record_fold, "subject": subject}
+        meta = {"task": task, "au_set": list(BP4D_AUS)}
+        if windows is not None:
+            centres, total = _centres(col, media, coded, table, f"bp4d-{subject}-{task}")
+            _add_windows(col, "bp4d", f"bp4d-{subject}-{task}", media, centres, total, windows, table, fields, meta)
+            continue
         frames = {au: np.asarray(v) for au, v in occurrence.items()}
+        # FERA 2015 ships per-frame intensities (0–5) for a few AUs: they replace the 0/1 occurrence of those AUs,
+        # so letters and apexes come from real intensities; the rest stay occurrence-only (see meta).
         intensity: dict[str, float] = {}
-        for au in frames:
+        rows = max((len(v) for v in occurrence.values()), default=0)
+        frame_numbers = [f for f, _ in coded] if len(coded) == rows else list(range(1, rows + 1))
+        position = {n: i for i, n in enumerate(frame_numbers)}
+        for au in list(frames):
             int_table = root / "AUCoding" / "AU_INT" / f"AU{au:02d}" / f"{table.stem}_AU{au:02d}.csv"
-            if int_table.is_file():
-                vals = [float(r[1]) for _, r in read_table(int_table, col, delimiter=",", header=False)
-                        if len(r) > 1 and r[1].replace(".", "").isdigit() and float(r[1]) != 9]
-                if vals:
-                    intensity[str(au)] = max(vals)
+            if not int_table.is_file():
+                continue
+            per_frame = np.full(len(frame_numbers), np.nan)
+            for number, r in read_table(int_table, col, delimiter=",", header=False):
+                try:
+                    frame, value = int(float(r[0])), float(r[1])
+                except (IndexError, ValueError):
+                    col.problem("malformed_row", f"{int_table}:{number}", f"expected 'frame,intensity', got {r}",
+                                subject)
+                    continue
+                if frame in position and value != 9:
+                    per_frame[position[frame]] = value
+            if np.isfinite(per_frame).any():
+                intensity[str(au)] = float(np.nanmax(per_frame))
+                # frames the intensity table leaves out: off where occurrence says off, else unknown (NaN)
+                off = np.nan_to_num(frames[au], nan=1.0) == 0
+                frames[au] = np.where(np.isfinite(per_frame), per_frame, np.where(off, 0.0, np.nan))
+        meta["occurrence_aus"] = sorted(au for au in frames if str(au) not in intensity)
         present = sorted(au for au, v in frames.items() if np.nanmax(np.nan_to_num(v, nan=0)) >= 1)
-        col.add(SampleRecord(id=f"bp4d-{subject}-{task}", dataset="bp4d", split=part, fold=folds[subject], media={
-            "type": "frames", "path": str(root / "Sequences" / subject / task), "fps": 25.0}, aus=present,
-            au_intensity=intensity, au_frames={str(a): [None if np.isnan(x) else x for x in v.tolist()]
-                                               for a, v in frames.items()},
-            subject=subject, meta={"task": task, "au_set": list(BP4D_AUS)}), table)
+        col.add(SampleRecord(id=f"bp4d-{subject}-{task}", dataset="bp4d", media=media, aus=present,
+                             au_intensity=intensity, au_frames={str(a): [None if np.isnan(x) else x for x in v.tolist()]
+                                                                for a, v in frames.items()}, meta=meta, **fields), table)
 
 
 @adapter("affwild2")
-def load_affwild2(col: Collector, root: Path, split=None, fold=None, **_) -> None:
+def load_affwild2(col: Collector, root: Path, split=None, fold=None, windows=None, **options) -> None:
+    windows = Windows.parse(windows)
     ann = root / "Annotations"
     tasks = {"expr": "EXPR_Classification_Challenge", "va": "VA_Estimation_Challenge",
              "au": "AU_Detection_Challenge"}
@@ -376,8 +574,28 @@ def load_affwild2(col: Collector, root: Path, split=None, fold=None, **_) -> Non
             for txt in sorted((ann / task_dir / folder).glob("*.txt")):
                 videos.setdefault(txt.stem, {})[task] = txt
         for video, files in sorted(videos.items()):
-            record = SampleRecord(id=f"affwild2-{video}", dataset="affwild2", split=part,
-                                  media=_affwild2_media(root, video), subject=video.split("_")[0])
+            if windows is not None and "au" not in files:
+                continue
+            where = next(iter(files.values()))
+            media = _media(col, root, AFFWILD2_LAYOUTS, options, str(where), f"affwild2-{video}", video=video,
+                           base=video.removesuffix("_left").removesuffix("_right"))
+            if media is None:
+                continue
+            if windows is not None:
+                rows = []
+                for number, r in read_table(files["au"], col, delimiter=","):
+                    try:  # line n (after the header) is frame n − 1; −1 = not annotated
+                        rows.append((number - 1, {int(k.upper().removeprefix("AU")): None if float(v) < 0
+                                                  else float(v) >= 1 for k, v in r.items()}))
+                    except ValueError:
+                        col.problem("malformed_row", f"{files['au']}:{number}",
+                                    f"AU values must be -1, 0 or 1, got {list(r.values())}", f"affwild2-{video}")
+                centres, total = _centres(col, media, rows, files["au"], f"affwild2-{video}")
+                _add_windows(col, "affwild2", f"affwild2-{video}", media, centres, total, windows, files["au"],
+                             {"split": part, "subject": video.split("_")[0]}, {"au_set": list(ABAW_AUS)})
+                continue
+            record = SampleRecord(id=f"affwild2-{video}", dataset="affwild2", split=part, media=media,
+                                  subject=video.split("_")[0])
             if "expr" in files:
                 labels = [int(r[0]) for _, r in read_table(files["expr"], col, delimiter=",", header=False)
                           if r and r[0].lstrip("-").isdigit()]
@@ -404,19 +622,8 @@ def load_affwild2(col: Collector, root: Path, split=None, fold=None, **_) -> Non
                 record.au_frames = {str(a): [None if np.isnan(x) else x for x in v.tolist()] for a, v in frames.items()}
                 record.aus = sorted(a for a, v in frames.items() if np.nanmax(np.nan_to_num(v, nan=0)) >= 1)
                 record.meta["au_set"] = list(ABAW_AUS)
+                record.meta["occurrence_aus"] = sorted(frames)  # 0/1 per frame: no intensity is known
             col.add(record, next(iter(files.values())))
-
-
-def _affwild2_media(root: Path, video: str) -> dict:
-    frames = root / "cropped_aligned" / video
-    if frames.is_dir():
-        return {"type": "frames", "path": str(frames), "fps": 30.0}
-    base = video.removesuffix("_left").removesuffix("_right")
-    for ext in (".mp4", ".avi"):
-        candidate = root / "videos" / f"{base}{ext}"
-        if candidate.exists():
-            return {"type": "video", "path": str(candidate)}
-    return {"type": "frames", "path": str(frames), "fps": 30.0}
 
 
 # --- AU evidence beside clips, and the embedded dataset ------------------------------------------------------
@@ -440,7 +647,8 @@ def load_openface(col: Collector, root: Path, split=None, fold=None, min_confide
         present, peaks = _au_summary(frames, threshold)
         col.add(SampleRecord(id=sid, dataset="openface", split=split, media={"type": "video", "path": str(video),
                              "fps": track.fps}, aus=present, au_intensity=peaks,
-                             au_frames={str(a): [round(float(x), 3) for x in v] for a, v in frames.items()},
+                             au_frames={str(a): [round(float(x), 3) if np.isfinite(x) else None for x in v]
+                                        for a, v in frames.items()},
                              meta={"openface_csv": str(csv_path), "valid_frames": int(track.valid(min_confidence).sum()),
                                    "frames": len(track)}), csv_path)
 

@@ -19,6 +19,7 @@ def summarize(records: RecordSet) -> dict:
         "au_coverage": {f"AU{a}": n for a, n in sorted(au_coverage.items())},
         "with_valence_arousal": sum(r.valence is not None for r in records),
         "with_rationale": sum(bool(r.rationale) for r in records),
+        "media_layouts": dict(Counter(r.media.get("layout") or r.media["type"] for r in records).most_common()),
         "problem_counts": dict(problems),
         "problems": [str(p) for p in records.problems],
     }
@@ -33,6 +34,7 @@ def render(summary: dict, name: str) -> str:
                                                                      summary["au_coverage"].items()))
     lines.append(f"  with valence/arousal: {summary['with_valence_arousal']}, with rationale: "
                  f"{summary['with_rationale']}")
+    lines.append("  media layouts: " + ", ".join(f"{k}={v}" for k, v in summary["media_layouts"].items()))
     if summary["problems"]:
         lines.append(f"  problems ({len(summary['problems'])}): " + ", ".join(
             f"{k}={v}" for k, v in summary["problem_counts"].items()))

@@ -30,17 +30,25 @@ class OpenFaceTrack:
     success: np.ndarray
     intensity: dict[int, np.ndarray] = field(default_factory=dict)  # AU → per-frame 0–5
     occurrence: dict[int, np.ndarray] = field(default_factory=dict)  # AU → per-frame 0/1
+    face_id: np.ndarray | None = None  # per row; several ids when a multi-face tracker wrote the file
 
     def __len__(self) -> int:
         return len(self.frame)
+
+    def select(self, mask: np.ndarray) -> OpenFaceTrack:
+        """The rows where ``mask`` holds (e.g. one face of a multi-face file)."""
+        return OpenFaceTrack(self.path, self.frame[mask], self.timestamp[mask], self.confidence[mask],
+                             self.success[mask], {a: v[mask] for a, v in self.intensity.items()},
+                             {a: v[mask] for a, v in self.occurrence.items()},
+                             self.face_id[mask] if self.face_id is not None else None)
 
     def valid(self, min_confidence: float = 0.8) -> np.ndarray:
         return (self.success > 0) & (self.confidence >= min_confidence)
 
     def au_frames(self, min_confidence: float = 0.8) -> dict[int, np.ndarray]:
-        """Per-frame intensities, zero where tracking failed or confidence is low."""
+        """Per-frame intensities, NaN (unknown — not "inactive") where tracking failed or confidence is low."""
         ok = self.valid(min_confidence)
-        return {au: np.where(ok, values, 0.0) for au, values in self.intensity.items()}
+        return {au: np.where(ok, values, np.nan) for au, values in self.intensity.items()}
 
     @property
     def fps(self) -> float | None:
@@ -77,7 +85,8 @@ def read_openface_csv(path: str | Path) -> OpenFaceTrack:
     track = OpenFaceTrack(
         path=str(path), frame=np.asarray(columns["frame"], dtype=int),
         timestamp=np.asarray(columns.get("timestamp", columns["frame"]), dtype=float),
-        confidence=np.asarray(columns["confidence"]), success=np.asarray(columns["success"]))
+        confidence=np.asarray(columns["confidence"]), success=np.asarray(columns["success"]),
+        face_id=np.asarray(columns["face_id"], dtype=int) if "face_id" in columns else None)
     for name, values in columns.items():
         match = _AU_COLUMN.match(name)
         if match:
@@ -87,8 +96,9 @@ def read_openface_csv(path: str | Path) -> OpenFaceTrack:
 
 
 def write_openface_csv(path: str | Path, au_frames: dict[int, list[float]], fps: float = 30.0,
-                       confidence: float = 0.98) -> Path:
-    """Write a CSV in OpenFace's layout (", " separators); used to make fixtures and by detectors' exports."""
+                       confidence: float = 0.98, success: list[bool] | None = None) -> Path:
+    """Write a CSV in OpenFace's layout (", " separators); used to make fixtures and by detectors' exports.
+    ``success`` (per frame) marks frames where no face was tracked (written with confidence 0)."""
     path = Path(path)
     n = max((len(v) for v in au_frames.values()), default=0)
     r_aus = sorted(au_frames)
@@ -96,7 +106,8 @@ def write_openface_csv(path: str | Path, au_frames: dict[int, list[float]], fps:
     header += [f"AU{a:02d}_r" for a in r_aus] + [f"AU{a:02d}_c" for a in r_aus]
     lines = [", ".join(header)]
     for i in range(n):
-        values = [str(i + 1), "0", f"{i / fps:.3f}", f"{confidence:.2f}", "1"]
+        tracked = success is None or bool(success[i])
+        values = [str(i + 1), "0", f"{i / fps:.3f}", f"{confidence if tracked else 0.0:.2f}", str(int(tracked))]
         values += [f"{au_frames[a][i]:.2f}" for a in r_aus]
         values += ["1.00" if au_frames[a][i] >= 1.0 else "0.00" for a in r_aus]
         lines.append(", ".join(values))

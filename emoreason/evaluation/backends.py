@@ -1,39 +1,61 @@
 """Where predictions come from: a local transformers model (batched generation) or any OpenAI-compatible
 endpoint (concurrent, retrying). Each returns, per record, (text, error) — one failing sample never fails
-the batch."""
+the batch — and says who it is (``identity``) and which frames it shows (``frame_policy``), which the
+prediction cache keys on."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import tempfile
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from emoreason.reasoning import build_messages, to_openai_messages
 from emoreason.records import SampleRecord
-from emoreason.video import FramePolicy, MediaError, load_frames, write_video
+from emoreason.video import FramePolicy, MediaError, inline_media, load_media
 
 log = logging.getLogger(__name__)
+
+
+class EndpointSetupError(RuntimeError):
+    """The server cannot answer the way evaluation needs (it refuses the frames' per-request timing)."""
 
 
 def _media_type(record: SampleRecord) -> str:
     return "image" if record.media["type"] == "image" else "video"
 
 
+def _policy(frames: dict, base: FramePolicy | None = None) -> FramePolicy:
+    return replace(base or FramePolicy(), **{k: v for k, v in frames.items() if k in FramePolicy.__dataclass_fields__})
+
+
 class LocalBackend:
     """A model directory run with transformers on this machine."""
 
     def __init__(self, model_dir: str, frames: dict, labels: list[str] | None, style: str, batch_size: int = 8,
-                 max_new_tokens: int = 512):
+                 max_new_tokens: int = 512, focus: str | None = None):
         from emoreason.models import frame_policy_for, load_model_and_processor, saved_frame_policy
 
+        self.model_dir = model_dir
         self.model, self.processor = load_model_and_processor(model_dir)
-        policy = frame_policy_for(self.processor)
         frames = {**saved_frame_policy(model_dir), **frames}  # the model's training policy unless told otherwise
-        self.policy = replace(policy, **{k: v for k, v in frames.items() if k in FramePolicy.__dataclass_fields__})
-        self.labels, self.style = labels, style
+        self.policy = _policy(frames, frame_policy_for(self.processor))
+        self.labels, self.style, self.focus = labels, style, focus
         self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
         self.name = f"local:{model_dir}"
+        self._identity: dict | None = None
+
+    @property
+    def identity(self) -> dict:
+        if self._identity is None:
+            from emoreason.evaluation.identity import local_identity
+
+            self._identity = local_identity(self.model_dir)
+        return self._identity
+
+    @property
+    def frame_policy(self) -> dict:
+        return asdict(self.policy)
 
     def predict(self, records: list[SampleRecord]) -> list[tuple[str | None, str | None]]:
         from emoreason.inference import generate
@@ -42,13 +64,13 @@ class LocalBackend:
         ready, conversations, media = [], [], []
         for i, record in enumerate(records):
             try:
-                media.append(load_frames(record.media["path"], self.policy))
+                media.append(load_media(record.media, self.policy))
             except MediaError as exc:
                 results[i] = (None, f"media: {exc}")
                 continue
             ready.append(i)
             conversations.append(build_messages(str(record.media["path"]), _media_type(record), self.labels,
-                                                self.style))
+                                                self.style, focus=self.focus))
         if ready:
             texts = generate(self.model, self.processor, conversations, media, max_new_tokens=self.max_new_tokens)
             for i, text in zip(ready, texts, strict=True):
@@ -57,44 +79,91 @@ class LocalBackend:
 
 
 class EndpointBackend:
-    """An OpenAI-compatible server (vLLM's is the reference). Frame folders are encoded to mp4 first."""
+    """An OpenAI-compatible server (vLLM's is the reference).
+
+    Every sample's frames are decoded here under the benchmark's frame policy — the frames local evaluation
+    uses — and sent inline, losslessly, with their timing (``emoreason.video.inline_media``): frame folders,
+    image lists and windows around annotated frames have no single file a server could open. With
+    ``media_dir`` (the server's ``--media-dir``), whole video files under it go as ``file://`` URLs instead and
+    the server samples their frames with its own settings (faster; the report says so)."""
 
     def __init__(self, endpoint: dict, frames: dict, labels: list[str] | None, style: str,
-                 max_new_tokens: int = 512, batch_size: int = 32, inline_media: bool = False):
+                 max_new_tokens: int = 512, batch_size: int = 32, media_dir: str | None = None,
+                 focus: str | None = None):
         from emoreason.client import EndpointConfig
 
         self.config = EndpointConfig(**endpoint)
-        self.frames, self.labels, self.style = frames, labels, style
-        self.max_new_tokens, self.batch_size, self.inline = max_new_tokens, batch_size, inline_media
-        self._tmp = tempfile.TemporaryDirectory(prefix="emoreason-eval-media-")
+        self.policy = _policy(frames)
+        self.labels, self.style, self.focus = labels, style, focus
+        self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
+        self.media_dir = Path(media_dir).resolve() if media_dir else None
         self.name = f"endpoint:{self.config.base_url}"
+        self._identity: dict | None = None
 
-    def _url(self, record: SampleRecord) -> str:
+    @property
+    def identity(self) -> dict:
+        if self._identity is None:
+            import os
+
+            from emoreason.evaluation.identity import endpoint_identity
+
+            self._identity = endpoint_identity(self.config.base_url, self.config.model,
+                                               os.environ.get(self.config.api_key_env, "EMPTY"))
+            self.config.model = self._identity["served_model"]
+        return self._identity
+
+    @property
+    def frame_policy(self) -> dict:
+        policy = asdict(self.policy)
+        if self.media_dir is not None:
+            policy["videos_under"] = f"{self.media_dir}: sampled by the server"
+        return policy
+
+    def _served_by_file(self, record: SampleRecord) -> bool:
+        if self.media_dir is None or record.media["type"] != "video" or record.media.get("frame_indices"):
+            return False
+        return Path(str(record.media["path"])).resolve().is_relative_to(self.media_dir)
+
+    def request(self, record: SampleRecord) -> tuple[list[dict], dict]:
+        """(OpenAI messages, extra request parameters) for one sample; MediaError when it cannot be decoded."""
         from emoreason.client import media_url
 
-        path = Path(str(record.media["path"]))
-        if record.media["type"] == "frames":  # servers take files: encode the sampled frames as a clip
-            loaded = load_frames(path, FramePolicy(**{k: v for k, v in self.frames.items()
-                                                      if k in FramePolicy.__dataclass_fields__}))
-            target = Path(self._tmp.name) / f"{record.id}.mp4"
-            frames = loaded.frames[:, : loaded.frames.shape[1] // 2 * 2, : loaded.frames.shape[2] // 2 * 2]
-            path = write_video(frames, target, fps=max(1.0, loaded.sampled_fps))
-        return media_url(path, inline=self.inline)
+        messages = build_messages(None, _media_type(record), self.labels, self.style, focus=self.focus)
+        if self._served_by_file(record):
+            return to_openai_messages(messages, media_url(record.media["path"])), {}
+        url, media_kwargs = inline_media(load_media(record.media, self.policy))
+        return to_openai_messages(messages, url), ({"media_io_kwargs": media_kwargs} if media_kwargs else {})
 
     def predict(self, records: list[SampleRecord]) -> list[tuple[str | None, str | None]]:
-        from emoreason.client import run_chat_batch
+        from emoreason.client import ChatClient
 
-        batch, index, results = [], [], [(None, None)] * len(records)
+        self.identity  # noqa: B018  (resolves the served model name once, before the batch)
+        requests, index = [], []
+        results: list[tuple[str | None, str | None]] = [(None, None)] * len(records)
         for i, record in enumerate(records):
             try:
-                url = self._url(record)
+                requests.append(self.request(record))
             except MediaError as exc:
                 results[i] = (None, f"media: {exc}")
                 continue
-            messages = build_messages(None, _media_type(record), self.labels, self.style)
-            batch.append(to_openai_messages(messages, url))
             index.append(i)
-        for i, result in zip(index, run_chat_batch(self.config, batch, temperature=0.0,
-                                                   max_tokens=self.max_new_tokens), strict=True):
+
+        async def _go():
+            client = ChatClient(self.config)
+            try:
+                return await asyncio.gather(*(
+                    client.chat(messages, temperature=0.0, max_tokens=self.max_new_tokens,
+                                **({"extra_body": extra} if extra else {}))
+                    for messages, extra in requests))
+            finally:
+                await client.close()
+
+        for i, result in zip(index, asyncio.run(_go()) if requests else [], strict=True):
+            if result.error and "trust-request-mm-kwargs" in result.error:
+                raise EndpointSetupError(
+                    f"{self.config.base_url} refuses per-request media_io_kwargs, which carry the inlined frames' "
+                    f"indices and fps (without them vLLM re-samples the frames and assumes 1 fps). Start the server "
+                    f"for trusted clients with `emoreason serve … -- --trust-request-mm-kwargs` (vLLM's flag), or "
+                    f"pass --media-dir to send video files by path. Server said: {result.error[:300]}")
             results[i] = (result.text, result.error)
         return results

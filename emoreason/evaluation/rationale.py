@@ -1,7 +1,9 @@
 """Rationale quality: is the explanation grounded in the AUs actually present, and does it agree with its answer?
 
 * AU grounding precision / recall / F1 of claimed (non-negated) AUs against ground truth, micro-averaged, and
-  the hallucination rate (share of claimed AUs absent from ground truth; share of responses with any).
+  the hallucination rate (share of claimed AUs absent from ground truth; share of responses with any). Which
+  samples and AUs count is ``emoreason.evaluation.metrics.au_ground_truth``, the rule AU detection F1 uses too;
+  without AU ground truth these metrics are None (not measured), never 0.
 * Reasoning–answer consistency: FACS prototype support of the answer by the claimed AUs
   (``emoreason.knowledge.is_consistent``), and whether the conclusion names the answered emotion.
 * Format validity (tags) and section completeness.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
+from emoreason.evaluation.metrics import AUTruth, ratio
 from emoreason.knowledge import is_consistent
 from emoreason.reasoning import ParsedResponse
 
@@ -37,8 +40,10 @@ def rouge_l(candidate: str, reference: str) -> float:
     return 2 * p * r / (p + r)
 
 
-def rationale_metrics(parsed: Sequence[ParsedResponse], truth_aus: Sequence[Iterable[int] | None],
+def rationale_metrics(parsed: Sequence[ParsedResponse], truth_aus: Sequence[AUTruth | Iterable[int] | None],
                       references: Sequence[str | None] | None = None) -> dict:
+    """``truth_aus`` per response: an ``AUTruth`` (or a plain AU list, all AUs known), or None where the sample
+    has no AU ground truth. Ratios with nothing to count are None."""
     n = len(parsed)
     tp = claimed = true_total = 0
     hallucinating = 0
@@ -46,29 +51,31 @@ def rationale_metrics(parsed: Sequence[ParsedResponse], truth_aus: Sequence[Iter
     for p, t in zip(parsed, truth_aus, strict=True):
         if t is None:
             continue
+        truth, known = (set(t.present), set(t.known)) if isinstance(t, AUTruth) else (set(t), None)
+        claims = set(p.aus) if known is None else set(p.aus) & known
         grounded_rows += 1
-        truth, claims = set(t), set(p.aus)
         tp += len(claims & truth)
         claimed += len(claims)
         true_total += len(truth)
         hallucinating += bool(claims - truth)
-    precision = tp / claimed if claimed else 0.0
-    recall = tp / true_total if true_total else 0.0
+    grounded = grounded_rows > 0
     answered = [p for p in parsed if p.emotion is not None]
     consistent = sum(is_consistent(p.aus, p.emotion) for p in answered)
     concluded = sum(p.emotion in p.conclusion_emotions for p in answered)
+    errors = (claimed - tp) + (true_total - tp)
     out = {
-        "n": n,
-        "au_precision": precision, "au_recall": recall,
-        "au_f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
-        "hallucination_rate": (claimed - tp) / claimed if claimed else 0.0,
-        "responses_with_hallucination": hallucinating / grounded_rows if grounded_rows else 0.0,
-        "negated_mentions_per_response": sum(len(p.negated_aus) for p in parsed) / n if n else 0.0,
-        "answer_supported_by_aus": consistent / len(answered) if answered else 0.0,
-        "conclusion_matches_answer": concluded / len(answered) if answered else 0.0,
-        "format_valid": sum(p.format_ok for p in parsed) / n if n else 0.0,
-        "sections_complete": sum(p.sections_ok for p in parsed) / n if n else 0.0,
-        "answer_parsed": len(answered) / n if n else 0.0,
+        "n": n, "au_grounded_samples": grounded_rows,
+        "au_precision": ratio(tp, claimed) if grounded else None,
+        "au_recall": ratio(tp, true_total) if grounded else None,
+        "au_f1": ratio(2 * tp, 2 * tp + errors) if grounded else None,
+        "hallucination_rate": ratio(claimed - tp, claimed) if grounded else None,
+        "responses_with_hallucination": ratio(hallucinating, grounded_rows),
+        "negated_mentions_per_response": ratio(sum(len(p.negated_aus) for p in parsed), n),
+        "answer_supported_by_aus": ratio(consistent, len(answered)),
+        "conclusion_matches_answer": ratio(concluded, len(answered)),
+        "format_valid": ratio(sum(p.format_ok for p in parsed), n),
+        "sections_complete": ratio(sum(p.sections_ok for p in parsed), n),
+        "answer_parsed": ratio(len(answered), n),
     }
     if references is not None:
         pairs = [(p.think or "", r) for p, r in zip(parsed, references, strict=True) if r]

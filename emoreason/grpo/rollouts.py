@@ -8,8 +8,8 @@ endpoints, CPU or GPU, its own environment), and
 * **inputs** are exactly the training frames: each sample's decoded frames go as a lossless PNG frame
   sequence (vLLM's ``video/jpeg`` frame-list data URL, decoded by PIL whatever the format) with their source
   indices, fps and frame count in per-request ``media_io_kwargs``, so vLLM builds the same video grid and
-  temporal positions as the policy forward. Prompt token ids are compared with the trainer's and a mismatch
-  is logged with the sample id;
+  temporal positions as the policy forward. Prompt token ids are compared with the trainer's, and a mismatch
+  is an error naming the sample (the policy would score tokens the sampler never saw);
 * **weights** go through the filesystem: the main process writes the policy (LoRA merged in) as one
   safetensors file in ``sync_dir`` and asks the server to reload it in place (``/pause`` →
   ``/collective_rpc reload_weights`` → cache resets → ``/resume``). ``sync_dir`` must be readable by the
@@ -21,8 +21,6 @@ endpoints, CPU or GPU, its own environment), and
 from __future__ import annotations
 
 import asyncio
-import base64
-import io
 import json
 import logging
 import os
@@ -33,12 +31,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from emoreason.client import ChatClient, EndpointConfig
 from emoreason.reasoning import to_openai_messages
+from emoreason.training.save import checkpoint_weights
 from emoreason.video import LoadedFrames
+from emoreason.video.inline import inline_media as media_payload  # shared with eval --endpoint
 
 log = logging.getLogger(__name__)
 
@@ -54,29 +53,6 @@ class Completion:
     truncated: bool  # stopped by the length budget, not by EOS
 
 
-def _png(frame: np.ndarray) -> str:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(frame).save(buffer, format="PNG", compress_level=1)
-    return base64.b64encode(buffer.getvalue()).decode()
-
-
-def media_payload(loaded: LoadedFrames) -> tuple[str, dict]:
-    """A data URL with the loaded frames (lossless) and the ``media_io_kwargs`` that make vLLM treat them
-    as the training frames: no re-sampling, the source fps, indices and frame count (temporal positions)."""
-    if loaded.kind == "image":
-        return f"data:image/png;base64,{_png(loaded.frames[0])}", {}
-    url = "data:video/jpeg;base64," + ",".join(_png(f) for f in loaded.frames)
-    meta = loaded.video_metadata()
-    video_kwargs = {"num_frames": -1, "fps": float(meta["fps"]),
-                    "frames_indices": [int(i) for i in meta["frames_indices"]],
-                    "total_num_frames": int(meta["total_num_frames"])}
-    if meta.get("duration") is not None:
-        video_kwargs["duration"] = float(meta["duration"])
-    return url, {"video": video_kwargs}
-
-
 def rollout_messages(conversation: list[dict], loaded: LoadedFrames | None) -> tuple[list[dict], dict]:
     """The trainer's chat messages in OpenAI format with the frames inlined, and the request's media kwargs."""
     if loaded is None:
@@ -85,34 +61,16 @@ def rollout_messages(conversation: list[dict], loaded: LoadedFrames | None) -> t
     return to_openai_messages(conversation, url), media_kwargs
 
 
-def checkpoint_name(name: str) -> str | None:
-    """A PEFT-wrapped parameter's name as it is in the base checkpoint; None for adapter weights."""
-    if "lora_" in name or ".original_module." in name:
-        return None
-    name = name.removeprefix("base_model.model.").replace(".base_layer.", ".")
-    return name.replace(".modules_to_save.default.", ".")
-
-
 @contextmanager
 def merged_weights(model) -> Iterator[dict[str, torch.Tensor]]:
-    """The policy's weights under checkpoint names, LoRA adapters merged in (unmerged again on exit). Tied
-    weights (embeddings = LM head) appear under both names: vLLM's in-place reload sets each separately."""
-    is_peft = hasattr(model, "merge_adapter") and hasattr(model, "peft_config")
-    if is_peft:
-        model.merge_adapter()
-    try:
-        seen, state = set(), {}
-        for name, tensor in model.state_dict().items():
-            target = checkpoint_name(name) if is_peft else name
-            if target is None:
-                continue
-            tensor = tensor.detach()
-            state[target] = tensor.clone() if tensor.data_ptr() in seen else tensor  # safetensors refuses aliases
-            seen.add(tensor.data_ptr())
-        yield state
-    finally:
-        if is_peft:
-            model.unmerge_adapter()
+    """A single-process model's weights under checkpoint names, LoRA adapters merged in out of place (the model
+    is not modified). Tied weights (embeddings = LM head) appear under both names: vLLM's in-place reload sets
+    each separately. Under a launcher, ``emoreason.training.save.policy_weights`` gathers them first."""
+    yield checkpoint_weights(model, model.state_dict())
+
+
+def _first_difference(a: Sequence[int], b: Sequence[int]) -> int:
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
 
 
 class VLLMServerRollouts:
@@ -127,9 +85,14 @@ class VLLMServerRollouts:
         self.prompts_checked = self.prompt_mismatches = 0
 
     # --- control endpoints -------------------------------------------------------------------------------
+    def _auth(self) -> dict[str, str]:
+        """The API key (OPENAI_API_KEY), which `emoreason serve --api-key` requires on the dev endpoints too."""
+        key = self.endpoint.key()
+        return {"Authorization": f"Bearer {key}"} if key != "EMPTY" else {}
+
     def _post(self, path: str, body: dict | None = None) -> str:
         request = urllib.request.Request(f"{self.root}{path}", data=json.dumps(body or {}).encode(), method="POST",
-                                         headers={"Content-Type": "application/json"})
+                                         headers={"Content-Type": "application/json", **self._auth()})
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                 return response.read().decode()
@@ -150,8 +113,15 @@ class VLLMServerRollouts:
             raise RolloutError(f"no vLLM server at {self.root} ({exc}); start one with `emoreason serve "
                                "--model MODEL --media-dir DIR --weight-sync`") from exc
         try:
-            with urllib.request.urlopen(f"{self.root}/server_info?config_format=json", timeout=120) as response:
+            request = urllib.request.Request(f"{self.root}/server_info?config_format=json", headers=self._auth())
+            with urllib.request.urlopen(request, timeout=120) as response:
                 info = json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            if exc.code == 401:
+                raise RolloutError(f"vLLM server {self.root} refused the API key (HTTP 401): set OPENAI_API_KEY "
+                                   "to the server's --api-key") from exc
+            raise RolloutError(f"vLLM server {self.root} has no dev endpoints (/server_info, HTTP {exc.code}); "
+                               "restart it with `emoreason serve --weight-sync` (sets VLLM_SERVER_DEV_MODE=1)") from exc
         except (urllib.error.URLError, OSError) as exc:
             raise RolloutError(f"vLLM server {self.root} has no dev endpoints (/server_info); restart it with "
                                "`emoreason serve --weight-sync` (sets VLLM_SERVER_DEV_MODE=1)") from exc
@@ -167,7 +137,12 @@ class VLLMServerRollouts:
 
         self.sync_dir.mkdir(parents=True, exist_ok=True)
         target, partial = self.sync_dir / "model.safetensors", self.sync_dir / "model.safetensors.partial"
-        save_file({k: v.to("cpu").contiguous() for k, v in weights.items()}, str(partial))
+        seen, tensors = set(), {}
+        for name, tensor in weights.items():
+            tensor = tensor.detach().to("cpu").contiguous()
+            tensors[name] = tensor.clone() if tensor.data_ptr() in seen else tensor  # safetensors refuses aliases
+            seen.add(tensor.data_ptr())
+        save_file(tensors, str(partial))
         os.replace(partial, target)  # the server never sees a half-written file
         self._post("/pause?mode=wait")
         try:
@@ -219,9 +194,10 @@ class VLLMServerRollouts:
                     self.prompts_checked += 1
                 if served is not None and list(served) != list(expected_prompts[i]):
                     self.prompt_mismatches += 1
-                    log.warning("vLLM saw different prompt tokens for %s than the policy (%d vs %d tokens): "
-                                "check that the server's processor matches the trainer's", label, len(served),
-                                len(expected_prompts[i]))
+                    raise RolloutError(f"vLLM saw different prompt tokens for {label} than the policy "
+                                       f"({len(served)} vs {len(expected_prompts[i])} tokens, first difference at "
+                                       f"{_first_difference(served, expected_prompts[i])}): the server's model, "
+                                       "processor or chat template does not match the trainer's")
             out.append([self._completion(choice, label) for choice in choices])
         return out
 

@@ -4,6 +4,7 @@ Everything that names an emotion or an Action Unit (CoT synthesis, rewards, metr
 imports it from here.
 """
 
+from emoreason.knowledge.coded_aus import CODED_AUS, OCCURRENCE_ONLY, coded_aus
 from emoreason.knowledge.facs import (
     ACTION_UNITS,
     AU_ALIASES,
@@ -33,6 +34,7 @@ from emoreason.knowledge.taxonomy import (
     Emotion,
     canonical_emotion,
     display_name,
+    emotion_mentions,
     find_emotions,
     get_emotion,
     va_anchor,
@@ -43,20 +45,24 @@ __all__ = [
     "ACTION_UNITS",
     "AU_ALIASES",
     "BASIC_EMOTIONS",
+    "CODED_AUS",
     "COMPOUND_EMOTIONS",
     "COMPOUND_PROTOTYPES",
     "DATASET_LABEL_MAPS",
     "EMOTIONS",
     "EMOTION_PROTOTYPES",
     "MAFW_EMOTIONS",
+    "OCCURRENCE_ONLY",
     "ActionUnit",
     "Emotion",
     "Prototype",
     "UnknownLabelError",
     "au_name",
     "canonical_emotion",
+    "coded_aus",
     "dataset_label_set",
     "display_name",
+    "emotion_mentions",
     "find_emotions",
     "get_au",
     "get_emotion",

@@ -157,13 +157,17 @@ def canonical_emotion(text: str | None) -> str | None:
     return found[0] if len(found) == 1 else None
 
 
+def emotion_mentions(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, canonical label) of each emotion word or phrase in ``normalize_text(text)`` — positions are
+    in the normalised text — in order, longest match first ("happily surprised" over "happily")."""
+    index = _synonym_index()
+    return [(m.start(), m.end(), index[m.group(0)]) for m in _synonym_regex().finditer(normalize_text(text))]
+
+
 def find_emotions(text: str) -> list[str]:
     """Distinct canonical labels named in free text, in order of first mention (longest match wins)."""
-    key = normalize_text(text)
-    index = _synonym_index()
     seen: list[str] = []
-    for match in _synonym_regex().finditer(key):
-        label = index[match.group(0)]
+    for _, _, label in emotion_mentions(text):
         if label not in seen:
             seen.append(label)
     return seen

@@ -6,6 +6,7 @@ from emoreason.models.loading import (
     frame_policy_for,
     load_model_and_processor,
     model_family,
+    model_frame_policy,
     save_frame_policy,
     saved_frame_policy,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "frame_policy_for",
     "load_model_and_processor",
     "model_family",
+    "model_frame_policy",
     "save_frame_policy",
     "saved_frame_policy",
 ]

@@ -40,6 +40,8 @@ def corpus_lines() -> Iterator[str]:
         for style in ("tags", "json"):
             yield build_instruction(media, labels=list(EMOTIONS)[:8], style=style)
             yield build_instruction(media, labels=None, style=style)
+        for task in ("au_perception", "emotion"):
+            yield build_instruction(media, labels=list(EMOTIONS)[:8], task=task)
     for au in ACTION_UNITS.values():
         yield f"{au.code} ({au.name}) is produced by the {au.muscles}; it acts on the {au.region}."
         yield " ".join((au.name, *au.aliases))
@@ -49,9 +51,10 @@ def corpus_lines() -> Iterator[str]:
         yield f"{emotion.display}: " + ", ".join(emotion.synonyms)
         for proto in prototypes_for(emotion.name):
             aus = sorted(proto.aus)
-            for style, (onset, apex) in itertools.product(("tags", "json"), ((2, 6), (5, 11))):
+            for style, (onset, apex, unit) in itertools.product(("tags", "json"), ((2, 6, "frame"), (5, 11, "frame"),
+                                                                                   (0.4, 1.1, "s"), (1.2, 2.5, "s"))):
                 observations = [
-                    AUObservation(au, INTENSITY_LETTERS[(au + apex) % 5], onset + i, apex + i)
+                    AUObservation(au, INTENSITY_LETTERS[int(au + apex) % 5], onset + i / 10, apex + i / 10, unit=unit)
                     for i, au in enumerate(aus)
                 ]
                 yield format_response(ResponseContent(

@@ -41,12 +41,12 @@ def check_model_dir(path: str | Path) -> Path:
 
 
 def model_family(path_or_config) -> str:
-    """'qwen2_5_vl' | 'qwen3_vl' | the config's model_type for other families."""
+    """'qwen2_5_vl' | 'qwen3_vl' | 'qwen2_5_omni' | the config's model_type for other families."""
     if isinstance(path_or_config, str | Path):
         model_type = json.loads((Path(path_or_config) / "config.json").read_text()).get("model_type", "")
     else:
         model_type = getattr(path_or_config, "model_type", "")
-    return {"qwen3_vl_moe": "qwen3_vl"}.get(model_type, model_type)
+    return {"qwen3_vl_moe": "qwen3_vl", "qwen2_5_omni_thinker": "qwen2_5_omni"}.get(model_type, model_type)
 
 
 def load_model_and_processor(path: str | Path, dtype=None, device: str | None = None, trust_remote_code: bool = False):
@@ -56,8 +56,10 @@ def load_model_and_processor(path: str | Path, dtype=None, device: str | None = 
 
     path = check_model_dir(path)
     processor = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
-    model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype or "auto",
-                                                        trust_remote_code=trust_remote_code)
+    model_class = AutoModelForImageTextToText
+    if model_family(path) == "qwen2_5_omni":  # the released composite config has no Auto text-output mapping
+        from transformers import Qwen2_5OmniThinkerForConditionalGeneration as model_class
+    model = model_class.from_pretrained(path, dtype=dtype or "auto", trust_remote_code=trust_remote_code)
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device).eval()
@@ -92,3 +94,16 @@ def saved_frame_policy(model_dir: str | Path) -> dict:
     """The frame policy saved beside a trained model ({} when there is none)."""
     path = Path(model_dir) / FRAME_POLICY_FILE
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def model_frame_policy(model_dir: str | Path, overrides: dict | None = None, processor=None) -> FramePolicy:
+    """The frame policy a model runs with everywhere (local evaluation and prediction, and vLLM serving): its
+    processor's vision factor and pixel bounds, then the policy saved with it at training, then ``overrides``
+    (keys that are not FramePolicy fields are ignored)."""
+    if processor is None:
+        from transformers import AutoProcessor
+
+        processor = AutoProcessor.from_pretrained(check_model_dir(model_dir))
+    frames = {**saved_frame_policy(model_dir), **(overrides or {})}
+    return replace(frame_policy_for(processor),
+                   **{k: v for k, v in frames.items() if k in FramePolicy.__dataclass_fields__})

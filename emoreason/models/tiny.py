@@ -4,6 +4,9 @@ No weights can be downloaded where emoreason is developed and tested, so the def
 real transformers model class and processor of the family, a byte-level BPE tokenizer trained locally on the
 project's domain text with the family's special tokens and chat template, and a config scaled down (text
 head_dim 64, which vLLM's CPU attention accepts). Same seed → byte-identical files.
+
+Families: ``qwen2_5_vl`` and ``qwen3_vl`` (video-LLMs) and ``qwen2_5_omni`` (the Qwen2.5-Omni *thinker*: a
+Whisper-style audio encoder beside the Qwen2.5-VL vision encoder, saved in the release's composite layout).
 """
 
 from __future__ import annotations
@@ -16,12 +19,16 @@ from pathlib import Path
 import torch
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-from emoreason.models.chat_templates import QWEN2_5_VL_CHAT_TEMPLATE, QWEN3_VL_CHAT_TEMPLATE
+from emoreason.models.chat_templates import (
+    QWEN2_5_OMNI_CHAT_TEMPLATE,
+    QWEN2_5_VL_CHAT_TEMPLATE,
+    QWEN3_VL_CHAT_TEMPLATE,
+)
 from emoreason.models.corpus import corpus_lines
 
 log = logging.getLogger(__name__)
 
-FAMILIES = ("qwen2_5_vl", "qwen3_vl")
+FAMILIES = ("qwen2_5_vl", "qwen3_vl", "qwen2_5_omni")
 
 # Qwen2's pre-tokenisation regex (splits letters, single digits, punctuation runs, newlines).
 _QWEN_PRETOKENIZE = (
@@ -34,6 +41,18 @@ _QWEN2_5_SPECIAL = (
     "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>",
     "<|image_pad|>", "<|video_pad|>",
 )
+# Qwen2.5-Omni's vocabulary puts the audio tokens where Qwen2.5-VL has its object/box tokens, so the released
+# ids line up with the thinker config's defaults (<|AUDIO|> 151646, <|audio_bos|> 151647, <|vision_bos|> 151652, …).
+_QWEN2_5_OMNI_SPECIAL = (
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>", "<|BOX_PAD|>",
+    "<|quad_start|>", "<|quad_end|>", "<|vision_bos|>", "<|vision_eos|>", "<|vision_pad|>", "<|IMAGE|>", "<|VIDEO|>",
+)
+# the named tokens Qwen2_5OmniProcessor reads from its tokenizer (tokenizer.audio_token, …)
+_QWEN2_5_OMNI_NAMED = {
+    "image_token": "<|IMAGE|>", "audio_token": "<|AUDIO|>", "video_token": "<|VIDEO|>",
+    "vision_bos_token": "<|vision_bos|>", "vision_eos_token": "<|vision_eos|>",
+    "audio_bos_token": "<|audio_bos|>", "audio_eos_token": "<|audio_eos|>",
+}
 _QWEN2_5_ADDED = ("<tool_call>", "</tool_call>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>",
                   "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>")
 _QWEN3_ADDED = _QWEN2_5_ADDED + ("<tool_response>", "</tool_response>", "<think>", "</think>")
@@ -63,6 +82,10 @@ class TinySpec:
     # (0.02 at width 128 starves the attention paths that carry video tokens to the answer)
     text_init_std: float | None = None
     vision_init_std: float | None = None
+    audio_hidden: int = 128  # Qwen2.5-Omni's Whisper-style audio encoder
+    audio_layers: int = 2
+    audio_heads: int = 2
+    audio_intermediate: int = 256
     max_position_embeddings: int = 32768
 
     def validate(self, family: str) -> None:
@@ -106,12 +129,14 @@ def build_tokenizer(family: str, spec: TinySpec = TinySpec()):
     trainer = trainers.BpeTrainer(vocab_size=spec.bpe_vocab, min_frequency=2, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=[])
     tok.train_from_iterator(list(corpus_lines()), trainer=trainer)
-    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in _QWEN2_5_SPECIAL])
+    special = _QWEN2_5_OMNI_SPECIAL if family == "qwen2_5_omni" else _QWEN2_5_SPECIAL
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in special])
     added = _QWEN3_ADDED if family == "qwen3_vl" else _QWEN2_5_ADDED
     tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in added])
+    named = {"extra_special_tokens": dict(_QWEN2_5_OMNI_NAMED)} if family == "qwen2_5_omni" else {}
     return Qwen2Tokenizer(tokenizer_object=tok, unk_token=None, bos_token=None, eos_token="<|im_end|>",
                           pad_token="<|endoftext|>", errors="replace", clean_up_tokenization_spaces=False,
-                          model_max_length=spec.max_position_embeddings)
+                          model_max_length=spec.max_position_embeddings, **named)
 
 
 def build_processor(family: str, tokenizer, spec: TinySpec = TinySpec()):
@@ -125,6 +150,8 @@ def build_processor(family: str, tokenizer, spec: TinySpec = TinySpec()):
     )
 
     patch = spec.patch(family)
+    if family == "qwen2_5_omni":
+        return _build_omni_processor(tokenizer)
     if family == "qwen2_5_vl":
         # released defaults: image 4..16384 patches of 28², video frames ≤ 768 patches of 28²
         image = Qwen2VLImageProcessor(size={"shortest_edge": 56 * 56, "longest_edge": 448 * 448},
@@ -148,9 +175,6 @@ def build_config(family: str, tokenizer, spec: TinySpec = TinySpec()):
     """A scaled-down config of the family with token ids taken from ``tokenizer``."""
     from transformers import Qwen2_5_VLConfig, Qwen3VLConfig
 
-    ids = {name: tokenizer.convert_tokens_to_ids(tok) for name, tok in (
-        ("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
-        ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>"))}
     eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
     pad = tokenizer.convert_tokens_to_ids("<|endoftext|>")
     vocab = ((len(tokenizer) + 127) // 128) * 128  # padded like the released checkpoints
@@ -160,6 +184,8 @@ def build_config(family: str, tokenizer, spec: TinySpec = TinySpec()):
                 max_position_embeddings=spec.max_position_embeddings, bos_token_id=pad, eos_token_id=eos,
                 pad_token_id=pad, rms_norm_eps=1e-6, tie_word_embeddings=True,
                 initializer_range=spec.init_std("text"))
+    if family == "qwen2_5_omni":
+        return _build_omni_config(tokenizer, text, spec)
     if family == "qwen2_5_vl":
         # mrope sections (t, h, w) sum to head_dim / 2, in the released 1 : 1.5 : 1.5 proportion
         text.update(rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [8, 12, 12]},
@@ -171,7 +197,8 @@ def build_config(family: str, tokenizer, spec: TinySpec = TinySpec()):
                       tokens_per_second=2, window_size=8 * spec.patch(family),  # released: 112 px = 8 patches
                       fullatt_block_indexes=_full_attention_blocks(spec.vision_depth), hidden_act="silu",
                       initializer_range=spec.init_std("vision"))
-        return Qwen2_5_VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=True, **ids)
+        return Qwen2_5_VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=True,
+                                **_vision_token_ids(tokenizer))
     text.update(rope_parameters={"rope_type": "default", "rope_theta": 5e6, "mrope_section": [12, 10, 10],
                                  "mrope_interleaved": True}, attention_bias=False)
     vision = dict(depth=spec.vision_depth, hidden_size=spec.vision_hidden, num_heads=spec.vision_heads,
@@ -179,7 +206,70 @@ def build_config(family: str, tokenizer, spec: TinySpec = TinySpec()):
                   patch_size=spec.patch(family), spatial_merge_size=2, temporal_patch_size=2,
                   num_position_embeddings=2304, deepstack_visual_indexes=_deepstack_blocks(spec.vision_depth),
                   hidden_act="gelu_pytorch_tanh", initializer_range=spec.init_std("vision"))
-    return Qwen3VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=True, **ids)
+    return Qwen3VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=True,
+                         **_vision_token_ids(tokenizer))
+
+
+def _vision_token_ids(tokenizer) -> dict[str, int]:
+    return {name: tokenizer.convert_tokens_to_ids(tok) for name, tok in (
+        ("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
+        ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>"))}
+
+
+def _build_omni_processor(tokenizer):
+    """Qwen2_5OmniProcessor: Qwen2.5-VL's image/video processors plus the Whisper log-mel feature extractor.
+
+    The released feature extractor (128 mel bins, 16 kHz, 10 ms hop, 25 ms window) is kept; its padding length
+    is 30 s here instead of the release's longer window, because the processor always pads to it and the
+    embedded clips are seconds long (the audio encoder reads only the unpadded frames either way).
+    """
+    from transformers import (
+        Qwen2_5OmniProcessor,
+        Qwen2VLImageProcessor,
+        Qwen2VLVideoProcessor,
+        WhisperFeatureExtractor,
+    )
+
+    image = Qwen2VLImageProcessor(size={"shortest_edge": 56 * 56, "longest_edge": 448 * 448},
+                                  patch_size=14, temporal_patch_size=2, merge_size=2)
+    video = Qwen2VLVideoProcessor(size={"shortest_edge": 56 * 56, "longest_edge": 224 * 224},
+                                  patch_size=14, temporal_patch_size=2, merge_size=2, do_sample_frames=False,
+                                  cap_pixels_per_frame=True)
+    audio = WhisperFeatureExtractor(feature_size=128, sampling_rate=16000, hop_length=160, n_fft=400,
+                                    chunk_length=30, padding_value=0.0, return_attention_mask=True)
+    return Qwen2_5OmniProcessor(image_processor=image, video_processor=video, feature_extractor=audio,
+                                tokenizer=tokenizer, chat_template=QWEN2_5_OMNI_CHAT_TEMPLATE)
+
+
+def _build_omni_config(tokenizer, text: dict, spec: TinySpec):
+    """The Qwen2.5-Omni *thinker* (audio encoder + vision encoder + Qwen2 text model), scaled down.
+
+    Token ids come from the tokenizer; the audio/video interleaving constants keep the release's values
+    (25 temporal positions per second — one audio token per 40 ms — and 2 s chunks), so time alignment
+    between audio and video tokens is the real model's.
+    """
+    from transformers import Qwen2_5OmniThinkerConfig
+
+    def token(name: str) -> int:
+        return tokenizer.convert_tokens_to_ids(name)
+
+    text.update(rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [8, 12, 12]},
+                use_sliding_window=False, max_window_layers=spec.text_layers,
+                layer_types=["full_attention"] * spec.text_layers)
+    vision = dict(depth=spec.vision_depth, hidden_size=spec.vision_hidden, num_heads=spec.vision_heads,
+                  intermediate_size=spec.vision_intermediate, out_hidden_size=spec.text_hidden, patch_size=14,
+                  spatial_merge_size=2, temporal_patch_size=2, window_size=112, fullatt_block_indexes=[1, 3],
+                  hidden_act="silu", in_channels=3)
+    audio = dict(num_mel_bins=128, encoder_layers=spec.audio_layers, encoder_attention_heads=spec.audio_heads,
+                 encoder_ffn_dim=spec.audio_intermediate, d_model=spec.audio_hidden, output_dim=spec.text_hidden,
+                 n_window=100, max_source_positions=1500)
+    return Qwen2_5OmniThinkerConfig(
+        text_config=text, vision_config=vision, audio_config=audio, tie_word_embeddings=True,
+        audio_token_index=token("<|AUDIO|>"), image_token_index=token("<|IMAGE|>"),
+        video_token_index=token("<|VIDEO|>"), audio_start_token_id=token("<|audio_bos|>"),
+        audio_end_token_id=token("<|audio_eos|>"), vision_start_token_id=token("<|vision_bos|>"),
+        vision_end_token_id=token("<|vision_eos|>"), user_token_id=tokenizer.encode("user")[0],
+        position_id_per_seconds=25, seconds_per_chunk=2)
 
 
 def _full_attention_blocks(depth: int) -> list[int]:
@@ -212,6 +302,10 @@ def build_tiny_model(family: str, out_dir: str | Path, seed: int = 0, spec: Tiny
         do_sample=False, max_new_tokens=256)
     model.save_pretrained(out)
     processor.save_pretrained(out)
+    if family == "qwen2_5_omni":  # the released layout, which vLLM serves (see emoreason.models.omni)
+        from emoreason.models.omni import to_composite
+
+        to_composite(out)
     n_params = sum(p.numel() for p in model.parameters())
     (out / "emoreason_model.json").write_text(json.dumps(
         {"family": family, "seed": seed, "parameters": n_params, "spec": spec.__dict__,

@@ -19,15 +19,43 @@ SYSTEM_PROMPT = (
 _MEDIA_NOUN = {"video": "video", "image": "image", "frames": "frames", None: "description"}
 
 
+TASKS = ("cot", "au_perception", "emotion")
+_TIME_WORDS = {"seconds": " (in seconds from the start)",
+               "sampled_frames": " (as the number of the frame shown, counting from 1)"}
+
+
 def build_instruction(media_type: str | None = "video", labels: Sequence[str] | None = None,
-                      style: str = "tags") -> str:
-    """The user instruction: label set in the prompt (``labels``) or open vocabulary (``labels=None``)."""
+                      style: str = "tags", focus: str | None = None, task: str = "cot",
+                      time_unit: str = "seconds") -> str:
+    """The user instruction: label set in the prompt (``labels``) or open vocabulary (``labels=None``).
+    ``focus="centre"``: the clip is a window around one annotated frame (frame-level AU benchmarks) and the AUs
+    asked for are those active at its middle frame.
+
+    ``task``: ``cot`` (AU-grounded reasoning, then the answer), ``au_perception`` (which AUs are active, and how
+    strongly: the list only) or ``emotion`` (the label only) — the rows of a multi-task curriculum.
+    ``time_unit``: how the reasoning gives times (``seconds`` or ``sampled_frames``)."""
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    if time_unit not in _TIME_WORDS:
+        raise ValueError(f"time_unit must be one of {tuple(_TIME_WORDS)}, got {time_unit!r}")
     noun = _MEDIA_NOUN.get(media_type, "video")
-    timing = " when they rise and peak," if media_type in ("video", "frames") else ""
+    if task == "au_perception":
+        return (f"Look at the face in this {noun}. Which facial Action Units (AUs) are active, and how strongly "
+                "(intensity A-E)?\nReply as <answer>AUn (name, intensity), ...</answer>, or <answer>none</answer> "
+                "if no AU is active.")
+    if task == "emotion":
+        choice = ("Choose exactly one from: " + ", ".join(display_name(x) for x in labels) + ".") if labels else \
+            "Name it in one or two words."
+        return f"Look at the face in this {noun}. Which emotion does it show?\n{choice}\nReply as <answer>emotion</answer>."
+    timing = f" when they rise and peak{_TIME_WORDS[time_unit]}," if media_type in ("video", "frames") else ""
     lines = [
         f"Look at the face in this {noun}. Identify the facial Action Units (AUs) that are active, with their "
         f"intensity (A-E),{timing} then explain what the combination means and which emotion it shows.",
     ]
+    if focus == "centre":
+        lines.append("The clip is centred on one moment: report the AUs active at its middle frame.")
+    elif focus is not None:
+        raise ValueError(f"unknown prompt focus {focus!r}; known: 'centre'")
     if labels:
         lines.append("Choose exactly one emotion from: " + ", ".join(display_name(x) for x in labels) + ".")
     else:
@@ -44,7 +72,8 @@ def build_instruction(media_type: str | None = "video", labels: Sequence[str] | 
 
 def build_messages(media: str | Sequence[str] | None = None, media_type: str | None = "video",
                    labels: Sequence[str] | None = None, style: str = "tags",
-                   system: str | None = SYSTEM_PROMPT) -> list[dict]:
+                   system: str | None = SYSTEM_PROMPT, focus: str | None = None, task: str = "cot",
+                   time_unit: str = "seconds") -> list[dict]:
     """Chat messages for one sample. ``media`` is a path/URL (or a list of image paths for ``frames``);
     with ``media=None`` the media part is a placeholder, as TRL datasets store it beside a media column."""
     content: list[dict] = []
@@ -54,7 +83,7 @@ def build_messages(media: str | Sequence[str] | None = None, media_type: str | N
         content.append({"type": "image", **({"image": media} if media is not None else {})})
     elif media_type == "frames":
         content.append({"type": "video", **({"video": list(media)} if media is not None else {})})
-    content.append({"type": "text", "text": build_instruction(media_type, labels, style)})
+    content.append({"type": "text", "text": build_instruction(media_type, labels, style, focus, task, time_unit)})
     messages: list[dict] = []
     if system:
         messages.append({"role": "system", "content": [{"type": "text", "text": system}]})

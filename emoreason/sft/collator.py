@@ -4,26 +4,25 @@ Each row (from ``emoreason synth-cot``): ``prompt`` + ``completion`` messages, `
 ``image`` path. Frames come from ``emoreason.video`` under the recipe's frame policy and go to the family's
 processor as real video tensors (``pixel_values_videos``, ``video_grid_thw``, ``second_per_grid_ts``), so the
 model keeps its temporal position encoding. Labels cover assistant tokens only. Sequences are never truncated:
-an overlong row is dropped (and counted) or raises, so vision tokens are never cut.
+rows longer than ``max_length`` are removed before training (``emoreason.training.data.check_rows``, counted in
+the run summary), and a batch that still holds one is an error naming it, so vision tokens are never cut.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Sequence
 
 import torch
 
 from emoreason.inference import encode_batch
-from emoreason.video import FramePolicy, LoadedFrames, MediaError, load_frames
+from emoreason.training.data import SampleMediaError, load_row_media, row_media, with_media
+from emoreason.video import FramePolicy, LoadedFrames
 
 log = logging.getLogger(__name__)
 IGNORE_INDEX = -100
 
-
-class SampleMediaError(RuntimeError):
-    """A row whose media cannot be loaded; names the sample and the file."""
+__all__ = ["IGNORE_INDEX", "OverlongSampleError", "SampleMediaError", "VideoSFTCollator", "assistant_labels"]
 
 
 class OverlongSampleError(RuntimeError):
@@ -55,54 +54,32 @@ def assistant_labels(input_ids: torch.Tensor, tokenizer) -> torch.Tensor:
     return labels
 
 
-def _with_media(messages: list[dict], kind: str, path: str | None) -> list[dict]:
-    messages = copy.deepcopy(messages)
-    for message in messages:
-        if isinstance(message.get("content"), list):
-            for part in message["content"]:
-                if part.get("type") == kind and path is not None:
-                    part[kind] = path
-    return messages
-
-
 class VideoSFTCollator:
-    def __init__(self, processor, policy: FramePolicy, max_length: int | None = None, overlong: str = "drop"):
-        if overlong not in ("drop", "error"):
-            raise ValueError("overlong must be 'drop' or 'error'")
-        self.processor, self.policy = processor, policy
-        self.max_length, self.overlong = max_length, overlong
-        self.dropped = 0
+    def __init__(self, processor, policy: FramePolicy, max_length: int | None = None):
+        self.processor, self.policy, self.max_length = processor, policy, max_length
 
     def _load(self, example: dict) -> tuple[list[dict], LoadedFrames | None]:
-        kind = example.get("media_type") or ("video" if example.get("video") else "image" if example.get("image")
-                                             else None)
-        path = example.get(kind) if kind else None
-        messages = _with_media(list(example["prompt"]) + list(example["completion"]), kind or "", path)
-        if kind is None or path is None:
-            return messages, None
-        try:
-            return messages, load_frames(path, self.policy)
-        except MediaError as exc:
-            raise SampleMediaError(f"sample {example.get('id', '?')}: {exc}") from exc
+        kind, path = row_media(example)
+        messages = with_media(list(example["prompt"]) + list(example["completion"]), kind, path)
+        return messages, load_row_media(example, self.policy)
 
     def _encode(self, conversations: Sequence[list[dict]], media: Sequence[LoadedFrames | None]):
         return encode_batch(self.processor, conversations, media, add_generation_prompt=False, padding_side="right")
+
+    def row_length(self, example: dict) -> int:
+        """Tokens of the row as training sees it (vision tokens included); SampleMediaError if its media fails."""
+        messages, frames = self._load(example)
+        return int(self._encode([messages], [frames])["attention_mask"].sum())
 
     def __call__(self, examples: list[dict]) -> dict:
         loaded = [self._load(e) for e in examples]
         batch = self._encode([m for m, _ in loaded], [f for _, f in loaded])
         if self.max_length is not None:
             lengths = batch["attention_mask"].sum(dim=1).tolist()
-            over = [i for i, n in enumerate(lengths) if n > self.max_length]
-            if over:
-                names = ", ".join(f"{examples[i].get('id', i)} ({lengths[i]} tokens)" for i in over)
-                if self.overlong == "error" or len(over) == len(examples):
-                    raise OverlongSampleError(f"longer than max_length={self.max_length}: {names}; raise "
-                                              "max_length or lower the frame budget (fps, max_pixels)")
-                self.dropped += len(over)
-                log.warning("dropped %d overlong sample(s) (%s); %d dropped so far", len(over), names, self.dropped)
-                keep = [i for i in range(len(examples)) if i not in over]
-                batch = self._encode([loaded[i][0] for i in keep], [loaded[i][1] for i in keep])
+            over = [f"{examples[i].get('id', i)} ({n} tokens)" for i, n in enumerate(lengths) if n > self.max_length]
+            if over:  # check_rows removes these before training; reaching here means the rows were not checked
+                raise OverlongSampleError(f"longer than max_length={self.max_length}: {', '.join(over)}; raise "
+                                          "max_length or lower the frame budget (fps, max_pixels)")
         out = dict(batch)
         out["labels"] = assistant_labels(batch["input_ids"], self.processor.tokenizer)
         out["labels"][batch["attention_mask"] == 0] = IGNORE_INDEX

@@ -1,6 +1,14 @@
-"""SynthFACS: procedural, AU-controlled face videos with exact ground truth (the embedded dataset)."""
+"""SynthFACS: procedural, AU-controlled face videos with exact ground truth (the embedded dataset); with
+``audio``, SynthFACS-AV: the faces speak, with emotion-dependent prosody (``emoreason.synth.voice``)."""
 
-from emoreason.synth.clips import DIFFICULTIES, PROFILES, ClipSpec, generate_clip, sample_expression
+from emoreason.synth.clips import (
+    DIFFICULTIES,
+    PROFILES,
+    ClipSpec,
+    generate_av_clip,
+    generate_clip,
+    sample_expression,
+)
 from emoreason.synth.dataset import EMOTION_SETS, SynthConfig, build_dataset, identity_splits, plan
 from emoreason.synth.face import AU_REGIONS, RENDERED_AUS, Identity, Pose, region_mask, render_face
 
@@ -15,6 +23,7 @@ __all__ = [
     "Pose",
     "SynthConfig",
     "build_dataset",
+    "generate_av_clip",
     "generate_clip",
     "identity_splits",
     "plan",

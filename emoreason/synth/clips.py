@@ -52,6 +52,12 @@ class ClipSpec:
     fps: float = 8.0
     difficulty: str = "medium"
     profile: str = "apex_offset"
+    # SynthFACS-AV: a voice track (``emoreason.synth.voice``); in a masked clip face and voice show different
+    # emotions and ``emotion`` (the label) follows ``label_rule``
+    audio: bool = False
+    face_emotion: str | None = None  # default: ``emotion``
+    voice_emotion: str | None = None  # default: ``emotion``
+    label_rule: str | None = None  # "voice" | "face" for masked clips
 
 
 PROFILES = ("apex_offset", "onset_apex")
@@ -105,12 +111,24 @@ def _add(track: dict[int, np.ndarray], au: int, values: np.ndarray) -> None:
 
 def generate_clip(spec: ClipSpec) -> tuple[np.ndarray, dict]:
     """Render one clip; returns (frames (T, H, W, 3) uint8, ground-truth dict)."""
+    frames, _, truth = generate_av_clip(spec)
+    return frames, truth
+
+
+def generate_av_clip(spec: ClipSpec) -> tuple[np.ndarray, np.ndarray | None, dict]:
+    """Render one clip and, with ``spec.audio``, its voice; returns (frames, waveform (16 kHz mono) or None,
+    ground truth). Without audio the frames and truth are exactly those of a video-only clip."""
     rng = np.random.default_rng(spec.seed)
     diff = DIFFICULTIES[spec.difficulty]
     n = spec.frames
-    peaks = sample_expression(spec.emotion, rng, diff)
+    peaks = sample_expression(spec.face_emotion or spec.emotion, rng, diff)
     track, apex = au_timeline(peaks, n, rng, spec.profile)
     distractors: list[dict] = []
+    speech = _speak(spec, track, peaks) if spec.audio else None
+    if speech is not None:  # lips and jaw follow the syllables (drawn from the voice's own random stream)
+        _add(track, 25, np.round(np.where(speech.mouth > 0.05, 1.0 + 2.0 * speech.mouth, 0.0), 3))
+        _add(track, 26, np.round(3.0 * speech.mouth, 3))
+        distractors.append({"type": "speech", "syllables": len(speech.syllables)})
 
     if rng.uniform() < diff.blink_prob:
         at = int(rng.integers(0, n))
@@ -176,7 +194,41 @@ def generate_clip(spec: ClipSpec) -> tuple[np.ndarray, dict]:
         "arousal": round(a0 * (0.5 + 0.5 * strength), 3),
         "distractors": distractors,
     }
-    return np.stack(frames), truth
+    if speech is not None:
+        syllables = [{"onset_s": a, "offset_s": b, "vowel": v} for a, b, v in speech.syllables]
+        truth["voice"] = {"emotion": spec.voice_emotion or spec.emotion,
+                          "face_emotion": spec.face_emotion or spec.emotion, "label_rule": spec.label_rule,
+                          "syllables": syllables, **speech.targets, "reference": _speaker_reference(spec)}
+    return np.stack(frames), (speech.waveform if speech is not None else None), truth
+
+
+def _speak(spec: ClipSpec, track: dict[int, np.ndarray], peaks: dict[int, float]):
+    """The clip's voice: the voice emotion's profile, swelling with the face's expression over time."""
+    from emoreason.synth.voice import SpeakerVoice, activation_curve, synthesize_speech
+
+    face = sum(track.values()) if track else np.zeros(spec.frames)
+    strength = _voice_strength(spec, peaks)
+    activation = activation_curve(np.asarray(face, dtype=float), strength)
+    return synthesize_speech(spec.voice_emotion or spec.emotion, SpeakerVoice.for_identity(spec.identity),
+                             activation, spec.fps, spec.seed)
+
+
+def _speaker_reference(spec: ClipSpec) -> dict:
+    from emoreason.synth.voice import SpeakerVoice, neutral_reference
+
+    return neutral_reference(SpeakerVoice.for_identity(spec.identity), spec.frames, spec.fps)
+
+
+def _voice_strength(spec: ClipSpec, peaks: dict[int, float]) -> float:
+    """How strongly the voice carries its emotion: the face's expression strength when both show the same
+    emotion; a masked voice leaks at the difficulty's middle intensity (the face's strength belongs to the mask)."""
+    voice = spec.voice_emotion or spec.emotion
+    if voice == "neutral":
+        return 0.0
+    if (spec.face_emotion or spec.emotion) == voice and peaks:
+        return float(np.mean(list(peaks.values())) / 5.0)
+    lo, hi = DIFFICULTIES[spec.difficulty].intensity
+    return (lo + hi) / 10.0
 
 
 def identity_summary(identity: Identity) -> dict:

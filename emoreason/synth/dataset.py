@@ -18,8 +18,9 @@ import numpy as np
 from tqdm import tqdm
 
 from emoreason.knowledge import BASIC_EMOTIONS, COMPOUND_EMOTIONS
-from emoreason.synth.clips import DIFFICULTIES, PROFILES, ClipSpec, generate_clip, identity_summary
+from emoreason.synth.clips import DIFFICULTIES, PROFILES, ClipSpec, generate_av_clip, identity_summary
 from emoreason.synth.face import Identity
+from emoreason.synth.voice import SAMPLE_RATE as VOICE_RATE
 from emoreason.video import write_video
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,13 @@ EMOTION_SETS = {
 }
 SPLITS = ("train", "val", "test")
 _IDENTITY_STREAM = 7919  # separates identity randomness from clip randomness in the seed sequence
+_MASK_STREAM = 5  # which clips are masked, and with what
+MASKED_LABEL_RULES = ("voice", "face")
+# Masking displays: a smile or a poker face covers the felt emotion (Ekman & Friesen 1975, *Unmasking the Face*);
+# the default label rule follows the leakage hypothesis — what is masked in the face leaks through less
+# controlled channels such as the voice (Ekman & Friesen 1969, "Nonverbal leakage and clues to deception",
+# Psychiatry 32:88–106)
+MASKS = ("happiness", "neutral")
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,12 @@ class SynthConfig:
     profile: str = "apex_offset"  # apex_offset | onset_apex (CK+-style: the apex is held to the last frame)
     identities: int | None = None  # default: one identity per 8 clips, at least 6
     split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    # SynthFACS-AV (``--audio``): clips speak; a ``masked_fraction`` of them show another emotion on the face
+    # than in the voice, and the label follows ``masked_label`` ("voice": the felt emotion leaks through the
+    # voice while the face masks it; "face": the displayed emotion)
+    audio: bool = False
+    masked_fraction: float = 0.0
+    masked_label: str = "voice"
 
     def validate(self) -> None:
         if self.clips < 1:
@@ -58,6 +72,12 @@ class SynthConfig:
             raise ValueError(f"emotions must be one of {', '.join(EMOTION_SETS)}")
         if self.size % 2 or self.size < 32 or self.frames < 2:
             raise ValueError("size must be even and ≥ 32; frames ≥ 2")
+        if not 0.0 <= self.masked_fraction <= 1.0:
+            raise ValueError("masked_fraction must be within 0..1")
+        if self.masked_fraction and not self.audio:
+            raise ValueError("masked clips need a voice: use --audio with --masked-fraction")
+        if self.masked_label not in MASKED_LABEL_RULES:
+            raise ValueError(f"masked_label must be one of {', '.join(MASKED_LABEL_RULES)}")
 
     @property
     def n_identities(self) -> int:
@@ -69,6 +89,9 @@ class SynthConfig:
         data["split_fractions"] = list(self.split_fractions)
         if self.profile == "apex_offset":  # the default: datasets built before the option resume unchanged
             data.pop("profile")
+        if not self.audio:  # a video-only dataset records exactly the settings it always did
+            for key in ("audio", "masked_fraction", "masked_label"):
+                data.pop(key)
         return data
 
 
@@ -103,12 +126,32 @@ def plan(cfg: SynthConfig) -> list[ClipSpec]:
         specs.append(ClipSpec(index=index, clip_id=f"synthfacs-s{cfg.seed}-{index:06d}", emotion=emotion,
                               identity=identities[identity], split=splits[identity], seed=clip_seed,
                               frames=cfg.frames, size=cfg.size, fps=cfg.fps, difficulty=cfg.difficulty,
-                              profile=cfg.profile))
+                              profile=cfg.profile, **_voice_plan(cfg, index, emotion, emotions)))
     return specs
 
 
+def _voice_plan(cfg: SynthConfig, index: int, label: str, emotions: tuple[str, ...]) -> dict:
+    """Audio fields of a clip's spec: none without audio; for a masked clip, which modality shows what.
+
+    The planned emotion is the label. Rule "voice": the voice carries it and the face shows a mask (a smile or
+    a poker face, whichever differs from it). Rule "face": the face carries it and the voice another emotion.
+    """
+    if not cfg.audio:
+        return {}
+    rng = np.random.default_rng([cfg.seed, _MASK_STREAM, index])
+    if rng.uniform() >= cfg.masked_fraction:
+        return {"audio": True}
+    if cfg.masked_label == "voice":
+        options = [m for m in MASKS if m != label]
+        other = options[int(rng.integers(len(options)))]
+        return {"audio": True, "face_emotion": other, "voice_emotion": label, "label_rule": "voice"}
+    options = [e for e in emotions if e != label]
+    other = options[int(rng.integers(len(options)))]
+    return {"audio": True, "face_emotion": label, "voice_emotion": other, "label_rule": "face"}
+
+
 def _record(spec: ClipSpec, truth: dict, rel_path: str) -> dict:
-    return {
+    record = {
         "id": spec.clip_id, "dataset": "synthfacs", "split": spec.split, "fold": None,
         "media": {"type": "video", "path": rel_path, "fps": spec.fps, "frames": spec.frames,
                   "width": spec.size, "height": spec.size},
@@ -120,6 +163,13 @@ def _record(spec: ClipSpec, truth: dict, rel_path: str) -> dict:
                  "distractors": json.dumps(truth["distractors"]), "identity": json.dumps(
                      identity_summary(spec.identity))},
     }
+    if spec.audio:  # SynthFACS-AV: the audio ground truth (prosody targets) beside the AU ground truth
+        voice = truth["voice"]
+        record["media"]["audio"] = {"sample_rate": VOICE_RATE, "channels": 1, "codec": "aac"}
+        record["voice"] = voice
+        record["meta"].update(masked=voice["label_rule"] is not None, face_emotion=voice["face_emotion"],
+                              voice_emotion=voice["emotion"], label_rule=voice["label_rule"])
+    return record
 
 
 def _done(out: Path, spec: ClipSpec) -> bool:
@@ -128,10 +178,10 @@ def _done(out: Path, spec: ClipSpec) -> bool:
 
 def _make_clip(args: tuple[str, ClipSpec]) -> str:
     out, spec = Path(args[0]), args[1]
-    frames, truth = generate_clip(spec)
+    frames, waveform, truth = generate_av_clip(spec)
     rel = f"clips/{spec.clip_id}.mp4"
     tmp_video = out / "clips" / f".{spec.clip_id}.{os.getpid()}.tmp.mp4"
-    write_video(frames, tmp_video, fps=spec.fps)
+    write_video(frames, tmp_video, fps=spec.fps, audio=waveform, audio_rate=VOICE_RATE)
     os.replace(tmp_video, out / rel)
     tmp_record = out / "records" / f".{spec.clip_id}.{os.getpid()}.tmp"
     tmp_record.write_text(json.dumps(_record(spec, truth, rel), sort_keys=True))

@@ -37,7 +37,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-RENDERED_AUS: tuple[int, ...] = (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 16, 17, 20, 23, 24, 25, 26, 43, 45)
+from emoreason.knowledge.coded_aus import SYNTHFACS_AUS
+
+RENDERED_AUS: tuple[int, ...] = SYNTHFACS_AUS  # the coded set lives in emoreason.knowledge
 
 # Where each AU acts, in face units (x0, y0, x1, y1): what a test may see change when only that AU is on.
 AU_REGIONS: dict[int, tuple[float, float, float, float]] = {

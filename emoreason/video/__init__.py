@@ -4,7 +4,9 @@ One sampling policy (qwen-vl-utils compatible) serves training, evaluation and s
 the same frames.
 """
 
+from emoreason.video.inline import inline_media
 from emoreason.video.io import (
+    DEFAULT_FRAME_FOLDER_FPS,
     IMAGE_EXTENSIONS,
     VIDEO_EXTENSIONS,
     CorruptMediaError,
@@ -13,12 +15,17 @@ from emoreason.video.io import (
     LoadedFrames,
     MediaError,
     MissingMediaError,
+    frame_files,
     load_frames,
+    load_media,
+    natural_key,
+    sampled_indices,
     smart_resize,
     write_video,
 )
 
 __all__ = [
+    "DEFAULT_FRAME_FOLDER_FPS",
     "IMAGE_EXTENSIONS",
     "VIDEO_EXTENSIONS",
     "CorruptMediaError",
@@ -27,7 +34,12 @@ __all__ = [
     "LoadedFrames",
     "MediaError",
     "MissingMediaError",
+    "frame_files",
+    "inline_media",
     "load_frames",
+    "load_media",
+    "natural_key",
+    "sampled_indices",
     "smart_resize",
     "write_video",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from PIL import Image
 
 log = logging.getLogger(__name__)
 
+DEFAULT_FRAME_FOLDER_FPS = 25.0  # frame folders whose dataset states no rate (adapters pass the paper's rate)
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".flv", ".mpg", ".mpeg", ".wmv")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -144,29 +146,46 @@ def _resize_frames(frames: np.ndarray, policy: FramePolicy) -> np.ndarray:
     return np.stack([np.asarray(Image.fromarray(f).resize((w, h), Image.BICUBIC)) for f in frames])
 
 
+def natural_key(name: str | Path) -> list:
+    """Sort key that orders numbered files as people do: 2.jpg before 10.jpg (plain sorting gives 1, 10, 2)."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", Path(name).name)]
+
+
+def frame_files(folder: str | Path) -> list[Path]:
+    """The image files of a frame folder in natural order."""
+    return sorted((p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS), key=natural_key)
+
+
 def load_frames(media: str | Path | Sequence[str | Path], policy: FramePolicy | None = None,
-                backend: str = "auto", resize: bool = True) -> LoadedFrames:
+                backend: str = "auto", resize: bool = True, fps: float | None = None,
+                indices: Sequence[int] | None = None) -> LoadedFrames:
     """Sample frames from a video file, a folder of frames, an image, or a list of images.
 
+    ``fps``: the frame rate of a frame folder or image list (a video file's comes from its container); default
+    ``DEFAULT_FRAME_FOLDER_FPS``. Folders are read in natural order (1, 2, …, 10). ``indices``: take exactly
+    these source frames (0-based positions) instead of sampling by the policy — a window around an annotated
+    frame; the policy still sizes them and pads to an even count.
     ``backend``: "auto" (decord, then PyAV for what decord cannot open), "decord" or "pyav" for video files.
     Raises MissingMediaError / EmptyMediaError / CorruptMediaError naming the file.
     """
     policy = policy or FramePolicy()
+    rate = float(fps) if fps else DEFAULT_FRAME_FOLDER_FPS
+    wanted = [int(i) for i in indices] if indices is not None else None
     if isinstance(media, list | tuple):
-        loaded = _load_image_list([Path(p) for p in media], policy, source=str(media[0]) if media else "[]")
+        loaded = _load_image_list([Path(p) for p in media], policy, source=str(media[0]) if media else "[]",
+                                  fps=rate, wanted=wanted)
     else:
         path = Path(media)
         if not path.exists():
             raise MissingMediaError(path, "no such file or directory")
         if path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
-            loaded = _load_image_list(files, policy, source=str(path))
+            loaded = _load_image_list(frame_files(path), policy, source=str(path), fps=rate, wanted=wanted)
             loaded.kind = "frames"
         elif path.suffix.lower() in IMAGE_EXTENSIONS:
             frame = _read_image(path)
             loaded = LoadedFrames(frame[None], [0.0], [0], 1.0, 1, str(path), "pil", kind="image")
         else:
-            loaded = _load_video(path, policy, backend)
+            loaded = _load_video(path, policy, backend, wanted)
     if resize:
         if loaded.kind == "image":
             h, w = smart_resize(*loaded.frames.shape[1:3], policy.factor, 4 * policy.factor ** 2,
@@ -176,6 +195,14 @@ def load_frames(media: str | Path | Sequence[str | Path], policy: FramePolicy | 
         else:
             loaded.frames = _resize_frames(loaded.frames, policy)
     return loaded
+
+
+def load_media(media: dict, policy: FramePolicy | None = None, backend: str = "auto",
+               resize: bool = True) -> LoadedFrames:
+    """Frames of a sample record's ``media`` dict: its path(s), its frame rate (``fps``, for frame folders and
+    image lists) and, for a window around an annotated frame, its exact ``frame_indices``."""
+    return load_frames(media["path"], policy, backend, resize, fps=media.get("fps"),
+                       indices=media.get("frame_indices"))
 
 
 def _read_image(path: Path) -> np.ndarray:
@@ -188,12 +215,22 @@ def _read_image(path: Path) -> np.ndarray:
         raise CorruptMediaError(path, f"cannot decode image ({type(exc).__name__}: {exc})") from exc
 
 
-def _load_image_list(files: list[Path], policy: FramePolicy, source: str, fps: float = 25.0) -> LoadedFrames:
-    """Frame folders (DFEW/MAFW/Aff-Wild2 style) and image lists; frames are assumed at ``fps``."""
+def _check_wanted(source: str | Path, wanted: list[int], total: int) -> None:
+    bad = [i for i in wanted if not 0 <= i < total]
+    if not wanted or bad:
+        raise CorruptMediaError(source, f"frame indices {bad or wanted} outside the {total} frames available")
+
+
+def _load_image_list(files: list[Path], policy: FramePolicy, source: str, fps: float = DEFAULT_FRAME_FOLDER_FPS,
+                     wanted: list[int] | None = None) -> LoadedFrames:
+    """Frame folders (DFEW/MAFW/Aff-Wild2 style) and image lists; frames are at ``fps``."""
     if not files:
         raise EmptyMediaError(source, "no image frames found")
-    n = min(policy.num_frames(len(files), fps), len(files))
-    indices = _indices(len(files), n)
+    if wanted is not None:
+        _check_wanted(source, wanted, len(files))
+        indices = list(wanted)
+    else:
+        indices = _indices(len(files), min(policy.num_frames(len(files), fps), len(files)))
     frames = [_read_image(files[i]) for i in indices]
     shape = frames[0].shape
     for i, f in zip(indices, frames, strict=True):
@@ -210,14 +247,14 @@ def _indices(total: int, n: int) -> list[int]:
     return [int(round(x)) for x in np.linspace(0, total - 1, n)] if n > 0 else []
 
 
-def _load_video(path: Path, policy: FramePolicy, backend: str) -> LoadedFrames:
+def _load_video(path: Path, policy: FramePolicy, backend: str, wanted: list[int] | None = None) -> LoadedFrames:
     if path.stat().st_size == 0:
         raise EmptyMediaError(path, "file is empty")
     if backend not in ("auto", "decord", "pyav"):
         raise ValueError(f"unknown video backend {backend!r}")
     if backend in ("auto", "decord"):
         try:
-            return _load_decord(path, policy)
+            return _load_decord(path, policy, wanted)
         except ImportError:
             if backend == "decord":
                 raise
@@ -225,10 +262,10 @@ def _load_video(path: Path, policy: FramePolicy, backend: str) -> LoadedFrames:
             if backend == "decord":
                 raise
             log.debug("decord could not read %s; falling back to PyAV", path)
-    return _load_pyav(path, policy)
+    return _load_pyav(path, policy, wanted)
 
 
-def _load_decord(path: Path, policy: FramePolicy) -> LoadedFrames:
+def _load_decord(path: Path, policy: FramePolicy, wanted: list[int] | None = None) -> LoadedFrames:
     import decord
 
     try:
@@ -239,7 +276,11 @@ def _load_decord(path: Path, policy: FramePolicy) -> LoadedFrames:
     if total <= 0:
         raise EmptyMediaError(path, "video has no frames")
     fps = fps if fps > 0 else 25.0
-    indices = _indices(total, min(policy.num_frames(total, fps), total))
+    if wanted is not None:
+        _check_wanted(path, wanted, total)
+        indices = list(wanted)
+    else:
+        indices = _indices(total, min(policy.num_frames(total, fps), total))
     try:
         frames = reader.get_batch(indices).asnumpy()
     except Exception as exc:
@@ -248,7 +289,7 @@ def _load_decord(path: Path, policy: FramePolicy) -> LoadedFrames:
     return LoadedFrames(frames, [i / fps for i in indices], indices, fps, total, str(path), "decord")
 
 
-def _load_pyav(path: Path, policy: FramePolicy) -> LoadedFrames:
+def _load_pyav(path: Path, policy: FramePolicy, requested: list[int] | None = None) -> LoadedFrames:
     import av
 
     try:
@@ -259,7 +300,10 @@ def _load_pyav(path: Path, policy: FramePolicy) -> LoadedFrames:
             fps = float(stream.average_rate or stream.guessed_rate or 25.0)
             declared = int(stream.frames or 0)
             if declared > 0:  # convert only the sampled frames to RGB (the costly step)
-                wanted = _indices(declared, min(policy.num_frames(declared, fps), declared))
+                if requested is not None:
+                    _check_wanted(path, requested, declared)
+                wanted = requested if requested is not None else _indices(
+                    declared, min(policy.num_frames(declared, fps), declared))
                 keep = set(wanted)
                 picked: dict[int, np.ndarray] = {}
                 count = 0
@@ -267,9 +311,12 @@ def _load_pyav(path: Path, policy: FramePolicy) -> LoadedFrames:
                     if i in keep:
                         picked[i] = frame.to_ndarray(format="rgb24")
                     count = i + 1
+                    if requested is not None and i >= max(keep):
+                        count = declared  # a window: nothing after its last frame is needed
+                        break
                 if count == declared:
                     frames = np.stack([picked[i] for i in wanted])
-                    indices, frames = _pad_even(wanted, frames, policy)
+                    indices, frames = _pad_even(list(wanted), frames, policy)
                     return LoadedFrames(frames, [i / fps for i in indices], indices, fps, declared, str(path),
                                         "pyav")
                 container.seek(0)  # the header's frame count was wrong: decode everything
@@ -281,7 +328,11 @@ def _load_pyav(path: Path, policy: FramePolicy) -> LoadedFrames:
     if not decoded:
         raise EmptyMediaError(path, "video has no decodable frames")
     total = len(decoded)
-    indices = _indices(total, min(policy.num_frames(total, fps), total))
+    if requested is not None:
+        _check_wanted(path, requested, total)
+        indices = list(requested)
+    else:
+        indices = _indices(total, min(policy.num_frames(total, fps), total))
     indices, frames = _pad_even(indices, np.stack([decoded[i] for i in indices]), policy)
     return LoadedFrames(frames, [i / fps for i in indices], indices, fps, total, str(path), "pyav")
 
@@ -308,8 +359,12 @@ def rgb_to_yuv420p(frame: np.ndarray) -> np.ndarray:
 
 
 def write_video(frames: np.ndarray | Sequence[np.ndarray], path: str | Path, fps: float = 8.0,
-                crf: int = 18) -> Path:
-    """Write RGB uint8 frames as an H.264 mp4 (yuv420p, even dimensions) with PyAV; returns the path."""
+                crf: int = 18, audio: np.ndarray | None = None, audio_rate: int = 16000,
+                audio_layout: str = "mono") -> Path:
+    """Write RGB uint8 frames as an H.264 mp4 (yuv420p, even dimensions) with PyAV; returns the path.
+
+    ``audio`` (float waveform at ``audio_rate``: (samples,) mono or (channels, samples) in ``audio_layout``) adds
+    an AAC track (``emoreason.audio``)."""
     import av
 
     frames = np.asarray(frames)
@@ -326,6 +381,11 @@ def write_video(frames: np.ndarray | Sequence[np.ndarray], path: str | Path, fps
         # mbtree off + constant frame rate: x264's rate control otherwise varies run to run, and identical
         # frames should give identical files (SynthFACS is deterministic by seed)
         stream.options = {"crf": str(crf), "preset": "veryfast", "x264-params": "mbtree=0:force-cfr=1"}
+        audio_stream = None
+        if audio is not None:  # every stream must exist before the first packet is muxed
+            from emoreason.audio.io import add_audio_stream, encode_audio
+
+            audio_stream = add_audio_stream(container, audio_rate, audio_layout)
         for index, frame in enumerate(frames):
             # convert to YUV here: libswscale's RGB→YUV path gave run-to-run differences, numpy does not
             yuv = av.VideoFrame.from_ndarray(rgb_to_yuv420p(frame), format="yuv420p")
@@ -334,4 +394,12 @@ def write_video(frames: np.ndarray | Sequence[np.ndarray], path: str | Path, fps
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+        if audio_stream is not None:
+            encode_audio(container, audio_stream, audio)
     return path
+
+
+def sampled_indices(total: int, video_fps: float, policy: FramePolicy) -> list[int]:
+    """Source indices of the frames ``load_frames`` samples from a clip of ``total`` frames under ``policy``
+    (before any padding to an even count)."""
+    return _indices(total, min(policy.num_frames(total, video_fps), total))

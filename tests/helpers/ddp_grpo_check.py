@@ -9,13 +9,13 @@ from pathlib import Path
 
 from ddp_sft_check import digest
 
-from emoreason.config import load_config
-from emoreason.grpo.train import GRPORecipe, build_trainer
+from emoreason.grpo.train import build_trainer
+from emoreason.training import load_recipe
 
 
 def main() -> None:
     config, out = sys.argv[1], Path(sys.argv[2])
-    trainer, _ = build_trainer(load_config(GRPORecipe, config, sys.argv[3:]))
+    trainer, _ = build_trainer(load_recipe("grpo", config, sys.argv[3:]))
     before = digest(trainer.model)
     trainer.train()
     rank = trainer.accelerator.process_index

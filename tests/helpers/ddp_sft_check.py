@@ -10,8 +10,8 @@ from pathlib import Path
 
 import torch
 
-from emoreason.config import load_config
-from emoreason.sft.train import SFTRecipe, build_trainer
+from emoreason.sft.train import build_trainer
+from emoreason.training import load_recipe
 
 
 def digest(model) -> str:
@@ -24,15 +24,17 @@ def digest(model) -> str:
 
 def main() -> None:
     config, out = sys.argv[1], Path(sys.argv[2])
-    recipe = load_config(SFTRecipe, config, sys.argv[3:])
+    recipe = load_recipe("sft", config, sys.argv[3:])
     trainer, _ = build_trainer(recipe)
     before = digest(trainer.model)
     trainer.train()
     rank = trainer.accelerator.process_index
     out.mkdir(parents=True, exist_ok=True)
+    check = trainer.row_checks["train"]
     (out / f"rank{rank}.json").write_text(json.dumps({
         "before": before, "after": digest(trainer.accelerator.unwrap_model(trainer.model)),
-        "world": trainer.accelerator.num_processes, "steps": trainer.state.global_step}))
+        "world": trainer.accelerator.num_processes, "steps": trainer.state.global_step,
+        "data": check.summary(), "measured_here": check.measured_here, "workers_here": check.workers_here}))
 
 
 if __name__ == "__main__":

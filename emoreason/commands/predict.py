@@ -1,0 +1,78 @@
+"""emoreason predict: emotion + AUs for videos, frame folders and images, through a served model (any
+OpenAI-compatible endpoint) or locally with transformers; one JSON line per input."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from emoreason.commands.exit_codes import EPILOG, batch_exit_code
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("predict", help="predict emotion + AUs for videos/images; prints JSON lines",
+                              description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="+", help="video files, frame folders, images, or URLs")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--endpoint", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
+    source.add_argument("--model", help="local model directory (transformers, no server)")
+    p.add_argument("--served-model", help="model name on the endpoint (default: the first listed)")
+    p.add_argument("--api-key", help="bearer token for the endpoint (default: $OPENAI_API_KEY)")
+    p.add_argument("--media-dir", help="the server's media dir: files under it go by path, others inline")
+    p.add_argument("--image", action="store_true", help="treat every input as an image (default: by extension)")
+    p.add_argument("--labels", nargs="*", help="label set for the prompt (default: open vocabulary)")
+    p.add_argument("--response-format", choices=("tags", "json"), default="tags",
+                   help="json: the JSON answer variant (with --endpoint enforced by the server's guided decoding; "
+                        "locally only asked for in the prompt)")
+    p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--timeout", type=float, default=120.0)
+    p.add_argument("--max-tokens", type=int, default=512)
+    p.add_argument("--max-inline-mb", type=float, default=None,
+                   help="largest file sent inside a request (outside --media-dir, frame folders), MiB "
+                        "(default 32)")
+    p.set_defaults(func=run_predict)
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    kind = "image" if args.image else None
+    if args.endpoint:
+        from emoreason.client import DEFAULT_MAX_INLINE_MB, EndpointConfig, predict_many
+
+        config = EndpointConfig(base_url=args.endpoint, model=args.served_model, api_key=args.api_key,
+                                concurrency=args.concurrency, timeout_s=args.timeout,
+                                max_inline_mb=args.max_inline_mb or DEFAULT_MAX_INLINE_MB)
+        results = [r.to_dict() for r in predict_many(config, args.inputs, kind, args.labels, args.response_format,
+                                                      args.media_dir, args.max_tokens)]
+    else:
+        results = _predict_local(args, kind)
+    for row in results:
+        print(json.dumps(row, ensure_ascii=False))
+    failed = sum(r.get("error") is not None for r in results)
+    if failed:
+        print(f"{failed} of {len(results)} input(s) failed", file=sys.stderr)
+    return batch_exit_code(len(results), failed)
+
+
+def _predict_local(args: argparse.Namespace, kind: str | None) -> list[dict]:
+    """The same prompt, frame policy and parser as evaluation's local backend, one input at a time."""
+    import time
+
+    from emoreason.client import media_kind, prediction_from_text
+    from emoreason.evaluation.backends import LocalBackend
+    from emoreason.records import SampleRecord
+
+    backend = LocalBackend(args.model, {}, args.labels, args.response_format, batch_size=1,
+                           max_new_tokens=args.max_tokens)
+    out = []
+    for source in args.inputs:
+        start = time.perf_counter()
+        record = SampleRecord(id=str(source), dataset="predict",
+                              media={"type": kind or media_kind(source), "path": str(source)})
+        text, error = backend.predict([record])[0]
+        row = prediction_from_text(str(source), text or "", time.perf_counter() - start).to_dict()
+        if error is not None or text is None:
+            row.update(text=None, error=error or "no output")
+        out.append(row)
+    print(f"predicted {len(out)} input(s) locally", file=sys.stderr)
+    return out
