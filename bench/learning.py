@@ -50,11 +50,15 @@ class Plan:
     size: int = 112
     frames: int = 16
     difficulty: str = "easy"
+    profile: str = "apex_offset"  # SynthFACS temporal profile; onset_apex holds the apex to the last frame
+    # the frame policy of training and scoring alike (a model is scored on the frames it was trained on)
+    frame_policy: dict = field(default_factory=lambda: {"fps": 4.0, "max_frames": 8})
     seed: int = 0
     cot_tasks: dict = field(default_factory=lambda: {"cot": 1.0})
     # SFT curriculum: (name, recipe, overrides); each stage starts from the previous one's model
     sft_stages: list[dict] = field(default_factory=list)
     control: bool = True
+    train_sft: bool = True  # false with control: the control arm alone (e.g. in a second process on shared data)
     grpo_recipe: str = "recipes/tiny/grpo/synthfacs.yaml"
     grpo_overrides: list[str] = field(default_factory=list)
     grpo: bool = True
@@ -232,13 +236,13 @@ def run(plan: Plan, out: Path, dry: bool = False) -> dict:
     if not (synth / "manifest.jsonl").exists():
         runner.emoreason("synth", "synth", "--out", str(synth), "--clips", str(plan.clips), "--size", str(plan.size),
                          "--frames", str(plan.frames), "--difficulty", plan.difficulty, "--emotions", "basic",
-                         "--seed", str(plan.seed))
+                         "--profile", plan.profile, "--seed", str(plan.seed))
     if not (cot / "hf").exists():
         tasks = ",".join(f"{k}: {v}" for k, v in plan.cot_tasks.items())
         extra = [f"tasks={{{tasks}}}"] if set(plan.cot_tasks) != {"cot"} else []
         runner.emoreason("synth_cot", "synth-cot", "--config", "data_pipelines/configs/synthfacs.yaml",
                          f"dataset_root={synth}", f"output_dir={cot}", *extra)
-    arms = {"sft": cot / "hf"}
+    arms = {"sft": cot / "hf"} if plan.train_sft else {}
     if plan.control:
         control_data = out / "cot_shuffled"
         if not control_data.exists() and not dry:
@@ -246,6 +250,8 @@ def run(plan: Plan, out: Path, dry: bool = False) -> dict:
         arms["control"] = control_data
 
     finals: dict[str, Path] = {}
+    policy_overrides = [f"{k}={v}" for k, v in plan.frame_policy.items()]
+    frames_override = "frames={" + ", ".join(f"{k}: {v}" for k, v in plan.frame_policy.items()) + "}"
     for arm, data in arms.items():
         previous = model
         for stage in plan.sft_stages:
@@ -253,7 +259,7 @@ def run(plan: Plan, out: Path, dry: bool = False) -> dict:
             if not (stage_dir / "final" / "config.json").exists():
                 runner.emoreason(f"{arm}_{stage['name']}", "sft", "--config", stage["recipe"],
                                  f"model_name_or_path={previous}", f"dataset_name={data}", f"output_dir={stage_dir}",
-                                 f"seed={plan.seed}", *stage.get("overrides", []))
+                                 f"seed={plan.seed}", *policy_overrides, *stage.get("overrides", []))
             previous = stage_dir / "final"
         finals[arm] = previous
 
@@ -261,7 +267,7 @@ def run(plan: Plan, out: Path, dry: bool = False) -> dict:
         run_dir = out / "eval" / name
         if not (run_dir / "metrics.json").exists():
             args = ["eval", "--benchmark", "synthfacs", "--model", str(model_dir), "--root", str(synth),
-                    "--out", str(run_dir)]
+                    "--out", str(run_dir), frames_override]
             runner.emoreason(f"eval_{name}", *args, *(["--limit", str(limit)] if limit else []))
         return run_dir
 
@@ -291,11 +297,11 @@ def run(plan: Plan, out: Path, dry: bool = False) -> dict:
                                "war": summarise(run_dir, curve_records)["war"]})
         curves["war"][arm] = points
 
-    if plan.grpo:
+    if plan.grpo and "sft" in finals:
         grpo_dir = out / "grpo"
         if not (grpo_dir / "final" / "config.json").exists():
             runner.emoreason("grpo", "grpo", "--config", plan.grpo_recipe, f"model_name_or_path={finals['sft']}",
-                             f"dataset_name={cot / 'hf'}", f"output_dir={grpo_dir}", f"seed={plan.seed}",
+                             f"dataset_name={cot / 'hf'}", f"output_dir={grpo_dir}", f"seed={plan.seed}", *policy_overrides,
                              *plan.grpo_overrides)
         run_dir = evaluate("grpo", grpo_dir / "final", plan.eval_limit)
         if not dry:
@@ -320,13 +326,13 @@ def run(plan: Plan, out: Path, dry: bool = False) -> dict:
 
 
 def check_targets(results: dict) -> dict:
-    sft, control = results.get("sft", {}), results.get("control")
-    checks = {
+    sft, control = results.get("sft"), results.get("control")
+    checks = {} if sft is None else {
         "sft_war>=0.60": sft.get("war", 0) >= TARGETS["sft_war"],
         "sft_cited_au_f1>=0.60": (sft.get("au_f1") or 0) >= TARGETS["sft_au_f1"],
         "sft_hallucination<=0.20": (sft.get("hallucination_rate") if sft.get("hallucination_rate") is not None
                                     else 1) <= TARGETS["sft_hallucination_max"],
-        "sft_ci_excludes_chance": bool(sft) and sft["war_ci95"][0] > CHANCE,
+        "sft_ci_excludes_chance": sft["war_ci95"][0] > CHANCE,
     }
     if control is not None:
         checks["control_within_5_points_of_chance"] = abs(control["war"] - CHANCE) <= TARGETS["control_margin"]

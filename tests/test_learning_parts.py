@@ -142,6 +142,25 @@ def test_wilson_interval_matches_published_values():
     assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == pytest.approx(1.0)
 
 
+def test_chance_table_states_chance_and_the_ci_verdict(tmp_path):
+    from emoreason.evaluation.significance import chance_table, versus_chance
+
+    def run(name: str, correct: int, n: int) -> Path:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text(json.dumps({"recognition": {
+            "n": n, "war": correct / n, "uar": correct / n, "support": {"anger": n // 2, "fear": n - n // 2}}}))
+        return tmp_path / name
+
+    above, level = run("above", 40, 160), run("level", 22, 160)
+    assert versus_chance(above, 8)["verdict"] == "above chance"  # 25 %, CI 18.9–32.2 %
+    assert versus_chance(level, 8)["verdict"] == "at chance"  # 13.8 %, CI contains 12.5 %
+    assert versus_chance(run("below", 2, 160), 8)["verdict"] == "below chance"
+    table = chance_table({"sft": above, "control": level}, 8)
+    assert "chance: 12.5 %" in table and "| sft | 160 | 25.0 % (18.9–32.2)" in table
+    with pytest.raises(ValueError, match="2 classes"):
+        versus_chance(above, 1)
+
+
 def test_paired_bootstrap_sees_a_real_gain_and_not_a_null_one():
     rng = np.random.default_rng(0)
     a = [{"correct": bool(x)} for x in rng.uniform(size=400) < 0.5]

@@ -110,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
     from emoreason.evaluation.benchmarks import load_benchmark
     from emoreason.evaluation.report import compare
     from emoreason.evaluation.runner import evaluate, prompt_labels
+    from emoreason.evaluation.significance import chance_table
+    from emoreason.knowledge import dataset_label_set
 
     spec = load_benchmark("synthfacs")
     runs = []
@@ -123,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"[{name}] first test prediction ({first['id']}):\n{shown}\n")
     print(compare(runs))
     print(f"reports: {', '.join(r + '/summary.md' for r in runs)}")
+    classes = len(dataset_label_set(spec.label_set))  # SynthFACS basic: neutral + 7, balanced by the planner
+    closing = chance_table(dict(zip(("untrained", "sft", "grpo"), runs, strict=True)), classes)
 
     _banner("7. the image path: an apex frame through the GRPO model")
     from dataclasses import replace
@@ -136,6 +140,8 @@ def run(args: argparse.Namespace) -> int:
     _banner("8. serve the GRPO model with vLLM and predict a test clip through the API")
     _serve_stage(args, grpo_final, manifest, prompt_labels(spec))
 
+    _banner("recognition on the held-out test identities, against chance")
+    print(closing)
     print(f"\ndemo finished in {time.time() - start:.1f}s; artefacts in {out}")
     return 0
 

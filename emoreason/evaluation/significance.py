@@ -82,3 +82,34 @@ def per_sample(run_dir: str | Path, records) -> list[dict]:
         items.append({"id": record.id, "correct": parsed.emotion == record.emotion, "au_tp": len(claims & truth),
                       "au_claimed": len(claims), "au_true": len(truth)})
     return items
+
+
+def versus_chance(run_dir: str | Path, classes: int) -> dict:
+    """WAR of an evaluation run against chance (``1 / classes``, a uniform guess): n, correct, Wilson 95 % CI,
+    and the verdict "above chance" / "at chance" / "below chance" (whether the CI lies above, around or below)."""
+    if classes < 2:
+        raise ValueError("chance needs at least 2 classes")
+    metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
+    rec = metrics["recognition"]
+    n = int(rec["n"])
+    correct = round(rec["war"] * n)
+    low, high = wilson_interval(correct, n) if n else (0.0, 1.0)
+    chance = 1 / classes
+    support = rec.get("support") or {}
+    verdict = "above chance" if low > chance else "below chance" if high < chance else "at chance"
+    return {"n": n, "correct": correct, "war": rec["war"], "uar": rec["uar"], "war_ci95": [low, high],
+            "chance": chance, "majority_rate": max(support.values()) / n if support and n else None,
+            "verdict": verdict}
+
+
+def chance_table(runs: dict[str, str | Path], classes: int) -> str:
+    """Markdown table: each run's WAR with its Wilson 95 % CI beside chance, and the verdict."""
+    lines = [f"| model | n | WAR (95 % CI) | UAR | vs chance ({100 / classes:.1f} %) |", "|---|---|---|---|---|"]
+    for name, run_dir in runs.items():
+        r = versus_chance(run_dir, classes)
+        low, high = r["war_ci95"]
+        lines.append(f"| {name} | {r['n']} | {100 * r['war']:.1f} % ({100 * low:.1f}–{100 * high:.1f}) | "
+                     f"{100 * r['uar']:.1f} % | {r['verdict']} |")
+    lines.append(f"chance: {100 / classes:.1f} % (a uniform guess among {classes} classes); a model is above chance "
+                 f"when its whole Wilson 95 % CI is.")
+    return "\n".join(lines)
