@@ -65,6 +65,9 @@ class Plan:
     eval_limit: int | None = None  # test clips scored (None: the whole test split)
     curve_limit: int = 64  # test clips scored per checkpoint for the held-out curve
     eval_untrained: bool = False
+    # linear probe of the video tokens (emoreason.evaluation.probe) of the untrained model and of each arm's SFT
+    # model: does the vision path carry the class at all, before and after training? (0: skip)
+    probe_train_clips: int = 1200
     bootstrap_resamples: int = 10000
 
 
@@ -134,6 +137,33 @@ def shuffled_copy(hf_dir: Path, out_dir: Path, split: str = "train", seed: int =
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)
     return {"clips": len(videos), "rows": len(train), "kept_own_video": sum(a == b for a, b in swap.items())}
+
+
+# --- the vision probe -------------------------------------------------------------------------------------------
+def probe(model_dir: Path, synth_dir: Path, plan: Plan) -> dict:
+    """Linear probe (flattened video tokens) fitted on training clips, scored on the test clips the eval scores."""
+    from dataclasses import replace
+
+    from transformers import AutoProcessor
+
+    from emoreason.evaluation.probe import linear_probe, vision_features
+    from emoreason.models import frame_policy_for
+
+    cache = model_dir.parent / "vision_probe.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    policy = replace(frame_policy_for(AutoProcessor.from_pretrained(str(model_dir))), **plan.frame_policy)
+    rows = {split: [json.loads(line) for line in (synth_dir / f"{split}.jsonl").read_text().splitlines()]
+            for split in ("train", "test")}
+    rows["train"] = rows["train"][:plan.probe_train_clips]
+    rows["test"] = rows["test"][:plan.eval_limit] if plan.eval_limit else rows["test"]
+    feats = {split: vision_features(model_dir, [synth_dir / r["media"]["path"] for r in rows[split]], policy,
+                                    pool="flat") for split in rows}
+    result = linear_probe(feats["train"], [r["emotion"] for r in rows["train"]], feats["test"],
+                          [r["emotion"] for r in rows["test"]], weight_decay=1e-2)
+    cache.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"vision probe {model_dir}: {result}", flush=True)
+    return result
 
 
 # --- scoring -----------------------------------------------------------------------------------------------------
@@ -297,6 +327,10 @@ def run(plan: Plan, out: Path, dry: bool = False) -> dict:
                                "war": summarise(run_dir, curve_records)["war"]})
         curves["war"][arm] = points
 
+    if plan.probe_train_clips and not dry:
+        results["vision_probe"] = {name: probe(directory, synth, plan) for name, directory in
+                                   (("untrained", model), *finals.items())}
+
     if plan.grpo and "sft" in finals:
         grpo_dir = out / "grpo"
         if not (grpo_dir / "final" / "config.json").exists():
@@ -353,6 +387,10 @@ def report(metrics: dict) -> str:
                     f"{100 * r['uar']:.1f} | {100 * (r['au_f1'] or 0):.1f} | "
                     f"{100 * (r['hallucination_rate'] or 0):.1f} | {100 * (r['format_valid'] or 0):.1f} |")
     lines = [*rows, f"chance: {100 * metrics['chance']:.1f} % (8 balanced classes)"]
+    for name, p in (metrics["results"].get("vision_probe") or {}).items():
+        lo, hi = p["test_ci95"]
+        lines.append(f"vision probe ({name}): linear probe on the video tokens, {100 * p['test_accuracy']:.1f} % "
+                     f"({100 * lo:.1f}–{100 * hi:.1f}) on {p['test_n']} test clips, fitted on {p['train_n']}")
     cmp = metrics["results"].get("grpo_vs_sft")
     if cmp:
         for key, c in cmp.items():

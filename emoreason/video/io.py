@@ -69,8 +69,9 @@ class FramePolicy:
             lo = _ceil_by(self.min_frames, self.frame_factor)
             hi = _floor_by(min(self.max_frames, total), self.frame_factor)
             n = total / max(video_fps, 1e-6) * (self.fps or video_fps)
-            n = _floor_by(min(max(n, lo), hi), self.frame_factor) if hi >= lo else _floor_by(total,
-                                                                                              self.frame_factor)
+            # qwen-vl-utils: min(max(n, min_frames), max_frames, total), so max_frames caps even below min_frames,
+            # and a clip shorter than min_frames gives all it has
+            n = _floor_by(min(max(n, lo), hi), self.frame_factor)
         n = max(n, self.frame_factor)
         return int(n)
 
