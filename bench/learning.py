@@ -71,21 +71,30 @@ class Plan:
     bootstrap_resamples: int = 10000
 
 
+LEARNING_RECIPE = "recipes/tiny/sft/synthfacs_learning.yaml"
+# the vision path of a random-init model at a higher rate than the language model (see docs/benchmarks.md)
+MODULE_RATES = ["vision_learning_rate=1e-3", "projector_learning_rate=1e-3", "learning_rate=1e-3"]
+# two frames, neutral first and apex last (onset_apex holds the apex to the last frame): one temporal patch that
+# holds the expression change, 16 video tokens at 112 px
+TWO_FRAMES = {"profile": "onset_apex", "frame_policy": {"fps": 4.0, "max_frames": 2}}
+
+
 def preset(name: str) -> Plan:
     if name == "quick":
-        return Plan(clips=640, sft_stages=[{"name": "sft", "recipe": "recipes/tiny/sft/synthfacs_learning.yaml",
-                                            "overrides": ["num_train_epochs=4"]}],
-                    grpo=False, eval_limit=96, curve_limit=32)
+        return Plan(clips=640, **TWO_FRAMES, grpo=False, eval_limit=96, curve_limit=32, probe_train_clips=400,
+                    sft_stages=[{"name": "sft", "recipe": LEARNING_RECIPE,
+                                 "overrides": [*MODULE_RATES, "num_train_epochs=2", "save_steps=40"]}])
     if name == "gpu":
         return Plan(model_size=["vision_hidden=256", "vision_depth=6", "vision_heads=4", "vision_intermediate=512",
                                 "text_hidden=256", "text_layers=4", "text_heads=4", "text_kv_heads=2",
                                 "text_intermediate=768"],
-                    clips=8000, size=224,
-                    sft_stages=[{"name": "sft", "recipe": "recipes/tiny/sft/synthfacs_learning.yaml",
-                                 "overrides": ["num_train_epochs=6", "per_device_train_batch_size=16",
-                                               "max_pixels=50176"]}],
-                    grpo_overrides=["max_steps=200", "max_pixels=50176"])
-    return Plan(sft_stages=[{"name": "sft", "recipe": "recipes/tiny/sft/synthfacs_learning.yaml", "overrides": []}])
+                    clips=8000, size=224, profile="onset_apex",
+                    frame_policy={"fps": 4.0, "max_frames": 2, "max_pixels": 50176},
+                    sft_stages=[{"name": "sft", "recipe": LEARNING_RECIPE,
+                                 "overrides": [*MODULE_RATES, "num_train_epochs=6", "per_device_train_batch_size=16"]}],
+                    grpo_overrides=["max_steps=200"])
+    return Plan(**TWO_FRAMES, sft_stages=[{"name": "sft", "recipe": LEARNING_RECIPE,
+                                           "overrides": [*MODULE_RATES, "save_steps=105"]}])
 
 
 # --- running the user's commands ------------------------------------------------------------------------------
