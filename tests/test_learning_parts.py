@@ -57,6 +57,11 @@ def test_bad_size_options_are_named():
         spec_from_overrides(["vision_pach=7"])
     with pytest.raises(ValueError, match="vision_hidden / vision_heads"):
         TinySpec(vision_hidden=100, vision_heads=3).validate("qwen2_5_vl")
+    assert TinySpec().init_std("text") == 0.02  # the released configs' std by default
+    assert spec_from_overrides(["width_scaled_init=true"]).init_std("vision") == pytest.approx(128 ** -0.5, abs=1e-4)
+    assert spec_from_overrides(["text_init_std=0.05"]).init_std("text") == 0.05
+    with pytest.raises(ValueError, match="text_init_std"):
+        spec_from_overrides(["text_init_std=0"]).init_std("text")
 
 
 def test_module_of_names_the_three_parts():
