@@ -54,10 +54,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"model: {model_dir}")
 
     _banner("2. SynthFACS: AU-controlled clips with exact ground truth")
-    from emoreason.synth import SynthConfig, build_dataset
+    from emoreason.synth import EMOTION_SETS, SynthConfig, build_dataset
 
-    manifest = build_dataset(SynthConfig(out=str(out / "synthfacs"), clips=args.clips, seed=args.seed,
-                                         difficulty="easy"))
+    synth_cfg = SynthConfig(out=str(out / "synthfacs"), clips=args.clips, seed=args.seed, difficulty="easy")
+    manifest = build_dataset(synth_cfg)
     record = json.loads(manifest.read_text().splitlines()[0])
     clip = manifest.parent / record["media"]["path"]
     image = out / "media" / "apex.png"
@@ -111,7 +111,6 @@ def run(args: argparse.Namespace) -> int:
     from emoreason.evaluation.report import compare
     from emoreason.evaluation.runner import evaluate, prompt_labels
     from emoreason.evaluation.significance import chance_table
-    from emoreason.knowledge import dataset_label_set
 
     spec = load_benchmark("synthfacs")
     runs = []
@@ -125,7 +124,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"[{name}] first test prediction ({first['id']}):\n{shown}\n")
     print(compare(runs))
     print(f"reports: {', '.join(r + '/summary.md' for r in runs)}")
-    classes = len(dataset_label_set(spec.label_set))  # SynthFACS basic: neutral + 7, balanced by the planner
+    # chance among the classes the clips were generated from (SynthFACS basic: neutral + 7, balanced by the
+    # planner), not the benchmark's whole prompt label set (which also lists the compound emotions)
+    classes = len(EMOTION_SETS[synth_cfg.emotions])
     closing = chance_table(dict(zip(("untrained", "sft", "grpo"), runs, strict=True)), classes)
 
     _banner("7. the image path: an apex frame through the GRPO model")
