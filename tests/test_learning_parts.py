@@ -166,6 +166,42 @@ def test_chance_table_states_chance_and_the_ci_verdict(tmp_path):
         versus_chance(above, 1)
 
 
+def test_linear_probe_separates_informative_features_and_not_noise():
+    from emoreason.evaluation.probe import linear_probe
+
+    rng = np.random.default_rng(0)
+    labels = [c for c in ("anger", "fear", "joy", "neutral") for _ in range(60)]
+    centres = {c: rng.normal(0, 1, 16) for c in set(labels)}
+    x = np.stack([centres[c] + rng.normal(0, 0.8, 16) for c in labels])
+    order = rng.permutation(len(labels))
+    train, test = order[:160], order[160:]
+    pick = lambda idx: [labels[i] for i in idx]  # noqa: E731
+    signal = linear_probe(x[train], pick(train), x[test], pick(test))
+    noise = linear_probe(rng.normal(0, 1, x.shape)[train], pick(train), rng.normal(0, 1, x.shape)[test], pick(test))
+    assert signal["chance"] == 0.25 and signal["test_ci95"][0] > 0.5
+    assert noise["test_accuracy"] < 0.4  # 80 test clips of pure noise: chance, 25 %
+
+
+def test_vision_features_are_the_models_video_tokens(tiny_model_dirs, demo_clip):
+    from dataclasses import replace
+
+    from transformers import AutoProcessor
+
+    from emoreason.evaluation.probe import vision_features
+    from emoreason.models import frame_policy_for
+
+    model_dir = tiny_model_dirs["qwen2_5_vl"]
+    policy = replace(frame_policy_for(AutoProcessor.from_pretrained(str(model_dir))), fps=4.0, max_frames=2,
+                     min_pixels=3136, max_pixels=12544)
+    mean = vision_features(model_dir, [demo_clip, demo_clip], policy)
+    flat = vision_features(model_dir, [demo_clip], policy, pool="flat")
+    assert mean.shape == (2, 128) and np.allclose(mean[0], mean[1], atol=1e-5)  # deterministic, text width
+    assert flat.shape[1] % 128 == 0 and flat.shape[1] > 128
+    assert np.allclose(flat[0].reshape(-1, 128).mean(0), mean[0], atol=1e-5)
+    with pytest.raises(ValueError, match="pool"):
+        vision_features(model_dir, [demo_clip], policy, pool="max")
+
+
 def test_paired_bootstrap_sees_a_real_gain_and_not_a_null_one():
     rng = np.random.default_rng(0)
     a = [{"correct": bool(x)} for x in rng.uniform(size=400) < 0.5]
