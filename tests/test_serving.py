@@ -94,6 +94,12 @@ def _raw(config: EndpointConfig, url: str, kind: str = "video", **params):
     return asyncio.run(go())
 
 
+def same_text(served: str, local: str) -> bool:
+    """The same generated tokens: a reply cut by max_tokens inside a multi-byte character ends in U+FFFD when
+    transformers decodes it, while vLLM's incremental detokenizer holds the incomplete bytes back."""
+    return served.rstrip("\ufffd") == local.rstrip("\ufffd")
+
+
 def frame_list_url(folder) -> str:
     """The folder's frames as an OpenAI-style frame list (``data:video/jpeg;base64,F1,F2,…``), no timing."""
     import base64
@@ -147,7 +153,7 @@ def check_prompt_and_answer_parity(s: dict, sources: list, key: str, max_tokens:
         assert local_ids.tolist() == served_ids, source
         assert batch["input_ids"][0, :trained_prompt].tolist() == served_ids, source
         local_answer = generate(local.model, local.processor, [messages], [loaded], max_new_tokens=max_tokens)[0]
-        assert result.text == local_answer, source
+        assert same_text(result.text, local_answer), source
         answers.add(local_answer)
     assert len(answers) >= len(sources) - 1  # the model answers differently to different inputs
 
@@ -170,7 +176,7 @@ def test_greedy_endpoint_answer_equals_local_answer(served, tmp_path):
     assert [r["source"] for r in remote_rows] == sources == [r["source"] for r in local_rows]
     texts = set()
     for r, loc in zip(remote_rows, local_rows, strict=True):
-        assert r["text"] == loc["text"], r["source"]
+        assert same_text(r["text"], loc["text"]), r["source"]
         texts.add(r["text"])
     assert len(texts) >= len(sources) - 1  # the model answers differently to different inputs
 
