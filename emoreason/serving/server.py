@@ -1,8 +1,9 @@
 """``emoreason serve``: vLLM's OpenAI-compatible server, set up so the served model sees what it was trained on.
 
-* **frames**: videos and frame folders are sampled and resized by the model's saved frame policy (fps, min/max
-  frames, min/max pixels) with emoreason's own loader inside vLLM (:mod:`emoreason.serving.vllm_entry`), and
-  reach the model's processor with the same timing metadata as in training and local evaluation;
+* **frames**: videos, frame folders and frame lists are sampled and resized by the model's saved frame policy
+  (fps, min/max frames, min/max pixels), and images decoded and resized, with emoreason's own loader inside vLLM
+  (:mod:`emoreason.serving.vllm_entry`); they reach the model's processor with the same pixels and timing
+  metadata as in training and local evaluation;
 * the model directory's chat template; one video and one image per prompt; local files readable only under
   ``media_dir``; a bounded context; a cap on one video's size;
 * **safe defaults**: loopback only for the dev/RL endpoints of ``weight_sync``; an API key (passed to vLLM
