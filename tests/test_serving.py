@@ -296,7 +296,7 @@ def test_the_json_variant_satisfies_the_guided_grammar(tmp_path):
     assert json.loads(result.stdout.splitlines()[-1]) == {"json": True, "tags": False}
 
 
-def test_vllm_media_hooks_decode_like_training(tmp_path, demo_clip):
+def test_vllm_media_hooks_decode_like_training(tmp_path):
     """Inside vLLM's own MediaConnector (in vLLM's environment, no server): an image URL gives the pixels
     training's loader gives, and a frame list without timing gives the frames of the same folder read locally
     (sampled and resized by the policy); a frame list with its timing is left to vLLM."""
@@ -322,7 +322,6 @@ def test_vllm_media_hooks_decode_like_training(tmp_path, demo_clip):
 import json, sys
 import numpy as np
 from emoreason.serving import vllm_entry
-from emoreason.serving.server import ServeConfig
 vllm_entry.register_video_loader()
 vllm_entry.read_frame_lists_like_folders()
 vllm_entry.load_images_like_training()
