@@ -135,12 +135,20 @@ def parse_dataclasses(dataclass_types: Sequence[type], path: str | Path | None =
     unknown = set(data) - set(actions)
     if unknown:
         raise ConfigError(unknown_keys_message(unknown, actions, where))
-    for key, value in data.items():
+    for key, value in list(data.items()):
+        if actions[key].nargs in ("+", "*") and value is not None and not isinstance(value, list | dict):
+            # `tasks=cot` is `--tasks cot` on TRL's CLI: a one-item list, its item converted by the field's type
+            convert = actions[key].type if callable(actions[key].type) else (lambda v: v)
+            try:
+                data[key] = value = [convert(value)]
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"{where}: {key}={value!r}: {exc}") from exc
         choices = actions[key].choices
-        if choices is not None and value is not None and value not in choices:
-            close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
-            raise ConfigError(f"{where}: {key}={value!r} is not one of {', '.join(map(str, choices))}"
-                              + (f" (did you mean {close[0]!r}?)" if close else ""))
+        for item in (value if isinstance(value, list) else [value]) if choices is not None else []:
+            if item is not None and item not in choices:
+                close = difflib.get_close_matches(str(item), [str(c) for c in choices], n=1)
+                raise ConfigError(f"{where}: {key}={item!r} is not one of {', '.join(map(str, choices))}"
+                                  + (f" (did you mean {close[0]!r}?)" if close else ""))
     for key, value in env.items():
         os.environ[str(key)] = str(value)
     parser.set_defaults_with_config(**data)

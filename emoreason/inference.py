@@ -25,12 +25,14 @@ def _media_kind(messages: list[dict]) -> str | None:
 
 
 def encode_batch(processor, conversations: Sequence[list[dict]], media: Sequence[LoadedFrames | None],
-                 add_generation_prompt: bool = True, padding_side: str = "left"):
-    """Render each conversation with the chat template and encode it with its frames."""
+                 add_generation_prompt: bool = True, padding_side: str = "left", template_kwargs: dict | None = None):
+    """Render each conversation with the chat template (``template_kwargs``: its extra variables, e.g. TRL's
+    ``chat_template_kwargs``) and encode it with its frames."""
     texts, videos, images, metadata = [], [], [], []
     for messages, loaded in zip(conversations, media, strict=True):
         texts.append(processor.apply_chat_template(messages, tokenize=False,
-                                                   add_generation_prompt=add_generation_prompt))
+                                                   add_generation_prompt=add_generation_prompt,
+                                                   **(template_kwargs or {})))
         kind = _media_kind(messages)
         if kind is None:
             continue

@@ -11,7 +11,8 @@ ground truth lacks the field the reward needs, which TRL then leaves out of that
 * ``au_f1`` — 2·Fβ − 1 between non-negated claimed AUs and the row's evidence AUs (Facial-R1's AU reward), on
   the AUs the evidence source codes; optionally intensity-aware (a hit's credit falls with the distance of its
   letter from the evidence, and a missing letter earns none — the prompt asks for letters).
-* ``au_consistency`` — how well the claimed AUs support the answered emotion (FACS prototype score).
+* ``au_consistency`` — how well the claimed AUs support the answered emotion (FACS prototype score), counting
+  only claims the row's evidence can judge (coded AUs), as ``au_f1`` does.
 
 AU rewards read the training row's AU contract (``emoreason.records``): ``aus``, ``au_intensity``, ``au_coded``
 and ``au_observed``. A row without observed AUs (label-only, prototype evidence) gets ``None`` from every AU
@@ -165,7 +166,9 @@ def _au_f1(parsed: ParsedResponse, row: dict, beta: float = 1.0, intensity_aware
     if truth is None:
         return None
     coded = _aus(row.get("au_coded"))
-    claimed = set(parsed.aus) & coded if coded else set(parsed.aus)  # an uncoded AU is unknown, not wrong
+    if coded is not None and not coded | truth:  # the source measured no AU: nothing to score a claim against
+        return None
+    claimed = _judged_claims(parsed, row)  # an uncoded AU is unknown, not wrong; evidence AUs are always judged
     if not truth and not claimed:
         return 1.0
     hits = claimed & truth
@@ -190,13 +193,25 @@ def _au_f1(parsed: ParsedResponse, row: dict, beta: float = 1.0, intensity_aware
     return 2.0 * f - 1.0
 
 
+def _judged_claims(parsed: ParsedResponse, row: dict) -> set[int]:
+    """The claimed AUs the row's evidence can judge: all of them, or, when the source declares its coded AUs,
+    those coded (or in the evidence) — an AU the source never measured is neither right nor wrong."""
+    coded = _aus(row.get("au_coded"))
+    if coded is None:
+        return set(parsed.aus)
+    return set(parsed.aus) & (coded | (_observed_truth(row) or set()))
+
+
 @_register("au_consistency")
 def _au_consistency(parsed: ParsedResponse, row: dict) -> float | None:
+    """How well the claimed AUs support the answered emotion. Only claims the evidence can judge count: citing
+    an AU the source does not code (the label's prototype AU4 on a detector row) would otherwise earn credit
+    that ``au_f1`` cannot take back, and GRPO would learn to cite unobserved prototype AUs."""
     if row.get("au_observed") is False:  # label-only rows: rewarding the label's prototype AUs is circular
         return None
     if parsed.emotion is None:
         return 0.0
-    return float(prototype_scores(parsed.aus, emotions=[parsed.emotion]).get(parsed.emotion, 0.0))
+    return float(prototype_scores(_judged_claims(parsed, row), emotions=[parsed.emotion]).get(parsed.emotion, 0.0))
 
 
 @_register("valence_arousal")

@@ -175,6 +175,8 @@ def test_no_face_in_any_frame_is_no_evidence_not_nothing_active(dfew, tmp_path):
         assert row["au_source"] == "prototype" and row["au_observed"] is False and row["au_coded"] is None
         assert not any(r["clip_id"] == clip and r["task"] == "au_perception" for r in rows)  # never inferred
     assert summary["prototype_rows"] == 2 and summary["rows_by_au_source"]["prototype"] == 2
+    # the two au_perception rows that could not be made are counted with their reason, not silently missing
+    assert summary["skipped"] == {"au_perception:not_observed": 2}
 
 
 def test_label_only_rows_reason_from_expected_cues_and_get_none_from_au_rewards(synth_root, tmp_path):
@@ -353,14 +355,14 @@ def test_dfew_labels_only_through_synth_cot_with_the_landmark_detector(tmp_path)
         assert not re.search(r"\bframe \d", _text(row))
     assert detector.computed == 0  # the pipeline's cache served the second look
     smile = next(r for r in cot if r["clip_id"] == "dfew-00001")
-    assert {6, 12} <= set(smile["aus"])
+    assert 12 in smile["aus"] and 6 not in smile["aus"]  # AU6 is not a validated detector AU: never cited
     columns = {k: [smile[k]] * 2 for k in smile if k != "prompt"}
     cite = "<think>\nObservations: {} rise.\nInterpretation: x.\nConclusion: x.\n</think>\n<answer>happiness</answer>"
     evidence_score, prototype_score = get_reward("au_f1")(
         prompts=[smile["prompt"]] * 2, completions=[cite.format(" and ".join(f"AU{a}" for a in smile["aus"])),
                                                     cite.format("AU6 and AU12")], **columns)
-    if set(smile["aus"]) != {6, 12}:
-        assert evidence_score > prototype_score
+    assert set(smile["aus"]) != {6, 12}  # the evidence differs from happiness's prototype (AU6 + AU12) ...
+    assert evidence_score > prototype_score  # ... and citing the evidence ranks above citing the prototype
 
 
 @pytest.mark.skipif(_landmarks_available() is not None, reason=str(_landmarks_available()))
@@ -378,3 +380,122 @@ def test_au_detect_csvs_in_au_dir_are_landmark_evidence(tmp_path):
     assert summary["evidence_sources"] == {"detector:landmarks": 1} and summary["failed_by_reason"] == {
         "no_evidence": 2}
     assert rows[0]["clip_id"] == "dfew-00001" and rows[0]["au_source"] == "detector:landmarks"
+
+
+# --- review fixes: what a measurement could not see is unknown, never absent ------------------------------------
+class _CoveredMouthDetector:
+    """What the landmark estimator returns for a clip whose mouth a hand covers throughout (as on
+    tests/data/faces/hand_over_mouth.mp4 when the hand is detected): the mouth AUs are NaN in every frame."""
+
+    name = "covered_mouth"
+
+    def detect(self, record):
+        n = 16
+        briefly = np.full(n, np.nan)
+        briefly[:3] = [0.5, 1.5, 1.0]  # the hand came up after 3 frames: AU6 seen, on too few frames to be coded
+        return {1: np.full(n, 2.5), 2: np.full(n, 2.0), 12: np.full(n, np.nan), 25: np.full(n, np.nan),
+                6: briefly}, 8.0
+
+
+def test_an_au_never_measured_is_not_coded_so_no_absence_and_no_reward_penalty(tmp_path):
+    """A hand over the mouth all clip long: AU12/AU25 were never measured, so 'there is no AU12' is an invented
+    absence and a completion citing AU12 must not be scored as a false positive."""
+    register_detector("covered_mouth", _CoveredMouthDetector)
+    FIXTURES["rafdb"](tmp_path)
+    record = load_records("rafdb", tmp_path)[0]
+    from emoreason.cot.evidence import make_detector
+
+    evidence = evidence_for(record, make_detector("covered_mouth"), use_openface=False, allow_prototype=False)
+    assert evidence.observed and evidence.present(0.5) == [1, 2, 6]
+    assert evidence.coded == frozenset({1, 2, 6})  # 12 and 25 are unknown, not "absent"; what was seen is coded
+    grounding = Grounding.build(analyse(evidence, 0.5), evidence, 1.5)
+    text = ("<think>\nObservations: AU1 and AU2 raise the brows, AU6 lifts the cheeks; there is no AU12.\n"
+            "Interpretation: raised brows."
+            "\nConclusion: surprise.\n</think>\n<answer>surprise</answer>")
+    verdict = verify_rationale(text, "surprise", grounding.present, grounding.key, grounding=grounding)
+    assert "uncoded_absence" in verdict.reasons
+    row = {"aus": [1, 2, 6], "au_observed": True, "au_coded": sorted(evidence.coded), "emotion": "surprise"}
+    cites_mouth = text.replace("there is no AU12", "AU12 pulls the lip corners")
+    assert get_reward("au_f1")(prompts=["p"], completions=[cites_mouth], **{k: [v] for k, v in row.items()}) == [1.0]
+
+
+def test_au_detect_csvs_cite_only_the_validated_aus_like_the_detector(tmp_path):
+    """One path, two producers: an `au-detect` CSV (its .au.json beside it) is read with the same 'reliable'
+    rule as `detector: landmarks` — AU4 (AUC 0.19 in docs/au_estimator.md) is never evidence by default."""
+    from emoreason.au.geometry import reliable_aus
+
+    FIXTURES["rafdb"](tmp_path)
+    record = load_records("rafdb", tmp_path)[0]
+    csv = Path(record.media["path"]).with_suffix(".csv")
+    write_openface_csv(csv, {4: [4.0], 9: [3.0], 12: [3.0], 25: [2.0]})
+    csv.with_suffix(".au.json").write_text(json.dumps({"baseline_mode": "image"}))
+    evidence = evidence_for(record)
+    assert evidence.source == "detector:landmarks"
+    assert evidence.present(0.5) == [12, 25]
+    assert evidence.coded == frozenset({12, 25}) and evidence.coded <= set(reliable_aus("image"))
+    everything = evidence_for(record, landmark_aus="all")
+    assert everything.present(0.5) == [4, 9, 12, 25]
+    csv.with_suffix(".au.json").write_text("{not json")
+    with pytest.raises(EvidenceError, match=r"\.au\.json"):
+        evidence_for(record)
+
+
+class _VersionedDetector:
+    """A detector plugin whose model version is part of its fingerprint (as LandmarkAUDetector's cache key)."""
+
+    name = "versioned"
+    version = "v1"
+
+    def __init__(self, **options):
+        pass
+
+    def fingerprint(self) -> str:
+        return type(self).version
+
+    def detect(self, record):
+        level = 3.0 if type(self).version == "v1" else 0.0  # v2 sees AU12 nowhere
+        return {12: np.full(1, level), 1: np.full(1, 2.0)}, None
+
+
+def test_resume_rebuilds_shards_made_under_another_detector_version(tmp_path):
+    """Resuming after the estimator changed (code, calibration, cited AUs) must not keep old shards beside new
+    ones: the shard fingerprint covers the detector's fingerprint; an unchanged detector reuses every shard."""
+    register_detector("versioned", _VersionedDetector)
+    FIXTURES["rafdb"](tmp_path / "raf")
+    cfg = dict(dataset_format="rafdb", dataset_root=str(tmp_path / "raf"), output_dir=str(tmp_path / "out"),
+               detector="versioned", allow_prototype=False, shard_size=2, tasks={"cot": 1.0}, key_au_threshold=0.5)
+
+    def run():
+        out = CoTPipeline(CoTConfig(**cfg), progress=False).run()
+        rows = [json.loads(x) for x in (out / "data.jsonl").read_text().splitlines()]
+        return rows, json.loads((out / "summary.json").read_text())["shards"]
+
+    _VersionedDetector.version = "v1"
+    first, _ = run()
+    assert first and all(12 in r["aus"] for r in first)
+    again, shards = run()
+    assert shards["reused"] == shards["total"] and shards["rebuilt"] == 0
+    _VersionedDetector.version = "v2"
+    after, shards = run()
+    assert shards["rebuilt"] == shards["total"] > 0
+    assert after and not any(12 in r["aus"] for r in after)  # no row from the old detector survives
+
+
+@pytest.mark.parametrize(("peaks", "label"), [
+    ({1: 2.0, 12: 3.0}, "happiness"), ({12: 4.0, 25: 3.0}, "happiness"), ({1: 2.0, 12: 3.0}, "surprise"),
+    ({1: 2.0, 12: 3.0}, "neutral"), ({2: 2.5, 25: 2.0}, "sadness"),
+])
+def test_evidence_that_misses_the_label_prototype_still_gets_a_valid_truthful_rationale(peaks, label):
+    """Real detectors often see a partial or off-prototype set (a smile with parted lips; brows with a smile).
+    The template must still write an Interpretation (an empty one was rejected as 'format', losing the clip),
+    and never call active AUs inactive ("neutral, since no expressive AU is active" beside AU1 and AU12)."""
+    from emoreason.cot.evidence import AUEvidence
+
+    evidence = AUEvidence("detector:landmarks", True, dict(peaks), coded=frozenset(peaks))
+    analysis = analyse(evidence, 0.5)
+    grounding = Grounding.build(analysis, evidence, 1.5)
+    for seed in range(40):
+        text = compose_rationale(analysis, label, seed, coded=evidence.coded, noun="image").text
+        verdict = verify_rationale(text, label, grounding.present, grounding.key, grounding=grounding)
+        assert verdict.ok, (seed, verdict.reasons, verdict.details, text)
+        assert "no expressive AU" not in text, text

@@ -219,6 +219,7 @@ def test_training_logs_completions_and_tokens(tmp_path, tiny_model_dirs, grpo_da
     assert "completions/mean_length" in logged and "completions/clipped_ratio" in logged
 
 
+@pytest.mark.slow  # two processes: about 1.5 min on 2 cores; CI runs it in `make test-slow`
 def test_two_process_grpo_step(tmp_path, tiny_model_dirs, grpo_data):
     recipe = recipe_yaml(tmp_path / "g.yaml", {
         "model_name_or_path": str(tiny_model_dirs["qwen2_5_vl"]), "dataset_name": str(grpo_data),
@@ -299,9 +300,122 @@ def test_vllm_rollout_settings_fail_early(tmp_path, tiny_model_dirs, grpo_data):
     with pytest.raises(ValueError, match="QLoRA with vLLM rollouts is not supported"):  # checked before the server
         build_trainer(_recipe(tmp_path, tiny_model_dirs["qwen2_5_vl"], grpo_data, use_vllm=True, vllm_mode="server",
                               use_peft=True, load_in_4bit=True))
+    # TRL's own rule, which its __init__ checks only when it builds its vLLM backend (ours runs with it off)
+    with pytest.raises(ValueError, match="VESPO loss requires `vllm_importance_sampling_mode`"):
+        build_trainer(_recipe(tmp_path, tiny_model_dirs["qwen2_5_vl"], grpo_data, use_vllm=True, vllm_mode="server",
+                              loss_type="vespo", vllm_importance_sampling_mode="sequence_mask"))
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(RolloutError, match="emoreason serve"):
         build_trainer(_recipe(tmp_path, tiny_model_dirs["qwen2_5_vl"], grpo_data, use_vllm=True, vllm_mode="server",
                               vllm_server_base_url=f"http://127.0.0.1:{port}"))
+
+
+def test_trls_chat_template_options_shape_the_video_prompt(tmp_path, tiny_model_dirs, grpo_data):
+    """chat_template_kwargs render the prompt as TRL renders it (they used to be ignored for video rows); tools,
+    which the video prompts do not render, are refused."""
+    from trl import GRPOTrainer
+
+    from emoreason.grpo.trainer import VideoGRPOTrainer
+
+    trainer, processor = build_trainer(_recipe(tmp_path, tiny_model_dirs["qwen2_5_vl"], grpo_data,
+                                               chat_template_kwargs={"add_vision_id": True}))
+    row = dict(trainer.train_dataset[0])
+    trainer._rows = [row]
+    try:
+        prompt_ids, _, _ = trainer._tokenize_prompts([row["prompt"]])
+    finally:
+        trainer._rows = trainer._media_rows = trainer._rollout_inputs = None
+    assert "Video 1: <|vision_start|>" in processor.tokenizer.decode(prompt_ids[0])
+
+    def emotion_tool(name: str) -> str:
+        """Look an emotion up.
+
+        Args:
+            name: the emotion.
+        """
+        return name
+
+    assert "tools" in inspect.signature(GRPOTrainer.__init__).parameters
+    with pytest.raises(ValueError, match="tools"):
+        VideoGRPOTrainer(model=trainer.model, reward_funcs=trainer.reward_funcs, args=trainer.args,
+                         processing_class=processor, train_dataset=trainer.train_dataset, tools=[emotion_tool])
+
+
+def test_evaluation_generates_scores_and_logs_under_eval(tmp_path, tiny_model_dirs, grpo_data):
+    """trainer.evaluate() runs TRL's eval path (no buffering; num_generations_eval) with the clips' media."""
+    import datasets
+
+    splits = datasets.load_from_disk(str(grpo_data))
+    test_split = "test" if "test" in splits else next(s for s in splits if s != "train")
+    trainer, _ = build_trainer(_recipe(tmp_path, tiny_model_dirs["qwen2_5_vl"], grpo_data, eval_strategy="steps",
+                                       eval_steps=1, dataset_test_split=test_split, per_device_eval_batch_size=4,
+                                       num_generations_eval=2))
+    trainer.eval_dataset = trainer.eval_dataset.select(range(min(4, len(trainer.eval_dataset))))
+    metrics = trainer.evaluate()
+    assert np.isfinite(metrics["eval_loss"]) and "eval_reward" in metrics
+    assert metrics["eval_rewards/format_reward/mean"] is not None
+    assert not trainer._metrics["eval"]  # flushed into the logged metrics
+
+
+def test_media_travel_with_their_rows_through_trls_shuffle_and_split(tmp_path, tiny_model_dirs, grpo_data):
+    """With steps_per_generation=2, TRL shuffles the generated batch and splits it into two buffered steps: each
+    row's clip tensors (a list the trainer adds) must move with its completion and advantage."""
+    trainer, _ = build_trainer(_recipe(tmp_path, tiny_model_dirs["qwen2_5_vl"], grpo_data,
+                                       per_device_train_batch_size=2, steps_per_generation=2,
+                                       gradient_accumulation_steps=2))
+    generated = {}
+    generate = trainer._generate_and_score_completions
+
+    def keep(rows):  # the batch as generated, before TRL shuffles it
+        generated.update(generate(rows))
+        return generated
+
+    trainer._generate_and_score_completions = keep
+    trainer.model.train()
+    trainer._step, trainer._buffered_inputs = 0, None
+    torch.manual_seed(3)
+    trainer._prepare_inputs([dict(trainer.train_dataset[i]) for i in (0, 0, 1, 1)])
+    clips = generated["media"]
+    assert not torch.equal(clips[0]["pixel_values_videos"], clips[2]["pixel_values_videos"])
+
+    def completion(out, i):
+        return tuple(out["completion_ids"][i][out["completion_mask"][i].bool()].tolist())
+
+    origin = {completion(generated, i): i for i in range(4)}
+    assert len(origin) == 4  # distinct samples identify the rows
+    placed = []
+    for batch in trainer._buffered_inputs:
+        for j in range(2):
+            i = origin[completion(batch, j)]
+            placed.append(i)
+            assert torch.equal(batch["media"][j]["pixel_values_videos"], clips[i]["pixel_values_videos"])
+            assert torch.equal(batch["advantages"][j], generated["advantages"][i])
+    assert sorted(placed) == [0, 1, 2, 3] and placed != [0, 1, 2, 3]  # every row once, shuffled
+
+
+@pytest.mark.slow  # two GRPO runs (about a minute); the SFT resume test covers the checkpoint choice fast
+def test_killed_run_resumes_from_its_last_complete_checkpoint(tmp_path, tiny_model_dirs, grpo_data):
+    """A GRPO run killed while saving step 2 resumes at step 2 from checkpoint-1: no step trains twice."""
+    from transformers import TrainerCallback
+
+    from emoreason.grpo.train import run_grpo
+
+    first = _recipe(tmp_path, tiny_model_dirs["qwen2_5_vl"], grpo_data, max_steps=2, save_steps=1)
+    run_grpo(first)
+    out = tmp_path / "g"
+    (out / "checkpoint-2" / "trainer_state.json").unlink()  # the kill: Trainer writes it last
+    resumed = _recipe(tmp_path, tiny_model_dirs["qwen2_5_vl"], grpo_data, max_steps=2, save_steps=1)
+    assert resumed.resume_from() == str(out / "checkpoint-1")
+    trainer, _ = build_trainer(resumed)
+    steps_run: list[int] = []
+
+    class Record(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            steps_run.append(state.global_step)
+
+    trainer.add_callback(Record())
+    trainer.train(resume_from_checkpoint=resumed.resume_from())
+    assert steps_run == [2] and trainer.state.global_step == 2
+    assert [h["step"] for h in trainer.state.log_history if "reward" in h] == [1, 2]  # step 1's log, restored

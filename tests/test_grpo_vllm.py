@@ -120,3 +120,26 @@ def test_rollout_faults_are_named(tmp_path, rollout_server):
     live = VLLMServerRollouts(f"http://127.0.0.1:{rollout_server.cfg.port}", tmp_path / "sync", timeout_s=60)
     with pytest.raises(RolloutError, match="HTTP"):
         live.load_weights({"model.not_a_weight": torch.zeros(2)})
+
+
+def test_trl_sampling_options_reach_the_vllm_sampler(tmp_path, tiny_model_dirs, grpo_data, rollout_server):
+    """top_k / min_p / repetition_penalty / generation_kwargs sample on the server as on TRL's own vLLM path (they
+    used to be dropped there while HF rollouts honoured them)."""
+    runs = []
+
+    def sample(**kw):
+        runs.append(kw)
+        trainer = _trainer(tmp_path / f"run{len(runs)}", tiny_model_dirs, grpo_data, rollout_server,
+                           num_generations=4, **kw)
+        trainer.model.train()
+        out = trainer._generate_and_score_completions([dict(trainer.train_dataset[0]) for _ in range(4)])
+        mask = out["completion_mask"].bool()
+        return ({tuple(ids[m].tolist()) for ids, m in zip(out["completion_ids"], mask, strict=True)},
+                out["sampling_per_token_logps"][mask])
+
+    free, _ = sample()
+    assert len(free) > 1  # temperature 1 on an untrained model: the 4 samples differ
+    for options in ({"top_k": 1}, {"generation_kwargs": {"top_k": 1}}):  # generation_kwargs: vLLM's names
+        greedy, logps = sample(**options)
+        assert len(greedy) == 1, options  # one candidate per step: every sample is the same
+        assert torch.all(logps == 0), options  # the processed log-prob of the only candidate

@@ -148,3 +148,33 @@ def test_accelerate_configs_are_valid_for_accelerate(path, monkeypatch):
             assert env["ACCELERATE_DEEPSPEED_ZERO3_SAVE_16BIT_MODEL"] == "true"
     else:
         assert args.multi_gpu
+
+
+def test_a_single_value_for_a_list_option_is_a_one_item_list_as_on_trls_cli(tmp_path):
+    """`--tasks cot` on TRL's CLI gives ["cot"]; `tasks=cot` used to stay the string "cot", which the row
+    selection read as the tasks "c", "o", "t" (and `reward_funcs=format` as six unknown rewards)."""
+    sft = load_recipe("sft", _base(tmp_path), ["tasks=cot", "report_to=none"])
+    assert sft.script.tasks == ["cot"]
+    grpo = load_recipe("grpo", _base(tmp_path), ["reward_funcs=format", "reward_weights=2"])
+    assert grpo.script.reward_funcs == ["format"] and grpo.training.reward_weights == [2.0]
+    # ModelConfig collapses a one-item list as it does for TRL's CLI (`all-linear` reaches peft as the string)
+    assert load_recipe("sft", _base(tmp_path), ["use_peft=true", "lora_target_modules=all-linear"]
+                       ).model.lora_target_modules == "all-linear"
+
+
+def test_unknown_sft_tasks_are_refused_naming_the_known_ones(tmp_path):
+    """A misspelt task used to leave its rows out of training with only an info log line."""
+    from emoreason.reasoning.prompts import TASKS
+
+    with pytest.raises(ConfigError, match=r"tasks='emotoin' is not one of .*\(did you mean 'emotion'\?\)"):
+        load_recipe("sft", _base(tmp_path), ["tasks=[cot,emotoin]"])
+    assert load_recipe("sft", _base(tmp_path), [f"tasks=[{','.join(TASKS)}]"]).script.tasks == list(TASKS)
+
+
+def test_sft_loss_options_the_video_collator_cannot_honour_are_refused(tmp_path):
+    """The video collator labels the assistant turns only: `completion_only_loss: false` (TRL: loss on the prompt
+    too) used to be ignored without a word."""
+    with pytest.raises(ConfigError, match="completion_only_loss"):
+        load_recipe("sft", _base(tmp_path), ["completion_only_loss=false"])
+    for value in ("true", "null"):  # what the collator does anyway
+        load_recipe("sft", _base(tmp_path), [f"completion_only_loss={value}"])

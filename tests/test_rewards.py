@@ -91,6 +91,31 @@ def test_au_rewards_are_none_without_observed_aus_and_score_coded_aus_only():
     assert call("au_f1", [with_au9]) == [pytest.approx(0.6)]
 
 
+def test_au_f1_judges_present_aus_even_outside_the_coded_set_and_abstains_when_nothing_is_coded():
+    """Evidence AUs are always judged (an AU seen on a few frames is present though not measured often enough to
+    be declared coded), and a row whose source measured no AU at all has nothing to score against: None."""
+    partly = {**ROW, "au_observed": True, "au_coded": [6]}  # AU12 present, but seen on too few frames to be coded
+    assert call("au_f1", [GOOD], [partly]) == [pytest.approx(1.0)]
+    nothing = {**ROW, "au_observed": True, "aus": [], "au_intensity": "{}", "au_coded": []}
+    assert call("au_f1", [GOOD, "<answer>happiness</answer>"], [nothing, nothing]) == [None, None]
+
+
+def test_citing_an_uncoded_prototype_au_earns_nothing_extra():
+    """A landmark-detector row (AU4 is not a validated detector AU, so not coded): a completion that adds the
+    unobserved AU4 of sadness's prototype (1+4+15) must not out-score the one citing only the evidence — else
+    GRPO (au_f1 + au_consistency, as the DFEW recipes use) pays the policy to hallucinate prototype AUs."""
+    row = {"emotion": "sadness", "aus": [1, 15], "au_intensity": '{"1": 2.0, "15": 3.0}', "au_observed": True,
+           "au_coded": [1, 2, 12, 15, 23, 25, 26, 45]}
+    text = ("<think>\nObservations: {}.\nInterpretation: the brows and mouth corners move.\n"
+            "Conclusion: The face shows sadness.\n</think>\n<answer>sadness</answer>")
+    evidence = text.format("AU1 (inner brow raiser, B) and AU15 (lip corner depressor, C) rise")
+    with_prototype = text.format("AU1 (inner brow raiser, B), AU4 (brow lowerer, B) and AU15 (lip corner "
+                                 "depressor, C) rise")
+    scores = {name: call(name, [evidence, with_prototype], [row, row]) for name in ("au_f1", "au_consistency")}
+    assert scores["au_f1"] == [1.0, 1.0]  # AU4 is not coded: neither right nor wrong
+    assert scores["au_consistency"][0] == scores["au_consistency"][1] > 0, scores
+
+
 def test_facial_r1_rarity_weight():
     rare, common = {**ROW, "au_rarity": 1.0}, {**ROW, "au_rarity": 0.25}
     assert call("au_f1", [GOOD, GOOD], [rare, common], rarity_scale=10.0) == [10.0, 2.5]

@@ -176,11 +176,15 @@ def test_resume_continues_from_the_saved_step(tmp_path, tiny_model_dirs, cot_dat
     run_sft(first)
     checkpoints = sorted((tmp_path / "out").glob("checkpoint-*"))
     assert [c.name for c in checkpoints][-1] == "checkpoint-4"
-    import shutil
-
-    shutil.rmtree(checkpoints[-1])  # as if killed after step 2's checkpoint
+    # as if killed while writing step 4's checkpoint: Trainer writes trainer_state.json last
+    for name in ("trainer_state.json", "optimizer.pt", "scheduler.pt", "rng_state.pth"):
+        (checkpoints[-1] / name).unlink(missing_ok=True)
     resumed = _recipe(tmp_path, tiny_model_dirs["qwen2_5_vl"], cot_dataset, max_steps=4, save_steps=2)
-    assert resumed.resume_from() == str(checkpoints[0])  # a killed run resumes from its last checkpoint
+    # a killed run resumes from its last *complete* checkpoint (transformers' get_last_checkpoint would pick the
+    # half-written one, whose missing state restarts the step count: steps 1-4 again)
+    assert resumed.resume_from() == str(checkpoints[0])
+    assert _recipe(tmp_path, tiny_model_dirs["qwen2_5_vl"], cot_dataset, max_steps=4, save_steps=2,
+                   resume_from_checkpoint="true").resume_from() == str(checkpoints[0])
     trainer, _ = build_trainer(resumed)
     from transformers import TrainerCallback
 
@@ -195,6 +199,7 @@ def test_resume_continues_from_the_saved_step(tmp_path, tiny_model_dirs, cot_dat
     assert trainer.state.global_step == 4 and steps_run == [3, 4]
 
 
+@pytest.mark.slow  # two processes: about 1.5 min on 2 cores; CI runs it in `make test-slow`
 def test_two_process_accelerate_training_keeps_ranks_identical(tmp_path, tiny_model_dirs, cot_dataset):
     """2 processes (gloo): ranks stay identical, and the row check is split over both ranks and their dataloader
     workers yet counts the whole dataset — the same rows removed on every rank."""

@@ -18,7 +18,8 @@ from recipe_support import ROOT, recipe_yaml
 from safetensors.torch import load_file
 
 BACKENDS = [
-    pytest.param("fsdp2", id="fsdp2"),
+    # two processes training full and LoRA: minutes on 2 cores, so in CI's `make test-slow`
+    pytest.param("fsdp2", id="fsdp2", marks=pytest.mark.slow),
     # DeepSpeed runs ZeRO-3 on CPU (DS_ACCELERATOR=cpu, gloo) but is not a dependency: `pip install deepspeed`
     pytest.param("zero3", id="zero3", marks=[pytest.mark.slow, pytest.mark.skipif(
         importlib.util.find_spec("deepspeed") is None, reason="deepspeed is not installed")]),

@@ -47,6 +47,7 @@ class AUConfig:
     refine: bool = True
     hand_every: int = 10  # occlusion check by hand detection every N frames (0 = off)
     baseline_percentile: float = 10.0
+    max_baseline_shift: float = 2.5  # FACS steps a clip's neutral may sit from the population face (geometry)
     max_yaw: float = 35.0
     max_pitch: float = 30.0
     min_eye_distance_px: float = 20.0
@@ -60,7 +61,8 @@ class AUConfig:
     def limits(self) -> QualityLimits:
         return QualityLimits(max_yaw=self.max_yaw, max_pitch=self.max_pitch,
                              min_eye_distance_px=self.min_eye_distance_px,
-                             baseline_percentile=self.baseline_percentile)
+                             baseline_percentile=self.baseline_percentile,
+                             max_baseline_shift=self.max_baseline_shift)
 
     def key(self) -> str:
         """Cache/resume key: these settings, the calibration, the estimator's code and the landmarker's version."""
@@ -144,6 +146,11 @@ def analyse_media(path: str | Path, config: AUConfig | None = None) -> MediaAUs:
     if not aus.valid.any():
         reasons = sorted({f for flags in aus.flags for f in flags})
         warnings.append(f"no usable face in any frame ({', '.join(reasons)})")
+    if aus.baseline_limited:
+        shifts = ", ".join(f"{m} {v:.1f}" for m, v in sorted(aus.baseline_limited.items()))
+        warnings.append(f"no neutral frame for some measures: the clip's own baseline sat far from the "
+                        f"population-neutral face ({shifts} FACS steps) and was limited to "
+                        f"{config.max_baseline_shift} steps; an expression held all clip long reads lower")
     if track.faces.max(initial=0) > 1:
         warnings.append(f"several faces (up to {track.faces.max()}); kept the {config.select} one")
     return MediaAUs(stream.path, stream.kind, stream.fps, indices / stream.fps, aus, track.faces, warnings,
@@ -183,6 +190,7 @@ def sidecar(result: MediaAUs, config: AUConfig, source_hash: str | None = None) 
             "estimator": ESTIMATOR_VERSION, "config": dataclasses.asdict(config), "config_key": config.key(),
             "flag_counts": counts, "flags": flagged, "warnings": result.warnings,
             "baseline": {k: round(v, 4) for k, v in aus.baseline.items()},
+            "baseline_limited": aus.baseline_limited,
             "pose_deg_median": [None if not np.isfinite(x) else round(float(x), 1)
                                 for x in np.nanmedian(aus.pose, axis=0)] if aus.valid.any() else None}
 

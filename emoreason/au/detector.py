@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from emoreason.au.analysis import AUConfig, analyse_media, write_outputs
-from emoreason.au.geometry import reliable_aus
+from emoreason.au.geometry import cited_aus
 from emoreason.au.media import content_hash
 from emoreason.datasets.openface import read_openface_csv
 from emoreason.records import SampleRecord
@@ -35,8 +35,7 @@ class LandmarkAUDetector:
 
     def __init__(self, cache_dir: str | Path = ".cache/emoreason-au", min_confidence: float = 0.8,
                  aus: str | list[int] = "reliable", **config):
-        if aus != "reliable" and aus != "all" and not isinstance(aus, list | tuple):
-            raise ValueError(f"aus must be 'reliable', 'all' or a list of AU numbers, got {aus!r}")
+        cited_aus(aus, "video", ())  # validates ``aus`` now, not on the first clip
         self.cache_dir = Path(cache_dir)
         self.config = AUConfig(**config)
         self.min_confidence = min_confidence
@@ -44,6 +43,11 @@ class LandmarkAUDetector:
         # detector codes are the keys of what ``detect`` returns (they depend on the media's mode).
         self.cite = aus
         self.computed = 0  # files analysed (not served from the cache), for reports and tests
+
+    def fingerprint(self) -> str:
+        """What this detector's evidence depends on (the estimator's cache key — its code, calibration,
+        settings, MediaPipe version — and the AUs it cites): ``synth-cot`` rebuilds shards when it changes."""
+        return json.dumps([self.config.key(), self.cite, self.min_confidence], default=str)
 
     def _media_path(self, record: SampleRecord) -> Path:
         path = record.media.get("path")
@@ -69,11 +73,8 @@ class LandmarkAUDetector:
         track = read_openface_csv(csv_path)
         if not track.valid(self.min_confidence).any():
             return {}, track.fps
-        if self.cite == "reliable":
-            mode = json.loads(csv_path.with_suffix(".au.json").read_text())["baseline_mode"]
-            keep = set(reliable_aus(mode))
-        else:
-            keep = set(track.intensity) if self.cite == "all" else {int(a) for a in self.cite}
+        mode = json.loads(csv_path.with_suffix(".au.json").read_text())["baseline_mode"]
+        keep = cited_aus(self.cite, mode, track.intensity)
         usable = track.valid(self.min_confidence)
         # NaN (unknown) where there is no usable face; the CSV already holds NaN where an AU's region is covered
         frames = {au: np.where(usable, v, np.nan) for au, v in track.intensity.items() if au in keep}

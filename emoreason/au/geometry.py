@@ -26,12 +26,13 @@ Frames with no face, an implausible mesh, extreme pose or an occluded region giv
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from emoreason.au.canonical import CANONICAL_FACE
+from emoreason.knowledge.coded_aus import OPENFACE_AUS
 
 # --- FaceMesh topology (indices into the 468-point mesh; subject's right = image left) --------------------
 RIGHT_EYE = {"outer": 33, "inner": 133, "upper": (160, 159, 158), "lower": (144, 145, 153)}
@@ -187,7 +188,9 @@ AU_SPECS: dict[int, AUSpec] = {s.au: s for s in (
     AUSpec(2, (("outer_brow", 1),), ("brows",), ("video",), "lateral brows raised"),
     AUSpec(4, (("inner_brow", -1),), ("brows",), (), "brows lowered (and drawn together)"),
     AUSpec(5, (("upper_lid", 1), ("eye_open", 1)), ("eyes",), (), "upper lid raised, eye widened"),
-    AUSpec(6, (("cheek", 1), ("lower_lid", 1)), ("eyes", "cheeks"), ("video",),
+    # not reliable: held-out SynthFACS AUC 0.78 < 0.8, and its real-face AUC comes from a smile where AU6 and
+    # AU12 share every frame (docs/au_estimator.md), which does not show AU6 apart from AU12
+    AUSpec(6, (("cheek", 1), ("lower_lid", 1)), ("eyes", "cheeks"), (),
            "cheeks raised, lower lid pushed up"),
     AUSpec(7, (("lower_lid", 1), ("eye_open", -1)), ("eyes",), (), "lower lid raised and tightened"),
     AUSpec(9, (("alae", 1),), ("nose",), (), "nostril wings raised (nose wrinkled)"),
@@ -207,8 +210,9 @@ AU_SPECS: dict[int, AUSpec] = {s.au: s for s in (
     AUSpec(45, (("eye_open", -1),), ("eyes",), ("video", "image"), "eyes closed (AU43 held / AU45 blink)"),
 )}
 
-# The AU columns OpenFace 2.x writes (17 intensities; occurrence adds AU28, which we do not estimate).
-OPENFACE_R_AUS: tuple[int, ...] = (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 45)
+# The AU columns OpenFace 2.x writes (17 intensities; occurrence adds AU28, which we do not estimate): the
+# coded-AU set of the ``openface`` source, from the one place that declares it.
+OPENFACE_R_AUS: tuple[int, ...] = OPENFACE_AUS
 
 
 # The directions AUs move each measure (+1: an AU increases it), for the baseline.
@@ -221,6 +225,20 @@ for _spec in AU_SPECS.values():
 def reliable_aus(mode: str) -> tuple[int, ...]:
     """AUs whose estimate held up in validation for ``mode`` (video | image)."""
     return tuple(au for au, spec in AU_SPECS.items() if mode in spec.reliable)
+
+
+def cited_aus(cite: str | Sequence[int], mode: str, available: Iterable[int]) -> set[int]:
+    """Of the AUs ``available`` in an estimate, those that may be cited as evidence: ``"reliable"`` (the AUs
+    validated for the baseline ``mode``, the default of both ``detector: landmarks`` and au-detect CSVs),
+    ``"all"``, or an explicit list of AU numbers."""
+    available = {int(a) for a in available}
+    if cite == "reliable":
+        return available & set(reliable_aus(mode))
+    if cite == "all":
+        return available
+    if isinstance(cite, str) or not isinstance(cite, Sequence):
+        raise ValueError(f"aus must be 'reliable', 'all' or a list of AU numbers, got {cite!r}")
+    return available & {int(a) for a in cite}
 
 
 # --- pose -----------------------------------------------------------------------------------------------
@@ -292,7 +310,8 @@ def neutral_reference() -> dict[str, float]:
 
 
 def neutral_baseline(measures: Mapping[str, np.ndarray], usable: np.ndarray, mode: str,
-                     limits: QualityLimits) -> tuple[dict[str, float], bool]:
+                     limits: QualityLimits, units: Mapping | None = None,
+                     limited: dict[str, float] | None = None) -> tuple[dict[str, float], bool]:
     """Each measure's neutral value, and whether it came from the clip (else the population reference).
 
     Video: a robust low percentile of the measure in the direction its AUs move it (the clip's most neutral
@@ -300,7 +319,14 @@ def neutral_baseline(measures: Mapping[str, np.ndarray], usable: np.ndarray, mod
     share (lip corners: AU12 up / AU15 down; brow heads: AU1 / AU4; mouth width: AU20 / AU14, AU23; eye
     opening: AU5 / AU7, AU45) gets ONE neutral value, or a smile clip's smiling frames would be the neutral
     of AU15: of the two candidate ends (low and high percentile) the one nearer the population-neutral face
-    is taken. The person's own shape offsets both ends alike, so it rarely changes which is nearer."""
+    is taken. The person's own shape offsets both ends alike, so it rarely changes which is nearer.
+
+    Sanity check against the population-neutral face: a short clip with no neutral frame (DFEW/MAFW clips often
+    show the expression throughout) has an expression as its "neutral", which would read a smile held all clip
+    long as no AU12. For the measures in ``limits.baseline_checked`` (identity moves them little, so a far
+    baseline means an expression), a clip baseline more than ``limits.max_baseline_shift`` FACS steps (``units``)
+    from the population-neutral value is pulled back to that distance; ``limited`` receives measure → the
+    shift in steps before the limit (reported as a warning by ``au-detect``)."""
     reference = neutral_reference()
     if mode != "video" or usable.sum() < limits.min_baseline_frames:
         return reference, False
@@ -319,7 +345,27 @@ def neutral_baseline(measures: Mapping[str, np.ndarray], usable: np.ndarray, mod
             out[name] = high
         else:
             out[name] = low if abs(low - reference[name]) <= abs(high - reference[name]) else high
+        if units is not None and name in limits.baseline_checked:
+            out[name] = _limit_shift(name, out[name], reference[name], units, limits.max_baseline_shift, limited)
     return out, True
+
+
+def _limit_shift(name: str, value: float, reference: float, units: Mapping, max_steps: float,
+                 limited: dict[str, float] | None) -> float:
+    """``value`` pulled to within ``max_steps`` FACS steps of ``reference``; the step is that of an AU moving
+    ``name`` in the direction of the shift (no AU moves it that way: not an expression, left as it is)."""
+    shift = value - reference
+    direction = 1 if shift > 0 else -1
+    steps = [units[(au, name)] for au, spec in AU_SPECS.items() for m, sign in spec.components
+             if m == name and sign == direction and (au, name) in units]
+    if not steps or shift == 0:
+        return value
+    step = min(steps)  # the finest step: the most AU-intensity a shift could stand for
+    if abs(shift) <= max_steps * step:
+        return value
+    if limited is not None:
+        limited[name] = round(abs(shift) / step, 2)
+    return reference + direction * max_steps * step
 
 
 # --- AU intensities ---------------------------------------------------------------------------------------
@@ -335,6 +381,9 @@ class AUFrames:
     pose: np.ndarray  # (T, 3) yaw, pitch, roll
     mode: str  # video | image: what the baseline came from
     baseline: dict[str, float] = field(default_factory=dict)  # measure → its neutral value
+    # measure → how many FACS steps the clip's own neutral sat from the population-neutral face, where that was
+    # implausible (no neutral frame in the clip) and the baseline was pulled back (``neutral_baseline``)
+    baseline_limited: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -348,6 +397,12 @@ class QualityLimits:
     min_eye_distance_px: float = 20.0  # inter-ocular distance below which landmarks are too coarse
     min_baseline_frames: int = 8  # fewer valid frames than this: video mode falls back to the image reference
     baseline_percentile: float = 10.0
+    # A clip's neutral may sit at most this many FACS steps from the population-neutral face on the measures
+    # below (docs/au_estimator.md, "Clips without neutral frames": clips with neutral frames, real and 40 held-out
+    # SynthFACS identities, sit within 2.1 steps; a real clip smiling throughout sits 3.0-7.9 steps away). Brows,
+    # lids, cheeks, jaw and mouth width vary by identity as much as by expression, so they are not checked.
+    max_baseline_shift: float = 2.5
+    baseline_checked: tuple[str, ...] = ("corner_height", "corner_vs_lips", "lip_gap")
 
 
 def frame_quality(front: Frontalised, landmarks: np.ndarray, limits: QualityLimits) -> tuple[np.ndarray,
@@ -409,7 +464,8 @@ def estimate(landmarks: np.ndarray, mode: str = "auto", calibration: Mapping | N
     measures = compute_measures(np.where(valid[:, None, None], front.points, np.nan))
     units, thresholds = calibration["units"], calibration["thresholds"]
     unoccluded = valid & np.array([not any(f.startswith("occluded:") for f in flags[i]) for i in range(t)])
-    reference, from_clip = neutral_baseline(measures, unoccluded, mode, limits)
+    limited: dict[str, float] = {}
+    reference, from_clip = neutral_baseline(measures, unoccluded, mode, limits, units, limited)
     intensity: dict[int, np.ndarray] = {}
     occurrence: dict[int, np.ndarray] = {}
     baseline: dict[str, float] = {}
@@ -435,4 +491,4 @@ def estimate(landmarks: np.ndarray, mode: str = "auto", calibration: Mapping | N
     intensity = {au: v for au, v in intensity.items() if au in wanted}
     occurrence = {au: v for au, v in occurrence.items() if au in wanted}
     return AUFrames(intensity, occurrence, valid, confidence, flags, front.pose,
-                    mode if from_clip else "image", baseline)
+                    mode if from_clip else "image", baseline, limited)

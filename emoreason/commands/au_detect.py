@@ -28,6 +28,9 @@ def register(subparsers) -> None:
     p.add_argument("--hand-every", type=int, default=10,
                    help="check for a hand covering the face every N frames (0 = off)")
     p.add_argument("--baseline-percentile", type=float, default=10.0)
+    p.add_argument("--max-baseline-shift", type=float, default=2.5,
+                   help="FACS steps a clip's own neutral may sit from the population-neutral face on the lip "
+                        "measures before it is pulled back (clips with no neutral frame; docs/au_estimator.md)")
     p.add_argument("--stride", type=int, default=1,
                    help="analyse every Nth frame (faster; rows keep the source frame numbers and timestamps)")
     p.add_argument("--no-refine", action="store_true",
@@ -45,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     from emoreason.au.batch import default_workers, run_batch
 
     config = AUConfig(mode=args.mode, select=args.select, max_faces=args.max_faces, hand_every=args.hand_every,
-                      baseline_percentile=args.baseline_percentile, stride=args.stride,
+                      baseline_percentile=args.baseline_percentile,
+                      max_baseline_shift=args.max_baseline_shift, stride=args.stride,
                       refine=not args.no_refine)
     summary = run_batch(args.inputs, args.out, config, workers=args.workers or default_workers(),
                         progress=not args.no_progress, overwrite=args.overwrite)

@@ -231,6 +231,26 @@ def _distinguishing(emotion: str, present: set[int], coded: frozenset[int] | Non
             if other not in own and au not in present and au in coded]
 
 
+_FALLBACK_CUES = ("{cues} carry the expression", "The active cues are {cues}", "What moves is {cues}")
+_FALLBACK_FIT = ("of the FACS prototype of {emo}, only AU{shared} is seen.",
+                 "the FACS prototype of {emo} is matched only in part (AU{shared}).")
+_FALLBACK_NO_FIT = ("together they form no single FACS prototype.",
+                    "they do not add up to one FACS prototype on their own.")
+
+
+def _fallback_interpretation(expressive: list[int], label: str, rng: random.Random) -> str:
+    """An off-prototype or partial AU set (common from real detectors): name the cues and how much of the
+    label's prototype they cover, without claiming more than was seen."""
+    cues = " and ".join(f"AU{a} ({au_name(a)})" for a in expressive)
+    opening = rng.choice(_FALLBACK_CUES).format(cues=cues)
+    protos = prototypes_for(label) if label != "neutral" else []
+    best = max(protos, key=lambda p: len(p.aus & set(expressive)), default=None)
+    shared = sorted(best.aus & set(expressive)) if best else []
+    tail = (rng.choice(_FALLBACK_FIT).format(emo=display_name(label), shared="+".join(map(str, shared)))
+            if shared else rng.choice(_FALLBACK_NO_FIT))
+    return f"{opening}; {tail}"
+
+
 _PROTO_INTERP_OPEN = ("Were these cues present, ", "If the face showed them, ", "As expectations go, ")
 _PROTO_CAVEAT = ("None of this was checked against the face.", "These cues are inferred, not seen.",
                  "The cues were not observed in this clip.")
@@ -271,6 +291,8 @@ def compose_interpretation(analysis: TemporalAnalysis, emotion: str, rng: random
             au, other = rng.choice(options)
             sentences.append(rng.choice(_RULES_OUT).format(n=au, name=au_name(au), other=display_name(other)))
             negated.append(au)
+    if not sentences:  # no rule or prototype speaks to this set: say what is seen, and how far it fits the label
+        sentences.append(_fallback_interpretation(sorted(expressive), label, rng))
     if rng.random() < 0.3 and len(sentences) > 1:
         first = sentences.pop(0)
         sentences.insert(rng.randrange(len(sentences) + 1), first)
@@ -309,8 +331,10 @@ def compose_conclusion(analysis: TemporalAnalysis, emotion: str, rng: random.Ran
     typical = best.aus if best else frozenset()
     expressive = [t for t in sorted(analysis.tracks, key=lambda t: (t.au not in typical, -(t.peak or 0.0)))
                   if t.au not in NON_EMOTIONAL_AUS]
-    if label == "neutral" or not expressive:
+    if not expressive:
         why = rng.choice(_NEUTRAL_WHY)
+    elif label == "neutral":  # AUs are active: never say none is
+        why = ""
     else:
         key = " and ".join(f"AU{t.au}" for t in expressive[:2])
         why = rng.choice(_WHY).format(key=key)

@@ -20,7 +20,10 @@ Where the CSV for a clip lives (the convention ``synth-cot`` documents):
   ``au_dir/00001.csv``, as ``emoreason au-detect ... --out AU_DIR`` names its outputs.
 
 A CSV with ``emoreason au-detect``'s ``<name>.au.json`` beside it is recorded as ``detector:landmarks``
-evidence; any other as ``csv_source`` (``openface`` by default).
+evidence, and only the AUs validated for its baseline mode count (``landmark_aus``, the same rule as
+``detector: landmarks``: docs/au_estimator.md); any other as ``csv_source`` (``openface`` by default). An AU
+measured on fewer than ``min_face_fraction`` of the face frames (a hand over the mouth all clip long) is not
+coded: unknown, never "absent".
 
 A CSV must match its media: the same number of frames (exactly for frame folders and images, within 2 % for
 videos, whose containers miscount by a frame or two) and, for videos, the same frame rate within 5 %. A mismatch
@@ -31,6 +34,7 @@ no evidence from that source at all.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -63,7 +67,9 @@ class EvidenceError(ValueError):
 class AUDetector(Protocol):
     """Any AU detector: per-frame intensities (0–5, NaN where no face was found) per AU for a record's media,
     plus the frame rate of those frames; ``{}`` when the media shows no usable face. ``aus`` (optional
-    attribute): a list of the AUs it estimates (otherwise the AUs it returns count as coded)."""
+    attribute): a list of the AUs it estimates (otherwise the AUs it returns count as coded). ``fingerprint()``
+    (optional method): a string that changes whenever its output would (model, version, settings); ``synth-cot``
+    rebuilds resumed shards made under another one."""
 
     name: str
 
@@ -134,6 +140,25 @@ def _numeric(values: list) -> np.ndarray:
 def _record_fps(record: SampleRecord) -> float | None:
     fps = record.media.get("fps")
     return float(fps) if fps else None
+
+
+def _measured(frames: dict[int, np.ndarray], face: np.ndarray, min_fraction: float) -> frozenset[int]:
+    """AUs measured (finite) on at least ``min_fraction`` of the frames with a face. An AU whose region was
+    covered (or not estimated) all clip long is unknown, not absent: it is left out of the coded set, so no
+    rationale may call it absent and no reward counts citing it as a false positive."""
+    n_face = int(face.sum())
+    need = max(1.0, min_fraction * n_face)
+    return frozenset(a for a, v in frames.items() if n_face and np.isfinite(v[:len(face)][face[:len(v)]]).sum() >= need)
+
+
+def _landmark_sidecar_mode(csv_path: Path, record: SampleRecord) -> str:
+    """The baseline mode (video | image) ``emoreason au-detect`` recorded beside its CSV."""
+    sidecar = csv_path.with_suffix(".au.json")
+    try:
+        return str(json.loads(sidecar.read_text())["baseline_mode"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise EvidenceError("evidence_unreadable", f"{sidecar}: no readable baseline_mode ({type(exc).__name__}: "
+                                                   f"{exc}) (sample {record.id})") from exc
 
 
 def _peak(values: np.ndarray) -> float:
@@ -208,10 +233,13 @@ def _check_against_media(record: SampleRecord, csv_path: Path, n_rows: int, csv_
 
 
 def _csv_evidence(record: SampleRecord, csv_path: Path, source: str, min_confidence: float,
-                  min_face_fraction: float) -> AUEvidence | str:
-    """Evidence from one CSV, or a note (``no_face`` | ``few_face_frames``) when the face was not tracked."""
+                  min_face_fraction: float, landmark_aus: str | list[int] = "reliable") -> AUEvidence | str:
+    """Evidence from one CSV, or a note (``no_face`` | ``few_face_frames``) when the face was not tracked.
+    ``landmark_aus``: which AUs of an ``au-detect`` CSV count (the same rule as ``detector: landmarks``)."""
+    landmark_mode = None
     if csv_path.with_suffix(".au.json").is_file():  # written by `emoreason au-detect`, not by OpenFace
         source = "detector:landmarks"
+        landmark_mode = _landmark_sidecar_mode(csv_path, record)
     try:
         track = read_openface_csv(csv_path)
     except (OpenFaceError, FileNotFoundError) as exc:
@@ -227,8 +255,14 @@ def _csv_evidence(record: SampleRecord, csv_path: Path, source: str, min_confide
     if valid.mean() < min_face_fraction:
         return "few_face_frames"
     frames = {au: np.where(valid, values, np.nan) for au, values in track.intensity.items()}
+    if landmark_mode is not None:  # only the AUs validated for its mode, unless asked otherwise
+        from emoreason.au.geometry import cited_aus
+
+        keep = cited_aus(landmark_aus, landmark_mode, frames)
+        frames = {au: v for au, v in frames.items() if au in keep}
     peaks = {a: _peak(v) for a, v in frames.items() if _peak(v) > 0}
-    coded = frozenset(frames) & frozenset(OPENFACE_AUS) if source == "openface" else frozenset(frames)
+    coded = _measured(frames, valid, min_face_fraction) | frozenset(peaks)  # what was seen is coded, however rarely
+    coded = coded & frozenset(OPENFACE_AUS) if source == "openface" else coded
     return AUEvidence(source, True, peaks, frames if record.media["type"] != "image" else None, fps, coded,
                       detail={"csv": str(csv_path), "face_fraction": round(float(valid.mean()), 3),
                               **({"faces": len(faces)} if len(faces) > 1 else {})})
@@ -239,8 +273,10 @@ def _csv_evidence(record: SampleRecord, csv_path: Path, source: str, min_confide
 def evidence_for(record: SampleRecord, detector: AUDetector | None = None, use_openface: bool = True,
                  allow_prototype: bool = True, min_confidence: float = 0.8, au_dir: str | Path | None = None,
                  dataset_root: str | Path | None = None, csv_source: str = "openface",
-                 min_face_fraction: float = 0.5, notes: list[str] | None = None) -> AUEvidence | None:
+                 min_face_fraction: float = 0.5, notes: list[str] | None = None,
+                 landmark_aus: str | list[int] = "reliable") -> AUEvidence | None:
     """The best AU evidence for ``record``, or None when there is none (no AUs and prototypes disallowed).
+    ``landmark_aus``: the AUs of ``emoreason au-detect`` CSVs that count (``reliable`` | ``all`` | a list).
 
     Raises EvidenceError for evidence that exists but does not fit the sample. ``notes`` (when given) collects
     why a source was passed over (``csv:no_face``, ``detector:few_face_frames``, …)."""
@@ -272,7 +308,7 @@ def evidence_for(record: SampleRecord, detector: AUDetector | None = None, use_o
     if use_openface:
         csv_path = au_csv_path(record, au_dir, dataset_root)
         if csv_path is not None:
-            found = _csv_evidence(record, csv_path, csv_source, min_confidence, min_face_fraction)
+            found = _csv_evidence(record, csv_path, csv_source, min_confidence, min_face_fraction, landmark_aus)
             if isinstance(found, AUEvidence):
                 return found
             notes.append(f"csv:{found}")
@@ -292,6 +328,7 @@ def evidence_for(record: SampleRecord, detector: AUDetector | None = None, use_o
             declared = getattr(detector, "aus", None)  # a detector may declare the AUs it estimates
             coded = frozenset(int(a) for a in declared) if isinstance(declared, list | tuple | set | frozenset) \
                 else frozenset(frames)
+            coded -= frozenset(frames) - _measured(frames, face, min_face_fraction) - frozenset(peaks)  # never seen
             timed = frames if record.media["type"] != "image" else None
             return AUEvidence(f"detector:{detector.name}", True, peaks, timed, fps, coded,
                               detail={"face_fraction": round(float(face.mean()), 3)})

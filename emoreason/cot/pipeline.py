@@ -104,9 +104,14 @@ def _needs_cache_dir(spec: str | dict | None) -> bool:
     return name == "landmarks"
 
 
-def records_fingerprint(records: list[SampleRecord]) -> str:
-    """sha256 of the record ids of a shard, in order: what resume compares before reusing a shard."""
-    return hashlib.sha256("\n".join(r.id for r in records).encode()).hexdigest()
+def records_fingerprint(records: list[SampleRecord], evidence_key: str | None = None) -> str:
+    """sha256 of the record ids of a shard, in order, and of the detector's ``fingerprint()`` (its estimator
+    code, calibration, settings and the AUs it cites) when there is one: what resume compares before reusing a
+    shard, so a changed estimator never leaves old shards beside new ones."""
+    text = "\n".join(r.id for r in records)
+    if evidence_key is not None:
+        text += f"\n#evidence:{evidence_key}"
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _labels_for_prompt(cfg: CoTConfig) -> list[str] | None:
@@ -165,6 +170,7 @@ class _Item:
     texts: dict[str, list[str]] = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # "task:reason" for a sampled row that cannot be made
 
 
 class CoTPipeline:
@@ -179,6 +185,10 @@ class CoTPipeline:
         # the landmark estimator caches its per-clip CSVs by media content; by default beside the output
         cache = {"cache_dir": str(self.out / "au_cache")} if _needs_cache_dir(cfg.detector) else {}
         self.detector = make_detector(cfg.detector, {**cache, **cfg.detector_options})
+        # au-detect CSVs are read with the landmark detector's rule for which AUs count (default: reliable)
+        self.landmark_aus = getattr(self.detector, "cite", None) or cfg.detector_options.get("aus", "reliable")
+        fingerprint = getattr(self.detector, "fingerprint", None)
+        self.evidence_key = str(fingerprint()) if callable(fingerprint) else None
         self.policy = FramePolicy(**cfg.frame_policy) if cfg.frame_policy else None
         self._distiller = None
 
@@ -211,7 +221,8 @@ class CoTPipeline:
             return item
         try:
             evidence = evidence_for(record, self.detector, cfg.use_openface, cfg.allow_prototype, cfg.min_confidence,
-                                    cfg.au_dir, cfg.dataset_root, cfg.csv_source, cfg.min_face_fraction, item.notes)
+                                    cfg.au_dir, cfg.dataset_root, cfg.csv_source, cfg.min_face_fraction, item.notes,
+                                    self.landmark_aus)
             if evidence is None:
                 item.error, item.detail = "no_evidence", {"notes": item.notes}
                 return item
@@ -238,6 +249,7 @@ class CoTPipeline:
                 item.texts["au_perception"] = [au_list_text(item.analysis)]
             else:  # an AU list must be seen, never inferred from the label
                 item.tasks.remove("au_perception")
+                item.skipped.append("au_perception:not_observed")
         item.provenance = {"evidence": evidence.source, "observed": evidence.observed, "composer": "template",
                            "template_seed": seed, "verified": True, "time_unit": cfg.time_unit,
                            **({"evidence_notes": item.notes} if item.notes else {}),
@@ -337,6 +349,8 @@ class CoTPipeline:
                 stats[f"evidence:{item.evidence.source}"] += 1
             for note in item.notes:
                 stats[f"evidence_note:{note}"] += 1
+            for skipped in item.skipped:
+                stats[f"skipped:{skipped}"] += 1
             if item.error is not None:
                 stats[f"failed:{item.error}"] += 1
                 rejected.append({"id": record.id, "task": None, "reasons": [item.error], "detail": item.detail})
@@ -397,13 +411,14 @@ class CoTPipeline:
         bar = tqdm(total=len(records), desc="cot records", unit="rec", disable=not self.progress, mininterval=2)
         for index, shard in enumerate(shards):
             final = shards_dir / f"shard-{index:05d}.jsonl"
-            fingerprint = records_fingerprint(shard)
+            fingerprint = records_fingerprint(shard, self.evidence_key)
             if final.exists():
                 if self._shard_fingerprint(shards_dir, index) == fingerprint:
                     shard_stats["reused"] += 1
                     bar.update(len(shard))
                     continue
-                log.warning("shard %d: its records changed since it was written; rebuilding it", index)
+                log.warning("shard %d: its records or the AU detector changed since it was written; rebuilding it",
+                            index)
                 self._remove_shard(shards_dir, index)
                 shard_stats["rebuilt"] += 1
             rows, rejected, stats = self.run_shard(shard)
@@ -504,6 +519,7 @@ def _summary(cfg: CoTConfig, rows: list[dict], stats: Counter, n_records: int, l
         "rejected_by_task": rejected_by_task,
         "failed_by_reason": _grouped(stats, "failed:"),
         "deduplicated": _grouped(stats, "deduplicated:"),
+        "skipped": _grouped(stats, "skipped:"),  # sampled rows not made (an AU list for a clip nobody observed)
         "self_distillation": _grouped(stats, "self_distill:"),
         "teacher": _grouped(stats, "teacher:"),
         "evidence_sources": _grouped(stats, "evidence:"),

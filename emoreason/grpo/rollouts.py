@@ -159,13 +159,14 @@ class VLLMServerRollouts:
     def generate(self, groups: Sequence[tuple[list[dict], LoadedFrames | None, int]], *, max_tokens: int,
                  temperature: float, top_p: float, seed: int, suppress_tokens: Sequence[int] = (),
                  labels: Sequence[str] = (), expected_prompts: Sequence[list[int] | None] | None = None,
-                 ) -> list[list[Completion]]:
+                 sampling: dict | None = None) -> list[list[Completion]]:
         """For each (conversation, frames, n) group, n sampled completions; raises RolloutError naming the
-        group's label when the server fails after retries."""
+        group's label when the server fails after retries. ``sampling``: more of vLLM's sampling parameters
+        (``top_k``, ``min_p``, ``repetition_penalty``, ``structured_outputs`` …), sent as they are."""
         requests = []
         for i, (conversation, loaded, n) in enumerate(groups):
             messages, media_kwargs = rollout_messages(conversation, loaded)
-            extra = {"return_token_ids": True, "skip_special_tokens": False}
+            extra = {**(sampling or {}), "return_token_ids": True, "skip_special_tokens": False}
             if media_kwargs:
                 extra["media_io_kwargs"] = media_kwargs
             params = {"n": n, "max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,

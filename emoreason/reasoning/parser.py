@@ -57,9 +57,11 @@ _AFFIRMATIVE_IDIOM = re.compile(
     r"\bnot\s+(?:a\s+|an\s+|at\s+all\s+|very\s+|so\s+)?(?:only|just|merely|simply|subtle|subtly|faint|faintly|weak|"
     r"weakly|slight|slightly|small|minor|mild|mildly|hidden|ambiguous|absent|missing|inactive|lacking|without|"
     r"hard\s+to|difficult\s+to|easy\s+to\s+miss|unlike)\b|"
-    r"\bnothing\s+(?:but|less\s+than|short\s+of)\b|\bno\s+(?:mistaking|denying|shortage\s+of|lack\s+of|less\s+than|"
+    r"\bnothing\s+(?:but|less\s+than|short\s+of)\b|\bno\s+(?:mistaking|denying|shortage\s+of|lack\s+of|absence\s+of|less\s+than|"
     r"small|longer|one\s+(?:could|can|would)\s+miss)\b|\bnever\s+(?:absent|missing|inactive|fully\s+relax\w*)\b|"
     r"\bcan(?:not|'t|\s+not)\s+(?:be\s+)?(?:miss\w*|overlook\w*|ignor\w*|mistak\w*|den\w*)\b|"
+    # a hedge is a claim: "cannot rule out AU9" asserts AU9 may be there
+    r"\b(?:can(?:not|'t|\s+not)|could(?:not|n't|\s+not))\s+(?:yet\s+)?(?:be\s+)?rul(?:e|ed)\s+out\b|"
     r"\b(?:impossible|hard|difficult)\s+to\s+(?:miss|overlook|ignore)\b|\bunmistakabl\w*|"
     r"\bnot\s+(?:be\s+)?(?:overlooked|missed|ignored)\b|\bundeniabl\w*", re.IGNORECASE)
 _NEGATOR = re.compile(
@@ -109,7 +111,9 @@ _CONDITIONAL = re.compile(r"\b(?:if|whether|unless|in\s+case|were\s+(?:it|they|t
 
 # --- time claims -------------------------------------------------------------------------------------------------
 _TIME = re.compile(r"\bframes?\s*(?:#|no\.?\s*|number\s+)?(?P<frame>\d{1,6})\b|"
+                   r"\b(?P<ordinal>\d{1,6})(?:st|nd|rd|th)\s+frame\b|"  # "the 40th frame"
                    r"(?<![\w.])(?P<sec>(?:(?<![^\s(])[-−])?\d{1,5}(?:\.\d+)?)\s*(?:s|secs?|seconds?)\b|"
+                   r"(?<![\w.])(?P<min>\d{1,4}(?:\.\d+)?)\s*(?:min|mins|minutes?)\b|"
                    r"(?<![\w.])(?P<ms>\d{1,7})\s*(?:ms|milliseconds?)\b", re.IGNORECASE)
 _SENTENCE_BREAK = re.compile(r"(?<!\d)[.!?](?!\d)|[;\n]")
 _ROLE_WORDS = re.compile(
@@ -641,10 +645,12 @@ def _time_claims(text: str, mentions: list[_Mention], masked: str) -> list[TimeC
     breaks = [m.end() for m in _SENTENCE_BREAK.finditer(masked)]  # sentence k spans breaks[k-1]..breaks[k]
     group_starts = [g[0] for g in groups]
     for match in _TIME.finditer(masked):
-        if match.group("frame") is not None:
-            value, unit = float(match.group("frame")), "frame"
+        if match.group("frame") is not None or match.group("ordinal") is not None:
+            value, unit = float(match.group("frame") or match.group("ordinal")), "frame"
         elif match.group("sec") is not None:
             value, unit = float(match.group("sec").replace("−", "-")), "s"
+        elif match.group("min") is not None:
+            value, unit = float(match.group("min")) * 60.0, "s"
         else:
             value, unit = float(match.group("ms")) / 1000.0, "s"
         k = bisect.bisect_right(breaks, match.start())

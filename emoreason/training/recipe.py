@@ -10,6 +10,8 @@ The training mode follows from ``ModelConfig``: full fine-tuning by default, LoR
 QLoRA with ``use_peft: true`` and ``load_in_4bit: true``.
 """
 
+import logging
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,9 @@ import yaml
 from trl import ModelConfig, ScriptArguments
 
 from emoreason.config import ConfigError, parse_dataclasses
+from emoreason.reasoning.prompts import TASKS
+
+log = logging.getLogger(__name__)
 
 # Linear layers of the language model (Qwen2/Qwen3 decoder blocks): the LoRA default when lora_target_modules is
 # unset (peft's own default would also wrap the vision tower's attention).
@@ -66,7 +71,7 @@ class SFTScriptArguments(EmoreasonArguments):
         "help": "Rows longer than max_length (vision tokens included) are dropped before training and counted "
                 "(drop), or refuse the run naming them (error); never truncated.", "choices": ["drop", "error"]})
     tasks: list[str] | None = field(default=None, metadata={
-        "help": "synth-cot row tasks to train on (cot, au_perception, emotion); default: all."})
+        "help": "synth-cot row tasks to train on (cot, au_perception, emotion); default: all.", "choices": TASKS})
     prototype_rows: bool = field(default=False, metadata={
         "help": "Keep label-only rows that reason from the label's expected cues (nothing observed)."})
 
@@ -109,23 +114,39 @@ class Recipe:
         return "lora" if self.model.use_peft else "full"
 
     def resume_from(self) -> str | bool | None:
-        """What to pass to ``trainer.train(resume_from_checkpoint=…)``: the recipe's checkpoint path, True for
-        ``true``/``last``, else the last checkpoint already in output_dir (as open-r1 resumes a killed run)."""
-        from transformers.trainer_utils import get_last_checkpoint
-
+        """What to pass to ``trainer.train(resume_from_checkpoint=…)``: the recipe's checkpoint path; else (unset,
+        or ``true``/``last``) the last *complete* checkpoint in output_dir, as open-r1 resumes a killed run. A
+        checkpoint without ``trainer_state.json`` (written last) was cut short by the kill and is skipped:
+        resuming from it would restart the step count and train the same steps again."""
         value = self.training.resume_from_checkpoint
-        if value is not None and str(value).lower() in ("true", "last"):
-            return True
         if value is not None and str(value).lower() in ("false", "no", "none", ""):
             return None
-        if value is not None:
+        if value is not None and str(value).lower() not in ("true", "last"):
             return value
-        out = Path(self.training.output_dir)
-        return get_last_checkpoint(str(out)) if out.is_dir() else None
+        last = last_complete_checkpoint(self.training.output_dir)
+        return last if last is not None or value is None else True  # True: Trainer names the missing checkpoint
 
     def to_dict(self) -> dict:
         return {"path": self.path, "mode": self.mode, "script": asdict(self.script), "model": asdict(self.model),
                 "training": self.training.to_dict()}
+
+
+def last_complete_checkpoint(output_dir: str | Path) -> str | None:
+    """The highest ``checkpoint-N`` in ``output_dir`` that holds its ``trainer_state.json``; warns about the
+    incomplete ones passed over."""
+    from transformers.trainer import TRAINER_STATE_NAME
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    out = Path(output_dir)
+    if not out.is_dir():
+        return None
+    steps = sorted((int(p.name.rsplit("-", 1)[1]), p) for p in out.glob(f"{PREFIX_CHECKPOINT_DIR}-*")
+                   if p.is_dir() and re.fullmatch(rf"{PREFIX_CHECKPOINT_DIR}-\d+", p.name))
+    for _, path in reversed(steps):
+        if (path / TRAINER_STATE_NAME).is_file():
+            return str(path)
+        log.warning("skipping %s: it has no %s (the run was stopped while saving it)", path, TRAINER_STATE_NAME)
+    return None
 
 
 def _kinds() -> dict[str, tuple[type, type]]:
@@ -178,6 +199,9 @@ def _check(recipe: Recipe, kind: str) -> None:
     if kind == "sft" and not (recipe.training.dataset_kwargs or {}).get("skip_prepare_dataset"):
         raise ConfigError(f"{where}: dataset_kwargs.skip_prepare_dataset must stay true (rows are encoded with "
                           "their frames by the video collator)")
+    if kind == "sft" and recipe.training.completion_only_loss is False:
+        raise ConfigError(f"{where}: completion_only_loss: false is not supported (the video collator puts the "
+                          "loss on the assistant turns only)")
     if recipe.script.dataset_streaming:
         raise ConfigError(f"{where}: dataset_streaming is not supported (rows are checked before training)")
     if (recipe.model.load_in_4bit or recipe.model.load_in_8bit) and not recipe.model.use_peft:
