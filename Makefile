@@ -35,9 +35,10 @@ test: setup
 test-slow: setup
 	$(BIN)/python -m pytest -q -m "slow and not vllm"
 
-# Builds the separate vLLM (CPU) venv once, then runs the serving tests against real vLLM.
+# Builds the separate vLLM (CPU) venv once, then runs the serving tests against real vLLM (none may skip for a
+# missing venv: EMOREASON_REQUIRE_VLLM).
 test-vllm: setup vllm-venv
-	$(BIN)/python -m pytest -q -m vllm
+	EMOREASON_REQUIRE_VLLM=1 $(BIN)/python -m pytest -q -m vllm
 
 lint: setup
 	$(BIN)/ruff check .

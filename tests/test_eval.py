@@ -201,3 +201,24 @@ def test_llm_judge_overlap_through_an_endpoint():
                                ["happiness", "happiness", "happiness"])
     assert result["judged"] == 2 and result["judge_failures"] == 1
     assert result["clue_overlap"] == pytest.approx(0.5) and result["label_overlap"] == pytest.approx(0.5)
+
+
+def test_endpoint_backend_sizes_frames_like_the_local_backend(tiny_model_dirs, tmp_path):
+    """Evaluating a served model sends the frames local evaluation of the same model directory uses: the vision
+    factor (32 for Qwen3-VL, not the default 28), the processor's pixel bounds and the policy saved at training,
+    read from the weights path the server reports. Otherwise the inlined frames are resized again by the
+    server's processor, to another grid than the local model's."""
+    import shutil
+
+    from emoreason.evaluation.backends import LocalBackend
+    from emoreason.models import save_frame_policy
+    from emoreason.video import FramePolicy
+
+    model = shutil.copytree(tiny_model_dirs["qwen3_vl"], tmp_path / "model")
+    save_frame_policy(model, FramePolicy(fps=4.0, max_frames=6, min_pixels=4096, max_pixels=16384))
+    frames = {"fps": 3.0}  # the benchmark's own frames override both alike
+    local = LocalBackend(str(model), frames, None, "tags")
+    with StubServer(lambda messages: ("ok", "x"), root=str(model)) as server:
+        endpoint = EndpointBackend({"base_url": server.base_url}, frames, None, "tags")
+        assert endpoint.policy == local.policy and endpoint.policy.factor == 32
+        assert endpoint.frame_policy["fps"] == 3.0

@@ -60,6 +60,9 @@ def served(tiny_model_dirs, tmp_path_factory):
         Image.fromarray(frame[::2, ::2]).save(folder / f"{i:03d}.png")
     Image.fromarray(frames[8][::2, ::2]).save(media / "face.png")  # 112 × 112: sides multiples of 28
     Image.fromarray(frames[8]).resize((150, 130)).save(media / "odd.png")  # not multiples: resampled
+    # 400 × 560: training's loader resizes it, then the processor again (to its 448² pixel bound); vLLM's image
+    # processor alone resizes it once, to another grid (13 × 18 patches of 28 instead of 13 × 19)
+    Image.fromarray(frames[8]).resize((560, 400)).save(media / "photo.png")
     (media / "notes.mp4").write_text("this is not a video")
     frames, _ = generate_clip(ClipSpec(9, "o", "anger", identity, "test", seed=9, frames=8, size=112))
     stray = write_video(frames, outside / "stray.mp4", fps=8)  # outside the media dir: sent inline
@@ -72,7 +75,7 @@ def served(tiny_model_dirs, tmp_path_factory):
                       weight_sync=True, max_media_mb=1.0, extra_args=FAST_START)
     with VLLMServer(cfg, log_path=root / "vllm.log") as server:
         yield {"server": server, "cfg": cfg, "model": model, "media": media, "clips": clips, "long": long_clip,
-               "folder": folder, "images": [media / "face.png", media / "odd.png"], "stray": stray,
+               "folder": folder, "images": [media / "face.png", media / "odd.png", media / "photo.png"], "stray": stray,
                "packed": packed}
 
 
@@ -91,38 +94,70 @@ def _raw(config: EndpointConfig, url: str, kind: str = "video", **params):
     return asyncio.run(go())
 
 
+def same_text(served: str, local: str) -> bool:
+    """The same generated tokens: a reply cut by max_tokens inside a multi-byte character ends in U+FFFD when
+    transformers decodes it, while vLLM's incremental detokenizer holds the incomplete bytes back."""
+    return served.rstrip("\ufffd") == local.rstrip("\ufffd")
+
+
+def frame_list_url(folder) -> str:
+    """The folder's frames as an OpenAI-style frame list (``data:video/jpeg;base64,F1,F2,…``), no timing."""
+    import base64
+
+    from emoreason.video import frame_files
+
+    return "data:video/jpeg;base64," + ",".join(base64.b64encode(p.read_bytes()).decode() for p in frame_files(folder))
+
+
 def _parity_sources(s) -> list:
-    # by path under the media dir: a clip, a resampled clip, a frame folder, two images; inline: a clip and a
+    # by path under the media dir: a clip, a resampled clip, a frame folder, three images; inline: a clip and a
     # frame folder (packed)
     return [s["clips"][0], s["long"], s["folder"], *s["images"], s["stray"], s["packed"]]
 
 
 def test_server_prompt_equals_training_collator_and_local_eval(served):
+    # and a frame list without timing (any OpenAI client's way to send frames) is read like the folder
+    check_prompt_and_answer_parity(served, [*_parity_sources(served), (frame_list_url(served["folder"]),
+                                                                        served["folder"])], KEY)
+
+
+def check_prompt_and_answer_parity(s: dict, sources: list, key: str, max_tokens: int = 12) -> None:
+    """For each source: the server's prompt token ids equal evaluation's local backend (``encode_batch``) and
+    training's collator (the prompt part), and its greedy answer equals the local model's, token for token."""
     from emoreason.evaluation.backends import LocalBackend
-    from emoreason.inference import encode_batch
+    from emoreason.inference import encode_batch, generate
     from emoreason.sft.collator import IGNORE_INDEX, VideoSFTCollator
     from emoreason.video import load_frames
 
-    s = served
     local = LocalBackend(str(s["model"]), {}, None, "tags", batch_size=1)  # evaluation's local backend
     collator = VideoSFTCollator(local.processor, local.policy)  # training's collator, same saved policy
-    config = _endpoint(s["cfg"])
-    for source in _parity_sources(s):
+    config = EndpointConfig(base_url=s["cfg"].base_url, api_key=key, timeout_s=300, retries=0)
+    answers = set()
+    for source in sources:
+        url, source = source if isinstance(source, tuple) else (None, source)  # (a URL of its own, what it holds)
         kind = media_kind(source)
-        url = media_url(source, inline=not str(source).startswith(str(s["media"])))
-        result = _raw(config, url, kind, max_tokens=1, temperature=0.0, extra_body={"return_token_ids": True})
+        url = url or media_url(source, inline=not str(source).startswith(str(s["media"])))
+        result = _raw(config, url, kind, max_tokens=max_tokens, temperature=0.0,
+                      extra_body={"return_token_ids": True})
         assert result.ok, (source, result.error)
         served_ids = result.response.model_extra["prompt_token_ids"]
         assert result.response.usage.prompt_tokens == len(served_ids)
 
         messages = build_messages(str(source), kind)
-        local_ids = encode_batch(local.processor, [messages], [load_frames(source, local.policy)])["input_ids"][0]
+        loaded = load_frames(source, local.policy)
+        local_ids = encode_batch(local.processor, [messages], [loaded])["input_ids"][0]
         row = {"id": str(source), "prompt": build_messages(None, kind), "media_type": kind, kind: str(source),
                "completion": [{"role": "assistant", "content": [{"type": "text", "text": "x"}]}]}
         batch = collator([row])
         trained_prompt = int((batch["labels"][0] != IGNORE_INDEX).nonzero()[0])  # first assistant token
         assert local_ids.tolist() == served_ids, source
         assert batch["input_ids"][0, :trained_prompt].tolist() == served_ids, source
+        local_answer = generate(local.model, local.processor, [messages], [loaded], max_new_tokens=max_tokens)[0]
+        assert same_text(result.text, local_answer), source
+        answers.add(local_answer)
+    assert len(answers) >= len(sources) - 1  # the model answers differently to different inputs
+
+
 
 
 def test_greedy_endpoint_answer_equals_local_answer(served, tmp_path):
@@ -141,7 +176,7 @@ def test_greedy_endpoint_answer_equals_local_answer(served, tmp_path):
     assert [r["source"] for r in remote_rows] == sources == [r["source"] for r in local_rows]
     texts = set()
     for r, loc in zip(remote_rows, local_rows, strict=True):
-        assert r["text"] == loc["text"], r["source"]
+        assert same_text(r["text"], loc["text"]), r["source"]
         texts.add(r["text"])
     assert len(texts) >= len(sources) - 1  # the model answers differently to different inputs
 
@@ -259,3 +294,57 @@ def test_the_json_variant_satisfies_the_guided_grammar(tmp_path):
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads(result.stdout.splitlines()[-1]) == {"json": True, "tags": False}
+
+
+def test_vllm_media_hooks_decode_like_training(tmp_path):
+    """Inside vLLM's own MediaConnector (in vLLM's environment, no server): an image URL gives the pixels
+    training's loader gives, and a frame list without timing gives the frames of the same folder read locally
+    (sampled and resized by the policy); a frame list with its timing is left to vLLM."""
+    import base64
+
+    from emoreason.video import load_frames
+
+    policy = FramePolicy(fps=4.0, max_frames=6, min_pixels=3136, max_pixels=12544)
+    frames, _ = generate_clip(ClipSpec(5, "l", "fear", Identity.sample(0, np.random.default_rng(0)), "test",
+                                       seed=5, frames=16, size=224))
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, frame in enumerate(frames):
+        Image.fromarray(frame).save(folder / f"{i:03d}.png")
+    photo = tmp_path / "photo.png"
+    Image.fromarray(frames[8]).resize((560, 400)).save(photo)
+    listed = "data:video/jpeg;base64," + ",".join(base64.b64encode(p.read_bytes()).decode()
+                                                  for p in sorted(folder.iterdir()))
+    case = {"policy": policy.__dict__, "image": media_url(photo, inline=True), "listed": listed,
+            "out": str(tmp_path)}
+    (tmp_path / "case.json").write_text(json.dumps(case))
+    script = """
+import json, sys
+import numpy as np
+from emoreason.serving import vllm_entry
+vllm_entry.register_video_loader()
+vllm_entry.read_frame_lists_like_folders()
+vllm_entry.load_images_like_training()
+from vllm.multimodal.media.connector import MediaConnector
+case = json.load(open(sys.argv[1]))
+kwargs = {"video": {"video_backend": "emoreason", "num_frames": -1, "frame_policy": case["policy"]},
+          "image": {"frame_policy": case["policy"]}}
+connector = MediaConnector(media_io_kwargs=kwargs)
+np.save(case["out"] + "/image.npy", np.asarray(connector.fetch_image(case["image"]).media))
+(video, meta) = connector.fetch_video(case["listed"]).media
+np.save(case["out"] + "/listed.npy", np.asarray(video))
+json.dump({k: meta[k] for k in ("fps", "frames_indices", "total_num_frames")}, open(case["out"] + "/meta.json", "w"))
+timed = MediaConnector(media_io_kwargs={"video": {**kwargs["video"], "frames_indices": list(range(16)), "fps": 8.0}})
+print(json.dumps({"timed_frames": int(timed.fetch_video(case["listed"]).media[0].shape[0])}))
+"""
+    env = cli_env()
+    result = subprocess.run([str(VLLM_PYTHON), "-c", script, str(tmp_path / "case.json")], capture_output=True,
+                            text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    image = load_frames(photo, policy).frames[0]
+    assert np.array_equal(np.load(tmp_path / "image.npy"), image)
+    local = load_frames(folder, policy)
+    assert np.array_equal(np.load(tmp_path / "listed.npy"), local.frames)
+    assert json.loads((tmp_path / "meta.json").read_text()) == {
+        "fps": local.source_fps, "frames_indices": local.indices, "total_num_frames": local.total_frames}
+    assert json.loads(result.stdout.splitlines()[-1]) == {"timed_frames": 16}

@@ -340,3 +340,17 @@ def test_exit_code_help_is_documented():
         assert "3  every item failed" in out and "4  some items failed" in out, command_name
     assert "128 + signal" in subprocess.run(emoreason_cli("serve", "--help"), env=cli_env(), capture_output=True,
                                             text=True).stdout
+
+
+def test_synth_cot_exit_code_counts_records_not_rows(small_synth, tmp_path):
+    """With several row types per clip (`tasks`), a record whose rationale failed is still a failed item, though
+    its other rows (AU list, label) passed: rows carry ids like `clip:au_perception`."""
+    label = _first_record(small_synth).emotion
+
+    def behaviour(messages):
+        return ("error", 400) if f"\nLabel: {label}\n" in user_text(messages) else echo_draft(messages)
+
+    args = ["synth-cot", f"dataset_root={small_synth}", f"output_dir={tmp_path / 'c'}",
+            "tasks=[cot,au_perception,emotion]"]
+    with StubServer(behaviour) as server:
+        assert main([*args, f"teacher.base_url={server.base_url}", "teacher.retries=0"]) == SOME_FAILED

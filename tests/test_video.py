@@ -42,6 +42,10 @@ def test_policy_nframes_even_and_bounds(clip):
     assert len(load_frames(clip, FramePolicy(fps=30.0, max_frames=12, min_pixels=32 * 32)).indices) == 12
     few = load_frames(clip, FramePolicy(fps=0.1, min_frames=4, min_pixels=32 * 32))
     assert len(few.indices) == 4 and few.indices[0] == 0 and few.indices[-1] == 39
+    # max_frames below the default min_frames (4) is the cap, as in qwen-vl-utils (it took every frame before)
+    two = load_frames(clip, FramePolicy(fps=2.0, max_frames=2, min_pixels=32 * 32))
+    assert two.indices == [0, 39]
+    assert FramePolicy(fps=2.0, min_frames=4).num_frames(3, 8.0) == 2  # a clip shorter than min_frames: all it has
     loaded = load_frames(clip, FramePolicy(nframes=4, factor=28, min_pixels=56 * 56, max_pixels=112 * 112))
     t, h, w, _ = loaded.frames.shape
     assert h % 28 == 0 and w % 28 == 0 and h * w <= 112 * 112

@@ -54,10 +54,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"model: {model_dir}")
 
     _banner("2. SynthFACS: AU-controlled clips with exact ground truth")
-    from emoreason.synth import SynthConfig, build_dataset
+    from emoreason.synth import EMOTION_SETS, SynthConfig, build_dataset
 
-    manifest = build_dataset(SynthConfig(out=str(out / "synthfacs"), clips=args.clips, seed=args.seed,
-                                         difficulty="easy"))
+    synth_cfg = SynthConfig(out=str(out / "synthfacs"), clips=args.clips, seed=args.seed, difficulty="easy")
+    manifest = build_dataset(synth_cfg)
     record = json.loads(manifest.read_text().splitlines()[0])
     clip = manifest.parent / record["media"]["path"]
     image = out / "media" / "apex.png"
@@ -110,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
     from emoreason.evaluation.benchmarks import load_benchmark
     from emoreason.evaluation.report import compare
     from emoreason.evaluation.runner import evaluate, prompt_labels
+    from emoreason.evaluation.significance import chance_table
 
     spec = load_benchmark("synthfacs")
     runs = []
@@ -123,6 +124,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"[{name}] first test prediction ({first['id']}):\n{shown}\n")
     print(compare(runs))
     print(f"reports: {', '.join(r + '/summary.md' for r in runs)}")
+    # chance among the classes the clips were generated from (SynthFACS basic: neutral + 7, balanced by the
+    # planner), not the benchmark's whole prompt label set (which also lists the compound emotions)
+    classes = len(EMOTION_SETS[synth_cfg.emotions])
+    closing = chance_table(dict(zip(("untrained", "sft", "grpo"), runs, strict=True)), classes)
 
     _banner("7. the image path: an apex frame through the GRPO model")
     from dataclasses import replace
@@ -136,6 +141,8 @@ def run(args: argparse.Namespace) -> int:
     _banner("8. serve the GRPO model with vLLM and predict a test clip through the API")
     _serve_stage(args, grpo_final, manifest, prompt_labels(spec))
 
+    _banner("recognition on the held-out test identities, against chance")
+    print(closing)
     print(f"\ndemo finished in {time.time() - start:.1f}s; artefacts in {out}")
     return 0
 

@@ -17,6 +17,8 @@ def register(subparsers) -> None:
     p.add_argument("--fps", type=float, default=8.0)
     p.add_argument("--difficulty", choices=["easy", "medium", "hard"], default="medium")
     p.add_argument("--emotions", choices=["basic", "compound", "all"], default="basic")
+    p.add_argument("--profile", choices=["apex_offset", "onset_apex"], default="apex_offset",
+                   help="temporal profile: neutral → apex → offset, or neutral → apex held to the end (CK+-style)")
     p.add_argument("--identities", type=int, help="number of synthetic subjects (default: clips/8, ≥ 6)")
     p.add_argument("--workers", type=int, help="processes (default: all cores)")
     p.add_argument("--audio", action="store_true",
@@ -40,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = SynthConfig(out=args.out, clips=args.clips, seed=args.seed, frames=args.frames, size=args.size,
                       fps=args.fps, difficulty=args.difficulty, emotions=args.emotions, identities=args.identities,
-                      audio=args.audio, masked_fraction=args.masked_fraction, masked_label=args.masked_label)
+                      profile=args.profile, audio=args.audio, masked_fraction=args.masked_fraction,
+                      masked_label=args.masked_label)
     print(build_dataset(cfg, workers=args.workers))
     return 0
 

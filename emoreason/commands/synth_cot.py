@@ -31,6 +31,10 @@ def run(args: argparse.Namespace) -> int:
     summary = json.loads((out / "summary.json").read_text())
     data = out / "data.jsonl"
     lines = data.read_text().splitlines() if data.is_file() else []
-    accepted = {json.loads(line)["id"] for line in lines if line.strip()}  # records with a verified rationale
+    rows = [json.loads(line) for line in lines if line.strip()]
+    # a record succeeded when its rationale passed (when not every clip is given one, any of its rows): rows of
+    # the other tasks carry ids like `clip:au_perception`, so count clips, not rows
+    wanted = "cot" if cfg.tasks.get("cot", 0) >= 1 else None
+    accepted = {row.get("clip_id", row["id"]) for row in rows if wanted is None or row.get("task", "cot") == wanted}
     unloaded = len(summary.get("load_problems") or [])
     return batch_exit_code(summary["records"] + unloaded, summary["records"] - len(accepted) + unloaded)

@@ -149,7 +149,8 @@ class EndpointBackend:
             raise EndpointSetupError(f"modalities {modalities!r} through an endpoint: the audio track is not sent "
                                      "to servers yet; evaluate an audio model locally (--model)")
         self.config = EndpointConfig(**endpoint)
-        self.policy = _policy(frames)
+        self._frames = dict(frames)
+        self._policy: FramePolicy | None = None
         self.labels, self.style, self.focus = labels, style, focus
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
         self.media_dir = Path(media_dir).resolve() if media_dir else None
@@ -159,14 +160,30 @@ class EndpointBackend:
     @property
     def identity(self) -> dict:
         if self._identity is None:
-            import os
-
             from emoreason.evaluation.identity import endpoint_identity
 
-            self._identity = endpoint_identity(self.config.base_url, self.config.model,
-                                               os.environ.get(self.config.api_key_env, "EMPTY"))
+            self._identity = endpoint_identity(self.config.base_url, self.config.model, self.config.key())
             self.config.model = self._identity["served_model"]
         return self._identity
+
+    @property
+    def policy(self) -> FramePolicy:
+        """The frames local evaluation of the served model uses: when the server reports a weights path this
+        machine can read, its processor's vision factor and pixel bounds and the policy saved at training, then
+        the benchmark's frames (as :class:`LocalBackend`); else the defaults, then the benchmark's frames."""
+        if self._policy is None:
+            root = Path(str(self.identity.get("root") or ""))
+            if self.identity.get("root") and (root / "config.json").is_file():
+                from emoreason.models import model_frame_policy
+
+                self._policy = model_frame_policy(root, self._frames)
+            else:
+                log.warning("%s serves %s from a path this machine cannot read: frames are sized with the default "
+                            "vision factor %d and pixel bounds unless the benchmark's frames say otherwise "
+                            "(frames.factor=32 for Qwen3-VL)", self.config.base_url, self.config.model,
+                            FramePolicy().factor)
+                self._policy = _policy(self._frames)
+        return self._policy
 
     @property
     def frame_policy(self) -> dict:

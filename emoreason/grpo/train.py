@@ -87,6 +87,7 @@ def build_trainer(recipe: Recipe):
     trainer = VideoGRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=train,
                                eval_dataset=evaluation, processing_class=processor, peft_config=peft_config,
                                frame_policy=policy, vllm_sync_dir=script.vllm_sync_dir)
+    trainer.module_learning_rates = script.module_learning_rates()
     trainer.row_checks = checks
     return trainer, processor
 

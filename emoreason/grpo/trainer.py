@@ -34,6 +34,7 @@ from emoreason.audio import takes_audio
 from emoreason.grpo.rollouts import VLLMServerRollouts
 from emoreason.inference import encode_batch
 from emoreason.training.data import load_row_audio, load_row_media, row_media, with_media
+from emoreason.training.optim import ModuleLearningRates
 from emoreason.training.save import lora_layers, policy_weights
 from emoreason.video import FramePolicy, LoadedFrames
 
@@ -93,7 +94,7 @@ def _same_sample(a: dict, b: dict) -> bool:
     return a.get("id") == b.get("id") and a.get("media_path") == b.get("media_path") and a["prompt"] == b["prompt"]
 
 
-class VideoGRPOTrainer(GRPOTrainer):
+class VideoGRPOTrainer(ModuleLearningRates, GRPOTrainer):
     """GRPO with video inputs. Dataset rows: ``prompt`` (chat messages with a ``{"type": "video"}`` or image part),
     ``media_type`` ("video" | "image" | None), ``media_path``, plus the ground-truth columns rewards read."""
 

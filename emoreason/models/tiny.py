@@ -60,7 +60,11 @@ _QWEN3_ADDED = _QWEN2_5_ADDED + ("<tool_response>", "</tool_response>", "<think>
 
 @dataclass(frozen=True)
 class TinySpec:
-    """Sizes of the embedded model (kept small enough to train on 2 CPU cores)."""
+    """Sizes of the embedded model (kept small enough to train on 2 CPU cores by default).
+
+    Every field is a build option (``emoreason tiny-model --out DIR vision_patch=7 vision_hidden=192``): the
+    vision patch (pixels per side; the processor's patch size follows it), widths and depths of both towers.
+    """
 
     bpe_vocab: int = 2048
     text_hidden: int = 128
@@ -73,11 +77,46 @@ class TinySpec:
     vision_depth: int = 4
     vision_heads: int = 2
     vision_intermediate: int = 256
+    vision_patch: int | None = None  # None: the family's released patch (14 for Qwen2.5-VL, 16 for Qwen3-VL)
+    # weight init std (the released configs' 0.02); width_scaled_init: 1/sqrt(hidden) instead, the scale 0.02 has
+    # at width ~2.5k — no measurable effect on learning to recognise at the budgets in docs/benchmarks.md
+    text_init_std: float = 0.02
+    vision_init_std: float = 0.02
+    width_scaled_init: bool = False
     audio_hidden: int = 128  # Qwen2.5-Omni's Whisper-style audio encoder
     audio_layers: int = 2
     audio_heads: int = 2
     audio_intermediate: int = 256
     max_position_embeddings: int = 32768
+
+    def validate(self, family: str) -> None:
+        if self.text_hidden % self.text_heads or self.text_heads % self.text_kv_heads:
+            raise ValueError("text_heads must divide text_hidden and be a multiple of text_kv_heads")
+        if self.vision_hidden % self.vision_heads or (self.vision_hidden // self.vision_heads) % 2:
+            raise ValueError("vision_hidden / vision_heads must be an even integer (rotary embedding)")
+        if self.vision_depth < 1 or self.text_layers < 1:
+            raise ValueError("vision_depth and text_layers must be >= 1")
+        if self.patch(family) < 2:
+            raise ValueError("vision_patch must be >= 2 pixels")
+
+    def patch(self, family: str) -> int:
+        return self.vision_patch or (14 if family == "qwen2_5_vl" else 16)
+
+    def init_std(self, tower: str) -> float:
+        std, width = (self.text_init_std, self.text_hidden) if tower == "text" else \
+            (self.vision_init_std, self.vision_hidden)
+        if self.width_scaled_init:
+            return round(width ** -0.5, 4)
+        if std <= 0:
+            raise ValueError(f"{tower}_init_std must be positive, got {std}")
+        return float(std)
+
+
+def spec_from_overrides(overrides: list[str] | None) -> TinySpec:
+    """A TinySpec from ``key=value`` items (unknown keys are an error naming them)."""
+    from emoreason.config import load_config
+
+    return load_config(TinySpec, None, overrides)
 
 
 def build_tokenizer(family: str, spec: TinySpec = TinySpec()):
@@ -105,7 +144,7 @@ def build_tokenizer(family: str, spec: TinySpec = TinySpec()):
                           model_max_length=spec.max_position_embeddings, **named)
 
 
-def build_processor(family: str, tokenizer):
+def build_processor(family: str, tokenizer, spec: TinySpec = TinySpec()):
     """The family's real processor class, with a frame-size budget suited to the tiny model."""
     from transformers import (
         Qwen2_5_VLProcessor,
@@ -115,22 +154,23 @@ def build_processor(family: str, tokenizer):
         Qwen3VLVideoProcessor,
     )
 
+    patch = spec.patch(family)
     if family == "qwen2_5_omni":
         return _build_omni_processor(tokenizer)
     if family == "qwen2_5_vl":
         # released defaults: image 4..16384 patches of 28², video frames ≤ 768 patches of 28²
         image = Qwen2VLImageProcessor(size={"shortest_edge": 56 * 56, "longest_edge": 448 * 448},
-                                      patch_size=14, temporal_patch_size=2, merge_size=2)
+                                      patch_size=patch, temporal_patch_size=2, merge_size=2)
         video = Qwen2VLVideoProcessor(size={"shortest_edge": 56 * 56, "longest_edge": 224 * 224},
-                                      patch_size=14, temporal_patch_size=2, merge_size=2, do_sample_frames=False,
+                                      patch_size=patch, temporal_patch_size=2, merge_size=2, do_sample_frames=False,
                                       cap_pixels_per_frame=True)
         return Qwen2_5_VLProcessor(image_processor=image, tokenizer=tokenizer, video_processor=video,
                                    chat_template=QWEN2_5_VL_CHAT_TEMPLATE)
     half = [0.5, 0.5, 0.5]
-    image = Qwen2VLImageProcessor(size={"shortest_edge": 64 * 64, "longest_edge": 448 * 448}, patch_size=16,
+    image = Qwen2VLImageProcessor(size={"shortest_edge": 64 * 64, "longest_edge": 448 * 448}, patch_size=patch,
                                   temporal_patch_size=2, merge_size=2, image_mean=half, image_std=half)
     video = Qwen3VLVideoProcessor(size={"shortest_edge": 64 * 64, "longest_edge": 224 * 224 * 16},
-                                  patch_size=16, temporal_patch_size=2, merge_size=2, image_mean=half,
+                                  patch_size=patch, temporal_patch_size=2, merge_size=2, image_mean=half,
                                   image_std=half, fps=2, do_sample_frames=False, cap_pixels_per_frame=True)
     return Qwen3VLProcessor(image_processor=image, tokenizer=tokenizer, video_processor=video,
                             chat_template=QWEN3_VL_CHAT_TEMPLATE)
@@ -147,7 +187,8 @@ def build_config(family: str, tokenizer, spec: TinySpec = TinySpec()):
                 num_hidden_layers=spec.text_layers, num_attention_heads=spec.text_heads,
                 num_key_value_heads=spec.text_kv_heads, head_dim=spec.text_head_dim,
                 max_position_embeddings=spec.max_position_embeddings, bos_token_id=pad, eos_token_id=eos,
-                pad_token_id=pad, rms_norm_eps=1e-6, tie_word_embeddings=True)
+                pad_token_id=pad, rms_norm_eps=1e-6, tie_word_embeddings=True,
+                initializer_range=spec.init_std("text"))
     if family == "qwen2_5_omni":
         return _build_omni_config(tokenizer, text, spec)
     if family == "qwen2_5_vl":
@@ -157,16 +198,19 @@ def build_config(family: str, tokenizer, spec: TinySpec = TinySpec()):
                     layer_types=["full_attention"] * spec.text_layers)
         vision = dict(depth=spec.vision_depth, hidden_size=spec.vision_hidden, num_heads=spec.vision_heads,
                       intermediate_size=spec.vision_intermediate, out_hidden_size=spec.text_hidden,
-                      patch_size=14, spatial_merge_size=2, temporal_patch_size=2, tokens_per_second=2,
-                      window_size=112, fullatt_block_indexes=[1, 3], hidden_act="silu")
+                      patch_size=spec.patch(family), spatial_merge_size=2, temporal_patch_size=2,
+                      tokens_per_second=2, window_size=8 * spec.patch(family),  # released: 112 px = 8 patches
+                      fullatt_block_indexes=_full_attention_blocks(spec.vision_depth), hidden_act="silu",
+                      initializer_range=spec.init_std("vision"))
         return Qwen2_5_VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=True,
                                 **_vision_token_ids(tokenizer))
     text.update(rope_parameters={"rope_type": "default", "rope_theta": 5e6, "mrope_section": [12, 10, 10],
                                  "mrope_interleaved": True}, attention_bias=False)
     vision = dict(depth=spec.vision_depth, hidden_size=spec.vision_hidden, num_heads=spec.vision_heads,
-                  intermediate_size=spec.vision_intermediate, out_hidden_size=spec.text_hidden, patch_size=16,
-                  spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=2304,
-                  deepstack_visual_indexes=[1, 2], hidden_act="gelu_pytorch_tanh")
+                  intermediate_size=spec.vision_intermediate, out_hidden_size=spec.text_hidden,
+                  patch_size=spec.patch(family), spatial_merge_size=2, temporal_patch_size=2,
+                  num_position_embeddings=2304, deepstack_visual_indexes=_deepstack_blocks(spec.vision_depth),
+                  hidden_act="gelu_pytorch_tanh", initializer_range=spec.init_std("vision"))
     return Qwen3VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=True,
                          **_vision_token_ids(tokenizer))
 
@@ -233,16 +277,27 @@ def _build_omni_config(tokenizer, text: dict, spec: TinySpec):
         position_id_per_seconds=25, seconds_per_chunk=2)
 
 
+def _full_attention_blocks(depth: int) -> list[int]:
+    """Every second vision block attends over the whole frame, the others within windows (the released 7B has
+    full attention in 4 of 32 blocks; at tiny depth every second block keeps the frame-wide view)."""
+    return [i for i in range(depth) if i % 2 == 1] or [depth - 1]
+
+
+def _deepstack_blocks(depth: int) -> list[int]:
+    return [i for i in (1, 2) if i < depth] or [0]
+
+
 def build_tiny_model(family: str, out_dir: str | Path, seed: int = 0, spec: TinySpec = TinySpec()) -> Path:
     """Build, initialise (seeded) and save a tiny model of ``family`` into ``out_dir``; return the path."""
     from transformers import AutoModelForImageTextToText, GenerationConfig
 
     _check_family(family)
+    spec.validate(family)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     log.info("training the %s tokenizer on the embedded corpus", family)
     tokenizer = build_tokenizer(family, spec)
-    processor = build_processor(family, tokenizer)
+    processor = build_processor(family, tokenizer, spec)
     config = build_config(family, tokenizer, spec)
     torch.manual_seed(seed)
     model = AutoModelForImageTextToText.from_config(config, dtype=torch.float32)

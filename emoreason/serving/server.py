@@ -1,8 +1,9 @@
 """``emoreason serve``: vLLM's OpenAI-compatible server, set up so the served model sees what it was trained on.
 
-* **frames**: videos and frame folders are sampled and resized by the model's saved frame policy (fps, min/max
-  frames, min/max pixels) with emoreason's own loader inside vLLM (:mod:`emoreason.serving.vllm_entry`), and
-  reach the model's processor with the same timing metadata as in training and local evaluation;
+* **frames**: videos, frame folders and frame lists are sampled and resized by the model's saved frame policy
+  (fps, min/max frames, min/max pixels), and images decoded and resized, with emoreason's own loader inside vLLM
+  (:mod:`emoreason.serving.vllm_entry`); they reach the model's processor with the same pixels and timing
+  metadata as in training and local evaluation;
 * the model directory's chat template; one video and one image per prompt; local files readable only under
   ``media_dir``; a bounded context; a cap on one video's size;
 * **safe defaults**: loopback only for the dev/RL endpoints of ``weight_sync``; an API key (passed to vLLM
@@ -220,9 +221,10 @@ def frame_policy(cfg: ServeConfig):
 
 def describe_differences(policy) -> list[str]:
     """What a served model may see differently from a local run, said at start-up."""
-    return [f"images go through vLLM's image processor, which resizes them itself; local runs first resize "
-            f"with PIL (bicubic) to the same size: the same tokens, and the same pixels when both sides are "
-            f"multiples of {policy.factor} (otherwise they differ by resampling)"]
+    return ["a video sent as frames with their own timing (media_io_kwargs frames_indices, as `emoreason eval "
+            "--endpoint` and GRPO rollouts send them) is taken as sampled and sized by the sender",
+            "requests may not change the policy unless vLLM runs with --trust-request-mm-kwargs (--weight-sync "
+            "sets it): then mm_processor_kwargs / media_io_kwargs of a request override it for that request"]
 
 
 def command(cfg: ServeConfig, policy=None) -> list[str]:
@@ -230,11 +232,12 @@ def command(cfg: ServeConfig, policy=None) -> list[str]:
     policy = policy or frame_policy(cfg)
     video_io = {"video_backend": LOADER_NAME, "num_frames": -1, "frame_policy": dataclasses.asdict(policy),
                 "max_bytes": int(cfg.max_media_mb * 2**20)}
+    image_io = {"frame_policy": dataclasses.asdict(policy)}  # images resized as training resizes them
     args = [vllm_python(cfg.python), "-m", "emoreason.serving.vllm_entry", "--model", str(model),
             "--served-model-name", cfg.name, "--host", cfg.host, "--port", str(cfg.port),
             "--max-model-len", str(cfg.max_model_len), "--allowed-local-media-path",
             str(Path(cfg.media_dir).resolve()), "--limit-mm-per-prompt", json.dumps({"video": 1, "image": 1}),
-            "--media-io-kwargs", json.dumps({"video": video_io}), "--dtype", cfg.dtype,
+            "--media-io-kwargs", json.dumps({"video": video_io, "image": image_io}), "--dtype", cfg.dtype,
             "--tensor-parallel-size", str(cfg.tensor_parallel_size)]
     utilization = cfg.gpu_memory_utilization
     if utilization is None and not _gpu_count():

@@ -8,7 +8,8 @@ standard library, numpy/PIL through ``emoreason.video``, and vLLM):
 2. **frame policy**: registers the ``emoreason`` video loader, which turns a video's bytes (or a packed frame
    folder) into frames with :func:`emoreason.video.packing.load_frames_from_bytes` — the sampling, resizing and
    timing metadata of training and evaluation — under the policy the launcher passes in ``--media-io-kwargs``;
-   ``file://`` URLs of frame folders are read too, and a missing file is a 400 naming it;
+   ``file://`` URLs of frame folders are read too, and a missing file is a 400 naming it; images are decoded
+   and resized by the same loader before vLLM's image processor; a frame list without timing is a frame folder;
 3. **clear refusals**: an architecture vLLM does not know, or a quantization method it does not have, is
    named before vLLM starts loading;
 4. **routes**: with ``EMOREASON_GUARD_ROUTES=1`` (set with an API key) every route but ``/health`` needs the
@@ -138,6 +139,75 @@ def read_folders_and_name_missing_files() -> None:
     MediaConnector._load_file_url = _load_file_url
 
 
+def read_frame_lists_like_folders() -> None:
+    """A video sent as a list of frames (``data:video/jpeg;base64,F1,F2,…``, the OpenAI-style frame list) with
+    no timing of its own is a frame folder: packed and read by the loader above (sampled and resized by the
+    policy, at the frame-folder rate, within the size cap). vLLM alone keeps every frame at their own size and
+    dates them at 1 fps. A list that carries its timing (``media_io_kwargs`` with ``frames_indices``, as
+    ``emoreason eval --endpoint`` and GRPO rollouts send frames they already sampled) is taken as given."""
+    import base64
+    import binascii
+
+    from vllm.multimodal.media.video import VideoMediaIO
+
+    from emoreason.video import MediaError
+    from emoreason.video.packing import pack_frame_bytes
+
+    original = VideoMediaIO.load_base64
+
+    def load_base64(self, media_type: str, data: str):
+        if (media_type.lower() != "video/jpeg" or "frames_indices" in self.kwargs
+                or "frame_policy" not in self.kwargs):
+            return original(self, media_type, data)
+        try:
+            frames = [base64.b64decode(part, validate=True) for part in data.split(",")]
+        except (binascii.Error, ValueError) as exc:
+            raise ValueError(f"video: a frame of the frame list is not base64 ({exc})") from exc
+        try:
+            packed = pack_frame_bytes(frames, self.kwargs.get("max_bytes"))
+        except MediaError as exc:
+            raise ValueError(f"video: {exc.reason}") from exc
+        return self.load_bytes(packed)
+
+    VideoMediaIO.load_base64 = load_base64
+
+
+def load_images_like_training() -> None:
+    """Images: decoded and resized by :func:`emoreason.video.packing.load_image_from_bytes` (the loader of
+    training and evaluation) before vLLM's image processor, under the policy the launcher passes in
+    ``--media-io-kwargs {"image": {"frame_policy": …}}``. vLLM alone hands the original image to the processor,
+    which resizes it once: for many sizes another grid than training's two steps (a 400 × 560 image: 13 × 18
+    patches instead of 13 × 19), and for photos over 4,096 merged patches up to 4 × the tokens (the released
+    Qwen2.5-VL processor allows 16,384)."""
+    from PIL import Image
+    from vllm.multimodal.media.base import MediaWithBytes
+    from vllm.multimodal.media.connector import MediaConnector
+
+    from emoreason.video import FramePolicy, MediaError
+    from emoreason.video.packing import load_image_from_bytes
+
+    def _as_trained(connector, loaded):
+        spec = (connector.media_io_kwargs.get("image") or {}).get("frame_policy")
+        if spec is None or not isinstance(loaded, MediaWithBytes):
+            return loaded
+        try:
+            frame = load_image_from_bytes(loaded.original_bytes, FramePolicy(**spec))
+        except MediaError as exc:  # vLLM answers ValueError with HTTP 400
+            raise ValueError(f"image: {exc.reason}") from exc
+        config = {**(loaded.io_config or {}), "emoreason_size": list(frame.shape[:2])}
+        return MediaWithBytes(Image.fromarray(frame), loaded.original_bytes, config)
+
+    fetch, fetch_async = MediaConnector.fetch_image, MediaConnector.fetch_image_async
+
+    def fetch_image(self, image_url, **kwargs):
+        return _as_trained(self, fetch(self, image_url, **kwargs))
+
+    async def fetch_image_async(self, image_url, **kwargs):
+        return _as_trained(self, await fetch_async(self, image_url, **kwargs))
+
+    MediaConnector.fetch_image, MediaConnector.fetch_image_async = fetch_image, fetch_image_async
+
+
 # --- 3. clear refusals -------------------------------------------------------------------------------------
 def _argument(argv: list[str], name: str) -> str | None:
     for i, item in enumerate(argv):
@@ -210,6 +280,8 @@ def main() -> None:
     precheck(argv)
     register_video_loader()
     read_folders_and_name_missing_files()
+    read_frame_lists_like_folders()
+    load_images_like_training()
     if os.environ.get("EMOREASON_GUARD_ROUTES") == "1":
         guard_all_routes()
     import runpy

@@ -50,7 +50,7 @@ def _checked(recipe: Recipe, collator: VideoSFTCollator, split: str, limit: int 
 def build_trainer(recipe: Recipe):
     """TRL's SFTTrainer with the recipe's model, checked rows and the video collator; ``trainer.row_checks``
     holds what the check removed per split."""
-    from trl import SFTTrainer
+    from emoreason.sft.trainer import VideoSFTTrainer
 
     script, args = recipe.script, recipe.training
     model, processor, peft_config = load_for_training(recipe)
@@ -59,8 +59,9 @@ def build_trainer(recipe: Recipe):
     checks, evaluation = {"train": train_check}, None
     if args.eval_strategy != "no":
         evaluation, checks["eval"] = _checked(recipe, collator, script.dataset_test_split, None, "eval")
-    trainer = SFTTrainer(model=model, args=args, train_dataset=train, eval_dataset=evaluation,
-                         processing_class=processor, data_collator=collator, peft_config=peft_config)
+    trainer = VideoSFTTrainer(model=model, args=args, train_dataset=train, eval_dataset=evaluation,
+                              processing_class=processor, data_collator=collator, peft_config=peft_config)
+    trainer.module_learning_rates = script.module_learning_rates()
     trainer.row_checks = checks
     return trainer, processor
 

@@ -1,7 +1,14 @@
 """SynthFACS: procedural, AU-controlled face videos with exact ground truth (the embedded dataset); with
 ``audio``, SynthFACS-AV: the faces speak, with emotion-dependent prosody (``emoreason.synth.voice``)."""
 
-from emoreason.synth.clips import DIFFICULTIES, ClipSpec, generate_av_clip, generate_clip, sample_expression
+from emoreason.synth.clips import (
+    DIFFICULTIES,
+    PROFILES,
+    ClipSpec,
+    generate_av_clip,
+    generate_clip,
+    sample_expression,
+)
 from emoreason.synth.dataset import EMOTION_SETS, SynthConfig, build_dataset, identity_splits, plan
 from emoreason.synth.face import AU_REGIONS, RENDERED_AUS, Identity, Pose, region_mask, render_face
 
@@ -9,6 +16,7 @@ __all__ = [
     "AU_REGIONS",
     "DIFFICULTIES",
     "EMOTION_SETS",
+    "PROFILES",
     "RENDERED_AUS",
     "ClipSpec",
     "Identity",

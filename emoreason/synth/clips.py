@@ -1,8 +1,9 @@
 """SynthFACS clip generator: emotion → AU set with intensities → temporal profile → rendered frames.
 
 The AU set comes from the FACS prototypes (``emoreason.knowledge``) with per-subject variation: a random
-prototype variant, non-core AUs sometimes dropped, intensities by difficulty. Each AU follows neutral →
-onset → apex → offset with its own small lead/lag. Distractors that are not the emotion — blinks (AU45),
+prototype variant, non-core AUs sometimes dropped, intensities by difficulty. Each AU follows a temporal profile
+with its own small lead/lag: ``apex_offset`` (neutral → onset → apex → offset, as MMI or in-the-wild clips) or
+``onset_apex`` (neutral → onset → apex held to the last frame, as the posed CK+ sequences, Lucey et al. 2010). Distractors that are not the emotion — blinks (AU45),
 talking (AU25/26 oscillation), head motion, an occluder — are drawn by difficulty and recorded exactly.
 """
 
@@ -50,12 +51,16 @@ class ClipSpec:
     size: int = 224
     fps: float = 8.0
     difficulty: str = "medium"
+    profile: str = "apex_offset"
     # SynthFACS-AV: a voice track (``emoreason.synth.voice``); in a masked clip face and voice show different
     # emotions and ``emotion`` (the label) follows ``label_rule``
     audio: bool = False
     face_emotion: str | None = None  # default: ``emotion``
     voice_emotion: str | None = None  # default: ``emotion``
     label_rule: str | None = None  # "voice" | "face" for masked clips
+
+
+PROFILES = ("apex_offset", "onset_apex")
 
 
 def _smoothstep(x: np.ndarray) -> np.ndarray:
@@ -76,8 +81,12 @@ def sample_expression(emotion: str, rng: np.random.Generator, difficulty: Diffic
     return {a: float(np.round(rng.uniform(lo, hi), 2)) for a in kept}
 
 
-def au_timeline(peaks: dict[int, float], n: int, rng: np.random.Generator) -> tuple[dict[int, np.ndarray], int]:
-    """Per-frame intensities: neutral → onset → apex → offset, with small per-AU leads; returns (frames, apex)."""
+def au_timeline(peaks: dict[int, float], n: int, rng: np.random.Generator,
+                profile: str = "apex_offset") -> tuple[dict[int, np.ndarray], int]:
+    """Per-frame intensities: neutral → onset → apex → offset (``onset_apex``: no offset, the apex is held to the
+    end), with small per-AU leads; returns (frames, apex)."""
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {', '.join(PROFILES)}, got {profile!r}")
     onset = rng.uniform(0.5, max(1.0, n * 0.3))
     rise = rng.uniform(2.0, max(2.5, n * 0.3))
     hold = rng.uniform(1.0, max(1.5, n * 0.25))
@@ -88,7 +97,7 @@ def au_timeline(peaks: dict[int, float], n: int, rng: np.random.Generator) -> tu
         lead = float(rng.integers(-1, 3))
         start = onset + lead
         up = _smoothstep((frames - start) / rise)
-        down = 1 - _smoothstep((frames - (start + rise + hold)) / fall)
+        down = 1 - _smoothstep((frames - (start + rise + hold)) / fall) if profile == "apex_offset" else 1.0
         out[au] = np.round(peak * np.minimum(up, down), 3)
     if not out:
         return out, int(n // 2)
@@ -113,7 +122,7 @@ def generate_av_clip(spec: ClipSpec) -> tuple[np.ndarray, np.ndarray | None, dic
     diff = DIFFICULTIES[spec.difficulty]
     n = spec.frames
     peaks = sample_expression(spec.face_emotion or spec.emotion, rng, diff)
-    track, apex = au_timeline(peaks, n, rng)
+    track, apex = au_timeline(peaks, n, rng, spec.profile)
     distractors: list[dict] = []
     speech = _speak(spec, track, peaks) if spec.audio else None
     if speech is not None:  # lips and jaw follow the syllables (drawn from the voice's own random stream)

@@ -18,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from emoreason.knowledge import BASIC_EMOTIONS, COMPOUND_EMOTIONS
-from emoreason.synth.clips import DIFFICULTIES, ClipSpec, generate_av_clip, identity_summary
+from emoreason.synth.clips import DIFFICULTIES, PROFILES, ClipSpec, generate_av_clip, identity_summary
 from emoreason.synth.face import Identity
 from emoreason.synth.voice import SAMPLE_RATE as VOICE_RATE
 from emoreason.video import write_video
@@ -51,6 +51,7 @@ class SynthConfig:
     fps: float = 8.0
     difficulty: str = "medium"
     emotions: str = "basic"
+    profile: str = "apex_offset"  # apex_offset | onset_apex (CK+-style: the apex is held to the last frame)
     identities: int | None = None  # default: one identity per 8 clips, at least 6
     split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
     # SynthFACS-AV (``--audio``): clips speak; a ``masked_fraction`` of them show another emotion on the face
@@ -65,6 +66,8 @@ class SynthConfig:
             raise ValueError("clips must be ≥ 1")
         if self.difficulty not in DIFFICULTIES:
             raise ValueError(f"difficulty must be one of {', '.join(DIFFICULTIES)}")
+        if self.profile not in PROFILES:
+            raise ValueError(f"profile must be one of {', '.join(PROFILES)}")
         if self.emotions not in EMOTION_SETS:
             raise ValueError(f"emotions must be one of {', '.join(EMOTION_SETS)}")
         if self.size % 2 or self.size < 32 or self.frames < 2:
@@ -84,6 +87,8 @@ class SynthConfig:
         data = asdict(self)
         data.pop("out")
         data["split_fractions"] = list(self.split_fractions)
+        if self.profile == "apex_offset":  # the default: datasets built before the option resume unchanged
+            data.pop("profile")
         if not self.audio:  # a video-only dataset records exactly the settings it always did
             for key in ("audio", "masked_fraction", "masked_label"):
                 data.pop(key)
@@ -121,7 +126,7 @@ def plan(cfg: SynthConfig) -> list[ClipSpec]:
         specs.append(ClipSpec(index=index, clip_id=f"synthfacs-s{cfg.seed}-{index:06d}", emotion=emotion,
                               identity=identities[identity], split=splits[identity], seed=clip_seed,
                               frames=cfg.frames, size=cfg.size, fps=cfg.fps, difficulty=cfg.difficulty,
-                              **_voice_plan(cfg, index, emotion, emotions)))
+                              profile=cfg.profile, **_voice_plan(cfg, index, emotion, emotions)))
     return specs
 
 
@@ -154,7 +159,7 @@ def _record(spec: ClipSpec, truth: dict, rel_path: str) -> dict:
         "aus": truth["aus"], "au_intensity": truth["au_intensity"], "au_frames": truth["au_frames"],
         "apex_frame": truth["apex_frame"], "valence": truth["valence"], "arousal": truth["arousal"],
         "rationale": None, "subject": f"synth-{spec.identity.identity_id:04d}",
-        "meta": {"difficulty": spec.difficulty, "seed": spec.seed, "expression_aus": truth["expression_aus"],
+        "meta": {"difficulty": spec.difficulty, "profile": spec.profile, "seed": spec.seed, "expression_aus": truth["expression_aus"],
                  "distractors": json.dumps(truth["distractors"]), "identity": json.dumps(
                      identity_summary(spec.identity))},
     }

@@ -27,14 +27,20 @@ def frame_policy(script: EmoreasonArguments, processor) -> FramePolicy:
 
 
 def freeze(model, script: EmoreasonArguments) -> None:
-    """Freeze the vision tower (all but its merger) and/or the merger, and an Omni model's audio encoder, as the
-    recipe says."""
+    """Freeze the vision tower (all but its merger), the merger and/or everything outside the vision path, and an
+    Omni model's audio encoder, as the recipe says."""
     inner = getattr(model, "model", model)
     audio = getattr(inner, "audio_tower", None)
     if script.freeze_audio and audio is not None:
         for param in audio.parameters():
             param.requires_grad_(False)
     visual = getattr(inner, "visual", None)
+    if script.freeze_language:
+        if visual is None:
+            raise ValueError("freeze_language needs a model with a vision tower to train")
+        for name, param in model.named_parameters():
+            if ".visual." not in f".{name}":
+                param.requires_grad_(False)
     if visual is None:
         return
     merger = getattr(visual, "merger", None)

@@ -42,6 +42,15 @@ class EmoreasonArguments(ScriptArguments):
     freeze_projector: bool = field(default=False, metadata={"help": "Freeze the vision merger/projector."})
     freeze_audio: bool = field(default=False, metadata={
         "help": "Freeze the audio encoder (Qwen2.5-Omni's audio_tower, its output projection included)."})
+    freeze_language: bool = field(default=False, metadata={
+        "help": "Train the vision path alone (LLaVA's stage-1 alignment, with the vision tower trainable unless "
+                "freeze_vision): a warm-up stage for a randomly initialised model, whose language model otherwise "
+                "learns the answers' text before the video carries any signal. Full fine-tuning only."})
+    vision_learning_rate: float | None = field(default=None, metadata={
+        "help": "Learning rate of the vision tower (patch embedding + blocks); default: learning_rate."})
+    projector_learning_rate: float | None = field(default=None, metadata={
+        "help": "Learning rate of the vision merger/projector; default: learning_rate (Qwen2-VL-Finetune's "
+                "merger_lr, LLaVA's mm_projector_lr)."})
     vision_attention: str = field(default="auto", metadata={
         "help": "varlen: one attention call for all vision windows (torch varlen_attn on CUDA, one masked SDPA "
                 "elsewhere) | default: the model's own per-window attention | auto: default until the CUDA "
@@ -52,6 +61,10 @@ class EmoreasonArguments(ScriptArguments):
     min_pixels: int | None = field(default=None, metadata={"help": "Least pixels per frame after resizing."})
     max_pixels: int | None = field(default=None, metadata={"help": "Most pixels per frame after resizing."})
     total_pixels: int | None = field(default=None, metadata={"help": "Most pixels per video (all frames)."})
+
+    def module_learning_rates(self) -> dict[str, float | None]:
+        """Per-module rates for ``emoreason.training.optim`` (None: the trainer's learning_rate)."""
+        return {"vision": self.vision_learning_rate, "projector": self.projector_learning_rate}
 
 
 @dataclass
@@ -196,6 +209,10 @@ def _check(recipe: Recipe, kind: str) -> None:
     if (recipe.model.load_in_4bit or recipe.model.load_in_8bit) and not recipe.model.use_peft:
         raise ConfigError(f"{where}: a quantized base (load_in_4bit / load_in_8bit) trains an adapter: set "
                           "use_peft: true")
+    if recipe.script.freeze_language and recipe.model.use_peft:
+        raise ConfigError(f"{where}: freeze_language trains the vision path's own weights: set use_peft: false")
+    if recipe.script.freeze_language and recipe.script.freeze_vision and recipe.script.freeze_projector:
+        raise ConfigError(f"{where}: freeze_language with freeze_vision and freeze_projector leaves nothing to train")
     if kind == "grpo":
         from emoreason.rewards import REWARD_NAMES
 

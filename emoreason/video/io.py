@@ -69,8 +69,9 @@ class FramePolicy:
             lo = _ceil_by(self.min_frames, self.frame_factor)
             hi = _floor_by(min(self.max_frames, total), self.frame_factor)
             n = total / max(video_fps, 1e-6) * (self.fps or video_fps)
-            n = _floor_by(min(max(n, lo), hi), self.frame_factor) if hi >= lo else _floor_by(total,
-                                                                                              self.frame_factor)
+            # qwen-vl-utils: min(max(n, min_frames), max_frames, total), so max_frames caps even below min_frames,
+            # and a clip shorter than min_frames gives all it has
+            n = _floor_by(min(max(n, lo), hi), self.frame_factor)
         n = max(n, self.frame_factor)
         return int(n)
 
@@ -182,16 +183,13 @@ def load_frames(media: str | Path | Sequence[str | Path], policy: FramePolicy | 
             loaded = _load_image_list(frame_files(path), policy, source=str(path), fps=rate, wanted=wanted)
             loaded.kind = "frames"
         elif path.suffix.lower() in IMAGE_EXTENSIONS:
-            frame = _read_image(path)
+            frame = read_image(path)
             loaded = LoadedFrames(frame[None], [0.0], [0], 1.0, 1, str(path), "pil", kind="image")
         else:
             loaded = _load_video(path, policy, backend, wanted)
     if resize:
         if loaded.kind == "image":
-            h, w = smart_resize(*loaded.frames.shape[1:3], policy.factor, 4 * policy.factor ** 2,
-                                max(policy.max_pixels, 16384 * policy.factor ** 2 // 4))
-            if (h, w) != loaded.frames.shape[1:3]:
-                loaded.frames = np.asarray(Image.fromarray(loaded.frames[0]).resize((w, h), Image.BICUBIC))[None]
+            loaded.frames = resize_image(loaded.frames[0], policy)[None]
         else:
             loaded.frames = _resize_frames(loaded.frames, policy)
     return loaded
@@ -205,14 +203,28 @@ def load_media(media: dict, policy: FramePolicy | None = None, backend: str = "a
                        indices=media.get("frame_indices"))
 
 
-def _read_image(path: Path) -> np.ndarray:
+def resize_image(frame: np.ndarray, policy: FramePolicy) -> np.ndarray:
+    """An image (H, W, 3) resized as every stage resizes it before the processor: to a multiple of the vision
+    factor, 4 to 4,096 merged patches (or the policy's max_pixels if larger), PIL bicubic. ``emoreason serve``
+    applies the same to the images it receives (:mod:`emoreason.serving.vllm_entry`)."""
+    h, w = smart_resize(*frame.shape[:2], policy.factor, 4 * policy.factor ** 2,
+                        max(policy.max_pixels, 16384 * policy.factor ** 2 // 4))
+    if (h, w) == frame.shape[:2]:
+        return frame
+    return np.asarray(Image.fromarray(frame).resize((w, h), Image.BICUBIC))
+
+
+def read_image(source: str | Path, fp=None) -> np.ndarray:
+    """An image file (or the open file object ``fp`` holding it) as an RGB array; MediaError names ``source``."""
+    path = Path(source)
     try:
-        with Image.open(path) as im:
+        with Image.open(path if fp is None else fp) as im:
             return np.asarray(im.convert("RGB"))
     except FileNotFoundError as exc:
         raise MissingMediaError(path, "no such file") from exc
     except Exception as exc:
-        raise CorruptMediaError(path, f"cannot decode image ({type(exc).__name__}: {exc})") from exc
+        raise CorruptMediaError(source, f"cannot decode image ({type(exc).__name__}: {exc})") from exc
+
 
 
 def _check_wanted(source: str | Path, wanted: list[int], total: int) -> None:
@@ -231,7 +243,7 @@ def _load_image_list(files: list[Path], policy: FramePolicy, source: str, fps: f
         indices = list(wanted)
     else:
         indices = _indices(len(files), min(policy.num_frames(len(files), fps), len(files)))
-    frames = [_read_image(files[i]) for i in indices]
+    frames = [read_image(files[i]) for i in indices]
     shape = frames[0].shape
     for i, f in zip(indices, frames, strict=True):
         if f.shape != shape:

@@ -14,6 +14,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+import numpy as np
+
 from emoreason.video.io import (
     IMAGE_EXTENSIONS,
     CorruptMediaError,
@@ -23,6 +25,8 @@ from emoreason.video.io import (
     MediaError,
     frame_files,
     load_frames,
+    read_image,
+    resize_image,
 )
 
 ZIP_MAGIC = b"PK\x03\x04"
@@ -47,6 +51,19 @@ def pack_frame_folder(folder: str | Path, max_bytes: int | None = None) -> bytes
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
         for path in files:
             archive.write(path, arcname=path.name)
+    return buffer.getvalue()
+
+
+def pack_frame_bytes(frames: list[bytes], max_bytes: int | None = None, source: str = "<frame list>") -> bytes:
+    """A zip like :func:`pack_frame_folder` of encoded image frames given as bytes, in their order."""
+    size = sum(len(f) for f in frames)
+    if max_bytes is not None and size > max_bytes:
+        raise MediaTooLargeError(source, f"{len(frames)} frames of {size / 2**20:.1f} MiB are over the "
+                                         f"{max_bytes / 2**20:.0f} MiB media cap")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        for i, frame in enumerate(frames):
+            archive.writestr(f"{i:06d}.png", frame)  # any image format: the reader sniffs the content
     return buffer.getvalue()
 
 
@@ -93,3 +110,10 @@ def load_frames_from_bytes(data: bytes, policy: FramePolicy, max_bytes: int | No
             loaded = load_frames(path, policy)
     loaded.path = source
     return loaded
+
+
+def load_image_from_bytes(data: bytes, policy: FramePolicy, source: str = "<inline image>") -> np.ndarray:
+    """An image's bytes decoded and resized exactly as :func:`load_frames` reads the image file on disk."""
+    if not data:
+        raise EmptyMediaError(source, "no bytes")
+    return resize_image(read_image(source, io.BytesIO(data)), policy)

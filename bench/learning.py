@@ -1,0 +1,432 @@
+"""Learning on SynthFACS: does training teach recognition? SFT and GRPO on the embedded model, with a control.
+
+Every stage is the command a user runs (``python -m emoreason …``), so the run checks the whole path from
+pixels through video tokens, SFT and GRPO into the answer and the cited AUs:
+
+  1. ``emoreason tiny-model``  the embedded Qwen2.5-VL at the sizes given (``--model-size key=value …``)
+  2. ``emoreason synth``       SynthFACS, 8 basic classes, identity-disjoint train/val/test
+  3. ``emoreason synth-cot``   verified AU-grounded CoT rows (+ AU-perception and short-answer rows)
+  4. ``emoreason sft``         the curriculum's stages, in order (each from the previous stage's model)
+  5. control                   the same SFT on the same rows with every training clip's video swapped for
+                               another training clip's (a derangement): labels unchanged, pixels uninformative
+  6. ``emoreason eval``        SFT, control (and the untrained model) on the test split; checkpoints on a
+                               subset for the held-out curve
+  7. ``emoreason grpo``        from the SFT model; evaluated on the same test split, compared to SFT by a
+                               paired bootstrap (WAR and cited-AU F1)
+  8. ``learning_curves.png`` and ``metrics.json`` (figures, targets met or not, wall time per stage)
+
+    python bench/learning.py --out runs/learning          # the full run (targets: docs/benchmarks.md)
+    python bench/learning.py --quick --out /tmp/learn     # shortened run (the slow test)
+    python bench/learning.py --scale gpu --out runs/learning-gpu   # larger sizes for a GPU
+
+Resumable: a stage whose output exists is skipped (each command resumes its own work too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CHANCE = 1 / 8  # 8 basic classes, balanced by SynthFACS' planner
+TARGETS = {"sft_war": 0.60, "sft_au_f1": 0.60, "sft_hallucination_max": 0.20, "control_margin": 0.05}
+
+
+@dataclass
+class Plan:
+    """What one learning run does; presets below, every field overridable (``--set key=value``)."""
+
+    family: str = "qwen2_5_vl"
+    model_size: list[str] = field(default_factory=list)  # TinySpec key=value
+    clips: int = 2400
+    size: int = 112
+    frames: int = 16
+    difficulty: str = "easy"
+    profile: str = "apex_offset"  # SynthFACS temporal profile; onset_apex holds the apex to the last frame
+    # the frame policy of training and scoring alike (a model is scored on the frames it was trained on)
+    frame_policy: dict = field(default_factory=lambda: {"fps": 4.0, "max_frames": 8})
+    seed: int = 0
+    cot_tasks: dict = field(default_factory=lambda: {"cot": 1.0})
+    # SFT curriculum: (name, recipe, overrides); each stage starts from the previous one's model
+    sft_stages: list[dict] = field(default_factory=list)
+    control: bool = True
+    train_sft: bool = True  # false with control: the control arm alone (e.g. in a second process on shared data)
+    grpo_recipe: str = "recipes/tiny/grpo/synthfacs.yaml"
+    grpo_overrides: list[str] = field(default_factory=list)
+    grpo: bool = True
+    eval_limit: int | None = None  # test clips scored (None: the whole test split)
+    curve_limit: int = 64  # test clips scored per checkpoint for the held-out curve
+    eval_untrained: bool = False
+    # linear probe of the video tokens (emoreason.evaluation.probe) of the untrained model and of each arm's SFT
+    # model: does the vision path carry the class at all, before and after training? (0: skip)
+    probe_train_clips: int = 1200
+    bootstrap_resamples: int = 10000
+
+
+LEARNING_RECIPE = "recipes/tiny/sft/synthfacs_learning.yaml"
+# the vision path of a random-init model at a higher rate than the language model (see docs/benchmarks.md)
+MODULE_RATES = ["vision_learning_rate=1e-3", "projector_learning_rate=1e-3", "learning_rate=1e-3"]
+# two frames, neutral first and apex last (onset_apex holds the apex to the last frame): one temporal patch that
+# holds the expression change, 16 video tokens at 112 px
+TWO_FRAMES = {"profile": "onset_apex", "frame_policy": {"fps": 4.0, "max_frames": 2}}
+
+
+def preset(name: str) -> Plan:
+    if name == "quick":
+        return Plan(clips=640, **TWO_FRAMES, grpo=False, eval_limit=96, curve_limit=32, probe_train_clips=400,
+                    sft_stages=[{"name": "sft", "recipe": LEARNING_RECIPE,
+                                 "overrides": [*MODULE_RATES, "num_train_epochs=2", "save_steps=40"]}])
+    if name == "gpu":
+        return Plan(model_size=["vision_hidden=256", "vision_depth=6", "vision_heads=4", "vision_intermediate=512",
+                                "text_hidden=256", "text_layers=4", "text_heads=4", "text_kv_heads=2",
+                                "text_intermediate=768"],
+                    clips=8000, size=224, profile="onset_apex",
+                    frame_policy={"fps": 4.0, "max_frames": 2, "max_pixels": 50176},
+                    sft_stages=[{"name": "sft", "recipe": LEARNING_RECIPE,
+                                 "overrides": [*MODULE_RATES, "num_train_epochs=6", "per_device_train_batch_size=16"]}],
+                    grpo_overrides=["max_steps=200"])
+    return Plan(**TWO_FRAMES, sft_stages=[{"name": "sft", "recipe": LEARNING_RECIPE,
+                                           "overrides": [*MODULE_RATES, "save_steps=105"]}])
+
+
+# --- running the user's commands ------------------------------------------------------------------------------
+class Runner:
+    def __init__(self, out: Path, dry: bool = False):
+        self.out, self.dry = out, dry
+        self.logs = out / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.timings: dict[str, float] = {}
+
+    def emoreason(self, name: str, *args: str) -> None:
+        """``python -m emoreason ARGS``, output to logs/NAME.log; a failure raises naming the log."""
+        cmd = [sys.executable, "-m", "emoreason", *args]
+        print(f"$ emoreason {' '.join(args)}", flush=True)
+        if self.dry:
+            return
+        start = time.time()
+        log = self.logs / f"{name}.log"
+        with log.open("a") as handle:
+            handle.write(f"\n$ {' '.join(cmd)}\n")
+            handle.flush()
+            result = subprocess.run(cmd, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT,
+                                    env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+        self.timings[name] = self.timings.get(name, 0.0) + time.time() - start
+        if result.returncode:
+            tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-20:])
+            raise RuntimeError(f"stage {name} failed (exit {result.returncode}); log {log}:\n{tail}")
+        print(f"  done in {time.time() - start:.0f}s", flush=True)
+
+
+# --- the control: the same rows with every training clip's video swapped for another training clip's ------------
+def shuffled_copy(hf_dir: Path, out_dir: Path, split: str = "train", seed: int = 0) -> dict:
+    """Write ``out_dir``: ``hf_dir`` with each ``split`` clip's video replaced by another clip's (a derangement,
+    so no clip keeps its own frames; all rows of one clip get the same other clip). Returns counts."""
+    import datasets
+
+    data = datasets.load_from_disk(str(hf_dir))
+    train = data[split]
+    videos = sorted({v for v in train["video"] if v})
+    rng = random.Random(seed)
+    shuffled = videos[:]
+    while len(videos) > 1 and any(a == b for a, b in zip(videos, shuffled, strict=True)):
+        rng.shuffle(shuffled)  # rejection sampling: a uniform random derangement (~e tries)
+    swap = dict(zip(videos, shuffled, strict=True))
+    data[split] = train.map(lambda row: {"video": swap.get(row["video"], row["video"])})
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    data.save_to_disk(str(tmp))
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
+    return {"clips": len(videos), "rows": len(train), "kept_own_video": sum(a == b for a, b in swap.items())}
+
+
+# --- the vision probe -------------------------------------------------------------------------------------------
+def probe(model_dir: Path, synth_dir: Path, plan: Plan) -> dict:
+    """Linear probe (flattened video tokens) fitted on training clips, scored on the test clips the eval scores."""
+    from dataclasses import replace
+
+    from transformers import AutoProcessor
+
+    from emoreason.evaluation.probe import linear_probe, vision_features
+    from emoreason.models import frame_policy_for
+
+    cache = model_dir.parent / "vision_probe.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    policy = replace(frame_policy_for(AutoProcessor.from_pretrained(str(model_dir))), **plan.frame_policy)
+    rows = {split: [json.loads(line) for line in (synth_dir / f"{split}.jsonl").read_text().splitlines()]
+            for split in ("train", "test")}
+    rows["train"] = rows["train"][:plan.probe_train_clips]
+    rows["test"] = rows["test"][:plan.eval_limit] if plan.eval_limit else rows["test"]
+    feats = {split: vision_features(model_dir, [synth_dir / r["media"]["path"] for r in rows[split]], policy,
+                                    pool="flat") for split in rows}
+    result = linear_probe(feats["train"], [r["emotion"] for r in rows["train"]], feats["test"],
+                          [r["emotion"] for r in rows["test"]], weight_decay=1e-2)
+    cache.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"vision probe {model_dir}: {result}", flush=True)
+    return result
+
+
+# --- scoring -----------------------------------------------------------------------------------------------------
+def test_records(synth_dir: Path, limit: int | None):
+    from emoreason.datasets import load_records
+    from emoreason.evaluation.benchmarks import load_benchmark
+
+    spec = load_benchmark("synthfacs")
+    records = list(load_records(spec.dataset_format, str(synth_dir), split=spec.split))
+    return records[:limit] if limit else records
+
+
+def summarise(run_dir: Path, records) -> dict:
+    from emoreason.evaluation.significance import per_sample, wilson_interval
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    items = per_sample(run_dir, records)
+    correct = sum(x["correct"] for x in items)
+    low, high = wilson_interval(correct, len(items))
+    rationale = metrics.get("rationale", {})
+    return {"n": len(items), "war": metrics["recognition"]["war"], "war_ci95": [low, high],
+            "uar": metrics["recognition"]["uar"], "au_f1": rationale.get("au_f1"),
+            "hallucination_rate": rationale.get("hallucination_rate"),
+            "format_valid": rationale.get("format_valid"),
+            "au_detection_mean_f1": (metrics.get("au") or {}).get("mean_f1"),
+            "predicted": _prediction_counts(metrics)}
+
+
+def _prediction_counts(metrics: dict) -> dict:
+    rec = metrics["recognition"]
+    labels, matrix = rec["labels"], rec["confusion_matrix"]
+    return {c: sum(row[j] for row in matrix) for j, c in enumerate(labels)}
+
+
+def history(output_dir: Path) -> list[dict]:
+    """The trainer's log history (loss, rewards, …) from the latest trainer_state.json or train_summary.json."""
+    states = sorted(output_dir.glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name.split("-")[1]))
+    summary = output_dir / "train_summary.json"
+    if summary.is_file():
+        data = json.loads(summary.read_text())
+        rows = data.get("loss_history") or data.get("reward_history")
+        if rows:
+            return rows
+    return json.loads(states[-1].read_text())["log_history"] if states else []
+
+
+def plot_curves(path: Path, curves: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), dpi=80)
+    ax = axes[0]
+    for name, rows in curves["loss"].items():
+        pts = [(r["step"], r["loss"]) for r in rows if "loss" in r]
+        if pts:
+            ax.plot(*zip(*pts, strict=True), label=name)
+    ax.set_title("SFT training loss")
+    ax.set_xlabel("step")
+    ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    for name, rows in curves["war"].items():
+        if rows:
+            ax.plot([r["step"] for r in rows], [100 * r["war"] for r in rows], marker="o", label=name)
+    ax.axhline(100 * CHANCE, color="grey", ls="--", lw=1, label="chance (12.5 %)")
+    ax.set_title("held-out WAR (test subset)")
+    ax.set_xlabel("SFT step")
+    ax.set_ylabel("%")
+    ax.legend(fontsize=8)
+    ax = axes[2]
+    rewards = curves.get("rewards") or []
+    keys = sorted({k for r in rewards for k in r if k.startswith("rewards/") and k.endswith("/mean")})
+    for key in keys:
+        pts = [(r["step"], r[key]) for r in rewards if key in r]
+        ax.plot(*zip(*pts, strict=True), label=key.split("/")[1])
+    if rewards:
+        ax.plot([r["step"] for r in rewards if "reward" in r], [r["reward"] for r in rewards if "reward" in r],
+                color="black", lw=2, label="total")
+    ax.set_title("GRPO rewards (mean per step)")
+    ax.set_xlabel("GRPO step")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+# --- the run -------------------------------------------------------------------------------------------------------
+def run(plan: Plan, out: Path, dry: bool = False) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "plan.json").write_text(json.dumps(asdict(plan), indent=2) + "\n")
+    runner = Runner(out, dry)
+    started = time.time()
+    model, synth, cot = out / "model", out / "synthfacs", out / "cot"
+
+    if not (model / "config.json").exists():
+        runner.emoreason("tiny_model", "tiny-model", "--family", plan.family, "--out", str(model),
+                         "--seed", str(plan.seed), *plan.model_size)
+    if not (synth / "manifest.jsonl").exists():
+        runner.emoreason("synth", "synth", "--out", str(synth), "--clips", str(plan.clips), "--size", str(plan.size),
+                         "--frames", str(plan.frames), "--difficulty", plan.difficulty, "--emotions", "basic",
+                         "--profile", plan.profile, "--seed", str(plan.seed))
+    if not (cot / "hf").exists():
+        tasks = ",".join(f"{k}: {v}" for k, v in plan.cot_tasks.items())
+        extra = [f"tasks={{{tasks}}}"] if set(plan.cot_tasks) != {"cot"} else []
+        runner.emoreason("synth_cot", "synth-cot", "--config", "data_pipelines/configs/synthfacs.yaml",
+                         f"dataset_root={synth}", f"output_dir={cot}", *extra)
+    arms = {"sft": cot / "hf"} if plan.train_sft else {}
+    if plan.control:
+        control_data = out / "cot_shuffled"
+        if not control_data.exists() and not dry:
+            print(f"control data: {shuffled_copy(cot / 'hf', control_data, seed=plan.seed)}", flush=True)
+        arms["control"] = control_data
+
+    finals: dict[str, Path] = {}
+    policy_overrides = [f"{k}={v}" for k, v in plan.frame_policy.items()]
+    frames_override = "frames={" + ", ".join(f"{k}: {v}" for k, v in plan.frame_policy.items()) + "}"
+    for arm, data in arms.items():
+        previous = model
+        for stage in plan.sft_stages:
+            stage_dir = out / arm / stage["name"]
+            if not (stage_dir / "final" / "config.json").exists():
+                runner.emoreason(f"{arm}_{stage['name']}", "sft", "--config", stage["recipe"],
+                                 f"model_name_or_path={previous}", f"dataset_name={data}", f"output_dir={stage_dir}",
+                                 f"seed={plan.seed}", *policy_overrides, *stage.get("overrides", []))
+            previous = stage_dir / "final"
+        finals[arm] = previous
+
+    def evaluate(name: str, model_dir: Path, limit: int | None) -> Path:
+        run_dir = out / "eval" / name
+        if not (run_dir / "metrics.json").exists():
+            args = ["eval", "--benchmark", "synthfacs", "--model", str(model_dir), "--root", str(synth),
+                    "--out", str(run_dir), frames_override]
+            runner.emoreason(f"eval_{name}", *args, *(["--limit", str(limit)] if limit else []))
+        return run_dir
+
+    results: dict = {}
+    records = [] if dry else test_records(synth, plan.eval_limit)
+    for arm, final in finals.items():
+        run_dir = evaluate(arm, final, plan.eval_limit)
+        if not dry:
+            results[arm] = summarise(run_dir, records)
+    if plan.eval_untrained:
+        run_dir = evaluate("untrained", model, plan.eval_limit)
+        if not dry:
+            results["untrained"] = summarise(run_dir, records)
+
+    # held-out WAR over SFT steps: each arm's checkpoints of its last stage, on a subset
+    curves: dict = {"loss": {}, "war": {}, "rewards": []}
+    curve_records = [] if dry else test_records(synth, plan.curve_limit)
+    for arm in finals:
+        last = out / arm / plan.sft_stages[-1]["name"]
+        curves["loss"][arm] = [] if dry else [dict(r, stage=s["name"]) for s in plan.sft_stages
+                                              for r in history(out / arm / s["name"])]
+        points = []
+        for ckpt in sorted(last.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])):
+            run_dir = evaluate(f"{arm}_curve_{ckpt.name}", ckpt, plan.curve_limit)
+            if not dry:
+                points.append({"step": int(ckpt.name.split("-")[1]),
+                               "war": summarise(run_dir, curve_records)["war"]})
+        curves["war"][arm] = points
+
+    if plan.probe_train_clips and not dry:
+        results["vision_probe"] = {name: probe(directory, synth, plan) for name, directory in
+                                   (("untrained", model), *finals.items())}
+
+    if plan.grpo and "sft" in finals:
+        grpo_dir = out / "grpo"
+        if not (grpo_dir / "final" / "config.json").exists():
+            runner.emoreason("grpo", "grpo", "--config", plan.grpo_recipe, f"model_name_or_path={finals['sft']}",
+                             f"dataset_name={cot / 'hf'}", f"output_dir={grpo_dir}", f"seed={plan.seed}", *policy_overrides,
+                             *plan.grpo_overrides)
+        run_dir = evaluate("grpo", grpo_dir / "final", plan.eval_limit)
+        if not dry:
+            from emoreason.evaluation.significance import accuracy, cited_au_f1, paired_bootstrap, per_sample
+
+            results["grpo"] = summarise(run_dir, records)
+            a, b = per_sample(out / "eval" / "sft", records), per_sample(run_dir, records)
+            results["grpo_vs_sft"] = {
+                "war": paired_bootstrap(a, b, accuracy, plan.bootstrap_resamples, plan.seed),
+                "au_f1": paired_bootstrap(a, b, cited_au_f1, plan.bootstrap_resamples, plan.seed)}
+            curves["rewards"] = history(grpo_dir)
+
+    if dry:
+        return {}
+    plot_curves(out / "learning_curves.png", curves)
+    metrics = {"plan": asdict(plan), "chance": CHANCE, "results": results, "curves": curves,
+               "stage_seconds": runner.timings, "wall_seconds": time.time() - started,
+               "targets": check_targets(results)}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    print(report(metrics))
+    return metrics
+
+
+def check_targets(results: dict) -> dict:
+    sft, control = results.get("sft"), results.get("control")
+    checks = {} if sft is None else {
+        "sft_war>=0.60": sft.get("war", 0) >= TARGETS["sft_war"],
+        "sft_cited_au_f1>=0.60": (sft.get("au_f1") or 0) >= TARGETS["sft_au_f1"],
+        "sft_hallucination<=0.20": (sft.get("hallucination_rate") if sft.get("hallucination_rate") is not None
+                                    else 1) <= TARGETS["sft_hallucination_max"],
+        "sft_ci_excludes_chance": sft["war_ci95"][0] > CHANCE,
+    }
+    if control is not None:
+        checks["control_within_5_points_of_chance"] = abs(control["war"] - CHANCE) <= TARGETS["control_margin"]
+    if "grpo_vs_sft" in results:
+        cmp = results["grpo_vs_sft"]
+        checks["grpo_gain_ci_excludes_0"] = any(cmp[k]["excludes_zero"] and cmp[k]["delta"] > 0 for k in cmp)
+    return checks
+
+
+def report(metrics: dict) -> str:
+    rows = ["| model | n | WAR (95 % CI) | UAR | cited-AU F1 | hallucination | format valid |",
+            "|---|---|---|---|---|---|---|"]
+    for name, r in metrics["results"].items():
+        if "war" not in r:
+            continue
+        lo, hi = r["war_ci95"]
+        rows.append(f"| {name} | {r['n']} | {100 * r['war']:.1f} ({100 * lo:.1f}–{100 * hi:.1f}) | "
+                    f"{100 * r['uar']:.1f} | {100 * (r['au_f1'] or 0):.1f} | "
+                    f"{100 * (r['hallucination_rate'] or 0):.1f} | {100 * (r['format_valid'] or 0):.1f} |")
+    lines = [*rows, f"chance: {100 * metrics['chance']:.1f} % (8 balanced classes)"]
+    for name, p in (metrics["results"].get("vision_probe") or {}).items():
+        lo, hi = p["test_ci95"]
+        lines.append(f"vision probe ({name}): linear probe on the video tokens, {100 * p['test_accuracy']:.1f} % "
+                     f"({100 * lo:.1f}–{100 * hi:.1f}) on {p['test_n']} test clips, fitted on {p['train_n']}")
+    cmp = metrics["results"].get("grpo_vs_sft")
+    if cmp:
+        for key, c in cmp.items():
+            lines.append(f"GRPO − SFT {key}: {100 * c['delta']:+.1f} points, paired bootstrap 95 % CI "
+                         f"[{100 * c['ci_low']:+.1f}, {100 * c['ci_high']:+.1f}]")
+    lines.append("targets: " + ", ".join(f"{k} {'ok' if v else 'MISSED'}" for k, v in metrics["targets"].items()))
+    lines.append(f"wall time {metrics['wall_seconds'] / 60:.1f} min; per stage (s): "
+                 + ", ".join(f"{k} {v:.0f}" for k, v in metrics["stage_seconds"].items()))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--out", default="runs/learning")
+    parser.add_argument("--quick", action="store_true", help="the shortened run of the slow test")
+    parser.add_argument("--scale", choices=("cpu", "gpu"), default="cpu", help="gpu: larger model and data")
+    parser.add_argument("--set", nargs="*", default=[], metavar="key=value", help="override Plan fields")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands only")
+    args = parser.parse_args(argv)
+    from emoreason.config import load_config
+
+    base = preset("quick" if args.quick else "gpu" if args.scale == "gpu" else "full")
+    plan = load_config(Plan, None, args.set, **asdict(base))
+    metrics = run(plan, Path(args.out), dry=args.dry_run)
+    return 0 if args.dry_run or all(metrics["targets"].values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""Learning rates per module of a video-LLM: vision tower, projector (merger) and language model.
+
+A randomly initialised or newly attached vision path usually wants another step size than the language model
+(Qwen2-VL-Finetune's ``vision_lr`` / ``merger_lr``, LLaVA's ``mm_projector_lr``). ``ModuleLearningRates`` is a
+mixin for transformers ``Trainer`` subclasses (TRL's SFTTrainer and GRPOTrainer included): it lets the trainer
+build its optimizer as usual (its optimizer class, weight-decay split, kwargs), then splits every parameter
+group by module and gives each part its module's rate. The scheduler built afterwards scales each group from
+its own rate.
+"""
+
+from __future__ import annotations
+
+MODULES = ("vision", "projector", "language")
+
+
+def module_of(name: str) -> str:
+    """'vision' | 'projector' | 'language' for a parameter name of a Qwen-VL-style model (peft prefixes too)."""
+    parts = name.split(".")
+    if "visual" in parts:
+        after = parts[parts.index("visual") + 1:]
+        return "projector" if after and after[0] == "merger" else "vision"
+    return "language"
+
+
+def split_param_groups(optimizer, model, rates: dict[str, float | None]) -> dict[str, int]:
+    """Split ``optimizer``'s parameter groups so each module's parameters train at ``rates[module]`` (None or a
+    missing module keeps the group's rate). Call before the first step. Returns parameters per module."""
+    unknown = set(rates) - set(MODULES)
+    if unknown:
+        raise ValueError(f"unknown modules {sorted(unknown)} for per-module learning rates; use {', '.join(MODULES)}")
+    if any(optimizer.state.values()):
+        raise RuntimeError("per-module learning rates must be set before the optimizer's first step")
+    owner = {id(p): module_of(n) for n, p in model.named_parameters()}
+    counts = dict.fromkeys(MODULES, 0)
+    groups = []
+    for group in optimizer.param_groups:
+        parts: dict[str, list] = {}
+        for param in group["params"]:
+            module = owner.get(id(param), "language")
+            parts.setdefault(module, []).append(param)
+            counts[module] += param.numel()
+        for module, params in parts.items():
+            rate = rates.get(module)
+            new = {**group, "params": params}
+            if rate is not None:
+                new["lr"] = new["initial_lr"] = float(rate)
+            new["module"] = module
+            groups.append(new)
+    optimizer.param_groups = groups
+    return counts
+
+
+class ModuleLearningRates:
+    """Mixin: ``module_learning_rates = {"vision": 1e-3, "projector": 1e-3}`` (language: the trainer's rate)."""
+
+    module_learning_rates: dict[str, float | None] = {}
+
+    def create_optimizer(self, model=None):
+        optimizer = super().create_optimizer(model) if model is not None else super().create_optimizer()
+        rates = {k: v for k, v in (self.module_learning_rates or {}).items() if v is not None}
+        if rates:
+            inner = getattr(optimizer, "optimizer", optimizer)  # accelerate may wrap it later; not yet here
+            split_param_groups(inner, self.model if model is None else model, rates)
+        return optimizer

@@ -1,0 +1,237 @@
+"""The pieces of the learning run (fast): size options of the embedded model, per-module learning rates, the
+shuffled-video control data, and the statistics that say "above chance" and "GRPO helped"."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from recipe_support import tiny_recipe
+
+from emoreason.config import ConfigError
+from emoreason.evaluation.significance import accuracy, cited_au_f1, paired_bootstrap, wilson_interval
+from emoreason.models.tiny import TinySpec, build_tiny_model, spec_from_overrides
+from emoreason.training.optim import module_of, split_param_groups
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_learning", ROOT / "bench" / "learning.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_learning"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_size_options_build_a_model_whose_processor_matches_its_patch(tmp_path, demo_clip):
+    from emoreason.inference import encode_batch
+    from emoreason.models import frame_policy_for, load_model_and_processor
+    from emoreason.reasoning import build_messages
+    from emoreason.video import load_frames
+
+    spec = spec_from_overrides(["vision_patch=7", "vision_hidden=64", "vision_depth=3", "text_layers=1"])
+    model_dir = build_tiny_model("qwen2_5_vl", tmp_path / "m", spec=spec)
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["vision_config"]["patch_size"] == 7 and config["vision_config"]["depth"] == 3
+    assert config["vision_config"]["fullatt_block_indexes"] == [1]
+    assert config["text_config"]["num_hidden_layers"] == 1
+    model, processor = load_model_and_processor(model_dir, device="cpu")
+    policy = frame_policy_for(processor)
+    assert policy.factor == 14  # patch 7 x merge 2: frames are sized for the new patch
+    frames = load_frames(demo_clip, policy)
+    inputs = encode_batch(processor, [build_messages(str(demo_clip), "video")], [frames])
+    t, h, w = inputs["video_grid_thw"][0].tolist()
+    assert (h, w) == (frames.frames.shape[1] // 7, frames.frames.shape[2] // 7)
+    with torch.no_grad():
+        model(**inputs)  # the vision tower accepts the processor's patches
+
+
+def test_bad_size_options_are_named():
+    with pytest.raises(ConfigError, match="vision_pach"):
+        spec_from_overrides(["vision_pach=7"])
+    with pytest.raises(ValueError, match="vision_hidden / vision_heads"):
+        TinySpec(vision_hidden=100, vision_heads=3).validate("qwen2_5_vl")
+    assert TinySpec().init_std("text") == 0.02  # the released configs' std by default
+    assert spec_from_overrides(["width_scaled_init=true"]).init_std("vision") == pytest.approx(128 ** -0.5, abs=1e-4)
+    assert spec_from_overrides(["text_init_std=0.05"]).init_std("text") == 0.05
+    with pytest.raises(ValueError, match="text_init_std"):
+        spec_from_overrides(["text_init_std=0"]).init_std("text")
+
+
+def test_module_of_names_the_three_parts():
+    assert module_of("model.visual.blocks.0.attn.qkv.weight") == "vision"
+    assert module_of("model.visual.patch_embed.proj.weight") == "vision"
+    assert module_of("base_model.model.model.visual.merger.mlp.0.weight") == "projector"
+    assert module_of("model.language_model.layers.0.mlp.up_proj.weight") == "language"
+    assert module_of("lm_head.weight") == "language"
+
+
+def test_per_module_learning_rates_reach_the_optimizer_and_the_scheduler(tiny_model_dirs):
+    from transformers import AutoModelForImageTextToText
+    from transformers.optimization import get_cosine_schedule_with_warmup
+
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model_dirs["qwen2_5_vl"])
+    decay = [p for n, p in model.named_parameters() if "norm" not in n]
+    other = [p for n, p in model.named_parameters() if "norm" in n]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": other, "weight_decay": 0.0}],
+                                  lr=1e-4)
+    counts = split_param_groups(optimizer, model, {"vision": 1e-2, "projector": 3e-3})
+    assert counts["vision"] and counts["projector"] and counts["language"]
+    assert sum(counts.values()) == sum(p.numel() for p in model.parameters())
+    rate = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
+    decay_of = {id(p): g["weight_decay"] for g in optimizer.param_groups for p in g["params"]}
+    for name, param in model.named_parameters():
+        assert rate[id(param)] == {"vision": 1e-2, "projector": 3e-3, "language": 1e-4}[module_of(name)], name
+        assert decay_of[id(param)] == (0.0 if "norm" in name else 0.1), name  # the decay split survives
+    scheduler = get_cosine_schedule_with_warmup(optimizer, 0, 10)
+    optimizer.step()
+    scheduler.step()
+    lrs = {g["module"]: g["lr"] for g in optimizer.param_groups}
+    assert lrs["vision"] / lrs["language"] == pytest.approx(100) and lrs["vision"] < 1e-2  # each decays from its own
+
+
+def test_sft_trainer_uses_the_recipes_module_rates(tmp_path, tiny_model_dirs, grpo_data):
+    from emoreason.sft.train import build_trainer
+
+    recipe = tiny_recipe("sft", tiny_model_dirs["qwen2_5_vl"], grpo_data, tmp_path / "out", freeze_vision=False,
+                         learning_rate=1e-4, vision_learning_rate=5e-3, max_steps=1, per_device_train_batch_size=2)
+    trainer, _ = build_trainer(recipe)
+    trainer.create_optimizer()
+    rates = {g["module"]: g["lr"] for g in trainer.optimizer.param_groups if g["params"]}
+    assert rates == {"vision": 5e-3, "projector": 1e-4, "language": 1e-4}
+    with pytest.raises(ValueError, match="unknown modules"):
+        split_param_groups(trainer.optimizer, trainer.model, {"eyes": 1.0})
+
+
+def test_freeze_language_trains_the_vision_path_alone(tmp_path, tiny_model_dirs, grpo_data):
+    from emoreason.sft.train import build_trainer
+
+    recipe = tiny_recipe("sft", tiny_model_dirs["qwen2_5_vl"], grpo_data, tmp_path / "out", freeze_vision=False,
+                         freeze_language=True, max_steps=1, per_device_train_batch_size=2)
+    trainer, _ = build_trainer(recipe)
+    trained = {module_of(n) for n, p in trainer.model.named_parameters() if p.requires_grad}
+    assert trained == {"vision", "projector"}
+    with pytest.raises(ConfigError, match="use_peft: false"):
+        tiny_recipe("sft", tiny_model_dirs["qwen2_5_vl"], grpo_data, tmp_path / "o2", freeze_language=True,
+                    use_peft=True)
+    with pytest.raises(ConfigError, match="nothing to train"):
+        tiny_recipe("sft", tiny_model_dirs["qwen2_5_vl"], grpo_data, tmp_path / "o3", freeze_language=True,
+                    freeze_vision=True, freeze_projector=True)
+
+
+def test_control_data_swaps_every_training_clip_and_keeps_labels(tmp_path, grpo_data):
+    import datasets
+
+    bench = _bench()
+    counts = bench.shuffled_copy(Path(grpo_data), tmp_path / "shuffled", seed=3)
+    before, after = datasets.load_from_disk(str(grpo_data)), datasets.load_from_disk(str(tmp_path / "shuffled"))
+    assert counts["kept_own_video"] == 0 and counts["clips"] == len(set(before["train"]["video"]))
+    assert sorted(after["train"]["video"]) == sorted(before["train"]["video"])  # same frames, other owners
+    for a, b in zip(before["train"], after["train"], strict=True):
+        assert a["video"] != b["video"] and a["emotion"] == b["emotion"] and a["completion"] == b["completion"]
+    for split in before:
+        if split != "train":
+            assert before[split]["video"] == after[split]["video"]  # held-out clips untouched
+
+
+def test_wilson_interval_matches_published_values():
+    # Brown, Cai & DasGupta (2001) / Newcombe (1998) example: 81 of 263 → 0.2553–0.3662
+    low, high = wilson_interval(81, 263)
+    assert low == pytest.approx(0.2553, abs=5e-4) and high == pytest.approx(0.3662, abs=5e-4)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == pytest.approx(1.0)
+
+
+def test_chance_table_states_chance_and_the_ci_verdict(tmp_path):
+    from emoreason.evaluation.significance import chance_table, versus_chance
+
+    def run(name: str, correct: int, n: int) -> Path:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text(json.dumps({"recognition": {
+            "n": n, "war": correct / n, "uar": correct / n, "support": {"anger": n // 2, "fear": n - n // 2}}}))
+        return tmp_path / name
+
+    above, level = run("above", 40, 160), run("level", 22, 160)
+    assert versus_chance(above, 8)["verdict"] == "above chance"  # 25 %, CI 18.9–32.2 %
+    assert versus_chance(level, 8)["verdict"] == "at chance"  # 13.8 %, CI contains 12.5 %
+    assert versus_chance(run("below", 2, 160), 8)["verdict"] == "below chance"
+    table = chance_table({"sft": above, "control": level}, 8)
+    assert "chance: 12.5 %" in table and "| sft | 160 | 25.0 % (18.9–32.2)" in table
+    with pytest.raises(ValueError, match="2 classes"):
+        versus_chance(above, 1)
+
+
+def test_linear_probe_separates_informative_features_and_not_noise():
+    from emoreason.evaluation.probe import linear_probe
+
+    rng = np.random.default_rng(0)
+    labels = [c for c in ("anger", "fear", "joy", "neutral") for _ in range(60)]
+    centres = {c: rng.normal(0, 1, 16) for c in set(labels)}
+    x = np.stack([centres[c] + rng.normal(0, 0.8, 16) for c in labels])
+    order = rng.permutation(len(labels))
+    train, test = order[:160], order[160:]
+    pick = lambda idx: [labels[i] for i in idx]  # noqa: E731
+    signal = linear_probe(x[train], pick(train), x[test], pick(test))
+    noise = linear_probe(rng.normal(0, 1, x.shape)[train], pick(train), rng.normal(0, 1, x.shape)[test], pick(test))
+    assert signal["chance"] == 0.25 and signal["test_ci95"][0] > 0.5
+    assert noise["test_accuracy"] < 0.4  # 80 test clips of pure noise: chance, 25 %
+
+
+def test_vision_features_are_the_models_video_tokens(tiny_model_dirs, demo_clip):
+    from dataclasses import replace
+
+    from transformers import AutoProcessor
+
+    from emoreason.evaluation.probe import vision_features
+    from emoreason.models import frame_policy_for
+
+    model_dir = tiny_model_dirs["qwen2_5_vl"]
+    policy = replace(frame_policy_for(AutoProcessor.from_pretrained(str(model_dir))), fps=4.0, max_frames=2,
+                     min_pixels=3136, max_pixels=12544)
+    mean = vision_features(model_dir, [demo_clip, demo_clip], policy)
+    flat = vision_features(model_dir, [demo_clip], policy, pool="flat")
+    assert mean.shape == (2, 128) and np.allclose(mean[0], mean[1], atol=1e-5)  # deterministic, text width
+    assert flat.shape[1] % 128 == 0 and flat.shape[1] > 128
+    assert np.allclose(flat[0].reshape(-1, 128).mean(0), mean[0], atol=1e-5)
+    with pytest.raises(ValueError, match="pool"):
+        vision_features(model_dir, [demo_clip], policy, pool="max")
+
+
+def test_paired_bootstrap_sees_a_real_gain_and_not_a_null_one():
+    rng = np.random.default_rng(0)
+    a = [{"correct": bool(x)} for x in rng.uniform(size=400) < 0.5]
+    better = [{"correct": x["correct"] or bool(rng.uniform() < 0.3)} for x in a]
+    gain = paired_bootstrap(a, better, accuracy, resamples=2000)
+    assert gain["excludes_zero"] and gain["ci_low"] > 0
+    same = paired_bootstrap(a, [dict(x) for x in a], accuracy, resamples=500)
+    assert same["delta"] == 0 and not same["excludes_zero"]
+    items = [{"au_tp": 2, "au_claimed": 4, "au_true": 2}, {"au_tp": 0, "au_claimed": 0, "au_true": 2}]
+    assert cited_au_f1(items) == pytest.approx(2 * 0.5 * 0.5 / 1.0)
+
+
+def test_onset_apex_profile_holds_the_expression_to_the_last_frame():
+    from emoreason.synth import ClipSpec, Identity, SynthConfig, generate_clip
+
+    identity = Identity.sample(0, np.random.default_rng(0))
+    ends = {}
+    for profile in ("apex_offset", "onset_apex"):
+        last, peak = [], []
+        for seed in range(6):
+            spec = ClipSpec(0, "c", "surprise", identity, "train", seed=seed, frames=16, size=64, difficulty="easy",
+                            profile=profile)
+            _, truth = generate_clip(spec)
+            for au in truth["expression_aus"]:
+                values = truth["au_frames"][str(au)]
+                last.append(values[-1])
+                peak.append(max(values))
+                assert values[0] < 0.5 * max(values)  # both start (nearly) neutral
+        ends[profile] = float(np.mean(last) / np.mean(peak))
+    assert ends["onset_apex"] > 0.95 and ends["apex_offset"] < 0.6, ends
+    with pytest.raises(ValueError, match="profile"):
+        SynthConfig(out="x", profile="zigzag").validate()
+    assert "profile" not in SynthConfig(out="x").settings()  # datasets built before the option still resume
