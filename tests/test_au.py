@@ -424,13 +424,14 @@ def test_au_detect_resumes_after_kill_9_without_duplicates(tmp_path):
            "--workers", "1", "--no-progress"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and not list(out.glob("clip*.csv")):
+    deadline = time.time() + 600  # start-up (mediapipe, jax) takes minutes on a loaded 2-core machine
+    while time.time() < deadline and not list(out.glob("clip*.csv")) and proc.poll() is None:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done_before = {p.name for p in out.glob("clip*.csv")}
-    assert done_before and len(done_before) < 4, "kill should land mid-batch"
+    assert done_before, "au-detect wrote no CSV before the deadline (or exited early)"
+    assert len(done_before) < 4, "kill should land mid-batch"
     for csv_path in out.glob("clip*.csv"):  # whatever exists is complete
         assert len(read_openface_csv(csv_path)) == 72
     before = {name: (out / name).stat().st_mtime_ns for name in done_before}
