@@ -193,7 +193,10 @@ def summarise(run_dir: Path, records) -> dict:
     correct = sum(x["correct"] for x in items)
     low, high = wilson_interval(correct, len(items))
     rationale = metrics.get("rationale", {})
-    return {"n": len(items), "war": metrics["recognition"]["war"], "war_ci95": [low, high],
+    support = metrics["recognition"].get("support") or {}
+    # the bar: a uniform guess or always answering the split's most frequent class, whichever scores more
+    bar = max([CHANCE] + ([max(support.values()) / len(items)] if support and items else []))
+    return {"n": len(items), "war": metrics["recognition"]["war"], "war_ci95": [low, high], "chance_bar": bar,
             "uar": metrics["recognition"]["uar"], "au_f1": rationale.get("au_f1"),
             "hallucination_rate": rationale.get("hallucination_rate"),
             "format_valid": rationale.get("format_valid"),
@@ -375,7 +378,7 @@ def check_targets(results: dict) -> dict:
         "sft_cited_au_f1>=0.60": (sft.get("au_f1") or 0) >= TARGETS["sft_au_f1"],
         "sft_hallucination<=0.20": (sft.get("hallucination_rate") if sft.get("hallucination_rate") is not None
                                     else 1) <= TARGETS["sft_hallucination_max"],
-        "sft_ci_excludes_chance": sft["war_ci95"][0] > CHANCE,
+        "sft_ci_excludes_chance": sft["war_ci95"][0] > sft.get("chance_bar", CHANCE),
     }
     if control is not None:
         checks["control_within_5_points_of_chance"] = abs(control["war"] - CHANCE) <= TARGETS["control_margin"]

@@ -150,18 +150,23 @@ def test_wilson_interval_matches_published_values():
 def test_chance_table_states_chance_and_the_ci_verdict(tmp_path):
     from emoreason.evaluation.significance import chance_table, versus_chance
 
-    def run(name: str, correct: int, n: int) -> Path:
+    balanced = {f"class{i}": 20 for i in range(8)}
+
+    def run(name: str, correct: int, n: int, support: dict = balanced) -> Path:
         (tmp_path / name).mkdir()
         (tmp_path / name / "metrics.json").write_text(json.dumps({"recognition": {
-            "n": n, "war": correct / n, "uar": correct / n, "support": {"anger": n // 2, "fear": n - n // 2}}}))
+            "n": n, "war": correct / n, "uar": correct / n, "support": support}}))
         return tmp_path / name
 
     above, level = run("above", 40, 160), run("level", 22, 160)
     assert versus_chance(above, 8)["verdict"] == "above chance"  # 25 %, CI 18.9–32.2 %
     assert versus_chance(level, 8)["verdict"] == "at chance"  # 13.8 %, CI contains 12.5 %
     assert versus_chance(run("below", 2, 160), 8)["verdict"] == "below chance"
+    # an unbalanced test split: answering its most frequent class (30 %) beats 1/8, so 25 % (CI 18.9–32.2) is not above chance
+    skewed = run("skewed", 40, 160, {"anger": 48, **{f"class{i}": 16 for i in range(7)}})
+    assert versus_chance(skewed, 8)["verdict"] == "at chance" and versus_chance(skewed, 8)["bar"] == 0.3
     table = chance_table({"sft": above, "control": level}, 8)
-    assert "chance: 12.5 %" in table and "| sft | 160 | 25.0 % (18.9–32.2)" in table
+    assert "chance: 12.5 %" in table and "| sft | 160 | 25.0 % (18.9–32.2) | 25.0 % | 12.5 % | above chance |" in table
     with pytest.raises(ValueError, match="2 classes"):
         versus_chance(above, 1)
 

@@ -85,8 +85,11 @@ def per_sample(run_dir: str | Path, records) -> list[dict]:
 
 
 def versus_chance(run_dir: str | Path, classes: int) -> dict:
-    """WAR of an evaluation run against chance (``1 / classes``, a uniform guess): n, correct, Wilson 95 % CI,
-    and the verdict "above chance" / "at chance" / "below chance" (whether the CI lies above, around or below)."""
+    """WAR of an evaluation run against chance: n, correct, Wilson 95 % CI and the verdict "above chance" / "at
+    chance" / "below chance" (whether the CI lies above, around or below the bar). The bar is the better of two
+    answer-blind guesses: a uniform guess (``1 / classes``) and always answering the test split's most frequent
+    class (``majority_rate``) — on an unbalanced split a constant answer beats 1/k, so 1/k alone would call a
+    model that ignores its input "above chance"."""
     if classes < 2:
         raise ValueError("chance needs at least 2 classes")
     metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
@@ -96,20 +99,23 @@ def versus_chance(run_dir: str | Path, classes: int) -> dict:
     low, high = wilson_interval(correct, n) if n else (0.0, 1.0)
     chance = 1 / classes
     support = rec.get("support") or {}
-    verdict = "above chance" if low > chance else "below chance" if high < chance else "at chance"
+    majority = max(support.values()) / n if support and n else None
+    bar = max(chance, majority or 0.0)
+    verdict = "above chance" if low > bar else "below chance" if high < bar else "at chance"
     return {"n": n, "correct": correct, "war": rec["war"], "uar": rec["uar"], "war_ci95": [low, high],
-            "chance": chance, "majority_rate": max(support.values()) / n if support and n else None,
-            "verdict": verdict}
+            "chance": chance, "majority_rate": majority, "bar": bar, "verdict": verdict}
 
 
 def chance_table(runs: dict[str, str | Path], classes: int) -> str:
     """Markdown table: each run's WAR with its Wilson 95 % CI beside chance, and the verdict."""
-    lines = [f"| model | n | WAR (95 % CI) | UAR | vs chance ({100 / classes:.1f} %) |", "|---|---|---|---|---|"]
+    lines = ["| model | n | WAR (95 % CI) | UAR | most frequent class | vs chance |", "|---|---|---|---|---|---|"]
     for name, run_dir in runs.items():
         r = versus_chance(run_dir, classes)
         low, high = r["war_ci95"]
+        majority = "–" if r["majority_rate"] is None else f"{100 * r['majority_rate']:.1f} %"
         lines.append(f"| {name} | {r['n']} | {100 * r['war']:.1f} % ({100 * low:.1f}–{100 * high:.1f}) | "
-                     f"{100 * r['uar']:.1f} % | {r['verdict']} |")
-    lines.append(f"chance: {100 / classes:.1f} % (a uniform guess among {classes} classes); a model is above chance "
-                 f"when its whole Wilson 95 % CI is.")
+                     f"{100 * r['uar']:.1f} % | {majority} | {r['verdict']} |")
+    lines.append(f"chance: {100 / classes:.1f} % (a uniform guess among {classes} classes), or always answering the "
+                 f"test split's most frequent class where that scores more; a model is above chance when its whole "
+                 f"Wilson 95 % CI is above both.")
     return "\n".join(lines)
