@@ -78,8 +78,10 @@ def test_cli_refuses_remote_weight_sync(tiny_model_dirs, media):
 
 
 def test_api_key_goes_to_vllm_by_environment_not_command_line(tiny_model_dirs, media):
+    # python given: the command is built without a vLLM venv (CI runs this before it builds one)
     cfg = _cfg(tiny_model_dirs["qwen2_5_vl"], media, api_key="s3cret", tensor_parallel_size=2, max_num_seqs=8,
-               dtype="bfloat16", quantization="fp8", enable_prefix_caching=False, frames={"fps": 1.0})
+               dtype="bfloat16", quantization="fp8", enable_prefix_caching=False, frames={"fps": 1.0},
+               python=sys.executable)
     args = command(cfg)
     assert "s3cret" not in " ".join(args)
     env = environment(cfg)
