@@ -29,9 +29,9 @@ log = logging.getLogger(__name__)
 
 
 def _checked(recipe: Recipe, collator: VideoSFTCollator, split: str, limit: int | None, what: str):
-    script, args = recipe.script, recipe.training
     from emoreason.cot.rows import select_rows
 
+    script, args = recipe.script, recipe.training
     data = select_rows(load_dataset_split(script.dataset_name, split, limit, script.dataset_config), script.tasks,
                        script.prototype_rows, f"SFT {what}")
     key = json.dumps([asdict(collator.policy), recipe.model.model_name_or_path], sort_keys=True, default=str)
