@@ -102,6 +102,62 @@ def media_url(path: str | Path, inline: bool = False, max_inline_mb: float | Non
     return f"data:{mime};base64,{base64.b64encode(data).decode()}"
 
 
+# --- audio beside the video (Qwen2.5-Omni) -------------------------------------------------------------------
+# the audio part is the video's own track, interleaved with its frames as local runs interleave it;
+# `emoreason serve` accepts this one per-request switch without --trust-request-mm-kwargs
+AUDIO_IN_VIDEO = {"mm_processor_kwargs": {"use_audio_in_video": True}}
+
+
+class ModalitiesError(ValueError):
+    """Audio asked of a served model that takes none, or an unknown modalities value."""
+
+
+def served_modalities(asked: str | None, hears: bool | None, server: str) -> str:
+    """What a served model is shown, as :func:`emoreason.evaluation.backends.model_modalities` decides it
+    locally: ``asked``, or all the model takes (audio+video for one that hears). ``hears`` None: the server's
+    weights are not readable here, so only what is asked is sent (video by default)."""
+    from emoreason.evaluation.backends import MODALITIES
+
+    if asked is not None and asked not in MODALITIES:
+        raise ModalitiesError(f"modalities must be one of {', '.join(MODALITIES)}, got {asked!r}")
+    if asked is None:
+        if hears is None:
+            log.warning("%s: cannot tell whether the served model hears audio (its weights path is not readable "
+                        "here); sending video only: pass --modalities audio+video to send the audio", server)
+        return "audio+video" if hears else "video"
+    if asked != "video" and hears is False:
+        raise ModalitiesError(f"modalities {asked!r}: the model served at {server} takes no audio (not an "
+                              "audio-visual model such as Qwen2.5-Omni); use --modalities video")
+    return asked
+
+
+def wav_data_url(waveform, sample_rate: int) -> str:
+    """A mono float32 WAV (IEEE float, lossless) as a data URL: the exact samples emoreason's reader gave."""
+    import struct
+
+    import numpy as np
+
+    data = np.ascontiguousarray(waveform, dtype="<f4").tobytes()
+    header = (b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt "
+              + struct.pack("<IHHIIHH", 16, 3, 1, sample_rate, sample_rate * 4, 4, 32)
+              + b"data" + struct.pack("<I", len(data)))
+    return "data:audio/wav;base64," + base64.b64encode(header + data).decode()
+
+
+def with_audio(messages: list[dict], audio) -> list[dict]:
+    """OpenAI messages with ``audio`` (a :class:`emoreason.audio.LoadedAudio`) as an ``audio_url`` part right after
+    the video part; send them with :data:`AUDIO_IN_VIDEO`."""
+    part = {"type": "audio_url", "audio_url": {"url": wav_data_url(audio.waveform, audio.sample_rate)}}
+    out = []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list) and any(p.get("type") == "video_url" for p in content):
+            at = next(i for i, p in enumerate(content) if p.get("type") == "video_url") + 1
+            message = {**message, "content": [*content[:at], part, *content[at:]]}
+        out.append(message)
+    return out
+
+
 class ChatClient:
     def __init__(self, config: EndpointConfig):
         from openai import AsyncOpenAI

@@ -96,6 +96,25 @@ def test_api_key_goes_to_vllm_by_environment_not_command_line(tiny_model_dirs, m
     assert video["frame_policy"]["factor"] == 28 and video["max_bytes"] == 64 * 2**20
 
 
+def test_an_audio_visual_model_may_send_its_audio_per_prompt(tiny_model_dirs, tiny_omni_dir, media):
+    def limits(model) -> dict:
+        args = command(_cfg(model, media, python=sys.executable))
+        return json.loads(dict(zip(args, args[1:], strict=False))["--limit-mm-per-prompt"])
+
+    assert limits(tiny_omni_dir) == {"video": 1, "image": 1, "audio": 1}
+    assert limits(tiny_model_dirs["qwen2_5_vl"]) == {"video": 1, "image": 1}
+
+
+def test_audio_asked_of_a_served_model_that_hears_none_is_a_clear_error():
+    from emoreason.client import ModalitiesError, served_modalities
+
+    with pytest.raises(ModalitiesError, match="takes no audio .*--modalities video"):
+        served_modalities("audio+video", False, "http://127.0.0.1:1/v1")
+    assert served_modalities(None, True, "x") == "audio+video" and served_modalities(None, False, "x") == "video"
+    assert served_modalities(None, None, "x") == "video"  # weights not readable here: only what is asked
+    assert served_modalities("audio", None, "x") == "audio"
+
+
 @pytest.mark.parametrize(("settings", "message"), [
     ({"tensor_parallel_size": 3}, "must divide the model's 2 attention heads"),
     ({"tensor_parallel_size": 0}, "--tensor-parallel-size must be a positive integer"),

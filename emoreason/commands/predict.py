@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 
-from emoreason.commands.exit_codes import EPILOG, batch_exit_code
+from emoreason.commands.exit_codes import EPILOG, ERROR, batch_exit_code
 
 
 def register(subparsers) -> None:
@@ -25,6 +25,10 @@ def register(subparsers) -> None:
     p.add_argument("--response-format", choices=("tags", "json"), default="tags",
                    help="json: the JSON answer variant (with --endpoint enforced by the server's guided decoding; "
                         "locally only asked for in the prompt)")
+    p.add_argument("--modalities", choices=("audio+video", "video", "audio"),
+                   help="what the model is shown (default: all it takes: audio+video for an audio-visual model such "
+                        "as Qwen2.5-Omni, video otherwise); audio: the clip's audio with blank frames. A clip without "
+                        "an audio track is shown its video alone under audio+video, and fails under audio")
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--timeout", type=float, default=120.0)
     p.add_argument("--max-tokens", type=int, default=512)
@@ -42,8 +46,18 @@ def run_predict(args: argparse.Namespace) -> int:
         config = EndpointConfig(base_url=args.endpoint, model=args.served_model, api_key=args.api_key,
                                 concurrency=args.concurrency, timeout_s=args.timeout,
                                 max_inline_mb=args.max_inline_mb or DEFAULT_MAX_INLINE_MB)
-        results = [r.to_dict() for r in predict_many(config, args.inputs, kind, args.labels, args.response_format,
-                                                      args.media_dir, args.max_tokens)]
+        from emoreason.evaluation.backends import EndpointSetupError
+
+        try:
+            backend = None if args.modalities == "video" else _endpoint_with_audio(args, config)
+            if backend is not None:
+                results = _predict_with(backend, args.inputs, kind)
+            else:
+                results = [r.to_dict() for r in predict_many(config, args.inputs, kind, args.labels,
+                                                              args.response_format, args.media_dir, args.max_tokens)]
+        except EndpointSetupError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return ERROR
     else:
         results = _predict_local(args, kind)
     for row in results:
@@ -54,18 +68,38 @@ def run_predict(args: argparse.Namespace) -> int:
     return batch_exit_code(len(results), failed)
 
 
+def _endpoint_with_audio(args: argparse.Namespace, config):
+    """Evaluation's endpoint backend when the served model is to hear the clips (it sends each clip's audio, read
+    and windowed as local runs read it, beside the frames local runs show); None for video alone."""
+    from dataclasses import asdict
+
+    from emoreason.evaluation.backends import EndpointBackend
+
+    backend = EndpointBackend(asdict(config), {}, args.labels, args.response_format, max_new_tokens=args.max_tokens,
+                              batch_size=args.concurrency, media_dir=args.media_dir, modalities=args.modalities)
+    return None if backend.modalities == "video" else backend
+
+
 def _predict_local(args: argparse.Namespace, kind: str | None) -> list[dict]:
     """The same prompt, frame policy and parser as evaluation's local backend, one input at a time."""
+    from emoreason.evaluation.backends import LocalBackend
+
+    backend = LocalBackend(args.model, {}, args.labels, args.response_format, batch_size=1,
+                           max_new_tokens=args.max_tokens, modalities=args.modalities)
+    out = _predict_with(backend, args.inputs, kind)
+    print(f"predicted {len(out)} input(s) locally", file=sys.stderr)
+    return out
+
+
+def _predict_with(backend, inputs: list[str], kind: str | None) -> list[dict]:
+    """One structured row per input, through an evaluation backend, one input at a time."""
     import time
 
     from emoreason.client import media_kind, prediction_from_text
-    from emoreason.evaluation.backends import LocalBackend
     from emoreason.records import SampleRecord
 
-    backend = LocalBackend(args.model, {}, args.labels, args.response_format, batch_size=1,
-                           max_new_tokens=args.max_tokens)
     out = []
-    for source in args.inputs:
+    for source in inputs:
         start = time.perf_counter()
         record = SampleRecord(id=str(source), dataset="predict",
                               media={"type": kind or media_kind(source), "path": str(source)})
@@ -74,5 +108,4 @@ def _predict_local(args: argparse.Namespace, kind: str | None) -> list[dict]:
         if error is not None or text is None:
             row.update(text=None, error=error or "no output")
         out.append(row)
-    print(f"predicted {len(out)} input(s) locally", file=sys.stderr)
     return out

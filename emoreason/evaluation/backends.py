@@ -145,9 +145,8 @@ class EndpointBackend:
                  focus: str | None = None, modalities: str | None = None):
         from emoreason.client import EndpointConfig
 
-        if modalities not in (None, "video"):
-            raise EndpointSetupError(f"modalities {modalities!r} through an endpoint: the audio track is not sent "
-                                     "to servers yet; evaluate an audio model locally (--model)")
+        self.asked_modalities = modalities
+        self._modalities: str | None = None
         self.config = EndpointConfig(**endpoint)
         self._frames = dict(frames)
         self._policy: FramePolicy | None = None
@@ -186,8 +185,25 @@ class EndpointBackend:
         return self._policy
 
     @property
+    def modalities(self) -> str:
+        """As :func:`model_modalities` locally, for the served model (its weights read where the server says)."""
+        if self._modalities is None:
+            from emoreason.client import ModalitiesError, served_modalities
+            from emoreason.serving.server import takes_audio
+
+            root = Path(str(self.identity.get("root") or ""))
+            hears = takes_audio(root) if self.identity.get("root") and (root / "config.json").is_file() else None
+            try:
+                self._modalities = served_modalities(self.asked_modalities, hears, self.config.base_url)
+            except ModalitiesError as exc:
+                raise EndpointSetupError(str(exc)) from exc
+        return self._modalities
+
+    @property
     def frame_policy(self) -> dict:
         policy = asdict(self.policy)
+        if self.modalities != "video":  # as LocalBackend: what the model hears is part of what it is shown
+            policy["modalities"] = self.modalities
         if self.media_dir is not None:
             policy["videos_under"] = f"{self.media_dir}: sampled by the server"
         return policy
@@ -199,18 +215,25 @@ class EndpointBackend:
 
     def request(self, record: SampleRecord) -> tuple[list[dict], dict]:
         """(OpenAI messages, extra request parameters) for one sample; MediaError when it cannot be decoded."""
-        from emoreason.client import media_url
+        from emoreason.client import AUDIO_IN_VIDEO, media_url, with_audio
 
         messages = build_messages(None, _media_type(record), self.labels, self.style, focus=self.focus)
-        if self._served_by_file(record):
+        if self._served_by_file(record) and self.modalities == "video":
             return to_openai_messages(messages, media_url(record.media["path"])), {}
-        url, media_kwargs = inline_media(load_media(record.media, self.policy))
-        return to_openai_messages(messages, url), ({"media_io_kwargs": media_kwargs} if media_kwargs else {})
+        # the frames and audio local evaluation shows (with_modalities); an audio-only sample's blank frames inline
+        frames, audio = with_modalities(record, load_media(record.media, self.policy), self.modalities)
+        if self._served_by_file(record) and self.modalities == "audio+video":
+            url, extra = media_url(record.media["path"]), {}
+        else:
+            url, media_kwargs = inline_media(frames)
+            extra = {"media_io_kwargs": media_kwargs} if media_kwargs else {}
+        messages = to_openai_messages(messages, url)
+        return (with_audio(messages, audio), {**extra, **AUDIO_IN_VIDEO}) if audio is not None else (messages, extra)
 
     def predict(self, records: list[SampleRecord]) -> list[tuple[str | None, str | None]]:
         from emoreason.client import ChatClient
 
-        self.identity  # noqa: B018  (resolves the served model name once, before the batch)
+        self.modalities  # noqa: B018  (resolves the served model name and what it is shown once, before the batch)
         requests, index = [], []
         results: list[tuple[str | None, str | None]] = [(None, None)] * len(records)
         for i, record in enumerate(records):

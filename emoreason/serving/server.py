@@ -211,6 +211,19 @@ def validate(cfg: ServeConfig) -> Path:
     return model
 
 
+def takes_audio(model_dir: str | Path) -> bool:
+    """True for a model that hears the clip's audio beside its frames (Qwen2.5-Omni's thinker)."""
+    config, _ = _text_config(Path(model_dir))
+    names = [config.get("model_type") or "", *(config.get("architectures") or [])]
+    return any("omni" in name.lower() for name in names)
+
+
+def media_limits(model_dir: str | Path) -> dict[str, int]:
+    """Media per prompt: one video and one image; a model that hears also one audio track, the video's own
+    (``use_audio_in_video``, extracted from the file or sent beside it) or a separate clip."""
+    return {"video": 1, "image": 1, **({"audio": 1} if takes_audio(model_dir) else {})}
+
+
 def frame_policy(cfg: ServeConfig):
     """The policy the server samples and resizes with: the same as ``emoreason eval/predict --model``."""
     from emoreason.models import model_frame_policy
@@ -236,7 +249,7 @@ def command(cfg: ServeConfig, policy=None) -> list[str]:
     args = [vllm_python(cfg.python), "-m", "emoreason.serving.vllm_entry", "--model", str(model),
             "--served-model-name", cfg.name, "--host", cfg.host, "--port", str(cfg.port),
             "--max-model-len", str(cfg.max_model_len), "--allowed-local-media-path",
-            str(Path(cfg.media_dir).resolve()), "--limit-mm-per-prompt", json.dumps({"video": 1, "image": 1}),
+            str(Path(cfg.media_dir).resolve()), "--limit-mm-per-prompt", json.dumps(media_limits(model)),
             "--media-io-kwargs", json.dumps({"video": video_io, "image": image_io}), "--dtype", cfg.dtype,
             "--tensor-parallel-size", str(cfg.tensor_parallel_size)]
     utilization = cfg.gpu_memory_utilization
@@ -250,6 +263,10 @@ def command(cfg: ServeConfig, policy=None) -> list[str]:
         args += ["--quantization", cfg.quantization]
     if cfg.enable_prefix_caching is not None:
         args.append("--enable-prefix-caching" if cfg.enable_prefix_caching else "--no-enable-prefix-caching")
+    if takes_audio(model) and not any(a.startswith("--worker-extension-cls") for a in cfg.extra_args):
+        from emoreason.serving.vllm_worker import EXTENSION
+
+        args += ["--worker-extension-cls", EXTENSION]  # Qwen2.5-Omni positions as transformers gives them
     if cfg.weight_sync:  # per-request media kwargs carry the trainer's frame indices and fps with inlined frames
         args += ["--logprobs-mode", "processed_logprobs", "--trust-request-mm-kwargs"]
     return args + list(cfg.extra_args)

@@ -10,6 +10,8 @@ standard library, numpy/PIL through ``emoreason.video``, and vLLM):
    timing metadata of training and evaluation — under the policy the launcher passes in ``--media-io-kwargs``;
    ``file://`` URLs of frame folders are read too, and a missing file is a 400 naming it; images are decoded
    and resized by the same loader before vLLM's image processor; a frame list without timing is a frame folder;
+   a Qwen2.5-Omni model is given the fps, frame size and chunk timing a local run gives it, and an audio part
+   beside a video under ``use_audio_in_video`` is that video's track (:func:`omni_sees_what_local_runs_see`);
 3. **clear refusals**: an architecture vLLM does not know, or a quantization method it does not have, is
    named before vLLM starts loading;
 4. **routes**: with ``EMOREASON_GUARD_ROUTES=1`` (set with an API key) every route but ``/health`` needs the
@@ -208,6 +210,131 @@ def load_images_like_training() -> None:
     MediaConnector.fetch_image, MediaConnector.fetch_image_async = fetch_image, fetch_image_async
 
 
+# --- 2b. audio-visual (Qwen2.5-Omni) ------------------------------------------------------------------------
+AUDIO_IN_VIDEO_KEY = "use_audio_in_video"
+
+
+def omni_sees_what_local_runs_see() -> None:
+    """Qwen2.5-Omni served as :func:`emoreason.inference.encode_batch` encodes it locally:
+
+    * the processor gets each video's sampled fps (``len(frames_indices) / duration``, as
+      :func:`emoreason.audio.omni_video_fps`) and the frames' own size: alone, vLLM calls it with its defaults
+      (fps 2.0; a 128·28·28-pixel minimum that upscales frames the frame policy sized);
+    * the interleaved audio/video layout uses the processor's ``second_per_grid`` (vLLM alone uses 1.0 s unless
+      the request's mm_processor_kwargs carry ``second_per_grid_ts``), so its 2 s chunks split where local ones do;
+    * a message with one video and one audio part under ``use_audio_in_video`` interleaves *that* audio with the
+      video (the track the client read with emoreason's reader, over the window local runs use); vLLM alone
+      would extract the track from the video URL, which an inlined frame list does not have;
+    * (in vLLM's worker process, :mod:`emoreason.serving.vllm_worker`) M-RoPE positions as transformers gives them;
+    * ``mm_processor_kwargs: {"use_audio_in_video": bool}`` alone is accepted without --trust-request-mm-kwargs
+      (a switch, no resource knob); any other per-request key still needs that flag."""
+    import contextvars
+    import dataclasses
+
+    from vllm.model_executor.models import qwen2_5_omni_thinker as omni
+    from vllm.renderers import chat_utils
+
+    processor_cls = omni.Qwen2_5OmniThinkerMultiModalProcessor
+    apply, prompt_updates = processor_cls.apply, processor_cls._get_prompt_updates
+
+    def apply_as_local(self, inputs, timing_ctx):
+        # here, before the processor cache re-parses missing items, the video still carries its metadata; as
+        # request kwargs the fps and size also key the cache
+        kwargs, videos = inputs.hf_processor_mm_kwargs, inputs.mm_data_items.get("video")
+        if videos is not None and len(videos) == 1 and not {"fps", "size"} & set(kwargs):
+            metadata = videos.metadata[0] if isinstance(videos.metadata, list) else videos.metadata
+            frames = videos.get(0)
+            extra = {}
+            if isinstance(frames, tuple):
+                frames = frames[0]
+            if frames is not None and len(frames):
+                height, width = _frame_shape(frames[0])
+                extra["size"] = {"shortest_edge": height * width, "longest_edge": height * width}
+            fps = _sampled_fps(metadata or {})
+            if fps:
+                extra["fps"] = fps
+            inputs = dataclasses.replace(inputs, hf_processor_mm_kwargs={**kwargs, **extra})
+        return apply(self, inputs, timing_ctx)
+
+    def _get_prompt_updates(self, mm_items, hf_processor_mm_kwargs, out_mm_kwargs):
+        if not hf_processor_mm_kwargs.get("second_per_grid_ts"):
+            seconds = out_mm_kwargs.get_data().get("second_per_grid_ts")
+            if seconds is not None:
+                hf_processor_mm_kwargs = {**hf_processor_mm_kwargs,
+                                          "second_per_grid_ts": [float(x) for x in seconds.flatten()]}
+        return prompt_updates(self, mm_items, hf_processor_mm_kwargs, out_mm_kwargs)
+
+    processor_cls.apply, processor_cls._get_prompt_updates = apply_as_local, _get_prompt_updates
+
+    track_url: contextvars.ContextVar[str | None] = contextvars.ContextVar("emoreason_track_url", default=None)
+    parse_parts = chat_utils._parse_chat_message_content_parts
+
+    def _parse_chat_message_content_parts(role, parts, mm_tracker, *, mm_processor_kwargs=None, **kwargs):
+        parts = list(parts)
+        videos = [p for p in parts if isinstance(p, dict) and p.get("type") == "video_url"]
+        audios = [p for p in parts if isinstance(p, dict) and p.get("type") in ("audio_url", "input_audio")]
+        if not ((mm_processor_kwargs or {}).get(AUDIO_IN_VIDEO_KEY) and len(videos) == 1 and len(audios) == 1):
+            return parse_parts(role, parts, mm_tracker, mm_processor_kwargs=mm_processor_kwargs, **kwargs)
+        audio = audios[0]
+        if audio["type"] == "audio_url":
+            url = (audio.get("audio_url") or {}).get("url")
+        else:
+            data = audio.get("input_audio") or {}
+            url = f"data:audio/{data.get('format', 'wav')};base64,{data.get('data', '')}"
+        token = track_url.set(url)
+        try:  # the audio part is the video's track: no placeholder of its own in the prompt
+            return parse_parts(role, [p for p in parts if p is not audio], mm_tracker,
+                               mm_processor_kwargs=mm_processor_kwargs, **kwargs)
+        finally:
+            track_url.reset(token)
+
+    chat_utils._parse_chat_message_content_parts = _parse_chat_message_content_parts
+
+    for parser_cls in (chat_utils.MultiModalContentParser, chat_utils.AsyncMultiModalContentParser):
+        def parse_video(self, video_url, uuid=None, _original=parser_cls.parse_video):
+            url = track_url.get()
+            if url is None or not video_url:
+                return _original(self, video_url, uuid)
+            kwargs = self._mm_processor_kwargs
+            self._mm_processor_kwargs = {k: v for k, v in kwargs.items() if k != AUDIO_IN_VIDEO_KEY}
+            try:
+                _original(self, video_url, uuid)  # the video alone
+            finally:
+                self._mm_processor_kwargs = kwargs
+            self.parse_audio(url, uuid)  # then its track, where vLLM would put the one it extracts
+
+        parser_cls.parse_video = parse_video
+
+    from vllm.entrypoints.generate.base import protocol
+    from vllm.renderers import online_renderer
+
+    validate = protocol.validate_request_mm_kwargs
+
+    def validate_request_mm_kwargs(*, mm_processor_kwargs, media_io_kwargs, trust_request_mm_kwargs):
+        if mm_processor_kwargs and set(mm_processor_kwargs) == {AUDIO_IN_VIDEO_KEY} and isinstance(
+                mm_processor_kwargs[AUDIO_IN_VIDEO_KEY], bool):
+            mm_processor_kwargs = None
+        validate(mm_processor_kwargs=mm_processor_kwargs, media_io_kwargs=media_io_kwargs,
+                 trust_request_mm_kwargs=trust_request_mm_kwargs)
+
+    protocol.validate_request_mm_kwargs = online_renderer.validate_request_mm_kwargs = validate_request_mm_kwargs
+
+
+def _frame_shape(frame) -> tuple[int, int]:
+    shape = getattr(frame, "shape", None)
+    if shape is None:  # a PIL image
+        return frame.size[1], frame.size[0]
+    return (int(shape[0]), int(shape[1])) if shape[-1] in (1, 3, 4) else (int(shape[-2]), int(shape[-1]))
+
+
+def _sampled_fps(metadata: dict) -> float | None:
+    """Sampled frames per second of video (``emoreason.audio.omni_video_fps``) from a video's metadata."""
+    indices, total, fps = metadata.get("frames_indices"), metadata.get("total_num_frames"), metadata.get("fps")
+    if not indices or not total or not fps:
+        return None
+    return round(len(indices) / (float(total) / float(fps)), 3)  # as encode_batch rounds it
+
+
 # --- 3. clear refusals -------------------------------------------------------------------------------------
 def _argument(argv: list[str], name: str) -> str | None:
     for i, item in enumerate(argv):
@@ -282,6 +409,7 @@ def main() -> None:
     read_folders_and_name_missing_files()
     read_frame_lists_like_folders()
     load_images_like_training()
+    omni_sees_what_local_runs_see()
     if os.environ.get("EMOREASON_GUARD_ROUTES") == "1":
         guard_all_routes()
     import runpy

@@ -1,0 +1,133 @@
+"""An audio-visual model (the tiny Qwen2.5-Omni thinker) served through `emoreason serve` by real vLLM (CPU build in
+.venv-vllm) hears each clip's audio and sees its frames exactly as a local run does: the same prompt token ids,
+the same greedy answer, and an answer that changes when only the audio changes.
+
+One server for the module, started by the project's launcher with no extra vLLM flags (no
+--trust-request-mm-kwargs): the launcher must allow the audio per prompt, and the one per-request switch
+``use_audio_in_video`` must pass without that flag. The model is re-initialised so its output changes with every
+input (``sensitive_model``) and saved with a frame policy whose frames the Omni processor would upscale and whose
+sampled fps is not its default 2.0, so a server that resized, timed or interleaved differently answers differently."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+
+import numpy as np
+import pytest
+from vllm_support import (
+    FAST_START,
+    VLLM_MARKS,
+    VLLM_PYTHON,
+    cli_env,
+    emoreason_cli,
+    free_port,
+    sensitive_model,
+)
+
+from emoreason.client import ChatClient, EndpointConfig
+from emoreason.models.omni import to_composite
+from emoreason.records import SampleRecord
+from emoreason.serving.server import ServeConfig, VLLMServer
+from emoreason.synth import ClipSpec, Identity, generate_av_clip
+from emoreason.video import FramePolicy, write_video
+
+pytestmark = VLLM_MARKS
+POLICY = FramePolicy(fps=4.0, max_frames=6, min_pixels=3136, max_pixels=12544)  # 6 frames of 112 × 112 from 2 s
+
+
+@pytest.fixture(scope="module")
+def served(tiny_omni_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("omni-served")
+    model = to_composite(sensitive_model(tiny_omni_dir, root / "model", POLICY))  # the layout training saves
+    media = root / "media"
+    media.mkdir()
+    spec = ClipSpec(0, "av", "happiness", Identity.sample(0, np.random.default_rng(0)), "test", seed=1, frames=16,
+                    size=112, difficulty="easy", audio=True)
+    frames, voice, _ = generate_av_clip(spec)
+    _, sad_voice, _ = generate_av_clip(ClipSpec(**{**spec.__dict__, "voice_emotion": "sadness"}))
+    clips = {"happy": write_video(frames, media / "happy.mp4", fps=8, audio=voice),
+             "sad": write_video(frames, media / "sad.mp4", fps=8, audio=sad_voice),  # same frames, another voice
+             "silent": write_video(frames, media / "silent.mp4", fps=8)}
+    cfg = ServeConfig(model=str(model), media_dir=str(media), port=free_port(), max_model_len=4096,
+                      python=str(VLLM_PYTHON), startup_timeout_s=600, dtype="float32", extra_args=FAST_START)
+    with VLLMServer(cfg, log_path=root / "vllm.log") as server:
+        yield {"server": server, "cfg": cfg, "model": model, "media": media, "clips": clips}
+
+
+def _backend(s, modalities=None):
+    from emoreason.evaluation.backends import EndpointBackend
+
+    return EndpointBackend({"base_url": s["cfg"].base_url, "timeout_s": 300, "retries": 0}, {}, None, "tags",
+                           max_new_tokens=12, media_dir=str(s["media"]), modalities=modalities)
+
+
+def _send(s, record, modalities=None, **params):
+    backend = _backend(s, modalities)
+    messages, extra = backend.request(record)
+
+    async def go():
+        client = ChatClient(EndpointConfig(base_url=s["cfg"].base_url, timeout_s=300, retries=0))
+        try:
+            return await client.chat(messages, temperature=0.0, extra_body={**extra, "return_token_ids": True},
+                                     **params)
+        finally:
+            await client.close()
+
+    return backend, asyncio.run(go())
+
+
+def _record(path) -> SampleRecord:
+    return SampleRecord(id=str(path), dataset="t", media={"type": "video", "path": str(path)})
+
+
+def test_served_prompt_and_greedy_answer_equal_local_and_the_audio_counts(served):
+    from emoreason.evaluation.backends import LocalBackend
+    from emoreason.inference import encode_batch, generate
+
+    s = served
+    local = LocalBackend(str(s["model"]), {}, None, "tags", batch_size=1, max_new_tokens=12)
+    assert local.modalities == "audio+video"
+    first = {}
+    for name in ("happy", "sad"):
+        record = _record(s["clips"][name])
+        backend, result = _send(s, record, max_tokens=12, logprobs=True, top_logprobs=5)
+        assert backend.modalities == "audio+video" and backend.frame_policy["modalities"] == "audio+video"
+        assert result.ok, result.error
+        served_ids = result.response.model_extra["prompt_token_ids"]
+        _, conversations, media, audio, errors = local.inputs([record])
+        assert not errors and audio[0] is not None
+        local_ids = encode_batch(local.processor, conversations, media, audio=audio)["input_ids"][0].tolist()
+        assert served_ids == local_ids, name  # frame size, fps, interleaving and the audio tokens all agree
+        assert result.text == generate(local.model, local.processor, conversations, media, max_new_tokens=12,
+                                       audio=audio)[0], name
+        first[name] = {t.token: t.logprob for t in result.response.choices[0].logprobs.content[0].top_logprobs}
+    shared = set(first["happy"]) & set(first["sad"])
+    assert shared and any(abs(first["happy"][t] - first["sad"][t]) > 1e-4 for t in shared), (
+        "the same frames with another voice gave the same log-probs: the audio did not reach the served model")
+
+
+def test_predict_endpoint_equals_predict_model_under_each_modality(served):
+    s = served
+    clips = [str(s["clips"][name]) for name in ("happy", "sad", "silent")]
+    rows = {}
+    for modalities in ("audio+video", "video"):
+        for where in (["--endpoint", s["cfg"].base_url, "--media-dir", str(s["media"])], ["--model", str(s["model"])]):
+            out = subprocess.run(emoreason_cli("predict", *clips, *where, "--modalities", modalities,
+                                               "--max-tokens", "12", "--timeout", "300"),
+                                 capture_output=True, text=True, env=cli_env(), timeout=900)
+            rows[modalities, where[0]] = [json.loads(line) for line in out.stdout.splitlines()]
+            assert len(rows[modalities, where[0]]) == 3, out.stderr[-3000:]
+    for modalities in ("audio+video", "video"):
+        for remote, local in zip(rows[modalities, "--endpoint"], rows[modalities, "--model"], strict=True):
+            assert remote["text"] == local["text"] and remote["error"] == local["error"], (modalities, remote, local)
+    happy, sad, silent = rows["audio+video", "--endpoint"]
+    assert happy["text"] != sad["text"]  # only the voice differs
+    assert silent["error"] is None  # no track: the video alone, as locally
+    assert rows["video", "--endpoint"][0]["text"] == rows["video", "--endpoint"][1]["text"]  # the same frames
+    # the audio alone: blank frames go inline with their timing, which needs a server for trusted clients
+    out = subprocess.run(emoreason_cli("predict", clips[0], "--endpoint", s["cfg"].base_url, "--media-dir",
+                                       str(s["media"]), "--modalities", "audio", "--max-tokens", "4"),
+                         capture_output=True, text=True, env=cli_env(), timeout=600)
+    assert out.returncode == 1 and "--trust-request-mm-kwargs" in out.stderr, out.stderr[-2000:]
