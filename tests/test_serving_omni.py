@@ -16,6 +16,7 @@ import subprocess
 
 import numpy as np
 import pytest
+import torch
 from vllm_support import (
     FAST_START,
     VLLM_MARKS,
@@ -63,14 +64,15 @@ def _backend(s, modalities=None):
                            max_new_tokens=12, media_dir=str(s["media"]), modalities=modalities)
 
 
-def _send(s, record, modalities=None, **params):
+def _send(s, record, modalities=None, **params):  # top log-probs keyed by token id
     backend = _backend(s, modalities)
     messages, extra = backend.request(record)
 
     async def go():
         client = ChatClient(EndpointConfig(base_url=s["cfg"].base_url, timeout_s=300, retries=0))
         try:
-            return await client.chat(messages, temperature=0.0, extra_body={**extra, "return_token_ids": True},
+            return await client.chat(messages, temperature=0.0, extra_body={**extra, "return_token_ids": True,
+                                                                             "return_tokens_as_token_ids": True},
                                      **params)
         finally:
             await client.close()
@@ -102,7 +104,14 @@ def test_served_prompt_and_greedy_answer_equal_local_and_the_audio_counts(served
         assert served_ids == local_ids, name  # frame size, fps, interleaving and the audio tokens all agree
         assert result.text == generate(local.model, local.processor, conversations, media, max_new_tokens=12,
                                        audio=audio)[0], name
-        first[name] = {t.token: t.logprob for t in result.response.choices[0].logprobs.content[0].top_logprobs}
+        first[name] = {int(t.token.removeprefix("token_id:")): t.logprob
+                       for t in result.response.choices[0].logprobs.content[0].top_logprobs}
+        # the first token's log-probs, not only the argmax: a position off by one moves them by ~0.1
+        inputs = encode_batch(local.processor, conversations, media, audio=audio)
+        with torch.no_grad():
+            logits = local.model(**inputs).logits[0, -1].float()
+        expected = torch.log_softmax(logits, -1)
+        assert all(abs(expected[token].item() - logprob) < 2e-3 for token, logprob in first[name].items()), name
     shared = set(first["happy"]) & set(first["sad"])
     assert shared and any(abs(first["happy"][t] - first["sad"][t]) > 1e-4 for t in shared), (
         "the same frames with another voice gave the same log-probs: the audio did not reach the served model")
@@ -131,3 +140,28 @@ def test_predict_endpoint_equals_predict_model_under_each_modality(served):
                                        str(s["media"]), "--modalities", "audio", "--max-tokens", "4"),
                          capture_output=True, text=True, env=cli_env(), timeout=600)
     assert out.returncode == 1 and "--trust-request-mm-kwargs" in out.stderr, out.stderr[-2000:]
+
+
+def test_eval_endpoint_hears_the_clips_and_records_it_as_local_eval_does(served, tmp_path):
+    from dataset_fixtures import FIXTURES
+
+    s = served
+    FIXTURES["mer2023"](s["media"] / "mer2023")  # speaking clips under the server's media dir: sent by path
+    common = ["--benchmark", "mer2023", "--root", str(s["media"] / "mer2023"), "max_new_tokens=16",
+              "frames.fps=4.0", "frames.max_frames=6"]  # the served model's own policy: the server samples by it
+    runs = {}
+    for name, where in (("endpoint", ["--endpoint", s["cfg"].base_url, "--media-dir", str(s["media"])]),
+                        ("local", ["--model", str(s["model"])])):
+        out = subprocess.run(emoreason_cli("eval", *where, "--out", str(tmp_path / name), *common),
+                             capture_output=True, text=True, env=cli_env(), timeout=900)
+        assert out.returncode == 0, out.stderr[-3000:]
+        [metrics_path] = (tmp_path / name).rglob("metrics.json")
+        rows = [json.loads(x) for x in (metrics_path.parent / "predictions.jsonl").read_text().splitlines()]
+        runs[name] = (json.loads(metrics_path.read_text())["protocol"], {r["id"]: r for r in rows})
+    (remote_protocol, remote), (local_protocol, local) = runs["endpoint"], runs["local"]
+    assert remote_protocol["frame_policy"]["modalities"] == local_protocol["frame_policy"]["modalities"] == (
+        "audio+video")
+    assert len(remote) == 2 and remote.keys() == local.keys()
+    for key, row in remote.items():
+        # a reply cut inside a multi-byte character: vLLM holds the bytes back, transformers decodes U+FFFD
+        assert row["error"] is None and row["text"] == local[key]["text"].rstrip("\ufffd"), (row, local[key])

@@ -267,6 +267,11 @@ def command(cfg: ServeConfig, policy=None) -> list[str]:
         from emoreason.serving.vllm_worker import EXTENSION
 
         args += ["--worker-extension-cls", EXTENSION]  # Qwen2.5-Omni positions as transformers gives them
+    if takes_audio(model) and not any(a.startswith("--mm-processor-cache-gb") for a in cfg.extra_args):
+        # vLLM 0.32's processor cache splits a video from its track: a clip whose audio equals an earlier clip's
+        # (the same silence, the same tone) is processed without it and refused ("Video doesn't have audio
+        # track with `audio_in_video=True`")
+        args += ["--mm-processor-cache-gb", "0"]
     if cfg.weight_sync:  # per-request media kwargs carry the trainer's frame indices and fps with inlined frames
         args += ["--logprobs-mode", "processed_logprobs", "--trust-request-mm-kwargs"]
     return args + list(cfg.extra_args)
