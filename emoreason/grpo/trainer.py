@@ -117,8 +117,12 @@ class VideoGRPOTrainer(ModuleLearningRates, GRPOTrainer):
             if wants_vllm:
                 config.use_vllm = True
         if wants_vllm and takes_audio(self.processing_class):
-            raise ValueError("vLLM rollouts do not carry the audio track yet (the server path sends frames only); "
-                             "train Qwen2.5-Omni with HF rollouts (use_vllm: false)")
+            raise ValueError("vLLM rollouts for an audio-visual model (Qwen2.5-Omni) are not supported yet: "
+                             "`emoreason serve` takes each clip's audio beside its frames (predict / eval "
+                             "--endpoint send it), but the rollout path does not yet send it, push the policy's "
+                             "weights under the served composite checkpoint's names (thinker.*), or send silence "
+                             "for a silent clip in a batch that speaks; train Qwen2.5-Omni with HF rollouts "
+                             "(use_vllm: false)")
         self.frame_policy = frame_policy or FramePolicy()
         self._rows: list[dict] | None = None  # the batch being generated, for _tokenize_prompts
         self._media_rows: list[dict[str, torch.Tensor]] | None = None  # its per-sample media, for the forwards

@@ -4,6 +4,9 @@
   (fps, min/max frames, min/max pixels), and images decoded and resized, with emoreason's own loader inside vLLM
   (:mod:`emoreason.serving.vllm_entry`); they reach the model's processor with the same pixels and timing
   metadata as in training and local evaluation;
+* **audio** (Qwen2.5-Omni): one audio track per prompt, the video's own (``use_audio_in_video``) or sent beside it,
+  heard as a local run hears it (:func:`emoreason.serving.vllm_entry.omni_sees_what_local_runs_see`,
+  :mod:`emoreason.serving.vllm_worker`);
 * the model directory's chat template; one video and one image per prompt; local files readable only under
   ``media_dir``; a bounded context; a cap on one video's size;
 * **safe defaults**: loopback only for the dev/RL endpoints of ``weight_sync``; an API key (passed to vLLM
