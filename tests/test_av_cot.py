@@ -163,13 +163,14 @@ def test_grpo_rollouts_and_log_prob_forwards_hear_the_audio(av_cot, tiny_omni_di
 
     louder = [{**m, "input_features": m["input_features"] + 1.0} for m in media]  # only the audio changes
     assert not torch.allclose(completion_logps(media), completion_logps(louder))
-    with pytest.raises(ValueError, match="vLLM rollouts do not carry the audio"):
+    with pytest.raises(ValueError, match="vLLM rollouts for an audio-visual model"):
         build_trainer(tiny_recipe("grpo", model_dir, out / "hf", tmp_path / "v", use_vllm=True, vllm_mode="server",
                                   num_generations=2, per_device_train_batch_size=4))
 
 
 def test_eval_modalities_switch_what_an_omni_model_is_shown(av_cot, tiny_omni_dir, tiny_model_dirs, tmp_path):
-    from emoreason.evaluation.backends import EndpointBackend, EndpointSetupError, LocalBackend
+    from emoreason.client import ModalitiesError, served_modalities
+    from emoreason.evaluation.backends import LocalBackend
     from emoreason.evaluation.benchmarks import load_benchmark
     from emoreason.evaluation.runner import benchmark_records, evaluate, prompt_labels
     from emoreason.video import write_video
@@ -203,5 +204,6 @@ def test_eval_modalities_switch_what_an_omni_model_is_shown(av_cot, tiny_omni_di
     assert metrics["n"] == 3 and metrics["generation_errors"] == 0
     with pytest.raises(ValueError, match="takes no audio"):
         LocalBackend(str(tiny_model_dirs["qwen2_5_vl"]), spec.frames, None, "tags", modalities="audio")
-    with pytest.raises(EndpointSetupError, match="not sent to servers yet"):
-        EndpointBackend({"base_url": "http://127.0.0.1:9/v1"}, spec.frames, None, "tags", modalities="audio+video")
+    # an endpoint is sent the audio as well (tests/test_serving_omni.py); asked of a served model that hears none:
+    with pytest.raises(ModalitiesError, match="takes no audio"):
+        served_modalities("audio", False, "http://127.0.0.1:9/v1")
