@@ -3,13 +3,14 @@ tiny Qwen2.5-Omni thinker, counts audio tokens in the row check, and keeps clips
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from emoreason.audio import audio_token_count
+from emoreason.audio import audio_token_count, clip_audio
 from emoreason.inference import encode_batch
 from emoreason.models import frame_policy_for, load_model_and_processor
 from emoreason.reasoning import build_messages
@@ -64,6 +65,14 @@ def _row(path, sample_id: str) -> dict:
             "completion": [{"role": "assistant", "content": [{"type": "text", "text": "<answer>happiness</answer>"}]}]}
 
 
+def _omni_audio_tokens(seconds: float) -> int:
+    """Audio tokens Qwen2.5-Omni gives ``seconds`` of 16 kHz audio, computed apart from the processor: Whisper's
+    log-mel has one frame per started 10 ms hop (160 samples), then the audio encoder's stride-2 conv and its
+    stride-2 pooling (``_get_feat_extract_output_lengths``: (n-1)//2+1, then (n-2)//2+1)."""
+    mel = math.ceil(round(seconds * 16000) / 160)
+    return ((mel - 1) // 2 + 1 - 2) // 2 + 1
+
+
 def _collator(processor) -> VideoSFTCollator:
     return VideoSFTCollator(processor, replace(frame_policy_for(processor), nframes=8, max_pixels=12544))
 
@@ -104,24 +113,54 @@ def test_row_length_counts_the_audio_tokens(omni, clips):
     audio_tokens = int((batch["input_ids"][0] == processor.tokenizer.audio_token_id).sum())
     assert audio_tokens > 40  # ~2 s at 25 tokens per second
     assert collator.row_length(row) == int(batch["attention_mask"].sum())
-    assert collator.row_length(_row(clips["silent"], "silent")) == collator.row_length(row) - audio_tokens - 2
+    silent_row = _row(clips["silent"], "silent")
+    silent = collator([silent_row])
+    heard = int((silent["input_ids"][0] == processor.tokenizer.audio_token_id).sum())
+    frames = load_frames(clips["silent"], collator.policy)
+    assert heard == _omni_audio_tokens(2.0 - frames.timestamps[0])  # silence from the first frame to the video's end
+    assert collator.row_length(silent_row) == collator.row_length(row) - audio_tokens + heard
 
 
-def test_a_silent_clip_trains_as_before_alone_and_with_silence_beside_speaking_clips(omni, clips):
+def test_a_clip_without_audio_is_encoded_the_same_alone_and_beside_speaking_clips(omni, clips):
+    """A clip with no track always hears silence of its own duration, so its tokens and the model's answer do not
+    depend on its batch-mates (``use_audio_in_video`` applies to every video of a forward)."""
     model, processor = omni
     collator = _collator(processor)
     silent = collator([_row(clips["silent"], "silent")])
-    assert "use_audio_in_video" not in silent and "input_features" not in silent
-    assert torch.isfinite(_loss_and_logits(model, silent)[0])
+    assert silent["use_audio_in_video"] is True and silent["input_features"].shape[0] == 1
+    silence = silent["input_features"][0][:, silent["feature_attention_mask"][0].bool()]
+    assert silence.shape[1] > 100 and float(silence.max() - silence.min()) < 1e-6  # log-mel of silence: flat
+    loss_alone, logits_alone = _loss_and_logits(model, silent)
+    assert torch.isfinite(loss_alone)
     mixed = collator([_row(clips["happy"], "happy"), _row(clips["silent"], "silent")])
     assert mixed["input_features"].shape[0] == 2 and mixed["use_audio_in_video"] is True
-    silence = mixed["input_features"][1][:, mixed["feature_attention_mask"][1].bool()]
-    assert silence.shape[1] > 100 and float(silence.max() - silence.min()) < 1e-6  # log-mel of silence: flat
     loss, logits = _loss_and_logits(model, mixed)
     assert torch.isfinite(loss)
+    n = int(silent["attention_mask"].sum())  # right padding: each row's own tokens come first
+    assert int(mixed["attention_mask"][1].sum()) == n
+    assert torch.equal(mixed["input_ids"][1, :n], silent["input_ids"][0])
+    assert torch.allclose(logits[1, :n], logits_alone[0], atol=1e-4)
     alone = _loss_and_logits(model, collator([_row(clips["happy"], "happy")]))[1]
-    n = int(mixed["attention_mask"][0].sum())  # right padding: row 0's own tokens come first
-    assert torch.allclose(logits[0, :n], alone[0, :n], atol=1e-4)
+    m = int(mixed["attention_mask"][0].sum())
+    assert torch.allclose(logits[0, :m], alone[0, :m], atol=1e-4)
+    assert collator.row_length(_row(clips["silent"], "silent")) == n  # the check measures what training sees
+
+
+def test_generation_inputs_of_a_clip_without_audio_do_not_depend_on_the_batch(omni, clips):
+    model, processor = omni
+    policy = replace(frame_policy_for(processor), nframes=8, max_pixels=12544)
+    frames = {k: load_frames(clips[k], policy) for k in ("happy", "silent")}
+    track = clip_audio(clips["happy"], frames["happy"])
+    messages = {k: build_messages(str(clips[k]), "video") for k in frames}
+    alone = encode_batch(processor, [messages["silent"]], [frames["silent"]], audio=[None])
+    mixed = encode_batch(processor, [messages["happy"], messages["silent"]], [frames["happy"], frames["silent"]],
+                         audio=[track, None])
+    n = int(alone["attention_mask"].sum())
+    assert torch.equal(mixed["input_ids"][1, -n:], alone["input_ids"][0])  # left padding: own tokens last
+    with torch.no_grad():
+        row = model(**alone).logits[0, -1]
+        both = model(**mixed).logits[1, -1]
+    assert torch.allclose(row, both, atol=1e-4)
 
 
 def test_rows_of_different_fps_are_encoded_apart_and_padded_together(omni, clips):
