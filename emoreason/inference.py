@@ -11,7 +11,14 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from emoreason.audio import LoadedAudio, omni_processor_kwargs, omni_video_fps, silence_for, takes_audio
+from emoreason.audio import (
+    LoadedAudio,
+    clip_audio,
+    omni_processor_kwargs,
+    omni_video_fps,
+    silence_for,
+    takes_audio,
+)
 from emoreason.video import LoadedFrames
 
 
@@ -53,6 +60,16 @@ def encode_batch(processor, conversations: Sequence[list[dict]], media: Sequence
     rows = [_encode(processor, [c], [m], add_generation_prompt, padding_side, template_kwargs, [t])
             for c, m, t in zip(conversations, media, tracks, strict=True)]
     return _pad_rows(rows, processor.tokenizer.pad_token_id, padding_side)
+
+
+def model_audio(processor, media: Sequence[LoadedFrames | None]) -> list[LoadedAudio | None] | None:
+    """The ``audio`` argument of :func:`encode_batch` / :func:`generate` for a model run on ``media``: for a
+    processor that takes audio, each video's aligned track (:func:`~emoreason.audio.clip_audio`; None for a clip
+    without one, which the encoding fills with silence); None for a model that takes no audio. A corrupt audio
+    stream raises :class:`~emoreason.video.CorruptMediaError` naming the file: audio is never dropped silently."""
+    if not takes_audio(processor):
+        return None
+    return [clip_audio(m.path, m) if m is not None else None for m in media]
 
 
 def heard_tracks(media: Sequence[LoadedFrames | None],

@@ -4,6 +4,7 @@ tiny Qwen2.5-Omni thinker, counts audio tokens in the row check, and keeps clips
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import replace
 
 import numpy as np
@@ -219,3 +220,57 @@ def test_omni_recipe_freezes_the_audio_encoder_and_lora_adapts_only_the_language
     peft_model = get_peft_model(model, peft_config)
     adapted = {n for n, _ in peft_model.named_modules() if n.endswith("lora_A")}
     assert adapted and all(".language_model." in n for n in adapted)
+
+
+@contextmanager
+def _heard_features():
+    """The log-mel features each forward of a Qwen2.5-Omni audio encoder receives (a global forward pre-hook on the
+    real module, (mel bins, frames) per call), so a test sees what the model heard."""
+    heard: list[torch.Tensor] = []
+
+    def hook(module, args):
+        if type(module).__name__ == "Qwen2_5OmniAudioEncoder":
+            heard.append(args[0].detach().clone())
+
+    handle = torch.nn.modules.module.register_module_forward_pre_hook(hook)
+    try:
+        yield heard
+    finally:
+        handle.remove()
+
+
+def _spread(features: torch.Tensor) -> float:
+    return float(features.max() - features.min())
+
+
+def test_the_generate_command_carries_the_clip_audio_to_an_omni_model(clips, tiny_omni_dir, capsys):
+    from emoreason.cli import main
+
+    heard = {}
+    for name in ("happy", "sad", "silent"):
+        with _heard_features() as features:
+            assert main(["generate", "--model", str(tiny_omni_dir), "--video", str(clips[name]), "--fps", "4",
+                         "--max-new-tokens", "2"]) == 0
+        assert features, f"{name}: the audio encoder never ran"
+        heard[name] = features[0]
+    assert _spread(heard["happy"]) > 1.0 and _spread(heard["silent"]) < 1e-6  # a voice; a clip without a track: silence
+    assert not torch.equal(heard["happy"], heard["sad"])  # the frames are the same: the voices differ
+    capsys.readouterr()
+    assert main(["generate", "--model", str(tiny_omni_dir), "--video", str(clips["garbled"])]) == 1
+    assert "garbled.mp4: the audio stream cannot be decoded" in capsys.readouterr().err
+
+
+def test_self_distillation_from_a_local_omni_model_hears_the_audio(tiny_omni_dir, clips, caplog):
+    from types import SimpleNamespace
+
+    from emoreason.cot.distill import sample_responses
+    from emoreason.records import SampleRecord
+
+    records = [SampleRecord(name, "synthfacs_av", {"type": "video", "path": str(clips[name])}, emotion="happiness")
+               for name in ("happy", "garbled", "silent")]
+    options = {"model": str(tiny_omni_dir), "k": 2, "max_new_tokens": 2, "seed": 0, "fps": 4}
+    with caplog.at_level("WARNING"), _heard_features() as features:
+        out = sample_responses(options, records, None, "cot", SimpleNamespace())
+    assert [len(o) for o in out] == [2, 0, 2]
+    assert "self-distillation skipped garbled" in caplog.text and "audio stream cannot be decoded" in caplog.text
+    assert len(features) == 2 and _spread(features[0]) > 1.0 and _spread(features[1]) < 1e-6
