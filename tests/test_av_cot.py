@@ -205,3 +205,40 @@ def test_eval_modalities_switch_what_an_omni_model_is_shown(av_cot, tiny_omni_di
         LocalBackend(str(tiny_model_dirs["qwen2_5_vl"]), spec.frames, None, "tags", modalities="audio")
     with pytest.raises(EndpointSetupError, match="not sent to servers yet"):
         EndpointBackend({"base_url": "http://127.0.0.1:9/v1"}, spec.frames, None, "tags", modalities="audio+video")
+
+
+def test_eval_counts_what_each_sample_heard_in_metrics_and_summary(av_cot, tiny_omni_dir, tmp_path):
+    """A mixed set: clips heard with their track, one without a track (heard silence), one whose track is 1 s short
+    of its video (fitted). The counts go to metrics.json and the summary's protocol line; the video-only ablation
+    hears nothing, and says so."""
+    from emoreason.audio import read_audio
+    from emoreason.evaluation.backends import LocalBackend
+    from emoreason.evaluation.benchmarks import load_benchmark
+    from emoreason.evaluation.runner import benchmark_records, evaluate, prompt_labels
+    from emoreason.video import FramePolicy, load_frames, write_video
+
+    root, _ = av_cot
+    data = tmp_path / "av"
+    shutil.copytree(root / "av", data)
+    spec = load_benchmark("synthfacs", ["split=null", "max_new_tokens=2"])
+    records = list(benchmark_records(spec, str(data)))[:4]
+    for record in records[2:]:  # the third clip loses its track, the fourth keeps half of it
+        path = record.media["path"]
+        frames = load_frames(path, FramePolicy(nframes=16), resize=False).frames
+        voice = read_audio(path).waveform
+        write_video(frames, path, fps=8, audio=None if record is records[2] else voice[: len(voice) // 2])
+    backend = LocalBackend(str(tiny_omni_dir), spec.frames, prompt_labels(spec), spec.style, 4, 2)
+    metrics = evaluate(spec, backend, tmp_path / "eval", root=str(data), limit=4, progress=False)
+    audio = metrics["protocol"]["audio"]
+    assert audio == {"modalities": "audio+video", "samples": 4, "heard_track": 3, "fitted_to_video": 1,
+                     "truncated": 0, "no_track_heard_silence": 1, "not_heard": 0}
+    saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert saved["protocol"]["audio"] == audio
+    summary = (tmp_path / "eval" / "summary.md").read_text().split("\n\n")[1]  # the protocol paragraph
+    assert "audio audio+video: 3 of 4 samples heard their track (1 fitted to the video's length" in summary
+    assert "1 had no track and heard silence" in summary
+    again = evaluate(spec, backend, tmp_path / "eval", root=str(data), limit=4, progress=False)  # all cached: same counts
+    assert again["protocol"]["audio"] == audio
+    video = LocalBackend(str(tiny_omni_dir), spec.frames, prompt_labels(spec), spec.style, 4, 2, modalities="video")
+    only = evaluate(spec, video, tmp_path / "eval-video", root=str(data), limit=4, progress=False)["protocol"]["audio"]
+    assert only["modalities"] == "video" and only["not_heard"] == 4 and only["heard_track"] == 0

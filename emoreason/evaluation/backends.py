@@ -68,22 +68,42 @@ def with_modalities(record: SampleRecord, frames: LoadedFrames, modalities: str)
     return replace(frames, frames=np.zeros_like(frames.frames)), audio
 
 
+def hearing(frames: LoadedFrames, audio, modalities: str) -> dict | None:
+    """What one sample was heard with, for the run's audio counts (``emoreason.evaluation.runner.audio_counts``):
+    ``track`` (its own, ``fitted`` with the reason when its length was fitted to the video, ``kept_s`` when the
+    feature extractor's window cut it) or ``silence`` (no track: silence of the clip's duration); None when it was
+    not heard (the ``video`` ablation, or an image)."""
+    if modalities == "video" or frames.kind != "video":
+        return None
+    if audio is None:
+        return {"heard": "silence"}
+    out: dict = {"heard": "track"}
+    if "mismatch" in audio.meta:
+        out["fitted"] = audio.meta["mismatch"]
+    if "truncated_to_s" in audio.meta:
+        out["kept_s"] = audio.meta["truncated_to_s"]
+    return out
+
+
 class LocalBackend:
     """A model directory run with transformers on this machine."""
 
     def __init__(self, model_dir: str, frames: dict, labels: list[str] | None, style: str, batch_size: int = 8,
                  max_new_tokens: int = 512, focus: str | None = None, modalities: str | None = None):
+        from emoreason.audio import takes_audio
         from emoreason.models import frame_policy_for, load_model_and_processor, saved_frame_policy
 
         self.model_dir = model_dir
         self.model, self.processor = load_model_and_processor(model_dir)
         self.modalities = model_modalities(self.processor, modalities)
+        self.hears = takes_audio(self.processor)
         frames = {**saved_frame_policy(model_dir), **frames}  # the model's training policy unless told otherwise
         self.policy = _policy(frames, frame_policy_for(self.processor))
         self.labels, self.style, self.focus = labels, style, focus
         self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
         self.name = f"local:{model_dir}"
         self._identity: dict | None = None
+        self.heard: dict[str, dict | None] = {}  # sample id → what it was heard with (hearing), for the run's counts
 
     @property
     def identity(self) -> dict:
@@ -112,6 +132,7 @@ class LocalBackend:
             ready.append(i)
             media.append(frames)
             audio.append(track)
+            self.heard[record.id] = hearing(frames, track, self.modalities)
             conversations.append(build_messages(str(record.media["path"]), _media_type(record), self.labels,
                                                 self.style, focus=self.focus))
         return ready, conversations, media, audio, errors
@@ -124,8 +145,9 @@ class LocalBackend:
         for i, error in errors.items():
             results[i] = (None, error)
         if ready:
+            # video: a video-only encoding; else each video is heard (silence where it has no track)
             texts = generate(self.model, self.processor, conversations, media, max_new_tokens=self.max_new_tokens,
-                             audio=audio)
+                             audio=None if self.modalities == "video" else audio)
             for i, text in zip(ready, texts, strict=True):
                 results[i] = (text, None)
         return results
