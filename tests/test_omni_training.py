@@ -274,3 +274,27 @@ def test_self_distillation_from_a_local_omni_model_hears_the_audio(tiny_omni_dir
     assert [len(o) for o in out] == [2, 0, 2]
     assert "self-distillation skipped garbled" in caplog.text and "audio stream cannot be decoded" in caplog.text
     assert len(features) == 2 and _spread(features[0]) > 1.0 and _spread(features[1]) < 1e-6
+
+
+def test_a_frame_folder_is_timed_by_its_dataset_fps_like_the_same_frames_in_a_video(omni, clips, tmp_path):
+    """Frame folders carry the rate their adapter states (``media["fps"]``, else video.io's default): the Omni
+    processor's fps and the silence they hear follow it, so a folder of a clip's frames encodes as the clip does."""
+    from PIL import Image
+
+    from emoreason.audio import omni_video_fps
+    from emoreason.video import load_media
+
+    _, processor = omni
+    policy = replace(frame_policy_for(processor), nframes=8, max_pixels=12544)
+    video = load_frames(clips["silent"], policy, resize=False)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, frame in enumerate(load_frames(clips["silent"], replace(policy, nframes=16), resize=False).frames):
+        Image.fromarray(frame).save(folder / f"{i + 1:05d}.png")
+    frames = load_media({"type": "frames", "path": str(folder), "fps": 8.0}, policy)
+    assert omni_video_fps(frames) == pytest.approx(omni_video_fps(video)) == pytest.approx(4.0)  # 8 of 16 at 8 fps
+    messages = build_messages(None, "video")
+    from_folder = encode_batch(processor, [messages], [frames], audio=[None])
+    from_video = encode_batch(processor, [messages], [load_frames(clips["silent"], policy)], audio=[None])
+    assert float(from_folder["video_second_per_grid"][0]) == pytest.approx(0.5)
+    assert torch.equal(from_folder["input_ids"], from_video["input_ids"])

@@ -153,9 +153,11 @@ def audio_for_frames(path: str | Path, frames: LoadedFrames, sample_rate: int = 
 def omni_video_fps(frames: LoadedFrames) -> float:
     """The ``fps`` to give Qwen2.5-Omni's processor for these frames: sampled frames per second of video (as
     qwen-vl-utils computes it), so ``second_per_grid = temporal_patch / fps`` is the real time per temporal
-    patch and video tokens line up with the audio tokens (25 per second)."""
-    if frames.kind != "video" or not frames.source_fps or not frames.total_frames:
-        return 2.0  # the processor's own default for frame folders / images
+    patch and video tokens line up with the audio tokens (25 per second). A frame folder is timed by the rate
+    its frames were loaded at — the dataset's (the adapter's ``media["fps"]``), else
+    ``emoreason.video.DEFAULT_FRAME_FOLDER_FPS`` — which ``LoadedFrames.source_fps`` carries."""
+    if frames.kind == "image" or not frames.source_fps or not frames.total_frames:
+        return 2.0  # the processor's own default: a single image has no time
     return len(frames.indices) / (frames.total_frames / frames.source_fps)
 
 
