@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from emoreason.audio import audio_token_count, clip_audio
+from emoreason.audio import clip_audio, read_audio
 from emoreason.inference import encode_batch
 from emoreason.models import frame_policy_for, load_model_and_processor
 from emoreason.reasoning import build_messages
@@ -94,7 +94,14 @@ def test_audio_reaches_the_logits_through_the_sft_collator(omni, clips):
     assert happy["video_grid_thw"][0].tolist() == [4, 8, 8]  # the policy's 112 px frames, not the processor's
     ids = happy["input_ids"][0]
     tok = processor.tokenizer
-    assert int((ids == tok.audio_token_id).sum()) == audio_token_count(int(happy["feature_attention_mask"].sum()) * 160)
+    # the count computed apart from the processor: the decoded track from the first sampled frame to its end, at
+    # 16 kHz → one mel frame per started 10 ms hop → the encoder's two stride-2 steps
+    track = read_audio(clips["happy"])
+    first = load_frames(clips["happy"], collator.policy).timestamps[0]
+    heard_s = track.start_s + track.duration_s - first
+    assert abs(heard_s - 2.0) < 0.1  # the clip: 16 frames at 8 fps with a voice as long
+    assert int(happy["feature_attention_mask"].sum()) == math.ceil(round(heard_s * 16000) / 160)
+    assert int((ids == tok.audio_token_id).sum()) == _omni_audio_tokens(heard_s)
     assert (happy["labels"][0][ids == tok.audio_token_id] == IGNORE_INDEX).all()
     sad = collator([_row(clips["sad"], "sad")])
     assert torch.equal(happy["pixel_values_videos"], sad["pixel_values_videos"])  # only the audio differs
