@@ -13,7 +13,9 @@ import torch
 
 from emoreason.audio import (
     LoadedAudio,
+    audio_window_s,
     clip_audio,
+    fit_window,
     omni_processor_kwargs,
     omni_video_fps,
     silence_for,
@@ -52,7 +54,8 @@ def encode_batch(processor, conversations: Sequence[list[dict]], media: Sequence
         return _encode(processor, conversations, media, add_generation_prompt, padding_side, template_kwargs)
     if audio is not None and len(audio) != len(media):
         raise ValueError(f"{len(media)} media entries but {len(audio)} audio entries")
-    tracks = heard_tracks(media, audio)
+    window = audio_window_s(processor)  # the extractor would drop the rest silently: cut here, named
+    tracks = [fit_window(t, window) if t is not None else None for t in heard_tracks(media, audio)]
     rates = {round(omni_video_fps(m), 3) for m in media if m is not None and m.kind != "image"}
     if len(rates) <= 1:
         return _encode(processor, conversations, media, add_generation_prompt, padding_side, template_kwargs,
@@ -69,7 +72,8 @@ def model_audio(processor, media: Sequence[LoadedFrames | None]) -> list[LoadedA
     stream raises :class:`~emoreason.video.CorruptMediaError` naming the file: audio is never dropped silently."""
     if not takes_audio(processor):
         return None
-    return [clip_audio(m.path, m) if m is not None else None for m in media]
+    window = audio_window_s(processor)
+    return [clip_audio(m.path, m, max_s=window) if m is not None else None for m in media]
 
 
 def heard_tracks(media: Sequence[LoadedFrames | None],

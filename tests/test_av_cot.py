@@ -242,3 +242,28 @@ def test_eval_counts_what_each_sample_heard_in_metrics_and_summary(av_cot, tiny_
     video = LocalBackend(str(tiny_omni_dir), spec.frames, prompt_labels(spec), spec.style, 4, 2, modalities="video")
     only = evaluate(spec, video, tmp_path / "eval-video", root=str(data), limit=4, progress=False)["protocol"]["audio"]
     assert only["modalities"] == "video" and only["not_heard"] == 4 and only["heard_track"] == 0
+
+
+def test_prosody_is_measured_on_the_window_the_model_hears_and_cuts_are_counted(av_cot, tmp_path, caplog):
+    """With a 1 s feature-extractor window (30 s for the tiny model and Whisper, 300 s for Qwen2.5-Omni-7B), the
+    vocal cues describe the clip's first second as heard from the first sampled frame, not its 2 s track, each cut
+    is named in a warning and counted in the summary."""
+    from emoreason.audio import clip_audio
+    from emoreason.audio.prosody import measure_prosody
+    from emoreason.video import FramePolicy, load_frames
+
+    root, _ = av_cot
+    with caplog.at_level("WARNING"):
+        out = CoTPipeline(CoTConfig(dataset_root=str(root / "av"), output_dir=str(tmp_path / "cot"),
+                                    audio_window_s=1.0), progress=False).run()
+    rows = {row["id"]: row for row in _rows(out)}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["evidence_notes"]["audio_truncated"] == 12
+    assert "audio cut to the feature extractor's window: 1.00 s kept" in caplog.text
+    row = rows[sorted(rows)[0]]
+    measured = ProsodyMeasurement.from_dict(json.loads(row["prosody"]))
+    assert measured.duration_s == pytest.approx(1.0, abs=0.01)
+    path = row["video"]
+    heard = clip_audio(path, load_frames(path, FramePolicy()), max_s=1.0)
+    assert heard.meta["truncated_to_s"] == 1.0 and heard.meta["truncated_from_s"] > 1.5
+    assert measured == measure_prosody(heard.waveform, heard.sample_rate)

@@ -305,3 +305,28 @@ def test_a_frame_folder_is_timed_by_its_dataset_fps_like_the_same_frames_in_a_vi
     from_video = encode_batch(processor, [messages], [load_frames(clips["silent"], policy)], audio=[None])
     assert float(from_folder["video_second_per_grid"][0]) == pytest.approx(0.5)
     assert torch.equal(from_folder["input_ids"], from_video["input_ids"])
+
+
+def test_audio_beyond_the_feature_extractor_window_is_cut_named_and_counted(omni, tmp_path, caplog):
+    """Whisper's extractor keeps ``chunk_length`` seconds (30 s for the tiny model): a longer track is cut before
+    the processor, with a warning naming the clip and the duration kept, and recorded in the audio's meta."""
+    from emoreason.audio import audio_window_s
+
+    _, processor = omni
+    assert audio_window_s(processor) == 30.0
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (32, 32, 32, 3), dtype=np.uint8)
+    voice = (0.2 * np.sin(np.linspace(0, 2 * np.pi * 220 * 32, 32 * 16000))).astype(np.float32)
+    path = write_video(frames, tmp_path / "long.mp4", fps=1, audio=voice)  # 32 s of video and voice
+    policy = replace(frame_policy_for(processor), nframes=4, max_pixels=12544)
+    loaded = load_frames(path, policy)
+    with caplog.at_level("WARNING"):
+        heard = clip_audio(path, loaded, max_s=audio_window_s(processor))
+    assert heard.duration_s == pytest.approx(30.0) and heard.meta["truncated_to_s"] == 30.0
+    assert f"{path}: audio cut to the feature extractor's window: 30.00 s kept of 3" in caplog.text
+    caplog.clear()
+    whole = clip_audio(path, loaded)
+    with caplog.at_level("WARNING"):
+        batch = encode_batch(processor, [build_messages(None, "video")], [loaded], audio=[whole])
+    assert "long.mp4: audio cut to the feature extractor's window: 30.00 s kept" in caplog.text
+    assert int((batch["input_ids"][0] == processor.tokenizer.audio_token_id).sum()) == _omni_audio_tokens(30.0)

@@ -25,13 +25,16 @@ multichannel tracks and any sample rate are accepted and converted.
 
 from __future__ import annotations
 
+import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from emoreason.video import CorruptMediaError, EmptyMediaError, LoadedFrames, MediaError, MissingMediaError
+
+log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000  # Qwen2.5-Omni's WhisperFeatureExtractor
 AUDIO_TOKENS_PER_SECOND = 25  # 16 kHz → 100 mel frames/s → two stride-2 steps → 25 tokens/s
@@ -317,19 +320,42 @@ def silence_for(frames: LoadedFrames, sample_rate: int = SAMPLE_RATE) -> LoadedA
                        meta={"silent": "no audio track"})
 
 
+def audio_window_s(processor) -> float | None:
+    """Seconds of audio the processor's feature extractor keeps (Whisper's ``chunk_length``: 30 s for the tiny
+    model and Whisper, 300 s for Qwen2.5-Omni-7B); it silently drops the rest, so :func:`fit_window` cuts first.
+    None for a processor without one."""
+    extractor = getattr(processor, "feature_extractor", None)
+    samples, rate = getattr(extractor, "n_samples", None), getattr(extractor, "sampling_rate", None)
+    return samples / rate if samples and rate else None
+
+
+def fit_window(audio: LoadedAudio, max_s: float | None) -> LoadedAudio:
+    """``audio`` cut to its first ``max_s`` seconds (the feature extractor's window, :func:`audio_window_s`), with a
+    warning naming the clip and the duration kept, recorded in ``meta`` (``truncated_to_s``, ``truncated_from_s``)
+    for the run's counts; unchanged when it fits."""
+    if max_s is None or audio.duration_s <= max_s + 0.5 / audio.sample_rate:
+        return audio
+    log.warning("%s: audio cut to the feature extractor's window: %.2f s kept of %.2f s (from the first sampled "
+                "frame); the model hears no more", audio.path, max_s, audio.duration_s)
+    meta = {**audio.meta, "truncated_to_s": round(max_s, 3), "truncated_from_s": round(audio.duration_s, 3)}
+    return replace(audio, waveform=audio.waveform[:int(round(max_s * audio.sample_rate))], meta=meta)
+
+
 def clip_audio(path: str | Path, frames: LoadedFrames, sample_rate: int = SAMPLE_RATE,
-               tolerance_s: float = 0.5) -> LoadedAudio | None:
+               tolerance_s: float = 0.5, max_s: float | None = None) -> LoadedAudio | None:
     """The audio that goes with ``frames`` for a training or inference row: :func:`audio_for_frames`, except that
     a clip with no audio track (or frames/images, which have none) gives None, and an audio/video length mismatch
-    beyond ``tolerance_s`` is fitted to the video (``meta["mismatch"]`` says what was wrong) rather than raised.
-    A corrupt audio stream still raises :class:`~emoreason.video.CorruptMediaError` naming the file."""
+    beyond ``tolerance_s`` is fitted to the video (``meta["mismatch"]`` says what was wrong) rather than raised,
+    and audio past ``max_s`` (the model's window, :func:`audio_window_s`) is cut with a warning (:func:`fit_window`)
+    — so what is measured of it (vocal cues) is what the model hears. A corrupt audio stream still raises
+    :class:`~emoreason.video.CorruptMediaError` naming the file."""
     if frames.kind != "video":
         return None
     try:
-        return audio_for_frames(path, frames, sample_rate, tolerance_s=tolerance_s)
+        audio = audio_for_frames(path, frames, sample_rate, tolerance_s=tolerance_s)
     except NoAudioError:
         return None
     except AudioLengthMismatchError as exc:
         audio = audio_for_frames(path, frames, sample_rate, tolerance_s=tolerance_s, on_mismatch="pad")
         audio.meta["mismatch"] = exc.reason
-        return audio
+    return fit_window(audio, max_s)

@@ -49,18 +49,19 @@ def model_modalities(processor, asked: str | None) -> str:
     return asked
 
 
-def with_modalities(record: SampleRecord, frames: LoadedFrames, modalities: str):
+def with_modalities(record: SampleRecord, frames: LoadedFrames, modalities: str, max_s: float | None = None):
     """(frames, audio) a sample is shown under ``modalities``: ``video`` — the frames, no audio; ``audio+video`` —
     the frames and the clip's aligned audio (None for a clip without a track); ``audio`` — the audio with the
     frames blanked, so the prompt and token layout stay those of training while the face carries nothing. A
-    corrupt audio stream, or an ``audio`` ablation on a clip without a track, raises MediaError naming the file."""
+    corrupt audio stream, or an ``audio`` ablation on a clip without a track, raises MediaError naming the file.
+    Audio past ``max_s`` (the model's window) is cut, named and recorded (``emoreason.audio.fit_window``)."""
     from emoreason.audio import NoAudioError, clip_audio
 
     if modalities == "video" or frames.kind != "video":
         if modalities == "audio":
             raise NoAudioError(frames.path, f"{frames.kind} have no audio track to evaluate on")
         return frames, None
-    audio = clip_audio(str(record.media["path"]), frames)
+    audio = clip_audio(str(record.media["path"]), frames, max_s=max_s)
     if modalities == "audio+video":
         return frames, audio
     if audio is None:
@@ -90,13 +91,14 @@ class LocalBackend:
 
     def __init__(self, model_dir: str, frames: dict, labels: list[str] | None, style: str, batch_size: int = 8,
                  max_new_tokens: int = 512, focus: str | None = None, modalities: str | None = None):
-        from emoreason.audio import takes_audio
+        from emoreason.audio import audio_window_s, takes_audio
         from emoreason.models import frame_policy_for, load_model_and_processor, saved_frame_policy
 
         self.model_dir = model_dir
         self.model, self.processor = load_model_and_processor(model_dir)
         self.modalities = model_modalities(self.processor, modalities)
         self.hears = takes_audio(self.processor)
+        self.audio_window_s = audio_window_s(self.processor)
         frames = {**saved_frame_policy(model_dir), **frames}  # the model's training policy unless told otherwise
         self.policy = _policy(frames, frame_policy_for(self.processor))
         self.labels, self.style, self.focus = labels, style, focus
@@ -125,7 +127,8 @@ class LocalBackend:
         ready, conversations, media, audio, errors = [], [], [], [], {}
         for i, record in enumerate(records):
             try:
-                frames, track = with_modalities(record, load_media(record.media, self.policy), self.modalities)
+                frames, track = with_modalities(record, load_media(record.media, self.policy), self.modalities,
+                                                self.audio_window_s)
             except MediaError as exc:
                 errors[i] = f"media: {exc}"
                 continue
