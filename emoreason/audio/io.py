@@ -310,8 +310,9 @@ def takes_audio(processor) -> bool:
 
 def silence_for(frames: LoadedFrames, sample_rate: int = SAMPLE_RATE) -> LoadedAudio:
     """A silent waveform spanning the sampled video (first sampled frame to the end of the video): what a clip
-    without an audio track gets in a batch whose other clips speak, since ``use_audio_in_video`` applies to every
-    video of a forward (transformers' ``get_rope_index``)."""
+    without an audio track hears when an audio model encodes it (``emoreason.inference.encode_batch``), alone or
+    beside speaking clips, so its tokens never depend on its batch-mates (``use_audio_in_video`` applies to every
+    video of a forward: transformers' ``get_rope_index``). ``meta["silent"]`` records it."""
     start = frames.timestamps[0] if frames.timestamps else 0.0
     end = frames.total_frames / frames.source_fps if frames.source_fps and frames.total_frames else (
         frames.timestamps[-1] if frames.timestamps else 0.0)
