@@ -72,9 +72,10 @@ def with_modalities(record: SampleRecord, frames: LoadedFrames, modalities: str,
 def hearing(frames: LoadedFrames, audio, modalities: str) -> dict | None:
     """What one sample was heard with, for the run's audio counts (``emoreason.evaluation.runner.audio_counts``):
     ``track`` (its own, ``fitted`` with the reason when its length was fitted to the video, ``kept_s`` when the
-    feature extractor's window cut it) or ``silence`` (no track: silence of the clip's duration); None when it was
-    not heard (the ``video`` ablation, or an image)."""
-    if modalities == "video" or frames.kind != "video":
+    feature extractor's window cut it) or ``silence`` (no track, or a frame folder: silence of the clip's duration,
+    as ``emoreason.inference.encode_batch`` fills it); None when it was not heard (the ``video`` ablation, or an
+    image)."""
+    if modalities == "video" or frames.kind == "image":
         return None
     if audio is None:
         return {"heard": "silence"}
