@@ -330,3 +330,25 @@ def test_audio_beyond_the_feature_extractor_window_is_cut_named_and_counted(omni
         batch = encode_batch(processor, [build_messages(None, "video")], [loaded], audio=[whole])
     assert "long.mp4: audio cut to the feature extractor's window: 30.00 s kept" in caplog.text
     assert int((batch["input_ids"][0] == processor.tokenizer.audio_token_id).sum()) == _omni_audio_tokens(30.0)
+
+
+def test_the_row_check_counts_rows_that_hear_silence_a_fitted_or_a_cut_track(omni, clips, tmp_path):
+    import datasets
+
+    from emoreason.grpo.train import prompt_length
+
+    _, processor = omni
+    collator = _collator(processor)
+    frames = np.random.default_rng(0).integers(0, 255, (32, 32, 32, 3), dtype=np.uint8)
+    voice = (0.2 * np.sin(np.linspace(0, 2 * np.pi * 220 * 32, 32 * 16000))).astype(np.float32)
+    long = write_video(frames, tmp_path / "long.mp4", fps=1, audio=voice)  # 32 s: past the tiny model's 30 s
+    rows = datasets.Dataset.from_list([_row(clips["happy"], "happy"), _row(clips["silent"], "silent"),
+                                       _row(clips["short"], "short"), _row(long, "long")])
+    check = check_rows(rows, collator.row_length, max_length=None)
+    assert check.kept == [0, 1, 2, 3]
+    assert check.notes == {"audio_silence": ["silent"], "audio_fitted": ["short"], "audio_truncated": ["long"]}
+    assert check.summary()["notes"] == {"audio_fitted": 1, "audio_silence": 1, "audio_truncated": 1}
+    cached = check_rows(rows, collator.row_length, max_length=None, cache_dir=tmp_path / "c")
+    assert check_rows(rows, collator.row_length, max_length=None, cache_dir=tmp_path / "c").notes == cached.notes
+    grpo_rows = [{**r, "media_path": r["video"]} for r in rows]
+    assert prompt_length(processor, collator.policy, grpo_rows[3]).notes == ("audio_truncated",)

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from trl import GRPOTrainer
 
-from emoreason.audio import takes_audio
+from emoreason.audio import audio_window_s, takes_audio
 from emoreason.grpo.rollouts import VLLMServerRollouts
 from emoreason.inference import encode_batch
 from emoreason.training.data import load_row_audio, load_row_media, row_media, with_media
@@ -176,7 +176,8 @@ class VideoGRPOTrainer(ModuleLearningRates, GRPOTrainer):
             conversations.append(with_media(prompt, kind, path))
             if kind is not None and path not in cache:  # the G copies of a prompt share one decode
                 frames = load_row_media(row, self.frame_policy)
-                cache[path] = (frames, load_row_audio(row, frames) if with_audio else None)
+                cache[path] = (frames, load_row_audio(row, frames, audio_window_s(self.processing_class))
+                               if with_audio else None)
             frames, track = cache[path] if kind is not None else (None, None)
             media.append(frames)
             audio.append(track)
