@@ -204,7 +204,7 @@ def predict_all(records, backend, out: Path, batch_size: int, progress: bool = T
             chunk = todo[start:start + batch_size]
             for record, (text, error) in zip(chunk, backend.predict(chunk), strict=True):
                 row = {"id": record.id, "text": text, "error": error, "media": media_signature(record)}
-                if hasattr(backend, "heard"):  # what an audio-capable backend let the sample hear
+                if getattr(backend, "hears", False):  # what an audio model's backend let the sample hear
                     row["audio"] = backend.heard.get(record.id)
                 handle.write(json.dumps(row) + "\n")
                 if text is not None or (error or "").startswith("media"):
