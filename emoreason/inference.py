@@ -11,7 +11,16 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from emoreason.audio import LoadedAudio, omni_processor_kwargs, omni_video_fps, silence_for, takes_audio
+from emoreason.audio import (
+    LoadedAudio,
+    audio_window_s,
+    clip_audio,
+    fit_window,
+    omni_processor_kwargs,
+    omni_video_fps,
+    silence_for,
+    takes_audio,
+)
 from emoreason.video import LoadedFrames
 
 
@@ -32,20 +41,21 @@ def encode_batch(processor, conversations: Sequence[list[dict]], media: Sequence
     ``chat_template_kwargs``) and encode it with its frames (and, for a processor that takes audio, the audio
     aligned with each video: :func:`emoreason.audio.clip_audio`).
 
-    With audio, every video of the batch is interleaved with its track (``use_audio_in_video``; a video without a
-    track gets silence, :func:`~emoreason.audio.silence_for`), the processor gets each video's sampled fps (rows
-    of different fps are encoded apart and padded together) and the frames' own size (the Omni processor's
-    default video bounds would resize frames the frame policy already sized), and the result carries
-    ``use_audio_in_video=True`` for the model's forward and generate. Without any audio the encoding is the
-    plain video one."""
+    For a processor that takes audio, ``audio`` (one entry per conversation) says what each video is heard with:
+    every video is interleaved with a track (``use_audio_in_video``), and a video whose entry is None — a clip
+    without an audio track — gets silence of its own duration (:func:`~emoreason.audio.silence_for`, its
+    ``meta["silent"]`` records it). So a row's tokens, and the model's answer, never depend on its batch-mates,
+    and the length checks (SFT ``row_length``, GRPO ``prompt_length``) measure what training sees. ``audio=None``
+    is a video-only encoding (the eval ``--modalities video`` ablation). The processor gets each video's sampled
+    fps (rows of different fps are encoded apart and padded together) and the frames' own size (the Omni
+    processor's default video bounds would resize frames the frame policy already sized), and the result carries
+    ``use_audio_in_video=True`` for the model's forward and generate."""
     if not takes_audio(processor):
         return _encode(processor, conversations, media, add_generation_prompt, padding_side, template_kwargs)
-    speaking = audio is not None and any(a is not None for a in audio)
     if audio is not None and len(audio) != len(media):
         raise ValueError(f"{len(media)} media entries but {len(audio)} audio entries")
-    tracks = [None if loaded is None or loaded.kind == "image" or not speaking else (
-        a if a is not None else silence_for(loaded)) for loaded, a in zip(media, audio or [None] * len(media),
-                                                                          strict=True)]
+    window = audio_window_s(processor)  # the extractor would drop the rest silently: cut here, named
+    tracks = [fit_window(t, window) if t is not None else None for t in heard_tracks(media, audio)]
     rates = {round(omni_video_fps(m), 3) for m in media if m is not None and m.kind != "image"}
     if len(rates) <= 1:
         return _encode(processor, conversations, media, add_generation_prompt, padding_side, template_kwargs,
@@ -53,6 +63,28 @@ def encode_batch(processor, conversations: Sequence[list[dict]], media: Sequence
     rows = [_encode(processor, [c], [m], add_generation_prompt, padding_side, template_kwargs, [t])
             for c, m, t in zip(conversations, media, tracks, strict=True)]
     return _pad_rows(rows, processor.tokenizer.pad_token_id, padding_side)
+
+
+def model_audio(processor, media: Sequence[LoadedFrames | None]) -> list[LoadedAudio | None] | None:
+    """The ``audio`` argument of :func:`encode_batch` / :func:`generate` for a model run on ``media``: for a
+    processor that takes audio, each video's aligned track (:func:`~emoreason.audio.clip_audio`; None for a clip
+    without one, which the encoding fills with silence); None for a model that takes no audio. A corrupt audio
+    stream raises :class:`~emoreason.video.CorruptMediaError` naming the file: audio is never dropped silently."""
+    if not takes_audio(processor):
+        return None
+    window = audio_window_s(processor)
+    return [clip_audio(m.path, m, max_s=window) if m is not None else None for m in media]
+
+
+def heard_tracks(media: Sequence[LoadedFrames | None],
+                 audio: Sequence[LoadedAudio | None] | None) -> list[LoadedAudio | None]:
+    """What each row is heard with when an audio model encodes it: its track, silence of its video's duration when
+    it has none, None for an image or a row without media; None for every row (a video-only encoding) when
+    ``audio`` is None."""
+    if audio is None:
+        return [None] * len(media)
+    return [None if loaded is None or loaded.kind == "image" else a if a is not None else silence_for(loaded)
+            for loaded, a in zip(media, audio, strict=True)]
 
 
 def _encode(processor, conversations, media, add_generation_prompt: bool, padding_side: str,
@@ -73,7 +105,8 @@ def _encode(processor, conversations, media, add_generation_prompt: bool, paddin
         else:
             videos.append(loaded)
             video_tracks.append(track)
-    kwargs: dict = {"text": texts, "return_tensors": "pt", "padding": True}
+    # padding_side as an argument: the Omni processor's defaults (left) override the tokenizer's attribute
+    kwargs: dict = {"text": texts, "return_tensors": "pt", "padding": True, "padding_side": padding_side}
     if images:
         kwargs["images"] = images
     if videos:

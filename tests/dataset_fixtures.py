@@ -254,11 +254,13 @@ def make_cremad(root: Path) -> dict:
 
 
 def make_ravdess(root: Path) -> dict:
-    """RAVDESS video archives extracted: Actor_NN/<7 fields>.mp4; only modality 01 (audio-video) is read."""
+    """RAVDESS video archives extracted: Actor_NN/<7 fields>.mp4; only modality 01 (audio-video) is read, speech by
+    default (the song file is read by the song variant)."""
     for actor in range(1, 8):
         _speaking_video(root / f"Actor_{actor:02d}" / f"01-01-0{actor}-01-01-01-{actor:02d}.mp4", stereo=True,
                         rate=48000)
-    _speaking_video(root / "Actor_08" / "01-02-08-02-02-01-08.mp4", stereo=True, rate=48000)  # song, surprised
+    _speaking_video(root / "Actor_08" / "01-01-08-01-01-01-08.mp4", stereo=True, rate=48000)  # speech, surprised
+    _speaking_video(root / "Actor_08" / "01-02-05-02-02-01-08.mp4", stereo=True, rate=48000)  # song: a variant
     _video(root / "Actor_08" / "02-01-03-01-01-01-08.mp4")  # video-only copy: skipped
     _speaking_video(root / "Actor_08" / "01-01-09-01-01-01-08.mp4")  # emotion code out of range
     _speaking_video(root / "Actor_08" / "01-01-03.mp4")  # truncated name

@@ -40,21 +40,46 @@ def test_cremad_labels_levels_folds_and_flv_audio(tmp_path):
     assert converted.source_rate == 44100 and converted.sample_rate == SAMPLE_RATE
 
 
-def test_ravdess_reads_audio_video_files_only_and_folds_by_actor(tmp_path):
+def test_ravdess_default_is_the_standard_speech_8_class_protocol_and_folds_by_actor(tmp_path):
+    """Livingstone & Russo (PLoS ONE 2018): 8 speech emotions, calm its own class; song and the calm→neutral
+    merge only as named variants."""
     FIXTURES["ravdess"](tmp_path)
     records = load_records("ravdess", tmp_path)
     by_id = {r.id: r for r in records}
-    assert by_id["ravdess-01-01-02-01-01-01-02"].emotion == "neutral"  # calm counts as neutral
+    assert by_id["ravdess-01-01-02-01-01-01-02"].emotion == "calm"  # kept: 8 classes
     assert by_id["ravdess-01-01-02-01-01-01-02"].emotion_raw == "calm"
-    assert by_id["ravdess-01-02-08-02-02-01-08"].emotion == "surprise"
-    assert by_id["ravdess-01-02-08-02-02-01-08"].meta["channel"] == "song"
+    assert by_id["ravdess-01-01-08-01-01-01-08"].emotion == "surprise"
+    assert all(r.meta["channel"] == "speech" for r in records)  # the song files are a variant
     assert not any(r.id.startswith("ravdess-02-") for r in records)  # the video-only copy has no audio
     assert Counter(r.fold for r in records) == Counter({1: 2, 2: 2, 3: 1, 4: 1, 5: 1, 6: 1})  # 8 actors, 6 folds
+    assert dataset_label_set("ravdess") == ("neutral", "calm", "happiness", "sadness", "anger", "fear", "disgust",
+                                            "surprise")
+    merged = {r.id: r for r in load_records("ravdess", tmp_path, classes=7)}
+    assert merged["ravdess-01-01-02-01-01-01-02"].emotion == "neutral"
+    assert merged["ravdess-01-01-02-01-01-01-02"].emotion_raw == "calm"
+    assert len(dataset_label_set("ravdess7")) == 7 and "calm" not in dataset_label_set("ravdess7")
+    song = {r.id: r for r in load_records("ravdess", tmp_path, channel="song")}
+    assert list(song) == ["ravdess-01-02-05-02-02-01-08"] and song["ravdess-01-02-05-02-02-01-08"].emotion == "anger"
+    assert len(load_records("ravdess", tmp_path, channel="all")) == len(records) + 1
     stereo = by_id["ravdess-01-01-03-01-01-01-03"].media["path"]
     info = probe_audio(stereo)
     assert (info.sample_rate, info.channels) == (48000, 2)
     audio = audio_for_frames(stereo, load_frames(stereo, FramePolicy(nframes=4), resize=False))
     assert audio.waveform.ndim == 1 and audio.sample_rate == SAMPLE_RATE
+
+
+def test_ravdess_variants_are_named_benchmarks(tmp_path):
+    FIXTURES["ravdess"](tmp_path)
+    standard, merged, song = (load_benchmark(n) for n in ("ravdess", "ravdess_7class", "ravdess_song"))
+    assert standard.protocol()["classes"] == list(dataset_label_set("ravdess"))
+    assert merged.protocol()["classes"] == list(dataset_label_set("ravdess7"))
+    assert song.protocol()["classes"] == list(dataset_label_set("ravdess_song"))
+    assert len({standard.protocol_hash(), merged.protocol_hash(), song.protocol_hash()}) == 3
+    calm = "ravdess-01-01-02-01-01-01-02"
+    emotions = {spec.name: {r.id: r.emotion for r in benchmark_records(spec, str(tmp_path))}
+                for spec in (standard, merged, song)}
+    assert emotions["ravdess"][calm] == "calm" and emotions["ravdess_7class"][calm] == "neutral"
+    assert list(emotions["ravdess_song"].values()) == ["anger"]
 
 
 def test_mer2023_release_layout_and_mer_semi(tmp_path):

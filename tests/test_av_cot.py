@@ -207,3 +207,65 @@ def test_eval_modalities_switch_what_an_omni_model_is_shown(av_cot, tiny_omni_di
     # an endpoint is sent the audio as well (tests/test_serving_omni.py); asked of a served model that hears none:
     with pytest.raises(ModalitiesError, match="takes no audio"):
         served_modalities("audio", False, "http://127.0.0.1:9/v1")
+
+
+def test_eval_counts_what_each_sample_heard_in_metrics_and_summary(av_cot, tiny_omni_dir, tmp_path):
+    """A mixed set: clips heard with their track, one without a track (heard silence), one whose track is 1 s short
+    of its video (fitted). The counts go to metrics.json and the summary's protocol line; the video-only ablation
+    hears nothing, and says so."""
+    from emoreason.audio import read_audio
+    from emoreason.evaluation.backends import LocalBackend
+    from emoreason.evaluation.benchmarks import load_benchmark
+    from emoreason.evaluation.runner import benchmark_records, evaluate, prompt_labels
+    from emoreason.video import FramePolicy, load_frames, write_video
+
+    root, _ = av_cot
+    data = tmp_path / "av"
+    shutil.copytree(root / "av", data)
+    spec = load_benchmark("synthfacs", ["split=null", "max_new_tokens=2"])
+    records = list(benchmark_records(spec, str(data)))[:4]
+    for record in records[2:]:  # the third clip loses its track, the fourth keeps half of it
+        path = record.media["path"]
+        frames = load_frames(path, FramePolicy(nframes=16), resize=False).frames
+        voice = read_audio(path).waveform
+        write_video(frames, path, fps=8, audio=None if record is records[2] else voice[: len(voice) // 2])
+    backend = LocalBackend(str(tiny_omni_dir), spec.frames, prompt_labels(spec), spec.style, 4, 2)
+    metrics = evaluate(spec, backend, tmp_path / "eval", root=str(data), limit=4, progress=False)
+    audio = metrics["protocol"]["audio"]
+    assert audio == {"modalities": "audio+video", "samples": 4, "heard_track": 3, "fitted_to_video": 1,
+                     "truncated": 0, "no_track_heard_silence": 1, "not_heard": 0}
+    saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert saved["protocol"]["audio"] == audio
+    summary = (tmp_path / "eval" / "summary.md").read_text().split("\n\n")[1]  # the protocol paragraph
+    assert "audio audio+video: 3 of 4 samples heard their track (1 fitted to the video's length" in summary
+    assert "1 had no track and heard silence" in summary
+    again = evaluate(spec, backend, tmp_path / "eval", root=str(data), limit=4, progress=False)  # all cached: same counts
+    assert again["protocol"]["audio"] == audio
+    video = LocalBackend(str(tiny_omni_dir), spec.frames, prompt_labels(spec), spec.style, 4, 2, modalities="video")
+    only = evaluate(spec, video, tmp_path / "eval-video", root=str(data), limit=4, progress=False)["protocol"]["audio"]
+    assert only["modalities"] == "video" and only["not_heard"] == 4 and only["heard_track"] == 0
+
+
+def test_prosody_is_measured_on_the_window_the_model_hears_and_cuts_are_counted(av_cot, tmp_path, caplog):
+    """With a 1 s feature-extractor window (30 s for the tiny model and Whisper, 300 s for Qwen2.5-Omni-7B), the
+    vocal cues describe the clip's first second as heard from the first sampled frame, not its 2 s track, each cut
+    is named in a warning and counted in the summary."""
+    from emoreason.audio import clip_audio
+    from emoreason.audio.prosody import measure_prosody
+    from emoreason.video import FramePolicy, load_frames
+
+    root, _ = av_cot
+    with caplog.at_level("WARNING"):
+        out = CoTPipeline(CoTConfig(dataset_root=str(root / "av"), output_dir=str(tmp_path / "cot"),
+                                    audio_window_s=1.0), progress=False).run()
+    rows = {row["id"]: row for row in _rows(out)}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["evidence_notes"]["audio_truncated"] == 12
+    assert "audio cut to the feature extractor's window: 1.00 s kept" in caplog.text
+    row = rows[sorted(rows)[0]]
+    measured = ProsodyMeasurement.from_dict(json.loads(row["prosody"]))
+    assert measured.duration_s == pytest.approx(1.0, abs=0.01)
+    path = row["video"]
+    heard = clip_audio(path, load_frames(path, FramePolicy()), max_s=1.0)
+    assert heard.meta["truncated_to_s"] == 1.0 and heard.meta["truncated_from_s"] > 1.5
+    assert measured == measure_prosody(heard.waveform, heard.sample_rate)

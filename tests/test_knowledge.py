@@ -28,7 +28,7 @@ SYNONYMS = [
     ("HAPPINESS.", "happiness"), ("angry", "anger"), ("mad", "anger"), ("Anger!", "anger"), ("sad", "sadness"),
     ("sorrow", "sadness"), ("surprised", "surprise"), ("shocked", "surprise"), ("afraid", "fear"),
     ("scared", "fear"), ("fearful", "fear"), ("disgusted", "disgust"), ("contemptuous", "contempt"),
-    ("neutral", "neutral"), ("calm", "neutral"), ("anxious", "anxiety"), ("helpless", "helplessness"),
+    ("neutral", "neutral"), ("calm", "calm"), ("anxious", "anxiety"), ("helpless", "helplessness"),
     ("disappointed", "disappointment"), ("happily surprised", "happily_surprised"),
     ("Happily-Surprised", "happily_surprised"), ("happily_disgusted", "happily_disgusted"),
     ("sadly angry", "sadly_angry"), ("awe", "awed"), ("appalled", "appalled"), ("hatred", "hatred"),

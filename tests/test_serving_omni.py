@@ -133,7 +133,7 @@ def test_predict_endpoint_equals_predict_model_under_each_modality(served):
             assert remote["text"] == local["text"] and remote["error"] == local["error"], (modalities, remote, local)
     happy, sad, silent = rows["audio+video", "--endpoint"]
     assert happy["text"] != sad["text"]  # only the voice differs
-    assert silent["error"] is None  # no track: the video alone, as locally
+    assert silent["error"] is None  # no track: silence of the clip's duration, as locally
     assert rows["video", "--endpoint"][0]["text"] == rows["video", "--endpoint"][1]["text"]  # the same frames
     # the audio alone: blank frames go inline with their timing, which needs a server for trusted clients
     out = subprocess.run(emoreason_cli("predict", clips[0], "--endpoint", s["cfg"].base_url, "--media-dir",
@@ -161,6 +161,7 @@ def test_eval_endpoint_hears_the_clips_and_records_it_as_local_eval_does(served,
     (remote_protocol, remote), (local_protocol, local) = runs["endpoint"], runs["local"]
     assert remote_protocol["frame_policy"]["modalities"] == local_protocol["frame_policy"]["modalities"] == (
         "audio+video")
+    assert remote_protocol["audio"] == local_protocol["audio"]  # what the samples heard, counted alike
     assert len(remote) == 2 and remote.keys() == local.keys()
     for key, row in remote.items():
         # a reply cut inside a multi-byte character: vLLM holds the bytes back, transformers decodes U+FFFD

@@ -25,13 +25,16 @@ multichannel tracks and any sample rate are accepted and converted.
 
 from __future__ import annotations
 
+import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from emoreason.video import CorruptMediaError, EmptyMediaError, LoadedFrames, MediaError, MissingMediaError
+
+log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000  # Qwen2.5-Omni's WhisperFeatureExtractor
 AUDIO_TOKENS_PER_SECOND = 25  # 16 kHz → 100 mel frames/s → two stride-2 steps → 25 tokens/s
@@ -153,9 +156,11 @@ def audio_for_frames(path: str | Path, frames: LoadedFrames, sample_rate: int = 
 def omni_video_fps(frames: LoadedFrames) -> float:
     """The ``fps`` to give Qwen2.5-Omni's processor for these frames: sampled frames per second of video (as
     qwen-vl-utils computes it), so ``second_per_grid = temporal_patch / fps`` is the real time per temporal
-    patch and video tokens line up with the audio tokens (25 per second)."""
-    if frames.kind != "video" or not frames.source_fps or not frames.total_frames:
-        return 2.0  # the processor's own default for frame folders / images
+    patch and video tokens line up with the audio tokens (25 per second). A frame folder is timed by the rate
+    its frames were loaded at — the dataset's (the adapter's ``media["fps"]``), else
+    ``emoreason.video.DEFAULT_FRAME_FOLDER_FPS`` — which ``LoadedFrames.source_fps`` carries."""
+    if frames.kind == "image" or not frames.source_fps or not frames.total_frames:
+        return 2.0  # the processor's own default: a single image has no time
     return len(frames.indices) / (frames.total_frames / frames.source_fps)
 
 
@@ -305,8 +310,9 @@ def takes_audio(processor) -> bool:
 
 def silence_for(frames: LoadedFrames, sample_rate: int = SAMPLE_RATE) -> LoadedAudio:
     """A silent waveform spanning the sampled video (first sampled frame to the end of the video): what a clip
-    without an audio track gets in a batch whose other clips speak, since ``use_audio_in_video`` applies to every
-    video of a forward (transformers' ``get_rope_index``)."""
+    without an audio track hears when an audio model encodes it (``emoreason.inference.encode_batch``), alone or
+    beside speaking clips, so its tokens never depend on its batch-mates (``use_audio_in_video`` applies to every
+    video of a forward: transformers' ``get_rope_index``). ``meta["silent"]`` records it."""
     start = frames.timestamps[0] if frames.timestamps else 0.0
     end = frames.total_frames / frames.source_fps if frames.source_fps and frames.total_frames else (
         frames.timestamps[-1] if frames.timestamps else 0.0)
@@ -315,19 +321,42 @@ def silence_for(frames: LoadedFrames, sample_rate: int = SAMPLE_RATE) -> LoadedA
                        meta={"silent": "no audio track"})
 
 
+def audio_window_s(processor) -> float | None:
+    """Seconds of audio the processor's feature extractor keeps (Whisper's ``chunk_length``: 30 s for the tiny
+    model and Whisper, 300 s for Qwen2.5-Omni-7B); it silently drops the rest, so :func:`fit_window` cuts first.
+    None for a processor without one."""
+    extractor = getattr(processor, "feature_extractor", None)
+    samples, rate = getattr(extractor, "n_samples", None), getattr(extractor, "sampling_rate", None)
+    return samples / rate if samples and rate else None
+
+
+def fit_window(audio: LoadedAudio, max_s: float | None) -> LoadedAudio:
+    """``audio`` cut to its first ``max_s`` seconds (the feature extractor's window, :func:`audio_window_s`), with a
+    warning naming the clip and the duration kept, recorded in ``meta`` (``truncated_to_s``, ``truncated_from_s``)
+    for the run's counts; unchanged when it fits."""
+    if max_s is None or audio.duration_s <= max_s + 0.5 / audio.sample_rate:
+        return audio
+    log.warning("%s: audio cut to the feature extractor's window: %.2f s kept of %.2f s (from the first sampled "
+                "frame); the model hears no more", audio.path, max_s, audio.duration_s)
+    meta = {**audio.meta, "truncated_to_s": round(max_s, 3), "truncated_from_s": round(audio.duration_s, 3)}
+    return replace(audio, waveform=audio.waveform[:int(round(max_s * audio.sample_rate))], meta=meta)
+
+
 def clip_audio(path: str | Path, frames: LoadedFrames, sample_rate: int = SAMPLE_RATE,
-               tolerance_s: float = 0.5) -> LoadedAudio | None:
+               tolerance_s: float = 0.5, max_s: float | None = None) -> LoadedAudio | None:
     """The audio that goes with ``frames`` for a training or inference row: :func:`audio_for_frames`, except that
     a clip with no audio track (or frames/images, which have none) gives None, and an audio/video length mismatch
-    beyond ``tolerance_s`` is fitted to the video (``meta["mismatch"]`` says what was wrong) rather than raised.
-    A corrupt audio stream still raises :class:`~emoreason.video.CorruptMediaError` naming the file."""
+    beyond ``tolerance_s`` is fitted to the video (``meta["mismatch"]`` says what was wrong) rather than raised,
+    and audio past ``max_s`` (the model's window, :func:`audio_window_s`) is cut with a warning (:func:`fit_window`)
+    — so what is measured of it (vocal cues) is what the model hears. A corrupt audio stream still raises
+    :class:`~emoreason.video.CorruptMediaError` naming the file."""
     if frames.kind != "video":
         return None
     try:
-        return audio_for_frames(path, frames, sample_rate, tolerance_s=tolerance_s)
+        audio = audio_for_frames(path, frames, sample_rate, tolerance_s=tolerance_s)
     except NoAudioError:
         return None
     except AudioLengthMismatchError as exc:
         audio = audio_for_frames(path, frames, sample_rate, tolerance_s=tolerance_s, on_mismatch="pad")
         audio.meta["mismatch"] = exc.reason
-        return audio
+    return fit_window(audio, max_s)

@@ -1,4 +1,5 @@
-"""emoreason generate: run a local model on a video or image with the project's prompt; print the text."""
+"""emoreason generate: run a local model on a video or image with the project's prompt; print the text. An audio
+model (Qwen2.5-Omni) hears the video's audio track with it (silence for a clip without one)."""
 
 from __future__ import annotations
 
@@ -23,10 +24,10 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from emoreason.inference import generate
+    from emoreason.inference import generate, model_audio
     from emoreason.models import frame_policy_for, load_model_and_processor
     from emoreason.reasoning import build_messages
-    from emoreason.video import load_frames
+    from emoreason.video import MediaError, load_frames
 
     model, processor = load_model_and_processor(args.model)
     media_type = "video" if args.video else "image" if args.image else None
@@ -35,7 +36,11 @@ def run(args: argparse.Namespace) -> int:
     if args.prompt:
         messages[-1]["content"][-1]["text"] = args.prompt
     policy = replace(frame_policy_for(processor), fps=args.fps, max_frames=args.max_frames)
-    loaded = load_frames(path, policy) if path else None
-    text = generate(model, processor, [messages], [loaded], max_new_tokens=args.max_new_tokens)[0]
+    try:
+        loaded = load_frames(path, policy) if path else None
+        audio = model_audio(processor, [loaded])  # an audio model (Qwen2.5-Omni) hears the clip's track
+    except MediaError as exc:
+        raise ValueError(str(exc)) from exc
+    text = generate(model, processor, [messages], [loaded], max_new_tokens=args.max_new_tokens, audio=audio)[0]
     print(text)
     return 0

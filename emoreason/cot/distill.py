@@ -36,7 +36,7 @@ def sample_responses(options: dict, records: list[SampleRecord], labels: list[st
         return out
     if not options.get("model"):
         raise ValueError("self_distill needs `model` (a local directory) or `endpoint`")
-    from emoreason.inference import generate
+    from emoreason.inference import generate, model_audio
     from emoreason.models import frame_policy_for, load_model_and_processor
     from emoreason.video import MediaError, load_frames
 
@@ -50,11 +50,13 @@ def sample_responses(options: dict, records: list[SampleRecord], labels: list[st
         kind = "image" if record.media["type"] == "image" else "video"
         try:
             frames = load_frames(record.media["path"], policy)
+            audio = model_audio(processor, [frames])  # an audio model hears the clip's track
         except MediaError as exc:
             log.warning("self-distillation skipped %s: %s", record.id, exc)
             out.append([])
             continue
         messages = build_messages(record.media["path"], kind, labels, style)
         out.append(generate(model, processor, [messages] * k, [frames] * k, max_new_tokens=max_new_tokens,
-                            do_sample=True, temperature=temperature, seed=int(options.get("seed", 0))))
+                            do_sample=True, temperature=temperature, seed=int(options.get("seed", 0)),
+                            audio=audio * k if audio is not None else None))
     return out

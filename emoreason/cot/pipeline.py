@@ -82,6 +82,9 @@ class CoTConfig:
     # audio-visual rationales: "auto" measures the prosody of every clip with an audio track (Praat) and adds a
     # "Vocal cues" part citing it, held to the measurement by the verifier; "off" keeps rationales face-only
     vocal_cues: str = "auto"
+    # seconds of audio the model's feature extractor keeps (Whisper chunk_length: 30 s for the tiny model, 300 s for
+    # Qwen2.5-Omni-7B): vocal cues are measured on what the model hears, from the first sampled frame (frame_policy)
+    audio_window_s: float | None = 30.0
 
     def __post_init__(self) -> None:
         if isinstance(self.tasks, list | tuple):  # `tasks: [cot, emotion]`: every clip gives each
@@ -272,24 +275,30 @@ class CoTPipeline:
         return item
 
     def _measure_voice(self, item: _Item) -> None:
-        """The clip's prosody (Praat, whole audio track) and its speaker's neutral reference where the record
-        carries one (``meta.prosody_reference``); a clip without a track stays face-only, and an unreadable track
-        is noted (``audio_error``) and leaves the rationale face-only — the batch goes on."""
+        """The clip's prosody (Praat) on the audio the model hears with its frames (``emoreason.audio.clip_audio``:
+        from the first frame sampled under ``frame_policy``, cut to ``audio_window_s`` — a cut is noted,
+        ``audio_truncated``, and counted), and its speaker's neutral reference where the record carries one
+        (``meta.prosody_reference``); a clip without a track stays face-only, and an unreadable track is noted
+        (``audio_error``) and leaves the rationale face-only — the batch goes on."""
         record = item.record
         if self.cfg.vocal_cues == "off" or record.media.get("type") != "video":
             return
-        from emoreason.audio import NoAudioError, read_audio
-        from emoreason.video import MediaError
+        from emoreason.audio import clip_audio
+        from emoreason.video import FramePolicy, MediaError, load_media
 
         try:
-            audio = read_audio(record.media["path"])
-        except NoAudioError:
-            return
+            frames = load_media(record.media, self.policy or FramePolicy(), resize=False)
+            audio = clip_audio(record.media["path"], frames, max_s=self.cfg.audio_window_s)
         except MediaError as exc:
             log.warning("sample %s: audio not measured: %s", record.id, exc)
             item.notes.append("audio_error")
             item.provenance["audio_error"] = str(exc)
             return
+        if audio is None:  # no audio track
+            return
+        if "truncated_to_s" in audio.meta:
+            item.notes.append("audio_truncated")
+            item.provenance["audio_truncated"] = {k: audio.meta[k] for k in ("truncated_to_s", "truncated_from_s")}
         item.prosody = measure_prosody(audio.waveform, audio.sample_rate)
         reference = (record.meta or {}).get("prosody_reference")
         item.prosody_reference = ProsodyReference(**reference) if reference else None

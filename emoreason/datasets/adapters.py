@@ -58,11 +58,14 @@ Layouts (paths relative to the dataset root) and protocols:
   ``1001_DFA_ANG_XX.flv``), else ``VideoMP4/<name>.mp4`` (a common conversion). The label is the *intended*
   emotion of the file name (6 classes: ANG, DIS, FEA, HAP, NEU, SAD), level LO/MD/HI/XX in ``meta``. The dataset
   publishes no split: 5 actor-independent folds (sorted actors dealt round-robin), marked as emoreason's.
-* ``ravdess`` (Livingstone & Russo, PLoS ONE 2018): the Zenodo video archives extracted as
+* ``ravdess`` (Livingstone & Russo, "The Ryerson Audio-Visual Database of Emotional Speech and Song (RAVDESS)",
+  PLoS ONE 13(5): e0196391, 2018): the Zenodo video archives extracted as
   ``Actor_NN/<modality>-<channel>-<emotion>-<intensity>-<statement>-<repetition>-<actor>.mp4``; only modality
-  01 (full audio-video) is read (02 has no audio), speech and song alike (channel in ``meta``). Emotion codes
-  01–08 (neutral, calm, happy, sad, angry, fearful, disgust, surprised; calm counts as neutral, see
-  ``knowledge.label_maps``). No official split: 6 actor-independent folds of 4 actors (sorted, round-robin).
+  01 (full audio-video) is read (02 has no audio). The default is the standard protocol: speech (channel 01),
+  8 classes (neutral, calm, happy, sad, angry, fearful, disgust, surprised; calm its own class). Named variants:
+  ``classes=7`` merges calm into neutral (``emotion_raw`` keeps "calm"; not comparable to 8-class figures),
+  ``channel=song`` reads the song files (6 classes: song has no disgust or surprise), ``channel=all`` both.
+  No official split: 6 actor-independent folds of 4 actors (sorted, round-robin).
 
 **Frame-level AU protocol** (``disfa``, ``bp4d``, ``affwild2`` with ``windows={stride, frames, step}``): one sample
 per ``stride``-th annotated frame, whose media is a window of ``frames`` source frames ``step`` apart centred on
@@ -771,8 +774,27 @@ def load_cremad(col: Collector, root: Path, split=None, fold=None, **options) ->
                                  meta={"sentence": sentence, "level": level}), where)
 
 
+RAVDESS_CHANNELS = {"speech": ("01",), "song": ("02",), "all": ("01", "02")}
+
+
+def ravdess_label_map(classes: int = 8, channel: str = "speech") -> str:
+    """The label map of a RAVDESS protocol (Livingstone & Russo 2018): ``ravdess`` (speech, 8 classes — the
+    standard), ``ravdess7`` (calm counted as neutral), ``ravdess_song`` (song: 6 classes)."""
+    if int(classes) not in (7, 8):
+        raise ValueError(f"ravdess classes must be 8 (the standard protocol) or 7 (calm merged into neutral), "
+                         f"got {classes}")
+    if channel not in RAVDESS_CHANNELS:
+        raise ValueError(f"ravdess channel must be one of {', '.join(RAVDESS_CHANNELS)}, got {channel!r}")
+    return "ravdess7" if int(classes) == 7 else "ravdess_song" if channel == "song" else "ravdess"
+
+
 @adapter("ravdess")
-def load_ravdess(col: Collector, root: Path, split=None, fold=None, **options) -> None:
+def load_ravdess(col: Collector, root: Path, split=None, fold=None, classes: int = 8, channel: str = "speech",
+                 **options) -> None:
+    """RAVDESS audio-video files; the standard protocol by default (speech, 8 classes: Livingstone & Russo, PLoS ONE
+    2018), ``classes=7`` (calm → neutral) and ``channel=song|all`` as named variants."""
+    labels = ravdess_label_map(classes, channel)
+    channels = RAVDESS_CHANNELS[channel]
     base = Path(options["media_root"]) if options.get("media_root") else root
     files = sorted(base.glob("Actor_*/*.mp4"))
     if not files:
@@ -784,8 +806,8 @@ def load_ravdess(col: Collector, root: Path, split=None, fold=None, **options) -
         if len(fields) != 7 or not all(f.isdigit() for f in fields):
             col.problem("malformed_row", path, f"not a RAVDESS file name (7 two-digit fields): {path.name!r}")
             continue
-        modality, channel, code, intensity, statement, repetition, actor = fields
-        if modality != "01":  # 02 = video-only (no audio track), 03 = audio-only
+        modality, vocal, code, intensity, statement, repetition, actor = fields
+        if modality != "01" or vocal not in channels:  # 02 = video-only (no audio track), 03 = audio-only
             continue
         sid = f"ravdess-{path.stem}"
         index = int(code) - 1
@@ -796,11 +818,11 @@ def load_ravdess(col: Collector, root: Path, split=None, fold=None, **options) -
         if not wanted:
             continue
         raw = RAVDESS_EMOTIONS[index]
-        ok, label = _label(col, "ravdess", raw, str(path), sid)
+        ok, label = _label(col, labels, raw, str(path), sid)
         if ok:
             col.add(SampleRecord(id=sid, dataset="ravdess", split=part, fold=folds[path.parent.name],
                                  media={"type": "video", "path": str(path)}, emotion=label, emotion_raw=raw,
                                  emotions=[label], subject=f"actor{actor}",
-                                 meta={"channel": "speech" if channel == "01" else "song",
+                                 meta={"channel": "speech" if vocal == "01" else "song",
                                        "intensity": "strong" if intensity == "02" else "normal",
                                        "statement": statement, "repetition": repetition}), path)

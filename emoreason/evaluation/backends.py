@@ -49,18 +49,19 @@ def model_modalities(processor, asked: str | None) -> str:
     return asked
 
 
-def with_modalities(record: SampleRecord, frames: LoadedFrames, modalities: str):
+def with_modalities(record: SampleRecord, frames: LoadedFrames, modalities: str, max_s: float | None = None):
     """(frames, audio) a sample is shown under ``modalities``: ``video`` — the frames, no audio; ``audio+video`` —
     the frames and the clip's aligned audio (None for a clip without a track); ``audio`` — the audio with the
     frames blanked, so the prompt and token layout stay those of training while the face carries nothing. A
-    corrupt audio stream, or an ``audio`` ablation on a clip without a track, raises MediaError naming the file."""
+    corrupt audio stream, or an ``audio`` ablation on a clip without a track, raises MediaError naming the file.
+    Audio past ``max_s`` (the model's window) is cut, named and recorded (``emoreason.audio.fit_window``)."""
     from emoreason.audio import NoAudioError, clip_audio
 
     if modalities == "video" or frames.kind != "video":
         if modalities == "audio":
             raise NoAudioError(frames.path, f"{frames.kind} have no audio track to evaluate on")
         return frames, None
-    audio = clip_audio(str(record.media["path"]), frames)
+    audio = clip_audio(str(record.media["path"]), frames, max_s=max_s)
     if modalities == "audio+video":
         return frames, audio
     if audio is None:
@@ -68,22 +69,44 @@ def with_modalities(record: SampleRecord, frames: LoadedFrames, modalities: str)
     return replace(frames, frames=np.zeros_like(frames.frames)), audio
 
 
+def hearing(frames: LoadedFrames, audio, modalities: str) -> dict | None:
+    """What one sample was heard with, for the run's audio counts (``emoreason.evaluation.runner.audio_counts``):
+    ``track`` (its own, ``fitted`` with the reason when its length was fitted to the video, ``kept_s`` when the
+    feature extractor's window cut it) or ``silence`` (no track, or a frame folder: silence of the clip's duration,
+    as ``emoreason.inference.encode_batch`` fills it); None when it was not heard (the ``video`` ablation, or an
+    image)."""
+    if modalities == "video" or frames.kind == "image":
+        return None
+    if audio is None:
+        return {"heard": "silence"}
+    out: dict = {"heard": "track"}
+    if "mismatch" in audio.meta:
+        out["fitted"] = audio.meta["mismatch"]
+    if "truncated_to_s" in audio.meta:
+        out["kept_s"] = audio.meta["truncated_to_s"]
+    return out
+
+
 class LocalBackend:
     """A model directory run with transformers on this machine."""
 
     def __init__(self, model_dir: str, frames: dict, labels: list[str] | None, style: str, batch_size: int = 8,
                  max_new_tokens: int = 512, focus: str | None = None, modalities: str | None = None):
+        from emoreason.audio import audio_window_s, takes_audio
         from emoreason.models import frame_policy_for, load_model_and_processor, saved_frame_policy
 
         self.model_dir = model_dir
         self.model, self.processor = load_model_and_processor(model_dir)
         self.modalities = model_modalities(self.processor, modalities)
+        self.hears = takes_audio(self.processor)
+        self.audio_window_s = audio_window_s(self.processor)
         frames = {**saved_frame_policy(model_dir), **frames}  # the model's training policy unless told otherwise
         self.policy = _policy(frames, frame_policy_for(self.processor))
         self.labels, self.style, self.focus = labels, style, focus
         self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
         self.name = f"local:{model_dir}"
         self._identity: dict | None = None
+        self.heard: dict[str, dict | None] = {}  # sample id → what it was heard with (hearing), for the run's counts
 
     @property
     def identity(self) -> dict:
@@ -105,13 +128,15 @@ class LocalBackend:
         ready, conversations, media, audio, errors = [], [], [], [], {}
         for i, record in enumerate(records):
             try:
-                frames, track = with_modalities(record, load_media(record.media, self.policy), self.modalities)
+                frames, track = with_modalities(record, load_media(record.media, self.policy), self.modalities,
+                                                self.audio_window_s)
             except MediaError as exc:
                 errors[i] = f"media: {exc}"
                 continue
             ready.append(i)
             media.append(frames)
             audio.append(track)
+            self.heard[record.id] = hearing(frames, track, self.modalities)
             conversations.append(build_messages(str(record.media["path"]), _media_type(record), self.labels,
                                                 self.style, focus=self.focus))
         return ready, conversations, media, audio, errors
@@ -124,8 +149,9 @@ class LocalBackend:
         for i, error in errors.items():
             results[i] = (None, error)
         if ready:
+            # video: a video-only encoding; else each video is heard (silence where it has no track)
             texts = generate(self.model, self.processor, conversations, media, max_new_tokens=self.max_new_tokens,
-                             audio=audio)
+                             audio=None if self.modalities == "video" else audio)
             for i, text in zip(ready, texts, strict=True):
                 results[i] = (text, None)
         return results
@@ -147,6 +173,9 @@ class EndpointBackend:
 
         self.asked_modalities = modalities
         self._modalities: str | None = None
+        self._hears: bool | None = None  # the served model takes audio (None: its weights are not readable here)
+        self.audio_window_s: float | None = None  # its feature extractor's window, where readable
+        self.heard: dict[str, dict | None] = {}  # sample id → what it was heard with (hearing), as LocalBackend
         self.config = EndpointConfig(**endpoint)
         self._frames = dict(frames)
         self._policy: FramePolicy | None = None
@@ -192,12 +221,24 @@ class EndpointBackend:
             from emoreason.serving.server import takes_audio
 
             root = Path(str(self.identity.get("root") or ""))
-            hears = takes_audio(root) if self.identity.get("root") and (root / "config.json").is_file() else None
+            readable = bool(self.identity.get("root")) and (root / "config.json").is_file()
+            self._hears = takes_audio(root) if readable else None
             try:
-                self._modalities = served_modalities(self.asked_modalities, hears, self.config.base_url)
+                self._modalities = served_modalities(self.asked_modalities, self._hears, self.config.base_url)
             except ModalitiesError as exc:
                 raise EndpointSetupError(str(exc)) from exc
+            if self._hears:
+                from transformers import AutoProcessor
+
+                from emoreason.audio import audio_window_s
+
+                self.audio_window_s = audio_window_s(AutoProcessor.from_pretrained(root))
         return self._modalities
+
+    @property
+    def hears(self) -> bool:
+        """The served model takes audio (the run then records what each sample heard, as locally)."""
+        return self.modalities != "video" or bool(self._hears)
 
     @property
     def frame_policy(self) -> dict:
@@ -215,13 +256,19 @@ class EndpointBackend:
 
     def request(self, record: SampleRecord) -> tuple[list[dict], dict]:
         """(OpenAI messages, extra request parameters) for one sample; MediaError when it cannot be decoded."""
+        from emoreason.audio import silence_for
         from emoreason.client import AUDIO_IN_VIDEO, media_url, with_audio
 
         messages = build_messages(None, _media_type(record), self.labels, self.style, focus=self.focus)
         if self._served_by_file(record) and self.modalities == "video":
+            self.heard[record.id] = None
             return to_openai_messages(messages, media_url(record.media["path"])), {}
         # the frames and audio local evaluation shows (with_modalities); an audio-only sample's blank frames inline
-        frames, audio = with_modalities(record, load_media(record.media, self.policy), self.modalities)
+        frames, audio = with_modalities(record, load_media(record.media, self.policy), self.modalities,
+                                        self.audio_window_s)
+        self.heard[record.id] = hearing(frames, audio, self.modalities)
+        if audio is None and self.modalities != "video" and frames.kind != "image":
+            audio = silence_for(frames)  # no track: silence of the clip's duration, as encode_batch fills it
         if self._served_by_file(record) and self.modalities == "audio+video":
             url, extra = media_url(record.media["path"]), {}
         else:

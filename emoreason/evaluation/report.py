@@ -85,7 +85,17 @@ def protocol_line(protocol: dict | None, folds_present: list | None = None) -> s
     parts.append(f"prompt {protocol.get('prompt_hash')}")
     if protocol.get("model_description"):
         parts.append(f"model {protocol['model_description']}")
+    if protocol.get("audio"):
+        parts.append(_audio_text(protocol["audio"]))
     return "**Protocol:** " + " · ".join(parts)
+
+
+def _audio_text(audio: dict) -> str:
+    """What the samples of an audio model's run heard (``emoreason.evaluation.runner.audio_counts``)."""
+    return (f"audio {audio['modalities']}: {audio['heard_track']} of {audio['samples']} samples heard their track "
+            f"({audio['fitted_to_video']} fitted to the video's length, {audio['truncated']} cut to the feature "
+            f"extractor's window), {audio['no_track_heard_silence']} had no track and heard silence, "
+            f"{audio['not_heard']} heard nothing")
 
 
 def _ordinal(n: int) -> str:
@@ -259,7 +269,8 @@ def write_fold_summary(spec, out: Path) -> dict:
     present = sorted(runs)
     complete = present == sorted(spec.folds)
     first = runs[present[0]]["protocol"]
-    protocol = {k: v for k, v in first.items() if k not in ("fold", "model", "model_description")}
+    # per-fold counts (audio) stay in each fold's metrics.json
+    protocol = {k: v for k, v in first.items() if k not in ("fold", "model", "model_description", "audio")}
     per_fold = {str(k): {**{label: _get(m, path) for label, path in FOLD_METRICS.items()}, "n": m["n"],
                          "generation_errors": m["generation_errors"], "model": m["protocol"].get("model_description")}
                 for k, m in runs.items()}

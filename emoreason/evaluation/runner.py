@@ -204,6 +204,8 @@ def predict_all(records, backend, out: Path, batch_size: int, progress: bool = T
             chunk = todo[start:start + batch_size]
             for record, (text, error) in zip(chunk, backend.predict(chunk), strict=True):
                 row = {"id": record.id, "text": text, "error": error, "media": media_signature(record)}
+                if getattr(backend, "hears", False):  # what an audio model's backend let the sample hear
+                    row["audio"] = backend.heard.get(record.id)
                 handle.write(json.dumps(row) + "\n")
                 if text is not None or (error or "").startswith("media"):
                     cache[record.id] = row
@@ -211,6 +213,19 @@ def predict_all(records, backend, out: Path, batch_size: int, progress: bool = T
             os.fsync(handle.fileno())
             bar.update(len(chunk))
     return cache
+
+
+def audio_counts(records, predictions: dict[str, dict], modalities: str) -> dict:
+    """How many of the run's samples heard their own track (of them: fitted to the video's length, cut to the
+    feature extractor's window), had no track and heard silence of the clip's duration, or heard nothing (the
+    ``video`` ablation, images, samples whose media failed, or cached before these counts were kept)."""
+    heard = [(predictions.get(r.id) or {}).get("audio") for r in records]
+    tracks = [h for h in heard if h and h.get("heard") == "track"]
+    silences = sum(1 for h in heard if h and h.get("heard") == "silence")
+    return {"modalities": modalities, "samples": len(records), "heard_track": len(tracks),
+            "fitted_to_video": sum(1 for h in tracks if "fitted" in h),
+            "truncated": sum(1 for h in tracks if "kept_s" in h), "no_track_heard_silence": silences,
+            "not_heard": len(records) - len(tracks) - silences}
 
 
 # --- scoring --------------------------------------------------------------------------------------------------
@@ -294,6 +309,8 @@ def evaluate(spec: BenchmarkSpec, backend, out_dir: str | Path, root: str | None
     predictions = predict_all(records, backend, out, batch_size, progress)
     metrics = score(spec, records, predictions, judge)
     protocol = {**protocol_summary(spec, backend, fold, zero_shot), "limit": limit}
+    if getattr(backend, "hears", False):  # a model that takes audio: what the samples heard, counted
+        protocol["audio"] = audio_counts(records, predictions, backend.modalities)
     metrics.update(fold=fold, backend=getattr(backend, "name", type(backend).__name__), load_problems=problems,
                    protocol=protocol)
     write_report(metrics, out)

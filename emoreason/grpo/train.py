@@ -16,7 +16,7 @@ from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 
-from emoreason.audio import takes_audio
+from emoreason.audio import audio_window_s, takes_audio
 from emoreason.inference import encode_batch
 from emoreason.training import (
     Recipe,
@@ -26,7 +26,14 @@ from emoreason.training import (
     load_for_training,
     save_final,
 )
-from emoreason.training.data import load_row_audio, load_row_media, row_media, with_media
+from emoreason.training.data import (
+    RowLength,
+    audio_notes,
+    load_row_audio,
+    load_row_media,
+    row_media,
+    with_media,
+)
 from emoreason.video import FramePolicy
 
 log = logging.getLogger(__name__)
@@ -48,13 +55,17 @@ def grpo_dataset(path: str, split: str, limit: int | None = None, config: str | 
     return data.remove_columns(drop)
 
 
-def prompt_length(processor, policy: FramePolicy, row: dict) -> int:
-    """Tokens of a GRPO row's prompt with its frames (raises SampleMediaError when its media does not load)."""
+def prompt_length(processor, policy: FramePolicy, row: dict) -> RowLength:
+    """Tokens of a GRPO row's prompt with its frames, with what the row check counts about its audio
+    (``audio_notes``); raises SampleMediaError when its media does not load."""
     kind, path = row_media(row)
     conversation = with_media(row["prompt"], kind, path)
     frames = load_row_media(row, policy)
-    audio = [load_row_audio(row, frames)] if takes_audio(processor) else None
-    return int(encode_batch(processor, [conversation], [frames], audio=audio)["attention_mask"].sum())
+    hears = takes_audio(processor)
+    audio = load_row_audio(row, frames, audio_window_s(processor)) if hears else None
+    length = int(encode_batch(processor, [conversation], [frames], audio=[audio] if hears else None)
+                 ["attention_mask"].sum())
+    return RowLength(length, audio_notes(frames, audio) if hears else ())
 
 
 def _checked(recipe: Recipe, processor, policy: FramePolicy, split: str, limit: int | None, what: str):

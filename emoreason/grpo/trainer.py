@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from trl import GRPOTrainer
 
-from emoreason.audio import takes_audio
+from emoreason.audio import audio_window_s, takes_audio
 from emoreason.grpo.rollouts import VLLMServerRollouts
 from emoreason.inference import encode_batch
 from emoreason.training.data import load_row_audio, load_row_media, row_media, with_media
@@ -121,7 +121,7 @@ class VideoGRPOTrainer(ModuleLearningRates, GRPOTrainer):
                              "`emoreason serve` takes each clip's audio beside its frames (predict / eval "
                              "--endpoint send it), but the rollout path does not yet send it, push the policy's "
                              "weights under the served composite checkpoint's names (thinker.*), or send silence "
-                             "for a silent clip in a batch that speaks; train Qwen2.5-Omni with HF rollouts "
+                             "for a clip without a track; train Qwen2.5-Omni with HF rollouts "
                              "(use_vllm: false)")
         self.frame_policy = frame_policy or FramePolicy()
         self._rows: list[dict] | None = None  # the batch being generated, for _tokenize_prompts
@@ -180,7 +180,8 @@ class VideoGRPOTrainer(ModuleLearningRates, GRPOTrainer):
             conversations.append(with_media(prompt, kind, path))
             if kind is not None and path not in cache:  # the G copies of a prompt share one decode
                 frames = load_row_media(row, self.frame_policy)
-                cache[path] = (frames, load_row_audio(row, frames) if with_audio else None)
+                cache[path] = (frames, load_row_audio(row, frames, audio_window_s(self.processing_class))
+                               if with_audio else None)
             frames, track = cache[path] if kind is not None else (None, None)
             media.append(frames)
             audio.append(track)

@@ -17,9 +17,11 @@ report classes in the order papers use.
   −1 = unlabelled frame.
 * FEA-20K: named labels (basic emotions and neutral), resolved through the synonym table.
 * CREMA-D (Cao et al., IEEE TAC 2014): file-name codes ANG, DIS, FEA, HAP, NEU, SAD (6 classes).
-* RAVDESS (Livingstone & Russo, PLoS ONE 2018): file-name field 3, 01–08 = neutral, calm, happy, sad, angry,
-  fearful, disgust, surprised. emoreason's taxonomy has no "calm" (a synonym of neutral), so calm clips count as
-  neutral (7 classes; ``emotion_raw`` keeps "calm"): scores are not comparable to 8-class RAVDESS figures.
+* RAVDESS (Livingstone & Russo, "The Ryerson Audio-Visual Database of Emotional Speech and Song", PLoS ONE
+  13(5), 2018): file-name field 3, 01–08 = neutral, calm, happy, sad, angry, fearful, disgust, surprised. The
+  standard protocol (``ravdess``) is speech, 8 classes, calm its own class; ``ravdess7`` merges calm into neutral
+  (``emotion_raw`` keeps "calm"; not comparable to 8-class figures); ``ravdess_song``: song has no disgust or
+  surprise, so 6 classes (Livingstone & Russo 2018, Table 1).
 * MER2023 (Lian et al., ACM MM 2023): ``discrete`` names neutral, angry, happy, sad, worried, surprise (6
   classes; "worried" is anxiety in emoreason's taxonomy).
 * SynthFACS: canonical labels.
@@ -29,7 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from emoreason.knowledge.taxonomy import BASIC_EMOTIONS, EMOTIONS, canonical_emotion
+from emoreason.knowledge.taxonomy import BASIC_EMOTIONS, COMPOUND_EMOTIONS, MAFW_EMOTIONS, canonical_emotion
 
 
 class UnknownLabelError(ValueError):
@@ -48,6 +50,7 @@ class DatasetLabels:
     first_index: int  # numeric code of classes[0]
     raw_names: tuple[str, ...] = ()  # the dataset's own class names, same order (for name lookup)
     ignored: tuple[str, ...] = ()  # raw codes that mean "no emotion label" (returned as None)
+    merged: tuple[tuple[str, str], ...] = ()  # (raw name, class) a protocol variant counts as another class
 
 
 _BASIC7 = ("anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise")
@@ -78,10 +81,16 @@ DATASET_LABEL_MAPS: dict[str, DatasetLabels] = {
                              ("neutral", "angry", "happy", "sad", "worried", "surprise")),
     "cremad": DatasetLabels("cremad", ("anger", "disgust", "fear", "happiness", "neutral", "sadness"), 0,
                             ("ang", "dis", "fea", "hap", "neu", "sad")),
-    # by name only (the adapter reads field 3 as RAVDESS_EMOTIONS[code - 1]): "calm" resolves to neutral
-    "ravdess": DatasetLabels("ravdess", ("neutral", "happiness", "sadness", "anger", "fear", "disgust", "surprise"),
-                             1, ("neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised")),
-    "synthfacs": DatasetLabels("synthfacs", tuple(EMOTIONS), 0),
+    # by name only (the adapter reads field 3 as RAVDESS_EMOTIONS[code - 1])
+    "ravdess": DatasetLabels("ravdess", ("neutral", "calm", "happiness", "sadness", "anger", "fear", "disgust",
+                                         "surprise"), 1,
+                             ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")),
+    "ravdess7": DatasetLabels("ravdess7", ("neutral", "happiness", "sadness", "anger", "fear", "disgust", "surprise"),
+                              1, ("neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised"),
+                              merged=(("calm", "neutral"),)),
+    "ravdess_song": DatasetLabels("ravdess_song", ("neutral", "calm", "happiness", "sadness", "anger", "fear"), 1,
+                                  ("neutral", "calm", "happy", "sad", "angry", "fearful")),
+    "synthfacs": DatasetLabels("synthfacs", (*BASIC_EMOTIONS, *MAFW_EMOTIONS, *COMPOUND_EMOTIONS), 0),
 }
 
 
@@ -119,6 +128,8 @@ def map_dataset_label(dataset: str, raw: object, where: str | None = None) -> st
             return spec.classes[index]
         raise UnknownLabelError(spec.name, raw, where)
     lowered = text.lower()
+    if lowered in dict(spec.merged):
+        return dict(spec.merged)[lowered]
     if lowered in spec.raw_names:
         return spec.classes[spec.raw_names.index(lowered)]
     label = canonical_emotion(text)

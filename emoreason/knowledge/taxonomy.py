@@ -5,7 +5,8 @@ Canonical labels are lowercase snake_case ids (``happiness``, ``happily_surprise
 
 * the seven EMFACS emotions plus neutral (Ekman & Friesen 1978; Friesen & Ekman 1983, EMFACS-7);
 * MAFW's three extra single labels anxiety, helplessness, disappointment (Liu et al., ACM MM 2022);
-* the compound emotions of Du, Tao & Martinez, "Compound facial expressions of emotion", PNAS 111(15), 2014.
+* the compound emotions of Du, Tao & Martinez, "Compound facial expressions of emotion", PNAS 111(15), 2014;
+* calm, which RAVDESS's 8-class protocol scores apart from neutral (Livingstone & Russo, PLoS ONE 2018).
 
 Valence–arousal anchors are approximate category positions on the affective circumplex (Russell, "A
 circumplex model of affect", J. Pers. Soc. Psychol. 39(6), 1980; Posner, Russell & Peterson, Dev.
@@ -39,7 +40,7 @@ class Emotion:
 
 _BASIC: list[Emotion] = [
     Emotion("neutral", "neutral", 0.0, 0.0,
-            ("neutral", "neutrality", "calm", "expressionless", "no emotion", "blank", "poker face")),
+            ("neutral", "neutrality", "expressionless", "no emotion", "blank", "poker face")),
     Emotion("happiness", "basic", 0.8, 0.4,
             ("happiness", "happy", "happily", "joy", "joyful", "joyous", "delighted", "delight", "glad",
              "smiling", "smile", "pleased", "cheerful", "amused", "amusement", "elated", "pleasure")),
@@ -69,6 +70,13 @@ _MAFW: list[Emotion] = [
     Emotion("helplessness", "mafw", -0.6, -0.4, ("helplessness", "helpless", "powerless", "powerlessness")),
     Emotion("disappointment", "mafw", -0.6, -0.3, ("disappointment", "disappointed", "let down", "dismay",
                                                    "dismayed")),
+]
+
+# Categories a benchmark scores beside the basic set. Calm: RAVDESS's 8-class protocol (Livingstone & Russo, PLoS ONE
+# 13(5), 2018) keeps it apart from neutral; on the circumplex it sits pleasant and low in arousal (Russell 1980,
+# Fig. 2: "calm", "relaxed", "serene").
+_OTHER: list[Emotion] = [
+    Emotion("calm", "other", 0.4, -0.6, ("calm", "calmness", "relaxed", "serene", "serenity", "tranquil")),
 ]
 
 # Du, Tao & Martinez (2014), Table 1: the 15 compound categories and the basic emotions they combine.
@@ -111,7 +119,8 @@ BASIC_EMOTIONS: tuple[str, ...] = tuple(e.name for e in _BASIC)  # neutral + the
 MAFW_EMOTIONS: tuple[str, ...] = tuple(e.name for e in _MAFW)
 _COMPOUND = _build_compounds({e.name: e for e in _BASIC})
 COMPOUND_EMOTIONS: tuple[str, ...] = tuple(e.name for e in _COMPOUND)
-EMOTIONS: dict[str, Emotion] = {e.name: e for e in (*_BASIC, *_MAFW, *_COMPOUND)}
+OTHER_EMOTIONS: tuple[str, ...] = tuple(e.name for e in _OTHER)
+EMOTIONS: dict[str, Emotion] = {e.name: e for e in (*_BASIC, *_MAFW, *_COMPOUND, *_OTHER)}
 
 
 def normalize_text(text: str) -> str:

@@ -17,9 +17,17 @@ from collections.abc import Sequence
 
 import torch
 
-from emoreason.audio import LoadedAudio, takes_audio
+from emoreason.audio import LoadedAudio, audio_window_s, takes_audio
 from emoreason.inference import encode_batch
-from emoreason.training.data import SampleMediaError, load_row_audio, load_row_media, row_media, with_media
+from emoreason.training.data import (
+    RowLength,
+    SampleMediaError,
+    audio_notes,
+    load_row_audio,
+    load_row_media,
+    row_media,
+    with_media,
+)
 from emoreason.video import FramePolicy, LoadedFrames
 
 log = logging.getLogger(__name__)
@@ -61,21 +69,24 @@ class VideoSFTCollator:
     def __init__(self, processor, policy: FramePolicy, max_length: int | None = None):
         self.processor, self.policy, self.max_length = processor, policy, max_length
         self.audio = takes_audio(processor)
+        self.audio_window_s = audio_window_s(processor) if self.audio else None
 
     def _load(self, example: dict) -> tuple[list[dict], LoadedFrames | None, LoadedAudio | None]:
         kind, path = row_media(example)
         messages = with_media(list(example["prompt"]) + list(example["completion"]), kind, path)
         frames = load_row_media(example, self.policy)
-        return messages, frames, load_row_audio(example, frames) if self.audio else None
+        return messages, frames, load_row_audio(example, frames, self.audio_window_s) if self.audio else None
 
     def _encode(self, loaded: Sequence[tuple[list[dict], LoadedFrames | None, LoadedAudio | None]]):
         return encode_batch(self.processor, [m for m, _, _ in loaded], [f for _, f, _ in loaded],
                             add_generation_prompt=False, padding_side="right", audio=[a for _, _, a in loaded])
 
-    def row_length(self, example: dict) -> int:
-        """Tokens of the row as training sees it (vision and audio tokens included); SampleMediaError if its media
-        fails."""
-        return int(self._encode([self._load(example)])["attention_mask"].sum())
+    def row_length(self, example: dict) -> RowLength:
+        """Tokens of the row as training sees it (vision and audio tokens included), with what the row check
+        counts about its audio (``audio_notes``); SampleMediaError if its media fails."""
+        loaded = self._load(example)
+        notes = audio_notes(loaded[1], loaded[2]) if self.audio else ()
+        return RowLength(int(self._encode([loaded])["attention_mask"].sum()), notes)
 
     def __call__(self, examples: list[dict]) -> dict:
         batch = self._encode([self._load(e) for e in examples])

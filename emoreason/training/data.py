@@ -90,19 +90,46 @@ def load_row_media(example: dict, policy: FramePolicy) -> LoadedFrames | None:
         raise SampleMediaError(f"sample {example.get('id', '?')}: {exc}") from exc
 
 
-def load_row_audio(example: dict, frames: LoadedFrames | None) -> LoadedAudio | None:
+def load_row_audio(example: dict, frames: LoadedFrames | None, max_s: float | None = None) -> LoadedAudio | None:
     """The row's audio aligned with its sampled frames (``emoreason.audio.clip_audio``): None for a row without
-    video or a clip without an audio track (it trains as a silent clip); a length mismatch is fitted to the video
-    with a warning naming the sample; a corrupt audio stream is a SampleMediaError naming the sample and file."""
+    video or a clip without an audio track (it trains hearing silence); a length mismatch is fitted to the video
+    with a warning naming the sample, audio past ``max_s`` (the model's window, ``audio_window_s``) is cut with a
+    warning; a corrupt audio stream is a SampleMediaError naming the sample and file."""
     if frames is None or frames.kind != "video":
         return None
     try:
-        audio = clip_audio(frames.path, frames)
+        audio = clip_audio(frames.path, frames, max_s=max_s)
     except MediaError as exc:
         raise SampleMediaError(f"sample {example.get('id', '?')}: {exc}") from exc
     if audio is not None and "mismatch" in audio.meta:
         log.warning("sample %s: %s; fitted to the video", example.get("id", "?"), audio.meta["mismatch"])
     return audio
+
+
+def audio_notes(frames: LoadedFrames | None, audio: LoadedAudio | None) -> tuple[str, ...]:
+    """What the row check counts about a row's audio for an audio model: ``audio_silence`` (a video without a
+    track, which hears silence), ``audio_fitted`` (its length fitted to the video), ``audio_truncated`` (cut to the
+    feature extractor's window)."""
+    if frames is None or frames.kind == "image":
+        return ()
+    if audio is None:
+        return ("audio_silence",)
+    return tuple(note for note, key in (("audio_fitted", "mismatch"), ("audio_truncated", "truncated_to_s"))
+                 if key in audio.meta)
+
+
+class RowLength(int):
+    """A row's token count, carrying what the row check should count about it (``audio_notes``)."""
+
+    notes: tuple[str, ...] = ()
+
+    def __new__(cls, value: int, notes: tuple[str, ...] = ()):
+        length = super().__new__(cls, value)
+        length.notes = tuple(notes)
+        return length
+
+    def __reduce__(self):  # through dataloader workers and the ranks' gather
+        return RowLength, (int(self), self.notes)
 
 
 @dataclass
@@ -115,11 +142,16 @@ class RowCheck:
     max_tokens: int = 0
     measured_here: int = 0  # rows this process measured (its share; 0 when read from the cache)
     workers_here: int = 0  # dataloader workers that measured them (0: the main process)
+    notes: dict[str, list[str]] = field(default_factory=dict)  # kept rows counted by note (RowLength.notes)
 
     def summary(self) -> dict:
-        return {"rows": self.rows, "kept": len(self.kept), "max_tokens": self.max_tokens,
-                "dropped": {reason: len(ids) for reason, ids in sorted(self.dropped.items())},
-                "dropped_ids": {reason: ids[:_IDS_KEPT_IN_SUMMARY] for reason, ids in sorted(self.dropped.items())}}
+        out = {"rows": self.rows, "kept": len(self.kept), "max_tokens": self.max_tokens,
+               "dropped": {reason: len(ids) for reason, ids in sorted(self.dropped.items())},
+               "dropped_ids": {reason: ids[:_IDS_KEPT_IN_SUMMARY] for reason, ids in sorted(self.dropped.items())}}
+        if self.notes:
+            out["notes"] = {note: len(ids) for note, ids in sorted(self.notes.items())}
+            out["noted_ids"] = {note: ids[:_IDS_KEPT_IN_SUMMARY] for note, ids in sorted(self.notes.items())}
+        return out
 
 
 def _one(item):
@@ -165,7 +197,8 @@ def check_rows(dataset, measure: Callable[[dict], int], max_length: int | None, 
     if cache is not None and cache.is_file():
         stored = json.loads(cache.read_text())
         if stored.get("key") == key:
-            return RowCheck(stored["rows"], stored["kept"], stored["dropped"], stored["max_tokens"])
+            return RowCheck(stored["rows"], stored["kept"], stored["dropped"], stored["max_tokens"],
+                            notes=stored.get("notes", {}))
     start = time.perf_counter()
     indices = list(range(state.process_index, len(dataset), state.num_processes))
     loader = DataLoader(_Measured(dataset, indices, measure), batch_size=None, num_workers=workers,
@@ -173,7 +206,7 @@ def check_rows(dataset, measure: Callable[[dict], int], max_length: int | None, 
     local = list(loader)
     used_workers = {item[-1] for item in local} - {-1}
     results = sorted(gather_object(local) if state.num_processes > 1 else local)
-    kept, dropped, longest = [], {}, 0
+    kept, dropped, notes, longest = [], {}, {}, 0
     for index, sample_id, length, problem, _ in results:
         if problem is not None:
             dropped.setdefault(MEDIA_ERROR, []).append(sample_id)
@@ -184,8 +217,10 @@ def check_rows(dataset, measure: Callable[[dict], int], max_length: int | None, 
             dropped.setdefault(OVERLONG, []).append(sample_id)
             continue
         kept.append(index)
+        for note in getattr(length, "notes", ()):
+            notes.setdefault(note, []).append(sample_id)
     check = RowCheck(len(dataset), kept, dropped, longest, measured_here=len(local),
-                     workers_here=len(used_workers))
+                     workers_here=len(used_workers), notes=notes)
     if len({r[0] for r in results}) != len(dataset):
         raise RuntimeError(f"checked {len(results)} of {len(dataset)} {what} rows: some were lost in gathering")
     if dropped and state.is_main_process:
@@ -196,5 +231,5 @@ def check_rows(dataset, measure: Callable[[dict], int], max_length: int | None, 
     if cache is not None and state.is_main_process:
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps({"key": key, "rows": check.rows, "kept": check.kept, "dropped": check.dropped,
-                                     "max_tokens": check.max_tokens}))
+                                     "max_tokens": check.max_tokens, "notes": check.notes}))
     return check
