@@ -103,3 +103,19 @@ def test_benchmark_files_name_their_protocols(tmp_path):
         FIXTURES[name](tmp_path / name)
         records = list(benchmark_records(spec, str(tmp_path / name), 1))
         assert records and all(r.split == "test" and r.fold == 1 for r in records)
+
+
+def test_a_calm_answer_scores_as_neutral_where_the_benchmark_has_no_calm():
+    """"calm" was neutral's synonym until RAVDESS's 8-class protocol made it a class: on a benchmark without calm
+    (ravdess_7class, which merges calm into neutral; DFEW, MAFW) a "calm" answer to a neutral clip is still right;
+    on 8-class RAVDESS it is a different class."""
+    from emoreason.evaluation.runner import score
+    from emoreason.records import SampleRecord
+
+    records = [SampleRecord(id="a", dataset="x", media={"type": "video", "path": "a.mp4"}, emotion="neutral"),
+               SampleRecord(id="b", dataset="x", media={"type": "video", "path": "b.mp4"}, emotion="happiness")]
+    predictions = {"a": {"text": "<answer>calm</answer>"}, "b": {"text": "<answer>happy</answer>"}}
+    for name, expected in (("ravdess_7class", 1.0), ("dfew", 1.0), ("mafw", 1.0), ("ravdess", 0.5)):
+        spec = load_benchmark(name)
+        spec.metrics = ["recognition"]
+        assert score(spec, records, predictions)["recognition"]["war"] == expected, name
