@@ -20,7 +20,7 @@ import zipfile
 import numpy as np
 import pytest
 from PIL import Image
-from vllm_support import ROOT, cli_env, emoreason_cli, wait_until
+from vllm_support import ROOT, VLLM_MARKS, VLLM_PYTHON, cli_env, emoreason_cli, wait_until
 
 from emoreason.cli import main
 from emoreason.client import EndpointConfig, predict_many
@@ -408,3 +408,27 @@ def test_omni_worker_patch_fails_loudly_when_vllm_changes(monkeypatch):
         importlib.reload(worker)
     monkeypatch.undo()
     importlib.reload(worker)
+
+
+_SWITCH_PROBE = """
+import sys
+from emoreason.serving import vllm_entry
+from vllm.entrypoints.generate.base import protocol
+before = protocol.validate_request_mm_kwargs
+vllm_entry.hear_audio_if_served(["--model", sys.argv[1]])
+print("patched" if protocol.validate_request_mm_kwargs is not before else "untouched")
+"""
+
+
+@pytest.mark.parametrize("model_type, expected", [("qwen2_5_vl", "untouched"), ("qwen2_5_omni", "patched")])
+@pytest.mark.slow
+@pytest.mark.vllm
+@VLLM_MARKS[2]
+def test_the_untrusted_audio_switch_is_open_only_for_a_model_that_hears(tmp_path, model_type, expected):
+    """vLLM acts on use_audio_in_video by decoding the video file's whole audio track: a server whose model hears
+    no audio must not accept the switch from untrusted clients (nor take the Omni patches)."""
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": model_type, "architectures": ["X"]}))
+    out = subprocess.run([str(VLLM_PYTHON), "-c", _SWITCH_PROBE, str(tmp_path)], capture_output=True, text=True,
+                         env=cli_env(), timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == expected
