@@ -60,7 +60,7 @@ def test_video_path_carries_a_visible_label_and_the_shuffled_control_stays_at_ch
     language model, the first assertion fails; if labels leaked into the text, the second does."""
     learning = _bench_learning()
     stage = {"name": "sft", "recipe": learning.LEARNING_RECIPE,
-             "overrides": [*learning.MODULE_RATES, "num_train_epochs=3", "save_steps=100000", "logging_steps=5"]}
+             "overrides": [*learning.MODULE_RATES, "num_train_epochs=6", "save_steps=100000", "logging_steps=5"]}
     plan = learning.Plan(clips=240, frames=8, **learning.TWO_FRAMES, cot_tasks={"emotion": 1.0}, eval_task="emotion",
                          sft_stages=[stage], train_sft=False, control=True, label_coded=True, grpo=False,
                          curve_limit=0, probe_train_clips=0)
@@ -68,6 +68,8 @@ def test_video_path_carries_a_visible_label_and_the_shuffled_control_stays_at_ch
     coded, control = metrics["results"]["label_coded"], metrics["results"]["control"]
     assert coded["n"] >= 30 and control["n"] == coded["n"]
     assert coded["war"] >= 0.8 and coded["war_ci95"][0] > coded["chance_bar"], coded
-    assert control["war_ci95"][0] <= control["chance_bar"], control  # not distinguishable from chance
+    # the control answers (it learnt the format and the label prior) but not from the video: at chance
+    assert sum(control["predicted"].values()) >= 0.8 * control["n"], control
+    assert control["war_ci95"][0] <= control["chance_bar"], control
     assert metrics["targets"]["positive_control_ci_excludes_chance"]
     assert (tmp_path / "learn" / "learning_curves.png").is_file()
