@@ -108,6 +108,25 @@ def test_audio_only_training_hides_the_face_and_keeps_the_voice(omni, clips, tin
         VideoSFTCollator(vl_processor, frame_policy_for(vl_processor), modalities="audio")
 
 
+def test_grpo_row_check_hides_the_face_the_same_way(omni, clips, tiny_model_dirs):
+    """GRPO's prompt_length under ``modalities: audio``: the voice is counted, a clip with nothing to hear is a
+    named media error (the row check drops it), and a model that hears no audio is refused."""
+    from emoreason.grpo.train import prompt_length
+
+    _, processor = omni
+    policy = _collator(processor).policy
+    row = {**_row(clips["happy"], "happy"), "media_path": str(clips["happy"])}
+    heard = prompt_length(processor, policy, row, modalities="audio")
+    assert heard == prompt_length(processor, policy, row)  # the same token layout as audio+video: frames blanked
+    assert prompt_length(processor, policy, row, modalities="video") < heard  # no audio tokens
+    with pytest.raises(SampleMediaError, match="silent.*no audio track"):
+        prompt_length(processor, policy, {**_row(clips["silent"], "silent"), "media_path": str(clips["silent"])},
+                      modalities="audio")
+    _, vl_processor = load_model_and_processor(tiny_model_dirs["qwen2_5_vl"], device="cpu")
+    with pytest.raises(ValueError, match="takes no audio"):
+        prompt_length(vl_processor, frame_policy_for(vl_processor), row, modalities="audio")
+
+
 def _loss_and_logits(model, batch):
     with torch.no_grad():
         out = model(**batch)
