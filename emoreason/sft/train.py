@@ -74,5 +74,5 @@ def run_sft(recipe: Recipe) -> Path:
     result = trainer.train(resume_from_checkpoint=recipe.resume_from())
     history = [h for h in trainer.state.log_history if "loss" in h]
     return save_final(trainer, recipe, processor, trainer.data_collator.policy, {
-        "train_loss": result.training_loss, "loss_history": history,
+        "train_loss": result.training_loss, "loss_history": history, "modalities": trainer.data_collator.modalities,
         "data": {name: check.summary() for name, check in trainer.row_checks.items()}})
