@@ -261,6 +261,7 @@ def make_ravdess(root: Path) -> dict:
                         rate=48000)
     _speaking_video(root / "Actor_08" / "01-01-08-01-01-01-08.mp4", stereo=True, rate=48000)  # speech, surprised
     _speaking_video(root / "Actor_08" / "01-02-05-02-02-01-08.mp4", stereo=True, rate=48000)  # song: a variant
+    _speaking_video(root / "Actor_01" / "01-02-03-01-01-01-01.mp4")  # song, fold 1
     _video(root / "Actor_08" / "02-01-03-01-01-01-08.mp4")  # video-only copy: skipped
     _speaking_video(root / "Actor_08" / "01-01-09-01-01-01-08.mp4")  # emotion code out of range
     _speaking_video(root / "Actor_08" / "01-01-03.mp4")  # truncated name

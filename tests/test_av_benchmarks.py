@@ -59,8 +59,9 @@ def test_ravdess_default_is_the_standard_speech_8_class_protocol_and_folds_by_ac
     assert merged["ravdess-01-01-02-01-01-01-02"].emotion_raw == "calm"
     assert len(dataset_label_set("ravdess7")) == 7 and "calm" not in dataset_label_set("ravdess7")
     song = {r.id: r for r in load_records("ravdess", tmp_path, channel="song")}
-    assert list(song) == ["ravdess-01-02-05-02-02-01-08"] and song["ravdess-01-02-05-02-02-01-08"].emotion == "anger"
-    assert len(load_records("ravdess", tmp_path, channel="all")) == len(records) + 1
+    assert list(song) == ["ravdess-01-02-03-01-01-01-01", "ravdess-01-02-05-02-02-01-08"]
+    assert song["ravdess-01-02-05-02-02-01-08"].emotion == "anger"
+    assert len(load_records("ravdess", tmp_path, channel="all")) == len(records) + 2
     stereo = by_id["ravdess-01-01-03-01-01-01-03"].media["path"]
     info = probe_audio(stereo)
     assert (info.sample_rate, info.channels) == (48000, 2)
@@ -79,7 +80,7 @@ def test_ravdess_variants_are_named_benchmarks(tmp_path):
     emotions = {spec.name: {r.id: r.emotion for r in benchmark_records(spec, str(tmp_path))}
                 for spec in (standard, merged, song)}
     assert emotions["ravdess"][calm] == "calm" and emotions["ravdess_7class"][calm] == "neutral"
-    assert list(emotions["ravdess_song"].values()) == ["anger"]
+    assert list(emotions["ravdess_song"].values()) == ["happiness", "anger"]
 
 
 def test_mer2023_release_layout_and_mer_semi(tmp_path):
@@ -103,3 +104,19 @@ def test_benchmark_files_name_their_protocols(tmp_path):
         FIXTURES[name](tmp_path / name)
         records = list(benchmark_records(spec, str(tmp_path / name), 1))
         assert records and all(r.split == "test" and r.fold == 1 for r in records)
+
+
+def test_a_calm_answer_scores_as_neutral_where_the_benchmark_has_no_calm():
+    """"calm" was neutral's synonym until RAVDESS's 8-class protocol made it a class: on a benchmark without calm
+    (ravdess_7class, which merges calm into neutral; DFEW, MAFW) a "calm" answer to a neutral clip is still right;
+    on 8-class RAVDESS it is a different class."""
+    from emoreason.evaluation.runner import score
+    from emoreason.records import SampleRecord
+
+    records = [SampleRecord(id="a", dataset="x", media={"type": "video", "path": "a.mp4"}, emotion="neutral"),
+               SampleRecord(id="b", dataset="x", media={"type": "video", "path": "b.mp4"}, emotion="happiness")]
+    predictions = {"a": {"text": "<answer>calm</answer>"}, "b": {"text": "<answer>happy</answer>"}}
+    for name, expected in (("ravdess_7class", 1.0), ("dfew", 1.0), ("mafw", 1.0), ("ravdess", 0.5)):
+        spec = load_benchmark(name)
+        spec.metrics = ["recognition"]
+        assert score(spec, records, predictions)["recognition"]["war"] == expected, name

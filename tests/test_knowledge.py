@@ -138,3 +138,14 @@ def test_va_anchors():
     assert va_quadrant(*va_anchor("happiness")) == "positive-high"
     assert va_quadrant(*va_anchor("sadness")) == "negative-low"
     assert va_quadrant(*va_anchor("neutral")) == "neutral"
+
+
+def test_calm_is_judged_like_neutral_by_the_au_prototypes():
+    """Calm (RAVDESS's 8th class) has no EMFACS prototype: like neutral it is consistent with a face without
+    emotion-relevant AUs, not with a smile — otherwise au_consistency pays 0 for every calm answer, right or wrong."""
+    from emoreason.knowledge import is_consistent, prototype_scores
+
+    assert prototype_scores([], emotions=["calm"]) == {"calm": 1.0}
+    assert prototype_scores({6: 3.0, 12: 3.0}, emotions=["calm"])["calm"] < 0.5
+    assert is_consistent([], "calm") and not is_consistent([6, 12], "calm")
+    assert is_consistent([6, 12], "happiness")  # unchanged for the others

@@ -20,7 +20,7 @@ import zipfile
 import numpy as np
 import pytest
 from PIL import Image
-from vllm_support import ROOT, cli_env, emoreason_cli, wait_until
+from vllm_support import ROOT, VLLM_MARKS, VLLM_PYTHON, cli_env, emoreason_cli, wait_until
 
 from emoreason.cli import main
 from emoreason.client import EndpointConfig, predict_many
@@ -375,3 +375,60 @@ def test_synth_cot_exit_code_counts_records_not_rows(small_synth, tmp_path):
             "tasks=[cot,au_perception,emotion]"]
     with StubServer(behaviour) as server:
         assert main([*args, f"teacher.base_url={server.base_url}", "teacher.retries=0"]) == SOME_FAILED
+
+
+def test_omni_worker_patch_fails_loudly_when_vllm_changes(monkeypatch):
+    """vllm_worker replaces vLLM's Qwen2.5-Omni M-RoPE positions; a vLLM whose layout moved (no such module, no such
+    method) must stop the worker with a message, not serve the model silently one position off. A launcher
+    process without vLLM still imports it for the extension's name."""
+    import importlib.machinery
+    import types
+
+    import emoreason.serving.vllm_worker as worker
+
+    monkeypatch.delitem(sys.modules, "vllm", raising=False)
+    importlib.reload(worker)  # no vLLM here (the launcher's venv): nothing to patch, no error
+    assert worker.EXTENSION.endswith("EmoreasonWorkerExtension")
+
+    fake = types.ModuleType("vllm")
+    fake.__path__, fake.__spec__ = [], importlib.machinery.ModuleSpec("vllm", None, is_package=True)
+    models = types.ModuleType("vllm.model_executor.models")
+    omni = types.ModuleType("vllm.model_executor.models.qwen2_5_omni_thinker")
+    omni.Qwen2_5OmniThinkerForConditionalGeneration = type("Renamed", (), {"mrope_positions": lambda self: None})
+    for name, module in (("vllm", fake), ("vllm.model_executor", types.ModuleType("vllm.model_executor")),
+                         ("vllm.model_executor.models", models), (omni.__name__, omni)):
+        monkeypatch.setitem(sys.modules, name, module)
+    models.qwen2_5_omni_thinker = omni
+    sys.modules["vllm.model_executor"].models = models
+    with pytest.raises(RuntimeError, match="get_mrope_input_positions"):
+        importlib.reload(worker)
+    monkeypatch.delitem(sys.modules, omni.__name__)
+    del models.qwen2_5_omni_thinker
+    with pytest.raises(RuntimeError, match="qwen2_5_omni_thinker"):
+        importlib.reload(worker)
+    monkeypatch.undo()
+    importlib.reload(worker)
+
+
+_SWITCH_PROBE = """
+import sys
+from emoreason.serving import vllm_entry
+from vllm.entrypoints.generate.base import protocol
+before = protocol.validate_request_mm_kwargs
+vllm_entry.hear_audio_if_served(["--model", sys.argv[1]])
+print("patched" if protocol.validate_request_mm_kwargs is not before else "untouched")
+"""
+
+
+@pytest.mark.parametrize("model_type, expected", [("qwen2_5_vl", "untouched"), ("qwen2_5_omni", "patched")])
+@pytest.mark.slow
+@pytest.mark.vllm
+@VLLM_MARKS[2]
+def test_the_untrusted_audio_switch_is_open_only_for_a_model_that_hears(tmp_path, model_type, expected):
+    """vLLM acts on use_audio_in_video by decoding the video file's whole audio track: a server whose model hears
+    no audio must not accept the switch from untrusted clients (nor take the Omni patches)."""
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": model_type, "architectures": ["X"]}))
+    out = subprocess.run([str(VLLM_PYTHON), "-c", _SWITCH_PROBE, str(tmp_path)], capture_output=True, text=True,
+                         env=cli_env(), timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == expected

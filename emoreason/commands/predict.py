@@ -28,7 +28,7 @@ def register(subparsers) -> None:
     p.add_argument("--modalities", choices=("audio+video", "video", "audio"),
                    help="what the model is shown (default: all it takes: audio+video for an audio-visual model such "
                         "as Qwen2.5-Omni, video otherwise); audio: the clip's audio with blank frames. A clip without "
-                        "an audio track is shown its video alone under audio+video, and fails under audio")
+                        "an audio track hears silence of its duration under audio+video, and fails under audio")
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--timeout", type=float, default=120.0)
     p.add_argument("--max-tokens", type=int, default=512)

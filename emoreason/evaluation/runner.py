@@ -27,7 +27,7 @@ from emoreason.evaluation.benchmarks import BenchmarkSpec, FoldProtocolError, sh
 from emoreason.evaluation.identity import model_key, prompt_hash
 from emoreason.evaluation.metrics import au_f1, au_ground_truth, ccc, recognition_metrics, rmse
 from emoreason.evaluation.rationale import rationale_metrics
-from emoreason.knowledge import dataset_label_set
+from emoreason.knowledge import dataset_label_set, prediction_in_label_set
 from emoreason.reasoning import parse_response
 
 log = logging.getLogger(__name__)
@@ -239,8 +239,9 @@ def score(spec: BenchmarkSpec, records, predictions: dict[str, dict], judge: dic
     if "recognition" in spec.metrics:
         labelled = [(r, p) for r, p in zip(records, parsed, strict=True) if r.emotion]
         labels = list(dataset_label_set(spec.label_set)) if spec.label_set else None
-        metrics["recognition"] = recognition_metrics([r.emotion for r, _ in labelled],
-                                                     [p.emotion for _, p in labelled], labels)
+        predicted = [prediction_in_label_set(spec.label_set, p.emotion) if spec.label_set else p.emotion
+                     for _, p in labelled]  # a "calm" answer is neutral on a benchmark without calm
+        metrics["recognition"] = recognition_metrics([r.emotion for r, _ in labelled], predicted, labels)
         if metrics["recognition"] is not None:  # samples without a label are left out, and counted
             metrics["recognition"]["unlabelled"] = len(records) - len(labelled)
     truths = [au_ground_truth(r, spec.au_set) for r in records]

@@ -25,6 +25,7 @@ from emoreason.knowledge.label_maps import (
     UnknownLabelError,
     dataset_label_set,
     map_dataset_label,
+    prediction_in_label_set,
 )
 from emoreason.knowledge.taxonomy import (
     BASIC_EMOTIONS,
@@ -71,6 +72,7 @@ __all__ = [
     "intensity_letter",
     "intensity_value",
     "is_consistent",
+    "prediction_in_label_set",
     "map_dataset_label",
     "prototype_scores",
     "prototypes_for",

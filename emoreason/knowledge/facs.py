@@ -195,6 +195,9 @@ COMPOUND_PROTOTYPES: dict[str, tuple[Prototype, ...]] = {
 }
 
 _ALL_PROTOTYPES: dict[str, tuple[Prototype, ...]] = {**EMOTION_PROTOTYPES, **COMPOUND_PROTOTYPES}
+# Categories with no facial prototype, shown by a face without emotion-relevant AUs: neutral, and calm (RAVDESS's
+# low-arousal baseline beside neutral, Livingstone & Russo, PLoS ONE 2018; no EMFACS-7 prediction either).
+EXPRESSIONLESS = frozenset({"neutral", "calm"})
 
 
 def prototypes_for(emotion: str) -> tuple[Prototype, ...]:
@@ -214,7 +217,7 @@ def prototype_scores(aus: Iterable[int] | Mapping[int, float],
     """How well an observed AU set supports each emotion, in 0..1.
 
     Per emotion: the best F1 between the observed (emotion-relevant) AUs and any of its prototypes or
-    variants. Neutral scores 1 when no emotion-relevant AU is present and falls as AUs are added.
+    variants. Neutral and calm (``EXPRESSIONLESS``) score 1 with no emotion-relevant AU and fall as AUs are added.
     ``aus`` may be a set of AU numbers or a {AU: intensity} mapping (AUs with intensity > 0 count).
     """
     if isinstance(aus, Mapping):
@@ -224,7 +227,7 @@ def prototype_scores(aus: Iterable[int] | Mapping[int, float],
     scores: dict[str, float] = {}
     for name in names:
         label = canonical_emotion(name) or name
-        if label == "neutral":
+        if label in EXPRESSIONLESS:
             scores[label] = 1.0 / (1.0 + len(observed))
             continue
         best = 0.0
@@ -242,14 +245,14 @@ def is_consistent(aus: Iterable[int] | Mapping[int, float], emotion: str, min_sc
     """Does this AU set support that emotion (FACS prototypes)?
 
     True when the emotion's prototype score reaches ``min_score`` and no other category beats it by more than
-    ``margin``. Neutral is consistent only with no emotion-relevant AU. Unknown labels are never consistent.
+    ``margin``. Neutral and calm are consistent only with no emotion-relevant AU. Unknown labels are never consistent.
     """
     label = canonical_emotion(emotion)
     if label is None:
         return False
     scores = prototype_scores(aus)
-    if label == "neutral":
-        return scores["neutral"] == 1.0
+    if label in EXPRESSIONLESS:
+        return scores[label] == 1.0
     own = scores.get(label, 0.0)
-    best_other = max((s for name, s in scores.items() if name not in (label, "neutral")), default=0.0)
+    best_other = max((s for name, s in scores.items() if name != label and name not in EXPRESSIONLESS), default=0.0)
     return own >= min_score and best_other - own <= margin

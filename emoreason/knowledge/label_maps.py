@@ -106,6 +106,22 @@ def _labels(dataset: str) -> DatasetLabels:
     return DATASET_LABEL_MAPS[key]
 
 
+# A finer category a benchmark without it scores as its coarser class: "calm" was neutral's synonym until RAVDESS's
+# 8-class protocol (Livingstone & Russo, PLoS ONE 2018) made it a class; DFEW, MAFW, ravdess7 still count it neutral.
+_COARSER = {"calm": "neutral"}
+
+
+def prediction_in_label_set(dataset: str, emotion: str | None) -> str | None:
+    """A predicted canonical ``emotion`` as ``dataset``'s protocol scores it: the label itself when the dataset has
+    that class, else the class the protocol merges it into (``DatasetLabels.merged``) or its coarser category
+    (calm → neutral) when the dataset has that one; otherwise unchanged (and scored wrong)."""
+    spec = _labels(dataset)
+    if emotion is None or emotion in spec.classes:
+        return emotion
+    merged = dict(spec.merged).get(emotion) or _COARSER.get(emotion)
+    return merged if merged in spec.classes else emotion
+
+
 def map_dataset_label(dataset: str, raw: object, where: str | None = None) -> str | None:
     """A dataset's raw label (int code, numeric string or class name) → canonical label.
 

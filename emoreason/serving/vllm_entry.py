@@ -320,6 +320,19 @@ def omni_sees_what_local_runs_see() -> None:
     protocol.validate_request_mm_kwargs = online_renderer.validate_request_mm_kwargs = validate_request_mm_kwargs
 
 
+def hear_audio_if_served(argv: list[str]) -> None:
+    """:func:`omni_sees_what_local_runs_see` for a model that hears audio, or one whose config is not readable here
+    (a hub name); not for one that hears none: vLLM acts on ``use_audio_in_video`` by decoding the video file's
+    whole audio track, which an untrusted client must not make a video-only server do."""
+    model = _argument(argv, "--model")
+    if model and (Path(model) / "config.json").is_file():
+        from emoreason.serving.server import takes_audio
+
+        if not takes_audio(model):
+            return
+    omni_sees_what_local_runs_see()
+
+
 def _frame_shape(frame) -> tuple[int, int]:
     shape = getattr(frame, "shape", None)
     if shape is None:  # a PIL image
@@ -409,7 +422,7 @@ def main() -> None:
     read_folders_and_name_missing_files()
     read_frame_lists_like_folders()
     load_images_like_training()
-    omni_sees_what_local_runs_see()
+    hear_audio_if_served(argv)
     if os.environ.get("EMOREASON_GUARD_ROUTES") == "1":
         guard_all_routes()
     import runpy

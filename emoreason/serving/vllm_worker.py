@@ -53,13 +53,25 @@ def transformers_positions(self, input_tokens: list[int], mm_features: list) -> 
     return positions[:, 0], int(delta.flatten()[0])
 
 
-
 def _install() -> None:
+    """Patch the worker's vLLM; nothing where vLLM is absent (the launcher imports this module for
+    :data:`EXTENSION`). A vLLM without the module or method this replaces stops the worker with a message: left
+    alone, its own positions would serve the model one position off without a sign."""
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        return
     try:
         from vllm.model_executor.models import qwen2_5_omni_thinker as omni
-    except ImportError:  # another vLLM layout: keep its behaviour
-        return
-    omni.Qwen2_5OmniThinkerForConditionalGeneration.get_mrope_input_positions = transformers_positions
+    except ImportError as exc:
+        raise RuntimeError(f"emoreason's Qwen2.5-Omni worker patch needs vllm.model_executor.models."
+                           f"qwen2_5_omni_thinker (vLLM 0.32's layout): {exc}") from exc
+    model = getattr(omni, "Qwen2_5OmniThinkerForConditionalGeneration", None)
+    if not callable(getattr(model, "get_mrope_input_positions", None)):
+        raise RuntimeError("emoreason's Qwen2.5-Omni worker patch replaces Qwen2_5OmniThinkerForConditionalGeneration"
+                           ".get_mrope_input_positions, which this vLLM does not have: its M-RoPE positions for "
+                           "audio-in-video would differ from transformers'; update emoreason.serving.vllm_worker")
+    model.get_mrope_input_positions = transformers_positions
 
 
 _install()
