@@ -9,6 +9,10 @@ pixels through video tokens, SFT and GRPO into the answer and the cited AUs:
   4. ``emoreason sft``         the curriculum's stages, in order (each from the previous stage's model)
   5. control                   the same SFT on the same rows with every training clip's video swapped for
                                another training clip's (a derangement): labels unchanged, pixels uninformative
+     positive control          (``label_coded=true``) the same SFT and eval with every clip's video (train and
+                               test) replaced by a flat colour that encodes its label: the video path itself works
+                               iff this arm learns, so a result at chance says "the faces are too hard" and not
+                               "the pipeline drops the video"
   6. ``emoreason eval``        SFT, control (and the untrained model) on the test split; checkpoints on a
                                subset for the held-out curve
   7. ``emoreason grpo``        from the SFT model; evaluated on the same test split, compared to SFT by a
@@ -58,12 +62,17 @@ class Plan:
     # SFT curriculum: (name, recipe, overrides); each stage starts from the previous one's model
     sft_stages: list[dict] = field(default_factory=list)
     control: bool = True
+    # positive control: the same stages on label-coded video (a diagnostic of the path, never a result)
+    label_coded: bool = False
     train_sft: bool = True  # false with control: the control arm alone (e.g. in a second process on shared data)
     grpo_recipe: str = "recipes/tiny/grpo/synthfacs.yaml"
     grpo_overrides: list[str] = field(default_factory=list)
     grpo: bool = True
     eval_limit: int | None = None  # test clips scored (None: the whole test split)
-    curve_limit: int = 64  # test clips scored per checkpoint for the held-out curve
+    # the question scored: "cot" (the benchmark's reasoning prompt) or "emotion" (the short-answer rows' prompt,
+    # for a curriculum whose last stage trains on label-only rows)
+    eval_task: str = "cot"
+    curve_limit: int = 64  # test clips scored per checkpoint for the held-out curve (0: no curve)
     eval_untrained: bool = False
     # linear probe of the video tokens (emoreason.evaluation.probe) of the untrained model and of each arm's SFT
     # model: does the vision path carry the class at all, before and after training? (0: skip)
@@ -146,6 +155,57 @@ def shuffled_copy(hf_dir: Path, out_dir: Path, split: str = "train", seed: int =
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)
     return {"clips": len(videos), "rows": len(train), "kept_own_video": sum(a == b for a, b in swap.items())}
+
+
+# --- the positive control: every clip's frames replaced by a flat colour that encodes its label -------------------
+def _palette(labels: list[str]) -> dict[str, tuple[int, int, int]]:
+    import colorsys
+
+    return {label: tuple(int(255 * c) for c in colorsys.hsv_to_rgb(i / len(labels), 0.8, 0.9))
+            for i, label in enumerate(labels)}
+
+
+def label_coded_copy(synth_dir: Path, hf_dir: Path, out_synth: Path, out_hf: Path, seed: int = 0) -> dict:
+    """Write ``out_synth`` (the SynthFACS tree with each clip replaced by a flat, label-coloured clip of the same
+    length, size and rate, plus light noise) and ``out_hf`` (the rows of ``hf_dir`` pointing at those clips).
+    A diagnostic: labels leak into the pixels on purpose, so the arm shows the video path can carry a label."""
+    import datasets
+    import numpy as np
+
+    from emoreason.video import write_video
+
+    manifest = [json.loads(line) for line in (synth_dir / "manifest.jsonl").read_text().splitlines()]
+    colours = _palette(sorted({r["emotion"] for r in manifest}))
+    rng = np.random.default_rng(seed)
+    (out_synth / "clips").mkdir(parents=True, exist_ok=True)
+    for path in synth_dir.iterdir():  # manifest, split lists, records, config: the same records, other pixels
+        if path.is_file():
+            shutil.copyfile(path, out_synth / path.name)
+        elif path.name != "clips":
+            shutil.copytree(path, out_synth / path.name, dirs_exist_ok=True)
+    for record in manifest:
+        source, target = synth_dir / record["media"]["path"], out_synth / record["media"]["path"]
+        if target.is_file():
+            continue
+        media = record["media"]
+        if not source.is_file():
+            raise FileNotFoundError(f"{record['id']}: clip {source} is missing")
+        frames = np.asarray(colours[record["emotion"]], dtype=np.float32)[None, None, None, :]
+        frames = frames + rng.normal(0, 6, (media["frames"], media["height"], media["width"], 3))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_video(np.clip(frames, 0, 255).astype(np.uint8), target, fps=media["fps"])
+    data = datasets.load_from_disk(str(hf_dir))
+    prefix, coded = str(synth_dir.resolve()), str(out_synth.resolve())
+    moved = data.map(lambda row: {"video": row["video"].replace(prefix, coded, 1) if row["video"] else row["video"]})
+    missing = [v for split in moved for v in moved[split]["video"] if v and not Path(v).is_file()]
+    if missing:
+        raise FileNotFoundError(f"label-coded rows point at {len(missing)} missing clips, e.g. {missing[0]}")
+    tmp = out_hf.with_name(out_hf.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    moved.save_to_disk(str(tmp))
+    shutil.rmtree(out_hf, ignore_errors=True)
+    tmp.rename(out_hf)
+    return {"clips": len(manifest), "colours": colours}
 
 
 # --- the vision probe -------------------------------------------------------------------------------------------
@@ -290,6 +350,13 @@ def run(plan: Plan, out: Path, dry: bool = False) -> dict:
         if not control_data.exists() and not dry:
             print(f"control data: {shuffled_copy(cot / 'hf', control_data, seed=plan.seed)}", flush=True)
         arms["control"] = control_data
+    roots = dict.fromkeys(arms, synth)
+    if plan.label_coded:
+        coded_synth, coded_data = out / "synthfacs_label_coded", out / "cot_label_coded"
+        if not coded_data.exists() and not dry:
+            print(f"positive control data: {label_coded_copy(synth, cot / 'hf', coded_synth, coded_data, plan.seed)}",
+                  flush=True)
+        arms["label_coded"], roots["label_coded"] = coded_data, coded_synth
 
     finals: dict[str, Path] = {}
     policy_overrides = [f"{k}={v}" for k, v in plan.frame_policy.items()]
@@ -305,18 +372,18 @@ def run(plan: Plan, out: Path, dry: bool = False) -> dict:
             previous = stage_dir / "final"
         finals[arm] = previous
 
-    def evaluate(name: str, model_dir: Path, limit: int | None) -> Path:
+    def evaluate(name: str, model_dir: Path, limit: int | None, root: Path = synth) -> Path:
         run_dir = out / "eval" / name
         if not (run_dir / "metrics.json").exists():
-            args = ["eval", "--benchmark", "synthfacs", "--model", str(model_dir), "--root", str(synth),
-                    "--out", str(run_dir), frames_override]
+            args = ["eval", "--benchmark", "synthfacs", "--model", str(model_dir), "--root", str(root),
+                    "--out", str(run_dir), frames_override, *([f"task={plan.eval_task}"] if plan.eval_task != "cot" else [])]
             runner.emoreason(f"eval_{name}", *args, *(["--limit", str(limit)] if limit else []))
         return run_dir
 
     results: dict = {}
     records = [] if dry else test_records(synth, plan.eval_limit)
     for arm, final in finals.items():
-        run_dir = evaluate(arm, final, plan.eval_limit)
+        run_dir = evaluate(arm, final, plan.eval_limit, roots[arm])
         if not dry:
             results[arm] = summarise(run_dir, records)
     if plan.eval_untrained:
@@ -332,15 +399,16 @@ def run(plan: Plan, out: Path, dry: bool = False) -> dict:
         curves["loss"][arm] = [] if dry else [dict(r, stage=s["name"]) for s in plan.sft_stages
                                               for r in history(out / arm / s["name"])]
         points = []
-        for ckpt in sorted(last.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])):
-            run_dir = evaluate(f"{arm}_curve_{ckpt.name}", ckpt, plan.curve_limit)
+        checkpoints = sorted(last.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+        for ckpt in checkpoints if plan.curve_limit else []:  # curve_limit 0: no held-out curve
+            run_dir = evaluate(f"{arm}_curve_{ckpt.name}", ckpt, plan.curve_limit, roots[arm])
             if not dry:
                 points.append({"step": int(ckpt.name.split("-")[1]),
                                "war": summarise(run_dir, curve_records)["war"]})
         curves["war"][arm] = points
 
     if plan.probe_train_clips and not dry:
-        results["vision_probe"] = {name: probe(directory, synth, plan) for name, directory in
+        results["vision_probe"] = {name: probe(directory, roots.get(name, synth), plan) for name, directory in
                                    (("untrained", model), *finals.items())}
 
     if plan.grpo and "sft" in finals:
@@ -382,6 +450,9 @@ def check_targets(results: dict) -> dict:
     }
     if control is not None:
         checks["control_within_5_points_of_chance"] = abs(control["war"] - CHANCE) <= TARGETS["control_margin"]
+    if results.get("label_coded") is not None:  # the path carries a label it can see
+        checks["positive_control_ci_excludes_chance"] = (results["label_coded"]["war_ci95"][0]
+                                                         > results["label_coded"].get("chance_bar", CHANCE))
     if "grpo_vs_sft" in results:
         cmp = results["grpo_vs_sft"]
         checks["grpo_gain_ci_excludes_0"] = any(cmp[k]["excludes_zero"] and cmp[k]["delta"] > 0 for k in cmp)

@@ -222,3 +222,31 @@ def test_endpoint_backend_sizes_frames_like_the_local_backend(tiny_model_dirs, t
         endpoint = EndpointBackend({"base_url": server.base_url}, frames, None, "tags")
         assert endpoint.policy == local.policy and endpoint.policy.factor == 32
         assert endpoint.frame_policy["fps"] == 3.0
+
+
+def test_emotion_task_asks_the_short_answer_question_and_keys_the_cache(synth_test, tiny_model_dirs, tmp_path):
+    """A curriculum's short-answer model is scored on its own question (`task=emotion`): recognition only, the
+    prompt hash and protocol say so, and a cache written under the reasoning prompt is refused, not reused."""
+    from emoreason.evaluation.backends import LocalBackend
+    from emoreason.evaluation.identity import prompt_hash
+    from emoreason.evaluation.runner import prompt_labels
+    from emoreason.reasoning import build_messages
+
+    cot, short = load_benchmark("synthfacs", ["split=null"]), load_benchmark("synthfacs", ["split=null", "task=emotion"])
+    assert short.metrics == ["recognition"] and "rationale" in cot.metrics
+    assert short.protocol()["task"] == "emotion" and "task" not in cot.protocol()
+    with pytest.raises(ValueError, match="task"):
+        load_benchmark("synthfacs", ["task=au_perception"])
+    labels = prompt_labels(short)
+    asked = build_messages(None, "video", labels, "tags", task="emotion")[-1]["content"][-1]["text"]
+    assert asked.endswith("Reply as <answer>emotion</answer>.") and "<think>" not in asked
+    model = str(tiny_model_dirs["qwen2_5_vl"])
+    out = tmp_path / "run"
+    metrics = evaluate(short, LocalBackend(model, short.frames, labels, "tags", 2, 8, task="emotion"), out,
+                       root=str(synth_test), limit=3, progress=False)
+    sent = metrics["protocol"]["prompt_hash"]
+    assert sent == prompt_hash(labels, "tags", None, "emotion") != prompt_hash(labels, "tags")
+    assert metrics["recognition"]["n"] == 3 and metrics.get("rationale") is None
+    with pytest.raises(Exception, match="prompt"):  # same OUT, the reasoning prompt: a mismatch, not a reuse
+        evaluate(cot, LocalBackend(model, cot.frames, labels, "tags", 2, 8), out, root=str(synth_test), limit=3,
+                 progress=False)

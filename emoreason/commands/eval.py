@@ -100,7 +100,7 @@ def _run(args: argparse.Namespace) -> int:
 
         def backend_for(fold):
             return LocalBackend(models[fold], spec.frames, labels, spec.style, args.batch_size, spec.max_new_tokens,
-                                focus, args.modalities)
+                                focus, args.modalities, spec.task)
     else:
         template = args.endpoint + "|" + (args.served_model or "")
         endpoints = fold_models(spec, template, args.fold, args.zero_shot)
@@ -110,7 +110,7 @@ def _run(args: argparse.Namespace) -> int:
             return EndpointBackend({"base_url": url, "model": served or None, "concurrency": args.concurrency},
                                    spec.frames, labels, spec.style, spec.max_new_tokens,
                                    batch_size=max(args.batch_size, args.concurrency), media_dir=args.media_dir,
-                                   focus=focus, modalities=args.modalities)
+                                   focus=focus, modalities=args.modalities, task=spec.task)
     judge = {"base_url": args.judge_endpoint, "model": args.judge_model} if args.judge_endpoint else None
     folds = list(models if args.model else endpoints)
     metrics = evaluate_folds(spec, backend_for, args.out, folds, args.root, args.limit, args.batch_size, judge=judge,

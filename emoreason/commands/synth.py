@@ -15,7 +15,7 @@ def register(subparsers) -> None:
     p.add_argument("--frames", type=int, default=16)
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--fps", type=float, default=8.0)
-    p.add_argument("--difficulty", choices=["easy", "medium", "hard"], default="medium")
+    p.add_argument("--difficulty", choices=["posed", "easy", "medium", "hard"], default="medium")
     p.add_argument("--emotions", choices=["basic", "compound", "all"], default="basic")
     p.add_argument("--profile", choices=["apex_offset", "onset_apex"], default="apex_offset",
                    help="temporal profile: neutral → apex → offset, or neutral → apex held to the end (CK+-style)")

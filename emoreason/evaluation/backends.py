@@ -52,7 +52,8 @@ class LocalBackend:
     """A model directory run with transformers on this machine."""
 
     def __init__(self, model_dir: str, frames: dict, labels: list[str] | None, style: str, batch_size: int = 8,
-                 max_new_tokens: int = 512, focus: str | None = None, modalities: str | None = None):
+                 max_new_tokens: int = 512, focus: str | None = None, modalities: str | None = None,
+                 task: str = "cot"):
         from emoreason.audio import audio_window_s, takes_audio
         from emoreason.models import frame_policy_for, load_model_and_processor, saved_frame_policy
 
@@ -63,7 +64,7 @@ class LocalBackend:
         self.audio_window_s = audio_window_s(self.processor)
         frames = {**saved_frame_policy(model_dir), **frames}  # the model's training policy unless told otherwise
         self.policy = _policy(frames, frame_policy_for(self.processor))
-        self.labels, self.style, self.focus = labels, style, focus
+        self.labels, self.style, self.focus, self.task = labels, style, focus, task
         self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
         self.name = f"local:{model_dir}"
         self._identity: dict | None = None
@@ -99,7 +100,7 @@ class LocalBackend:
             audio.append(track)
             self.heard[record.id] = hearing(frames, track, self.modalities)
             conversations.append(build_messages(str(record.media["path"]), _media_type(record), self.labels,
-                                                self.style, focus=self.focus))
+                                                self.style, focus=self.focus, task=self.task))
         return ready, conversations, media, audio, errors
 
     def predict(self, records: list[SampleRecord]) -> list[tuple[str | None, str | None]]:
@@ -129,7 +130,7 @@ class EndpointBackend:
 
     def __init__(self, endpoint: dict, frames: dict, labels: list[str] | None, style: str,
                  max_new_tokens: int = 512, batch_size: int = 32, media_dir: str | None = None,
-                 focus: str | None = None, modalities: str | None = None):
+                 focus: str | None = None, modalities: str | None = None, task: str = "cot"):
         from emoreason.client import EndpointConfig
 
         self.asked_modalities = modalities
@@ -140,7 +141,7 @@ class EndpointBackend:
         self.config = EndpointConfig(**endpoint)
         self._frames = dict(frames)
         self._policy: FramePolicy | None = None
-        self.labels, self.style, self.focus = labels, style, focus
+        self.labels, self.style, self.focus, self.task = labels, style, focus, task
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
         self.media_dir = Path(media_dir).resolve() if media_dir else None
         self.name = f"endpoint:{self.config.base_url}"
@@ -220,7 +221,7 @@ class EndpointBackend:
         from emoreason.audio import silence_for
         from emoreason.client import AUDIO_IN_VIDEO, media_url, with_audio
 
-        messages = build_messages(None, _media_type(record), self.labels, self.style, focus=self.focus)
+        messages = build_messages(None, _media_type(record), self.labels, self.style, focus=self.focus, task=self.task)
         if self._served_by_file(record) and self.modalities == "video":
             self.heard[record.id] = None
             return to_openai_messages(messages, media_url(record.media["path"])), {}

@@ -36,6 +36,9 @@ class BenchmarkSpec:
     label_set: str | None = None  # dataset key in emoreason.knowledge.DATASET_LABEL_MAPS
     prompt_labels: bool = True  # put the label set in the prompt (else open vocabulary)
     style: str = "tags"
+    # the prompt's task (emoreason.reasoning.TASKS): "cot" (reasoning, then the answer) or "emotion" (the label
+    # only, as a curriculum's short-answer rows ask): a model is scored on the question it was trained to answer
+    task: str = "cot"
     frames: dict = field(default_factory=lambda: {"fps": 2.0, "max_frames": 16})
     metrics: list[str] = field(default_factory=lambda: ["recognition", "rationale"])
     au_set: list[int] | None = None  # AUs scored by per-AU F1 (BP4D 12, DISFA 8, ABAW 12)
@@ -47,6 +50,10 @@ class BenchmarkSpec:
     description: str = ""
 
     def validate(self) -> None:
+        if self.task not in ("cot", "emotion"):
+            raise ValueError(f"benchmark {self.name}: task must be 'cot' or 'emotion', got {self.task!r}")
+        if self.task == "emotion":  # a label-only answer has no rationale, AUs or valence to score
+            self.metrics = [m for m in self.metrics if m == "recognition"]
         unknown = set(self.metrics) - set(METRIC_GROUPS)
         if unknown:
             raise ValueError(f"benchmark {self.name}: unknown metric groups {sorted(unknown)}")
@@ -85,6 +92,7 @@ class BenchmarkSpec:
             "classes": list(dataset_label_set(self.label_set)) if self.label_set else None,
             "prompt_labels": self.prompt_labels, "style": self.style, "au_set": self.au_set,
             "windows": self.window_options(), "metrics": sorted(self.metrics), "max_new_tokens": self.max_new_tokens,
+            **({"task": self.task} if self.task != "cot" else {}),  # absent for cot: earlier runs stay comparable
             "dataset_options": {k: v for k, v in sorted(self.dataset_options.items())
                                 if k not in MEDIA_LOCATION_OPTIONS},
         }

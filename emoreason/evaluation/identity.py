@@ -126,7 +126,7 @@ def model_key(identity: dict) -> dict:
     return {k: v for k, v in identity.items() if k != "path"}
 
 
-def prompt_hash(labels: list[str] | None, style: str, focus: str | None = None) -> str:
+def prompt_hash(labels: list[str] | None, style: str, focus: str | None = None, task: str = "cot") -> str:
     from emoreason.reasoning import build_messages
 
-    return short_hash([build_messages(None, kind, labels, style, focus=focus) for kind in ("video", "image")])
+    return short_hash([build_messages(None, kind, labels, style, focus=focus, task=task) for kind in ("video", "image")])

@@ -111,9 +111,9 @@ def cache_key(spec: BenchmarkSpec, backend, fold: int | None) -> dict:
 
 
 def _prompt_hash(spec: BenchmarkSpec, backend) -> str:
-    """The prompt the backend actually sends (its labels, style and focus)."""
+    """The prompt the backend actually sends (its labels, style, focus and task)."""
     return prompt_hash(getattr(backend, "labels", prompt_labels(spec)), getattr(backend, "style", spec.style),
-                       getattr(backend, "focus", prompt_focus(spec)))
+                       getattr(backend, "focus", prompt_focus(spec)), getattr(backend, "task", spec.task))
 
 
 def _differences(old: dict, new: dict) -> list[str]:

@@ -33,6 +33,9 @@ class Difficulty:
 
 
 DIFFICULTIES = {
+    # posed: frontal, still head, full-intensity prototypes, no distractors — as posed lab corpora (CK+, Lucey et al.
+    # 2010; MMI, Pantic et al. 2005) record them; only identity, skin, hair, background and lighting vary
+    "posed": Difficulty((3.5, 5.0), 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.05),
     "easy": Difficulty((3.0, 5.0), 0.0, 0.2, 0.0, 0.0, 0.3, 1.5, 0.0, 0.08),
     "medium": Difficulty((2.0, 5.0), 0.15, 0.4, 0.15, 0.05, 0.7, 4.0, 0.4, 0.18),
     "hard": Difficulty((1.2, 4.0), 0.3, 0.6, 0.35, 0.2, 1.2, 8.0, 0.9, 0.3),
