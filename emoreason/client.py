@@ -113,10 +113,10 @@ class ModalitiesError(ValueError):
 
 
 def served_modalities(asked: str | None, hears: bool | None, server: str) -> str:
-    """What a served model is shown, as :func:`emoreason.evaluation.backends.model_modalities` decides it
+    """What a served model is shown, as :func:`emoreason.audio.modalities.model_modalities` decides it
     locally: ``asked``, or all the model takes (audio+video for one that hears). ``hears`` None: the server's
     weights are not readable here, so only what is asked is sent (video by default)."""
-    from emoreason.evaluation.backends import MODALITIES
+    from emoreason.audio.modalities import MODALITIES
 
     if asked is not None and asked not in MODALITIES:
         raise ModalitiesError(f"modalities must be one of {', '.join(MODALITIES)}, got {asked!r}")

@@ -199,7 +199,7 @@ def test_eval_modalities_switch_what_an_omni_model_is_shown(av_cot, tiny_omni_di
     assert "modalities" not in video.frame_policy and audio == [None] * 4
     hidden, ready, frames, audio, errors = shown["audio"]
     assert ready == [0, 1, 2] and not any(f.frames.any() for f in frames) and all(a is not None for a in audio)
-    assert "silent.mp4: no audio track to evaluate on" in errors[3]  # named, and the batch goes on
+    assert "silent.mp4: no audio track to hear (modalities: audio)" in errors[3]  # named, and the batch goes on
     metrics = evaluate(spec, hidden, tmp_path / "eval-audio", root=str(root / "av"), limit=3, progress=False)
     assert metrics["n"] == 3 and metrics["generation_errors"] == 0
     with pytest.raises(ValueError, match="takes no audio"):

@@ -30,8 +30,9 @@ def omni(tiny_omni_dir):
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
-    """One face with a happy voice, the same face with a sad voice, the same face silent, the same face at another
-    frame rate, a clip whose audio is 1 s short of its 2 s video, and one with a garbled audio stream."""
+    """One face with a happy voice, the same face with a sad voice, another face (another subject, angry) with the
+    happy voice, the same face silent, the same face at another frame rate, a clip whose audio is 1 s short of its
+    2 s video, and one with a garbled audio stream."""
     root = tmp_path_factory.mktemp("avrows")
     identity = Identity.sample(0, np.random.default_rng(0))
     spec = ClipSpec(0, "av", "happiness", identity, "test", seed=1, frames=16, size=112, difficulty="easy",
@@ -39,7 +40,11 @@ def clips(tmp_path_factory):
     frames, voice, _ = generate_av_clip(spec)
     _, sad_voice, _ = generate_av_clip(ClipSpec(**{**spec.__dict__, "voice_emotion": "sadness",
                                                    "label_rule": "voice"}))
+    other_face, _, _ = generate_av_clip(ClipSpec(**{**spec.__dict__, "emotion": "anger", "seed": 7,
+                                                    "identity": Identity.sample(1, np.random.default_rng(1))}))
+    assert not np.array_equal(other_face, frames)
     out = {"happy": write_video(frames, root / "happy.mp4", fps=8, audio=voice),
+           "other_face": write_video(other_face, root / "other_face.mp4", fps=8, audio=voice),
            "sad": write_video(frames, root / "sad.mp4", fps=8, audio=sad_voice),
            "silent": write_video(frames, root / "silent.mp4", fps=8),
            "slow": write_video(frames, root / "slow.mp4", fps=4, audio=np.concatenate([voice, voice])),
@@ -76,6 +81,50 @@ def _omni_audio_tokens(seconds: float) -> int:
 
 def _collator(processor) -> VideoSFTCollator:
     return VideoSFTCollator(processor, replace(frame_policy_for(processor), nframes=8, max_pixels=12544))
+
+
+def test_audio_only_training_hides_the_face_and_keeps_the_voice(omni, clips, tiny_model_dirs):
+    """``modalities: audio`` (the recipe key): the frames evaluation's ``--modalities audio`` shows — blank — so
+    two different faces give the same pixels, while different voices still give different audio features."""
+    model, processor = omni
+    hidden = VideoSFTCollator(processor, _collator(processor).policy, modalities="audio")
+    assert hidden.modalities == "audio"
+    happy, other_face, sad = (hidden([_row(clips[name], name)]) for name in ("happy", "other_face", "sad"))
+    seen = _collator(processor)
+    assert not torch.equal(seen([_row(clips["happy"], "h")])["pixel_values_videos"],
+                           seen([_row(clips["other_face"], "o")])["pixel_values_videos"])  # the faces differ
+    assert torch.equal(happy["pixel_values_videos"], other_face["pixel_values_videos"])  # hidden: identical
+    assert torch.equal(happy["input_ids"], other_face["input_ids"])  # same audio length, same token layout
+    assert torch.equal(happy["input_features"], other_face["input_features"])  # the same voice
+    assert happy["input_features"].shape == sad["input_features"].shape
+    assert (happy["input_features"] - sad["input_features"]).abs().max() > 0.1  # another voice is heard
+    answer = happy["labels"][0] != IGNORE_INDEX
+    logits_happy, logits_sad = _loss_and_logits(model, happy)[1], _loss_and_logits(model, sad)[1]
+    assert (logits_happy[0][answer] - logits_sad[0][answer]).abs().max() > 1e-3, "the voice reaches the logits"
+    with pytest.raises(SampleMediaError, match="silent-row.*no audio track"):  # nothing to hear: named, dropped
+        hidden.row_length(_row(clips["silent"], "silent-row"))
+    _, vl_processor = load_model_and_processor(tiny_model_dirs["qwen2_5_vl"], device="cpu")
+    with pytest.raises(ValueError, match="takes no audio"):
+        VideoSFTCollator(vl_processor, frame_policy_for(vl_processor), modalities="audio")
+
+
+def test_grpo_row_check_hides_the_face_the_same_way(omni, clips, tiny_model_dirs):
+    """GRPO's prompt_length under ``modalities: audio``: the voice is counted, a clip with nothing to hear is a
+    named media error (the row check drops it), and a model that hears no audio is refused."""
+    from emoreason.grpo.train import prompt_length
+
+    _, processor = omni
+    policy = _collator(processor).policy
+    row = {**_row(clips["happy"], "happy"), "media_path": str(clips["happy"])}
+    heard = prompt_length(processor, policy, row, modalities="audio")
+    assert heard == prompt_length(processor, policy, row)  # the same token layout as audio+video: frames blanked
+    assert prompt_length(processor, policy, row, modalities="video") < heard  # no audio tokens
+    with pytest.raises(SampleMediaError, match="silent.*no audio track"):
+        prompt_length(processor, policy, {**_row(clips["silent"], "silent"), "media_path": str(clips["silent"])},
+                      modalities="audio")
+    _, vl_processor = load_model_and_processor(tiny_model_dirs["qwen2_5_vl"], device="cpu")
+    with pytest.raises(ValueError, match="takes no audio"):
+        prompt_length(vl_processor, frame_policy_for(vl_processor), row, modalities="audio")
 
 
 def _loss_and_logits(model, batch):

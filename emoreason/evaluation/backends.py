@@ -10,8 +10,7 @@ import logging
 from dataclasses import asdict, replace
 from pathlib import Path
 
-import numpy as np
-
+from emoreason.audio.modalities import model_modalities, with_modalities
 from emoreason.reasoning import build_messages, to_openai_messages
 from emoreason.records import SampleRecord
 from emoreason.video import FramePolicy, LoadedFrames, MediaError, inline_media, load_media
@@ -29,44 +28,6 @@ def _media_type(record: SampleRecord) -> str:
 
 def _policy(frames: dict, base: FramePolicy | None = None) -> FramePolicy:
     return replace(base or FramePolicy(), **{k: v for k, v in frames.items() if k in FramePolicy.__dataclass_fields__})
-
-
-MODALITIES = ("audio+video", "video", "audio")
-
-
-def model_modalities(processor, asked: str | None) -> str:
-    """What a model is shown: ``asked`` (the eval ablation switch) or, by default, all it takes — audio+video for
-    a processor that takes audio (Qwen2.5-Omni), else video. Audio asked of a model that takes none is an error."""
-    from emoreason.audio import takes_audio
-
-    hears = takes_audio(processor)
-    if asked is None:
-        return "audio+video" if hears else "video"
-    if asked not in MODALITIES:
-        raise ValueError(f"modalities must be one of {', '.join(MODALITIES)}, got {asked!r}")
-    if asked != "video" and not hears:
-        raise ValueError(f"modalities {asked!r}: this model takes no audio (its processor has no audio input)")
-    return asked
-
-
-def with_modalities(record: SampleRecord, frames: LoadedFrames, modalities: str, max_s: float | None = None):
-    """(frames, audio) a sample is shown under ``modalities``: ``video`` — the frames, no audio; ``audio+video`` —
-    the frames and the clip's aligned audio (None for a clip without a track); ``audio`` — the audio with the
-    frames blanked, so the prompt and token layout stay those of training while the face carries nothing. A
-    corrupt audio stream, or an ``audio`` ablation on a clip without a track, raises MediaError naming the file.
-    Audio past ``max_s`` (the model's window) is cut, named and recorded (``emoreason.audio.fit_window``)."""
-    from emoreason.audio import NoAudioError, clip_audio
-
-    if modalities == "video" or frames.kind != "video":
-        if modalities == "audio":
-            raise NoAudioError(frames.path, f"{frames.kind} have no audio track to evaluate on")
-        return frames, None
-    audio = clip_audio(str(record.media["path"]), frames, max_s=max_s)
-    if modalities == "audio+video":
-        return frames, audio
-    if audio is None:
-        raise NoAudioError(frames.path, "no audio track to evaluate on (modalities: audio)")
-    return replace(frames, frames=np.zeros_like(frames.frames)), audio
 
 
 def hearing(frames: LoadedFrames, audio, modalities: str) -> dict | None:
@@ -129,8 +90,8 @@ class LocalBackend:
         ready, conversations, media, audio, errors = [], [], [], [], {}
         for i, record in enumerate(records):
             try:
-                frames, track = with_modalities(record, load_media(record.media, self.policy), self.modalities,
-                                                self.audio_window_s)
+                frames, track = with_modalities(load_media(record.media, self.policy), self.modalities,
+                                                self.audio_window_s, record.media.get("path"))
             except MediaError as exc:
                 errors[i] = f"media: {exc}"
                 continue
@@ -265,8 +226,8 @@ class EndpointBackend:
             self.heard[record.id] = None
             return to_openai_messages(messages, media_url(record.media["path"])), {}
         # the frames and audio local evaluation shows (with_modalities); an audio-only sample's blank frames inline
-        frames, audio = with_modalities(record, load_media(record.media, self.policy), self.modalities,
-                                        self.audio_window_s)
+        frames, audio = with_modalities(load_media(record.media, self.policy), self.modalities,
+                                        self.audio_window_s, record.media.get("path"))
         self.heard[record.id] = hearing(frames, audio, self.modalities)
         if audio is None and self.modalities != "video" and frames.kind != "image":
             audio = silence_for(frames)  # no track: silence of the clip's duration, as encode_batch fills it

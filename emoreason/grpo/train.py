@@ -16,7 +16,8 @@ from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 
-from emoreason.audio import audio_window_s, takes_audio
+from emoreason.audio import audio_window_s
+from emoreason.audio.modalities import model_modalities
 from emoreason.inference import encode_batch
 from emoreason.training import (
     Recipe,
@@ -29,7 +30,7 @@ from emoreason.training import (
 from emoreason.training.data import (
     RowLength,
     audio_notes,
-    load_row_audio,
+    load_row_heard,
     load_row_media,
     row_media,
     with_media,
@@ -55,14 +56,16 @@ def grpo_dataset(path: str, split: str, limit: int | None = None, config: str | 
     return data.remove_columns(drop)
 
 
-def prompt_length(processor, policy: FramePolicy, row: dict) -> RowLength:
+def prompt_length(processor, policy: FramePolicy, row: dict, modalities: str | None = None) -> RowLength:
     """Tokens of a GRPO row's prompt with its frames, with what the row check counts about its audio
-    (``audio_notes``); raises SampleMediaError when its media does not load."""
+    (``audio_notes``), under the recipe's ``modalities`` (``emoreason.audio.modalities``); raises
+    SampleMediaError when its media does not load (or, for ``audio``, has no track)."""
     kind, path = row_media(row)
     conversation = with_media(row["prompt"], kind, path)
     frames = load_row_media(row, policy)
-    hears = takes_audio(processor)
-    audio = load_row_audio(row, frames, audio_window_s(processor)) if hears else None
+    hears = model_modalities(processor, modalities) != "video"
+    frames, audio = load_row_heard(row, frames, audio_window_s(processor), modalities or "audio+video") if hears \
+        else (frames, None)
     length = int(encode_batch(processor, [conversation], [frames], audio=[audio] if hears else None)
                  ["attention_mask"].sum())
     return RowLength(length, audio_notes(frames, audio) if hears else ())
@@ -71,9 +74,10 @@ def prompt_length(processor, policy: FramePolicy, row: dict) -> RowLength:
 def _checked(recipe: Recipe, processor, policy: FramePolicy, split: str, limit: int | None, what: str):
     script, args = recipe.script, recipe.training
     data = grpo_dataset(script.dataset_name, split, limit, script.dataset_config)
-    key = json.dumps([asdict(policy), recipe.model.model_name_or_path, "grpo"], sort_keys=True, default=str)
-    check = check_rows(data, partial(prompt_length, processor, policy), None, workers=args.dataloader_num_workers,
-                       cache_dir=args.output_dir, cache_key=key, what=what)
+    key = json.dumps([asdict(policy), recipe.model.model_name_or_path, "grpo", script.modalities], sort_keys=True,
+                     default=str)
+    check = check_rows(data, partial(prompt_length, processor, policy, modalities=script.modalities), None,
+                       workers=args.dataloader_num_workers, cache_dir=args.output_dir, cache_key=key, what=what)
     if not check.kept:
         raise ValueError(f"no {what} rows left after the check of {script.dataset_name}: "
                          f"{json.dumps(check.summary()['dropped'])}")
@@ -97,7 +101,8 @@ def build_trainer(recipe: Recipe):
         evaluation, checks["eval"] = _checked(recipe, processor, policy, script.dataset_test_split, None, "eval")
     trainer = VideoGRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=train,
                                eval_dataset=evaluation, processing_class=processor, peft_config=peft_config,
-                               frame_policy=policy, vllm_sync_dir=script.vllm_sync_dir)
+                               frame_policy=policy, vllm_sync_dir=script.vllm_sync_dir,
+                               modalities=script.modalities)
     trainer.module_learning_rates = script.module_learning_rates()
     trainer.row_checks = checks
     return trainer, processor

@@ -31,9 +31,10 @@ import torch
 from trl import GRPOTrainer
 
 from emoreason.audio import audio_window_s, takes_audio
+from emoreason.audio.modalities import model_modalities
 from emoreason.grpo.rollouts import VLLMServerRollouts
 from emoreason.inference import encode_batch
-from emoreason.training.data import load_row_audio, load_row_media, row_media, with_media
+from emoreason.training.data import load_row_heard, load_row_media, row_media, with_media
 from emoreason.training.optim import ModuleLearningRates
 from emoreason.training.save import lora_layers, policy_weights
 from emoreason.video import FramePolicy, LoadedFrames
@@ -98,7 +99,8 @@ class VideoGRPOTrainer(ModuleLearningRates, GRPOTrainer):
     """GRPO with video inputs. Dataset rows: ``prompt`` (chat messages with a ``{"type": "video"}`` or image part),
     ``media_type`` ("video" | "image" | None), ``media_path``, plus the ground-truth columns rewards read."""
 
-    def __init__(self, *args, frame_policy: FramePolicy | None = None, vllm_sync_dir: str | None = None, **kwargs):
+    def __init__(self, *args, frame_policy: FramePolicy | None = None, vllm_sync_dir: str | None = None,
+                 modalities: str | None = None, **kwargs):
         unsupported = [k for k in ("tools", "rollout_func", "environment_factory") if kwargs.get(k)]
         if unsupported:
             raise ValueError(f"VideoGRPOTrainer does not support {', '.join(unsupported)}: its video "
@@ -124,6 +126,8 @@ class VideoGRPOTrainer(ModuleLearningRates, GRPOTrainer):
                              "for a clip without a track; train Qwen2.5-Omni with HF rollouts "
                              "(use_vllm: false)")
         self.frame_policy = frame_policy or FramePolicy()
+        # what an audio model is shown (emoreason.audio.modalities): ``audio`` hides the face behind blank frames
+        self.modalities = model_modalities(self.processing_class, modalities)
         self._rows: list[dict] | None = None  # the batch being generated, for _tokenize_prompts
         self._media_rows: list[dict[str, torch.Tensor]] | None = None  # its per-sample media, for the forwards
         self._rollout_inputs: tuple[list[list[dict]], list[LoadedFrames | None]] | None = None
@@ -174,19 +178,20 @@ class VideoGRPOTrainer(ModuleLearningRates, GRPOTrainer):
         if rows is None or len(rows) != len(prompts):
             raise RuntimeError("VideoGRPOTrainer._tokenize_prompts runs inside _generate_and_score_completions")
         conversations, media, audio, cache = [], [], [], {}
-        with_audio = takes_audio(self.processing_class)
+        with_audio = self.modalities != "video"
+        window = audio_window_s(self.processing_class) if with_audio else None
         for row, prompt in zip(rows, prompts, strict=True):
             kind, path = row_media(row)
             conversations.append(with_media(prompt, kind, path))
             if kind is not None and path not in cache:  # the G copies of a prompt share one decode
                 frames = load_row_media(row, self.frame_policy)
-                cache[path] = (frames, load_row_audio(row, frames, audio_window_s(self.processing_class))
-                               if with_audio else None)
+                cache[path] = load_row_heard(row, frames, window, self.modalities) if with_audio else (frames, None)
             frames, track = cache[path] if kind is not None else (None, None)
             media.append(frames)
             audio.append(track)
         encoded = encode_batch(self.processing_class, conversations, media, add_generation_prompt=True,
-                               padding_side="left", template_kwargs=self.chat_template_kwargs, audio=audio)
+                               padding_side="left", template_kwargs=self.chat_template_kwargs,
+                               audio=audio if with_audio else None)
         mask = encoded["attention_mask"].bool()
         prompt_ids = [ids[m].tolist() for ids, m in zip(encoded["input_ids"], mask, strict=True)]
         kinds = [None if m is None else ("image" if m.kind == "image" else "video") for m in media]

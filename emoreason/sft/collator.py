@@ -17,13 +17,14 @@ from collections.abc import Sequence
 
 import torch
 
-from emoreason.audio import LoadedAudio, audio_window_s, takes_audio
+from emoreason.audio import LoadedAudio, audio_window_s
+from emoreason.audio.modalities import model_modalities
 from emoreason.inference import encode_batch
 from emoreason.training.data import (
     RowLength,
     SampleMediaError,
     audio_notes,
-    load_row_audio,
+    load_row_heard,
     load_row_media,
     row_media,
     with_media,
@@ -66,20 +67,28 @@ def assistant_labels(input_ids: torch.Tensor, tokenizer) -> torch.Tensor:
 
 
 class VideoSFTCollator:
-    def __init__(self, processor, policy: FramePolicy, max_length: int | None = None):
+    """``modalities`` (an audio model's): ``audio+video`` (its default), ``audio`` — the face hidden behind blank
+    frames, as ``emoreason eval --modalities audio`` shows it — or ``video`` (no audio); audio of a model that
+    hears none is a ValueError (``emoreason.audio.modalities.model_modalities``)."""
+
+    def __init__(self, processor, policy: FramePolicy, max_length: int | None = None, modalities: str | None = None):
         self.processor, self.policy, self.max_length = processor, policy, max_length
-        self.audio = takes_audio(processor)
+        self.modalities = model_modalities(processor, modalities)
+        self.audio = self.modalities != "video"
         self.audio_window_s = audio_window_s(processor) if self.audio else None
 
     def _load(self, example: dict) -> tuple[list[dict], LoadedFrames | None, LoadedAudio | None]:
         kind, path = row_media(example)
         messages = with_media(list(example["prompt"]) + list(example["completion"]), kind, path)
         frames = load_row_media(example, self.policy)
-        return messages, frames, load_row_audio(example, frames, self.audio_window_s) if self.audio else None
+        if not self.audio:
+            return messages, frames, None
+        return messages, *load_row_heard(example, frames, self.audio_window_s, self.modalities)
 
     def _encode(self, loaded: Sequence[tuple[list[dict], LoadedFrames | None, LoadedAudio | None]]):
         return encode_batch(self.processor, [m for m, _, _ in loaded], [f for _, f, _ in loaded],
-                            add_generation_prompt=False, padding_side="right", audio=[a for _, _, a in loaded])
+                            add_generation_prompt=False, padding_side="right",
+                            audio=[a for _, _, a in loaded] if self.audio else None)
 
     def row_length(self, example: dict) -> RowLength:
         """Tokens of the row as training sees it (vision and audio tokens included), with what the row check

@@ -34,7 +34,8 @@ def _checked(recipe: Recipe, collator: VideoSFTCollator, split: str, limit: int 
     script, args = recipe.script, recipe.training
     data = select_rows(load_dataset_split(script.dataset_name, split, limit, script.dataset_config), script.tasks,
                        script.prototype_rows, f"SFT {what}")
-    key = json.dumps([asdict(collator.policy), recipe.model.model_name_or_path], sort_keys=True, default=str)
+    key = json.dumps([asdict(collator.policy), recipe.model.model_name_or_path, collator.modalities], sort_keys=True,
+                     default=str)
     check = check_rows(data, collator.row_length, args.max_length, workers=args.dataloader_num_workers,
                        cache_dir=args.output_dir, cache_key=key, what=what)
     overlong = check.dropped.get(OVERLONG, [])
@@ -54,7 +55,7 @@ def build_trainer(recipe: Recipe):
 
     script, args = recipe.script, recipe.training
     model, processor, peft_config = load_for_training(recipe)
-    collator = VideoSFTCollator(processor, frame_policy(script, processor), args.max_length)
+    collator = VideoSFTCollator(processor, frame_policy(script, processor), args.max_length, script.modalities)
     train, train_check = _checked(recipe, collator, script.dataset_train_split, script.max_train_samples, "train")
     checks, evaluation = {"train": train_check}, None
     if args.eval_strategy != "no":
@@ -73,5 +74,5 @@ def run_sft(recipe: Recipe) -> Path:
     result = trainer.train(resume_from_checkpoint=recipe.resume_from())
     history = [h for h in trainer.state.log_history if "loss" in h]
     return save_final(trainer, recipe, processor, trainer.data_collator.policy, {
-        "train_loss": result.training_loss, "loss_history": history,
+        "train_loss": result.training_loss, "loss_history": history, "modalities": trainer.data_collator.modalities,
         "data": {name: check.summary() for name, check in trainer.row_checks.items()}})

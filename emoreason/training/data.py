@@ -18,7 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from emoreason.audio import LoadedAudio, clip_audio
+from emoreason.audio import LoadedAudio
+from emoreason.audio.modalities import with_modalities
 from emoreason.video import FramePolicy, LoadedFrames, MediaError, load_frames
 
 log = logging.getLogger(__name__)
@@ -90,20 +91,26 @@ def load_row_media(example: dict, policy: FramePolicy) -> LoadedFrames | None:
         raise SampleMediaError(f"sample {example.get('id', '?')}: {exc}") from exc
 
 
-def load_row_audio(example: dict, frames: LoadedFrames | None, max_s: float | None = None) -> LoadedAudio | None:
-    """The row's audio aligned with its sampled frames (``emoreason.audio.clip_audio``): None for a row without
-    video or a clip without an audio track (it trains hearing silence); a length mismatch is fitted to the video
-    with a warning naming the sample, audio past ``max_s`` (the model's window, ``audio_window_s``) is cut with a
-    warning; a corrupt audio stream is a SampleMediaError naming the sample and file."""
-    if frames is None or frames.kind != "video":
-        return None
+def load_row_heard(example: dict, frames: LoadedFrames | None, max_s: float | None = None,
+                   modalities: str = "audio+video") -> tuple[LoadedFrames | None, LoadedAudio | None]:
+    """The row's (frames, audio) as an audio model is shown them under ``modalities`` — evaluation's own switch
+    (``emoreason.audio.modalities.with_modalities``): ``audio+video`` — the audio aligned with the sampled frames
+    (None for a row without video or a clip without a track: it trains hearing silence); ``audio`` — the frames
+    blanked (the face hidden), the track heard; ``video`` — no audio. A length mismatch is fitted to the video with
+    a warning naming the sample, audio past ``max_s`` (the model's window, ``audio_window_s``) is cut with a
+    warning; a corrupt audio stream, or ``audio`` for a row with no track, is a SampleMediaError naming the sample
+    and file."""
+    if frames is None:
+        if modalities == "audio":
+            raise SampleMediaError(f"sample {example.get('id', '?')}: no video to hear (modalities: audio)")
+        return None, None
     try:
-        audio = clip_audio(frames.path, frames, max_s=max_s)
+        frames, audio = with_modalities(frames, modalities, max_s)
     except MediaError as exc:
         raise SampleMediaError(f"sample {example.get('id', '?')}: {exc}") from exc
     if audio is not None and "mismatch" in audio.meta:
         log.warning("sample %s: %s; fitted to the video", example.get("id", "?"), audio.meta["mismatch"])
-    return audio
+    return frames, audio
 
 
 def audio_notes(frames: LoadedFrames | None, audio: LoadedAudio | None) -> tuple[str, ...]:

@@ -56,6 +56,10 @@ class EmoreasonArguments(ScriptArguments):
                 "elsewhere) | default: the model's own per-window attention | auto: default until the CUDA "
                 "correctness test (tests/test_kernels.py) has passed on a GPU", "choices": ["auto", "varlen",
                                                                                                "default"]})
+    modalities: str | None = field(default=None, metadata={
+        "help": "What an audio model (Qwen2.5-Omni) is shown: audio+video (default) | audio — the face hidden "
+                "behind blank frames, as `emoreason eval --modalities audio` | video — no audio. audio is refused "
+                "for a model that hears none.", "choices": ["audio+video", "video", "audio"]})
     fps: float = field(default=2.0, metadata={"help": "Frames per second sampled from each video."})
     max_frames: int = field(default=16, metadata={"help": "Most frames per video."})
     min_pixels: int | None = field(default=None, metadata={"help": "Least pixels per frame after resizing."})

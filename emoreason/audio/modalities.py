@@ -1,0 +1,46 @@
+"""What a sample is shown: the modality switch shared by evaluation (``emoreason eval --modalities``) and training
+(the recipes' ``modalities`` key), so an audio-only model is trained and evaluated on the same blank frames."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from emoreason.audio.io import LoadedAudio, NoAudioError, clip_audio, takes_audio
+from emoreason.video import LoadedFrames
+
+MODALITIES = ("audio+video", "video", "audio")
+
+
+def model_modalities(processor, asked: str | None) -> str:
+    """What a model is shown: ``asked`` (the ablation switch) or, by default, all it takes — audio+video for a
+    processor that takes audio (Qwen2.5-Omni), else video. Audio asked of a model that takes none is an error."""
+    hears = takes_audio(processor)
+    if asked is None:
+        return "audio+video" if hears else "video"
+    if asked not in MODALITIES:
+        raise ValueError(f"modalities must be one of {', '.join(MODALITIES)}, got {asked!r}")
+    if asked != "video" and not hears:
+        raise ValueError(f"modalities {asked!r}: this model takes no audio (its processor has no audio input)")
+    return asked
+
+
+def with_modalities(frames: LoadedFrames, modalities: str, max_s: float | None = None,
+                    path: str | None = None) -> tuple[LoadedFrames, LoadedAudio | None]:
+    """(frames, audio) a sample is shown under ``modalities``: ``video`` — the frames, no audio; ``audio+video`` —
+    the frames and the clip's aligned audio (None for a clip without a track); ``audio`` — the audio with the
+    frames blanked, so the prompt and token layout stay those of the full model while the face carries nothing. A
+    corrupt audio stream, or ``audio`` on a clip without a track, raises MediaError naming the file. Audio past
+    ``max_s`` (the model's window) is cut, named and recorded (``emoreason.audio.fit_window``). ``path``: the
+    clip to read the track from (default: the file the frames came from)."""
+    if modalities == "video" or frames.kind != "video":
+        if modalities == "audio":
+            raise NoAudioError(frames.path, f"{frames.kind} have no audio track to hear")
+        return frames, None
+    audio = clip_audio(str(path or frames.path), frames, max_s=max_s)
+    if modalities == "audio+video":
+        return frames, audio
+    if audio is None:
+        raise NoAudioError(frames.path, "no audio track to hear (modalities: audio)")
+    return replace(frames, frames=np.zeros_like(frames.frames)), audio
