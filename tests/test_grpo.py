@@ -225,9 +225,9 @@ def test_two_process_grpo_step(tmp_path, tiny_model_dirs, grpo_data):
         "model_name_or_path": str(tiny_model_dirs["qwen2_5_vl"]), "dataset_name": str(grpo_data),
         "output_dir": str(tmp_path / "out"), "num_generations": 2, "per_device_train_batch_size": 2,
         "max_completion_length": 12, "max_steps": 1, "learning_rate": 0.001,
-        # a short length budget gives the untrained model's samples different rewards, so the group advantages
-        # (and the update) are non-zero
-        "reward_options": {"length": {"max_chars": 15}}})
+        # a length budget the untrained model's 12-token samples straddle (the penalty is graded between max_chars
+        # and twice it) gives them different rewards, so the group advantages (and the update) are non-zero
+        "reward_options": {"length": {"max_chars": 40}}})
     # this checkout's code first (a worktree beside an editable install of another one must test itself)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(ROOT / "tests/helpers"), str(ROOT)]))
     subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file",
@@ -235,8 +235,10 @@ def test_two_process_grpo_step(tmp_path, tiny_model_dirs, grpo_data):
                     str(recipe), str(tmp_path / "ranks")], check=True, env=env, timeout=600, capture_output=True)
     ranks = [json.loads((tmp_path / "ranks" / f"rank{i}.json").read_text()) for i in range(2)]
     assert all(r["world"] == 2 and r["steps"] == 1 for r in ranks)
-    assert ranks[0]["after"] == ranks[1]["after"] != ranks[0]["before"]
     logged = ranks[0]["logged"][0]
+    # equal rewards in every group mean no update to check (re-tune max_chars if the tiny model's samples change)
+    assert logged["frac_reward_zero_std"] < 1, {k: v for k, v in logged.items() if k.startswith("rewards/length")}
+    assert ranks[0]["after"] == ranks[1]["after"] != ranks[0]["before"]
     for name in ("format", "emotion", "au_f1", "au_consistency", "length"):
         assert f"rewards/{name}_reward/mean" in logged and f"rewards/{name}_reward/std" in logged
         assert logged[f"rewards/{name}_reward/errors"] == 0.0  # counted on both ranks, logged every step

@@ -74,7 +74,7 @@ def _lengths(tiny_model_dirs, cot_dataset, n):
     processor = _processor(tiny_model_dirs)
     collator = VideoSFTCollator(processor, _policy(processor))
     rows = load_dataset_split(str(cot_dataset), "train", n)
-    return rows, [collator.row_length(rows[i]) for i in range(n)]
+    return rows, [int(collator.row_length(rows[i])) for i in range(n)]  # plain ints: they go into YAML recipes
 
 
 def test_overlong_rows_are_removed_before_training_and_counted(tmp_path, tiny_model_dirs, cot_dataset):
