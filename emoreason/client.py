@@ -116,19 +116,16 @@ def served_modalities(asked: str | None, hears: bool | None, server: str) -> str
     """What a served model is shown, as :func:`emoreason.audio.modalities.model_modalities` decides it
     locally: ``asked``, or all the model takes (audio+video for one that hears). ``hears`` None: the server's
     weights are not readable here, so only what is asked is sent (video by default)."""
-    from emoreason.audio.modalities import MODALITIES
+    from emoreason.audio.modalities import resolve_modalities
 
-    if asked is not None and asked not in MODALITIES:
-        raise ModalitiesError(f"modalities must be one of {', '.join(MODALITIES)}, got {asked!r}")
-    if asked is None:
-        if hears is None:
-            log.warning("%s: cannot tell whether the served model hears audio (its weights path is not readable "
-                        "here); sending video only: pass --modalities audio+video to send the audio", server)
-        return "audio+video" if hears else "video"
-    if asked != "video" and hears is False:
-        raise ModalitiesError(f"modalities {asked!r}: the model served at {server} takes no audio (not an "
-                              "audio-visual model such as Qwen2.5-Omni); use --modalities video")
-    return asked
+    if asked is None and hears is None:
+        log.warning("%s: cannot tell whether the served model hears audio (its weights path is not readable "
+                    "here); sending video only: pass --modalities audio+video to send the audio", server)
+    try:
+        return resolve_modalities(asked, hears, f"the model served at {server} takes no audio (not an audio-visual "
+                                                "model such as Qwen2.5-Omni); use --modalities video")
+    except ValueError as exc:
+        raise ModalitiesError(str(exc)) from exc
 
 
 def wav_data_url(waveform, sample_rate: int) -> str:

@@ -13,17 +13,23 @@ from emoreason.video import LoadedFrames
 MODALITIES = ("audio+video", "video", "audio")
 
 
-def model_modalities(processor, asked: str | None) -> str:
-    """What a model is shown: ``asked`` (the ablation switch) or, by default, all it takes — audio+video for a
-    processor that takes audio (Qwen2.5-Omni), else video. Audio asked of a model that takes none is an error."""
-    hears = takes_audio(processor)
+def resolve_modalities(asked: str | None, hears: bool | None, no_audio: str = "this model takes no audio") -> str:
+    """What a model is shown: ``asked`` (the ablation switch) or, by default, all it takes — audio+video for one
+    that hears (Qwen2.5-Omni), else video. ``hears`` None (a served model whose weights are not readable here):
+    only what is asked. Audio asked of a model that takes none is a ValueError starting ``no_audio``."""
+    if asked is not None and asked not in MODALITIES:
+        raise ValueError(f"modalities must be one of {', '.join(MODALITIES)}, got {asked!r}")
     if asked is None:
         return "audio+video" if hears else "video"
-    if asked not in MODALITIES:
-        raise ValueError(f"modalities must be one of {', '.join(MODALITIES)}, got {asked!r}")
-    if asked != "video" and not hears:
-        raise ValueError(f"modalities {asked!r}: this model takes no audio (its processor has no audio input)")
+    if asked != "video" and hears is False:
+        raise ValueError(f"modalities {asked!r}: {no_audio}")
     return asked
+
+
+def model_modalities(processor, asked: str | None) -> str:
+    """:func:`resolve_modalities` for a local model, from its processor."""
+    return resolve_modalities(asked, takes_audio(processor), "this model takes no audio (its processor has no "
+                                                             "audio input)")
 
 
 def with_modalities(frames: LoadedFrames, modalities: str, max_s: float | None = None,
