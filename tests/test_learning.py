@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from bench_support import load_bench
 
 from emoreason.cot.pipeline import CoTConfig, CoTPipeline
 from emoreason.evaluation.backends import LocalBackend
@@ -38,19 +39,6 @@ def test_sft_learns_the_format(tmp_path, tiny_model_dirs):
     assert sft > untrained and sft >= 0.8, (untrained, sft)
 
 
-def _bench_learning():
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "bench" / "learning.py"
-    spec = importlib.util.spec_from_file_location("bench_learning", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_learning"] = module  # dataclasses look their module up while the file executes
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_video_path_carries_a_visible_label_and_the_shuffled_control_stays_at_chance(tmp_path):
     """The end-to-end check of information flow that issue 18 asks for, at a size CI can afford: bench/learning.py's
     positive control (every clip's frames a flat colour that encodes its label, train and test) goes through the
@@ -58,7 +46,7 @@ def test_video_path_carries_a_visible_label_and_the_shuffled_control_stays_at_ch
     identities; the shuffled-video control (SynthFACS faces, each training clip's video swapped) must not beat
     chance. If frames were misaligned with rows, dropped by the collator or the video tokens never reached the
     language model, the first assertion fails; if labels leaked into the text, the second does."""
-    learning = _bench_learning()
+    learning = load_bench("learning")
     stage = {"name": "sft", "recipe": learning.LEARNING_RECIPE,
              "overrides": [*learning.MODULE_RATES, "num_train_epochs=6", "save_steps=100000", "logging_steps=5"]}
     plan = learning.Plan(clips=240, frames=8, **learning.TWO_FRAMES, cot_tasks={"emotion": 1.0}, eval_task="emotion",

@@ -3,14 +3,13 @@ shuffled-video control data, and the statistics that say "above chance" and "GRP
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from bench_support import load_bench
 from recipe_support import tiny_recipe
 
 from emoreason.config import ConfigError
@@ -18,15 +17,9 @@ from emoreason.evaluation.significance import accuracy, cited_au_f1, paired_boot
 from emoreason.models.tiny import TinySpec, build_tiny_model, spec_from_overrides
 from emoreason.training.optim import module_of, split_param_groups
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_learning", ROOT / "bench" / "learning.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_learning"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("learning")
 
 
 def test_size_options_build_a_model_whose_processor_matches_its_patch(tmp_path, demo_clip):
