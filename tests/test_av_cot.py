@@ -232,7 +232,8 @@ def test_eval_counts_what_each_sample_heard_in_metrics_and_summary(av_cot, tiny_
     backend = LocalBackend(str(tiny_omni_dir), spec.frames, prompt_labels(spec), spec.style, 4, 2)
     metrics = evaluate(spec, backend, tmp_path / "eval", root=str(data), limit=4, progress=False)
     audio = metrics["protocol"]["audio"]
-    assert audio == {"modalities": "audio+video", "samples": 4, "heard_track": 3, "fitted_to_video": 1,
+    assert audio == {"modalities": "audio+video", "samples": 4, "heard_track": 3, "from_original_video": 0,
+                     "fitted_to_video": 1,
                      "truncated": 0, "no_track_heard_silence": 1, "not_heard": 0}
     saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert saved["protocol"]["audio"] == audio

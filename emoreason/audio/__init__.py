@@ -12,12 +12,14 @@ from emoreason.audio.io import (
     audio_window_s,
     clip_audio,
     fit_window,
+    frames_on_clip,
     omni_processor_kwargs,
     omni_video_fps,
     probe_audio,
     read_audio,
     silence_for,
     takes_audio,
+    video_duration_s,
 )
 
 __all__ = [
@@ -32,10 +34,12 @@ __all__ = [
     "audio_window_s",
     "clip_audio",
     "fit_window",
+    "frames_on_clip",
     "omni_processor_kwargs",
     "omni_video_fps",
     "probe_audio",
     "read_audio",
     "silence_for",
     "takes_audio",
+    "video_duration_s",
 ]

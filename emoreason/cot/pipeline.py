@@ -281,14 +281,17 @@ class CoTPipeline:
         (``meta.prosody_reference``); a clip without a track stays face-only, and an unreadable track is noted
         (``audio_error``) and leaves the rationale face-only — the batch goes on."""
         record = item.record
-        if self.cfg.vocal_cues == "off" or record.media.get("type") != "video":
+        heard_elsewhere = bool(record.media.get("audio_path"))  # face crops heard with their original clip
+        if self.cfg.vocal_cues == "off" or (record.media.get("type") != "video" and not heard_elsewhere):
             return
-        from emoreason.audio import clip_audio
+        from emoreason.audio import clip_audio, frames_on_clip
+        from emoreason.audio.modalities import audio_source
         from emoreason.video import FramePolicy, MediaError, load_media
 
-        try:
-            frames = load_media(record.media, self.policy or FramePolicy(), resize=False)
-            audio = clip_audio(record.media["path"], frames, max_s=self.cfg.audio_window_s)
+        try:  # a face-crop folder is heard with its original clip's track (media["audio_path"]), timed on that clip
+            source = audio_source(record.media)
+            frames = frames_on_clip(load_media(record.media, self.policy or FramePolicy(), resize=False), source)
+            audio = clip_audio(source, frames, max_s=self.cfg.audio_window_s)
         except MediaError as exc:
             log.warning("sample %s: audio not measured: %s", record.id, exc)
             item.notes.append("audio_error")
@@ -368,6 +371,9 @@ class CoTPipeline:
             "media_type": media_type,
             "video": record.media["path"] if media_type == "video" else None,
             "image": record.media["path"] if media_type == "image" else None,
+            # the file the clip's audio is heard from where it is not the video's own (DFEW's original clip beside
+            # its face crops: emoreason.datasets.adapters), so training hears what the vocal cues were measured on
+            "audio_path": record.media.get("audio_path"),
             "emotion": record.emotion,
             "emotions": record.emotions,
             # a label-only clip's emotion row is no prototype row: it carries no AU columns at all

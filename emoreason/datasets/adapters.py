@@ -16,13 +16,17 @@ Layouts (paths relative to the dataset root) and protocols:
   zero padding), and last ``Clip/clip_224x224_16f/{00001}/`` (16 frames per clip whatever its length: time is
   lost, so it comes only when nothing else is there). The paper states no single frame rate (clips are cut from
   movies); 25 fps is assumed for full-rate frame folders and 8 fps (16 frames ≈ 2 s) for the 16-frame variant —
-  pass ``fps`` when your copy says otherwise.
+  pass ``fps`` when your copy says otherwise. Audio: only ``Clip/original`` carries it (the face crops are frames
+  or silent AVIs), so whatever layout the frames come from, ``media["audio_path"]`` names the clip's original
+  (``{00001}.mp4`` or ``{1}.mp4``) where the copy has it, as R1-Omni hears DFEW; an audio model hears that track,
+  the frames timed on the original clip (see *Audio beside frames* below).
 * ``ferv39k`` (Wang et al., CVPR 2022): ``4_setups/All_scenes/{train,test}_All.csv`` rows ``<clip path> <label>``;
   media frame folders ``2_ClipsforFaceCrop/<clip path>/`` (25 fps assumed: the paper states none).
 * ``mafw`` (Liu et al., ACM MM 2022): ``Train & Test Set/single/no_caption/set_{1..5}/{train,test}.txt`` (or
   ``split/single/no_caption/…`` as MAE-DFER's copy has it) rows ``<clip>.mp4 <label>`` (name or 1–11); media
   ``data/clips/<clip>.mp4``, else ``data/frames/<clip>/`` (MAE-DFER; 25 fps assumed). Compound labels
-  (``anger_disgust``) keep their components in ``emotions``.
+  (``anger_disgust``) keep their components in ``emotions``. Audio: the clips carry it; a clip read from its
+  frame folder (``layout=frames``, or a copy of frames beside the clips) has ``media["audio_path"]`` = its clip.
 * ``rafdb`` (Li et al. 2017): ``basic/EmoLabel/list_patition_label.txt`` rows ``train_00001.jpg 5``; images
   ``basic/Image/aligned/train_00001_aligned.jpg``, else ``basic/Image/original/``. Split from the name prefix.
 * ``affectnet`` (Mollahosseini et al. 2019): ``Manually_Annotated_file_lists/{training,validation}.csv`` with
@@ -66,6 +70,14 @@ Layouts (paths relative to the dataset root) and protocols:
   ``classes=7`` merges calm into neutral (``emotion_raw`` keeps "calm"; not comparable to 8-class figures),
   ``channel=song`` reads the song files (6 classes: song has no disgust or surprise), ``channel=all`` both.
   No official split: 6 actor-independent folds of 4 actors (sorted, round-robin).
+
+**Audio beside frames** (``dfew``, ``mafw``): face crops and frame folders carry no audio track. Where the copy
+also holds the clip's original video, ``media["audio_path"]`` names it (``media["audio_layout"]`` its layout): an audio
+model (Qwen2.5-Omni) hears that track, from the moment of the first sampled frame, with the frames timed on the
+original clip (``emoreason.audio.frames_on_clip``: frame *i* of *N* at *i/N* of its duration); the eval counts
+those samples (``protocol.audio.from_original_video``) and names the file per sample. Options: ``audio=false``
+(the frames' own file only), ``audio_root`` (where the original videos are, if not under the dataset root or
+``media_root``). A clip with no original found is heard as silence, with a warning naming it, and counted.
 
 **Frame-level AU protocol** (``disfa``, ``bp4d``, ``affwild2`` with ``windows={stride, frames, step}``): one sample
 per ``stride``-th annotated frame, whose media is a window of ``frames`` source frames ``step`` apart centred on
@@ -135,6 +147,9 @@ DFEW_LAYOUTS = (
            "16 frames per clip, time-normalised; 8 fps (a 2 s clip) assumed"),
 )
 
+# where DFEW's audio is: only the original clips carry it (the face crops are frames or silent AVIs)
+DFEW_AUDIO_LAYOUTS = tuple(x for x in DFEW_LAYOUTS if x.name.startswith("original"))
+
 
 def _media(col: Collector, root: Path, layouts, options: dict, where: str, sid: str, **names) -> dict | None:
     """The clip's media by the adapter's layouts, or None after recording a problem naming every path tried."""
@@ -142,6 +157,28 @@ def _media(col: Collector, root: Path, layouts, options: dict, where: str, sid: 
                           **names)
     if media is None:
         col.problem("missing_media", where, missing_reason(sid, tried), sid)
+    return media
+
+
+def _with_audio(media: dict, root: Path, layouts, options: dict, **names) -> dict:
+    """``media`` with ``audio`` (and ``audio_layout``): the clip's original video, where the dataset ships one
+    beside the face crops / frame folders its frames come from (those carry no audio track). An audio model hears
+    that file's track, timed to the same clip (``emoreason.audio.frames_on_clip``); the eval counts it
+    (``protocol.audio.from_original_video``). Looked for under ``audio_root`` when given (a folder holding the
+    dataset's original-video layout, or those videos themselves), else the dataset root, then ``media_root``.
+    ``audio=false`` turns it off (the frames' own file only: a frame folder is then heard as silence, named in a
+    warning). A clip with no original video found keeps its media as it is."""
+    wanted = options.get("audio", True)
+    if wanted is False or str(wanted).lower() in ("false", "off", "no", "0", "none"):
+        return media
+    bases = [options["audio_root"]] if options.get("audio_root") else [None] + (
+        [options["media_root"]] if options.get("media_root") else [])
+    for base in bases:
+        found, _ = locate(root, layouts, base, **names)
+        if found is not None:
+            if Path(found["path"]).resolve() != Path(media["path"]).resolve():
+                media = {**media, "audio_path": found["path"], "audio_layout": found["layout"]}
+            return media
     return media
 
 
@@ -165,6 +202,7 @@ def load_dfew(col: Collector, root: Path, split=None, fold=None, **options) -> N
                 continue
             media = _media(col, root, DFEW_LAYOUTS, options, where, f"dfew-{clip}", padded=clip, plain=number_id)
             if media is not None:
+                media = _with_audio(media, root, DFEW_AUDIO_LAYOUTS, options, padded=clip, plain=number_id)
                 col.add(SampleRecord(id=f"dfew-{clip}", dataset="dfew", split=part, fold=fold, media=media,
                                      emotion=label, emotion_raw=row.get("label"), emotions=[label]), where)
 
@@ -198,6 +236,7 @@ MAFW_LAYOUTS = (
     Layout("clips", "data/clips/{stem}.mp4", "video"),
     Layout("frames", "data/frames/{stem}", "frames", 25.0, "MAE-DFER's frame folders; fps assumed"),
 )
+MAFW_AUDIO_LAYOUTS = MAFW_LAYOUTS[:1]  # the clips: the frame folders carry no audio
 MAFW_SPLIT_DIRS = ("Train & Test Set", "split")  # the official archive; MAE-DFER's copy
 
 
@@ -226,6 +265,7 @@ def load_mafw(col: Collector, root: Path, split=None, fold=None, **options) -> N
             else:
                 media = _media(col, root, MAFW_LAYOUTS, options, where, f"mafw-{stem}", stem=stem)
                 if media is not None:
+                    media = _with_audio(media, root, MAFW_AUDIO_LAYOUTS, options, stem=stem)
                     col.add(SampleRecord(id=f"mafw-{stem}", dataset="mafw", split=part, fold=fold, media=media,
                                          emotion=labels[0] if len(labels) == 1 else None, emotion_raw=raw,
                                          emotions=labels), where)

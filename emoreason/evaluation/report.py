@@ -93,9 +93,15 @@ def protocol_line(protocol: dict | None, folds_present: list | None = None) -> s
 def _audio_text(audio: dict) -> str:
     """What the samples of an audio model's run heard (``emoreason.evaluation.runner.audio_counts``)."""
     return (f"audio {audio['modalities']}: {audio['heard_track']} of {audio['samples']} samples heard their track "
-            f"({audio['fitted_to_video']} fitted to the video's length, {audio['truncated']} cut to the feature "
-            f"extractor's window), {audio['no_track_heard_silence']} had no track and heard silence, "
+            f"({_from_original(audio)}{audio['fitted_to_video']} fitted to the video's length, "
+            f"{audio['truncated']} cut to the feature extractor's window), {audio['no_track_heard_silence']} had no "
+            f"track and heard silence, "
             f"{audio['not_heard']} heard nothing")
+
+
+def _from_original(audio: dict) -> str:
+    count = audio.get("from_original_video")  # absent from runs before it was counted
+    return f"{count} from the clip's original video, " if count else ""
 
 
 def _ordinal(n: int) -> str:

@@ -129,7 +129,10 @@ def media_signature(record) -> dict:
     16-frame folders and its full mp4s are other inputs under one clip id), the frame rate and a window's frame
     indices — and not where the copy sits (moving the data keeps its cache)."""
     media = record.media
-    return {k: media.get(k) for k in ("type", "layout", "fps", "frame_indices")}
+    signature = {k: media.get(k) for k in ("type", "layout", "fps", "frame_indices")}
+    if media.get("audio_layout"):  # heard from the clip's original video (an audio model's input)
+        signature["audio_layout"] = media["audio_layout"]
+    return signature
 
 
 def _media_differences(path: Path, records) -> list[str]:
@@ -216,15 +219,18 @@ def predict_all(records, backend, out: Path, batch_size: int, progress: bool = T
 
 
 def audio_counts(records, predictions: dict[str, dict], modalities: str) -> dict:
-    """How many of the run's samples heard their own track (of them: fitted to the video's length, cut to the
+    """How many of the run's samples heard their own track (of them: read from the clip's original video beside
+    its face crops or frame folders — the record's ``media["audio_path"]``, fitted to the video's length, cut to the
     feature extractor's window), had no track and heard silence of the clip's duration, or heard nothing (the
     ``video`` ablation, images, samples whose media failed, or cached before these counts were kept)."""
     heard = [(predictions.get(r.id) or {}).get("audio") for r in records]
-    tracks = [h for h in heard if h and h.get("heard") == "track"]
+    tracks = [(r, h) for r, h in zip(records, heard, strict=True) if h and h.get("heard") == "track"]
     silences = sum(1 for h in heard if h and h.get("heard") == "silence")
     return {"modalities": modalities, "samples": len(records), "heard_track": len(tracks),
-            "fitted_to_video": sum(1 for h in tracks if "fitted" in h),
-            "truncated": sum(1 for h in tracks if "kept_s" in h), "no_track_heard_silence": silences,
+            "from_original_video": sum(1 for r, h in tracks if r.media.get("audio_path")
+                                       and h.get("source") == str(r.media["audio_path"])),
+            "fitted_to_video": sum(1 for _, h in tracks if "fitted" in h),
+            "truncated": sum(1 for _, h in tracks if "kept_s" in h), "no_track_heard_silence": silences,
             "not_heard": len(records) - len(tracks) - silences}
 
 
