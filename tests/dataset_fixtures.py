@@ -243,6 +243,22 @@ def make_mer2023(root: Path) -> dict:
                                                              "missing_file": 2}}
 
 
+def make_mer2024(root: Path) -> dict:
+    """MER2024's release: label-disdim.csv + video-labeled/ (train); the test clips among
+    video-unlabeled-with-test2noise/, test labels in <split>-label.csv / <split>_name_convert_label.csv."""
+    _write(root / "label-disdim.csv", "name,discrete,valence\nsample_00000001,happy,2.5\nsample_00000002,worried,"
+                                      "-1.0\nsample_00000003,bored,0\n")
+    _speaking_video(root / "video-labeled" / "sample_00000001.mp4")
+    _speaking_video(root / "video-labeled" / "sample_00000002.avi")
+    _speaking_video(root / "video-labeled" / "sample_00000003.mp4")
+    _write(root / "test1-label.csv", "name,discrete\nsample_00100001,angry\nsample_00100002,sad\n"
+                                     "sample_00100003,neutral\n")
+    _write(root / "test2_name_convert_label.csv", "name,discrete\nsample_00200001,surprise\n")
+    for name in ("sample_00100001", "sample_00100002", "sample_00200001", "sample_00300000"):  # last: unlabelled
+        _speaking_video(root / "video-unlabeled-with-test2noise" / f"{name}.mp4")
+    return {"counts": {"train": 2, "test1": 2, "test2": 1}, "problems": {"unknown_label": 1, "missing_media": 1}}
+
+
 def make_cremad(root: Path) -> dict:
     """CREMA-D's release: VideoFlash/*.flv (FLV, H.264 + AAC), names <actor>_<sentence>_<emotion>_<level>."""
     for actor, emotion in ((1001, "ANG"), (1002, "HAP"), (1003, "NEU"), (1004, "SAD"), (1005, "DIS"), (1006, "FEA")):

@@ -220,3 +220,31 @@ def test_cot_rows_of_dfew_face_crops_measure_and_train_on_the_original_clips_aud
     frames, audio = load_row_heard(row, load_row_media(row, FramePolicy(nframes=16)))
     assert audio is not None and audio.path == row["audio_path"] and abs(audio.duration_s - 2.0) < 0.1
 
+
+def test_mer2024_release_layout_and_mer_semi(tmp_path):
+    """MER2024 as released (Lian et al., arXiv 2404.17113): labelled train clips in video-labeled/ with
+    label-disdim.csv; MER-SEMI (test1) and MER-NOISE (test2) clips among the unlabelled pool; 6 classes as MER2023,
+    weighted F1 reported."""
+    from emoreason.evaluation.runner import score
+
+    expected = FIXTURES["mer2024"](tmp_path)
+    records = load_records("mer2024", tmp_path)
+    assert Counter(r.split for r in records) == Counter(expected["counts"])
+    assert Counter(p.kind for p in records.problems) == Counter(expected["problems"])
+    by_id = {r.id: r for r in records}
+    assert by_id["mer2024-sample_00000002"].emotion == "anxiety"  # "worried"
+    assert by_id["mer2024-sample_00000002"].media["path"].endswith("video-labeled/sample_00000002.avi")
+    assert by_id["mer2024-sample_00000001"].valence == 0.5
+    assert by_id["mer2024-sample_00200001"].media["path"].endswith(
+        "video-unlabeled-with-test2noise/sample_00200001.mp4")  # MER-NOISE: the noisy copy
+    assert dataset_label_set("mer2024") == dataset_label_set("mer2023")
+    spec = load_benchmark("mer2024")
+    semi = benchmark_records(spec, str(tmp_path))
+    assert spec.split == "test1" and [r.id for r in semi] == ["mer2024-sample_00100001", "mer2024-sample_00100002"]
+    assert [p.sample_id for p in semi.problems] == ["mer2024-sample_00100003"]  # its clip is missing: named
+    assert spec.protocol()["classes"] == list(dataset_label_set("mer2023"))
+    predictions = {"mer2024-sample_00100001": {"text": "<answer>angry</answer>"},
+                   "mer2024-sample_00100002": {"text": "<answer>worried</answer>"}}
+    spec.metrics = ["recognition"]
+    recognition = score(spec, list(semi), predictions)["recognition"]
+    assert recognition["war"] == 0.5 and recognition["weighted_f1"] == 0.5

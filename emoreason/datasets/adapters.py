@@ -57,6 +57,9 @@ Layouts (paths relative to the dataset root) and protocols:
   ACM MM 2023): the release's ``{train,test1,test2,test3}-label.csv`` (``name, discrete[, valence]``) beside the
   clip folders ``{train,test1,test2,test3}/<name>.mp4`` (or ``.avi``), as MERTools' ``normalize_dataset_format``
   reads it. Splits keep the release's names: test1 = MER-MULTI, test2 = MER-NOISE, test3 = MER-SEMI.
+* ``mer2024`` (Lian et al., arXiv 2404.17113): ``label-disdim.csv`` + ``video-labeled/`` (train), test clips in
+  ``video-unlabeled-with-test2noise/``; test1 = MER-SEMI, test2 = MER-NOISE; the test label file names are
+  assumed (see ``load_mer2024``). 6 classes as MER2023.
 * ``cremad`` (Cao et al., "CREMA-D: Crowd-sourced Emotional Multimodal Actors Dataset", IEEE TAC 2014): the
   GitHub release's ``VideoFlash/<actor>_<sentence>_<emotion>_<level>.flv`` (audio-visual; e.g.
   ``1001_DFA_ANG_XX.flv``), else ``VideoMP4/<name>.mp4`` (a common conversion). The label is the *intended*
@@ -745,32 +748,72 @@ MER2023_SPLITS = ("train", "test1", "test2", "test3")
 MER2023_LAYOUTS = (Layout("mp4", "{part}/{name}.mp4", "video"), Layout("avi", "{part}/{name}.avi", "video"))
 
 
+def _load_mer(col: Collector, root: Path, dataset: str, part: str, table: Path, layouts, options: dict) -> None:
+    """One MER label table (``name, discrete[, valence]``) of split ``part``, media by ``layouts``."""
+    for number, row in read_table(table, col, delimiter=","):
+        where = f"{table}:{number}"
+        name = (row.get("name") or "").strip()
+        if not name:
+            col.problem("malformed_row", where, "no name")
+            continue
+        sid = f"{dataset}-{name}"
+        ok, label = _label(col, dataset, row.get("discrete"), where, sid)
+        if not ok:
+            continue
+        media = _media(col, root, layouts, options, where, sid, part=part, name=name)
+        if media is None:
+            continue
+        valence = row.get("valence")
+        try:  # MER valence is on −5..5 (the test sets have none)
+            valence = max(-1.0, min(1.0, float(valence) / 5.0)) if valence not in (None, "") else None
+        except ValueError:
+            valence = None
+        col.add(SampleRecord(id=sid, dataset=dataset, split=part, media=media, emotion=label,
+                             emotion_raw=row.get("discrete"), emotions=[label], valence=valence), where)
+
+
 @adapter("mer2023")
 def load_mer2023(col: Collector, root: Path, split=None, fold=None, **options) -> None:
     for part in MER2023_SPLITS:
+        if _wanted(split, part):
+            _load_mer(col, root, "mer2023", part, root / f"{part}-label.csv", MER2023_LAYOUTS, options)
+
+
+def _mer2024_layouts(*folders: str) -> tuple[Layout, ...]:
+    return tuple(Layout(f"{folder}_{ext}", f"{folder}/{{name}}.{ext}", "video") for folder in folders
+                 for ext in ("mp4", "avi"))
+
+
+# split: (label tables tried in order, media layouts tried in order); see the adapter's docstring
+MER2024_SPLITS = {
+    "train": (("label-disdim.csv", "train-label.csv"), _mer2024_layouts("video-labeled", "train")),
+    "test1": (("test1-label.csv", "test1_name_convert_label.csv"),
+              _mer2024_layouts("video-unlabeled-with-test2noise", "video-unlabeled", "test1")),
+    "test2": (("test2-label.csv", "test2_name_convert_label.csv"),
+              _mer2024_layouts("video-unlabeled-with-test2noise", "test2")),
+}
+
+
+@adapter("mer2024")
+def load_mer2024(col: Collector, root: Path, split=None, fold=None, **options) -> None:
+    """MER2024 (Lian et al., "MER 2024: Semi-Supervised Learning, Noise Robustness, and Open-Vocabulary Multimodal
+    Emotion Recognition", arXiv 2404.17113), the discrete tracks: 6 classes as MER2023 (neutral, angry, happy, sad,
+    worried, surprise), scored by weighted F1.
+
+    The release, as MERTools' MER2024 preprocessing reads it: ``label-disdim.csv`` (``name, discrete, valence``;
+    valence on −5..5) for the 5,030 labelled clips in ``video-labeled/<name>.mp4``, and the unlabelled pool
+    ``video-unlabeled-with-test2noise/<name>.mp4`` (``video-unlabeled/`` in copies without the noise), among which
+    the test clips hide: ``test1`` = MER-SEMI (1,169 clips), ``test2`` = MER-NOISE (1,170 clips, the noisy copies —
+    so only the ``-with-test2noise`` folder). Assumed, as the release's test labels could not be confirmed: each
+    test split's labels are a ``<split>-label.csv`` (MER2023's convention) or ``<split>_name_convert_label.csv``
+    (the file the organisers' ``generate_final_test1_test2_gt`` writes), with ``name, discrete``. A copy
+    normalised to MER2023's layout (``<split>-label.csv`` beside ``<split>/<name>.mp4``) is read too. ``.avi``
+    clips are found beside ``.mp4`` (MER2023's clips, part of MER2024, include some)."""
+    for part, (tables, layouts) in MER2024_SPLITS.items():
         if not _wanted(split, part):
             continue
-        table = root / f"{part}-label.csv"
-        for number, row in read_table(table, col, delimiter=","):
-            where = f"{table}:{number}"
-            name = (row.get("name") or "").strip()
-            if not name:
-                col.problem("malformed_row", where, "no name")
-                continue
-            sid = f"mer2023-{name}"
-            ok, label = _label(col, "mer2023", row.get("discrete"), where, sid)
-            if not ok:
-                continue
-            media = _media(col, root, MER2023_LAYOUTS, options, where, sid, part=part, name=name)
-            if media is None:
-                continue
-            valence = row.get("valence")
-            try:  # MER2023 valence is on −5..5 (test3 has none)
-                valence = max(-1.0, min(1.0, float(valence) / 5.0)) if valence not in (None, "") else None
-            except ValueError:
-                valence = None
-            col.add(SampleRecord(id=sid, dataset="mer2023", split=part, media=media, emotion=label,
-                                 emotion_raw=row.get("discrete"), emotions=[label], valence=valence), where)
+        table = next((root / t for t in tables if (root / t).is_file()), root / tables[0])
+        _load_mer(col, root, "mer2024", part, table, layouts, options)
 
 
 CREMAD_LAYOUTS = (Layout("video_flash", "VideoFlash/{name}.flv", "video", note="the GitHub release"),
