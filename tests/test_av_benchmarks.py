@@ -214,6 +214,7 @@ def test_cot_rows_of_dfew_face_crops_measure_and_train_on_the_original_clips_aud
     rows = {row["clip_id"]: row for row in map(json.loads, (out / "data.jsonl").read_text().splitlines())
             if row["task"] == "cot"}
     assert rows["dfew-00006"]["audio_path"].endswith("Clip/original/00006.mp4")
+    assert rows["dfew-00006"]["label_set"] == "dfew"  # what GRPO's emotion reward scores the answer in
     assert rows["dfew-00006"]["prosody"] is not None  # measured on the original's voiced second
     assert rows["dfew-00012"]["audio_path"] is None and rows["dfew-00012"]["prosody"] is None
     row = rows["dfew-00006"]
@@ -248,3 +249,19 @@ def test_mer2024_release_layout_and_mer_semi(tmp_path):
     spec.metrics = ["recognition"]
     recognition = score(spec, list(semi), predictions)["recognition"]
     assert recognition["war"] == 0.5 and recognition["weighted_f1"] == 0.5
+
+
+def test_cot_rows_name_the_label_set_each_benchmark_scores():
+    """synth-cot writes the label set its rows' emotions are scored in (``label_set``), from the dataset format and
+    adapter options: the same set each benchmark YAML scores (so GRPO's emotion reward and the eval agree on a
+    "calm" answer), and the set its prompt lists (RAVDESS classes=7: seven classes, no calm)."""
+    from emoreason.cot.pipeline import CoTConfig, _labels_for_prompt
+    from emoreason.datasets.adapters import label_map_of
+    from emoreason.evaluation.benchmarks import available_benchmarks
+
+    for name in available_benchmarks():
+        spec = load_benchmark(name)
+        if spec.label_set is not None:
+            assert label_map_of(spec.dataset_format, spec.dataset_options) == spec.label_set, name
+    seven = _labels_for_prompt(CoTConfig(dataset_format="ravdess", dataset_options={"classes": 7}))
+    assert seven == list(dataset_label_set("ravdess7")) and "calm" not in seven

@@ -38,6 +38,7 @@ from emoreason.cot.teacher import rewrite_batch, teacher_messages
 from emoreason.cot.temporal import TIME_UNITS, TemporalAnalysis, Timeline, analyse
 from emoreason.cot.verify import Grounding, Verdict, verify_au_list, verify_emotion_answer, verify_rationale
 from emoreason.datasets import load_records
+from emoreason.datasets.adapters import label_map_of
 from emoreason.knowledge import au_name, dataset_label_set, display_name
 from emoreason.reasoning import build_messages
 from emoreason.reasoning.prompts import TASKS
@@ -125,13 +126,8 @@ def records_fingerprint(records: list[SampleRecord], evidence_key: str | None = 
 
 
 def _labels_for_prompt(cfg: CoTConfig) -> list[str] | None:
-    if cfg.prompt_labels != "dataset":
-        return None
-    name = {"affectnet": "affectnet8"}.get(cfg.dataset_format, cfg.dataset_format)
-    try:
-        return list(dataset_label_set(name))
-    except KeyError:
-        return None
+    name = label_map_of(cfg.dataset_format, cfg.dataset_options)
+    return list(dataset_label_set(name)) if cfg.prompt_labels == "dataset" and name is not None else None
 
 
 def _evidence_columns(evidence: AUEvidence | None, analysis: TemporalAnalysis | None) -> dict:
@@ -192,6 +188,8 @@ class CoTPipeline:
         self.cfg, self.progress = cfg, progress
         self.out = Path(cfg.output_dir)
         self.labels = _labels_for_prompt(cfg)
+        # the label set the rows' emotions are scored in (GRPO's emotion reward reads it, as the eval does)
+        self.label_set = label_map_of(cfg.dataset_format, cfg.dataset_options)
         self.teacher = EndpointConfig(**{k: v for k, v in (cfg.teacher or {}).items()
                                          if k in EndpointConfig.__dataclass_fields__}) if cfg.teacher else None
         # the landmark estimator caches its per-clip CSVs by media content; by default beside the output
@@ -376,6 +374,7 @@ class CoTPipeline:
             "audio_path": record.media.get("audio_path"),
             "emotion": record.emotion,
             "emotions": record.emotions,
+            "label_set": self.label_set,
             # a label-only clip's emotion row is no prototype row: it carries no AU columns at all
             **_evidence_columns(item.evidence if task != "emotion" or (item.evidence and item.evidence.observed)
                                 else None, item.analysis),

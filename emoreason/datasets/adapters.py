@@ -101,7 +101,13 @@ import numpy as np
 from emoreason.datasets.base import Collector, adapter, read_table
 from emoreason.datasets.media import Layout, frame_positions, locate, missing_reason, window_positions
 from emoreason.datasets.openface import OpenFaceError, read_openface_csv
-from emoreason.knowledge import EMOTIONS, UnknownLabelError, canonical_emotion, map_dataset_label
+from emoreason.knowledge import (
+    DATASET_LABEL_MAPS,
+    EMOTIONS,
+    UnknownLabelError,
+    canonical_emotion,
+    map_dataset_label,
+)
 from emoreason.knowledge.coded_aus import ABAW_AUS, BP4D_AUS, DISFA_AUS  # coded sets: one source of truth
 from emoreason.records import SampleRecord
 from emoreason.video import VIDEO_EXTENSIONS, frame_files
@@ -869,6 +875,20 @@ def ravdess_label_map(classes: int = 8, channel: str = "speech") -> str:
     if channel not in RAVDESS_CHANNELS:
         raise ValueError(f"ravdess channel must be one of {', '.join(RAVDESS_CHANNELS)}, got {channel!r}")
     return "ravdess7" if int(classes) == 7 else "ravdess_song" if channel == "song" else "ravdess"
+
+
+def label_map_of(dataset_format: str, options: dict | None = None) -> str | None:
+    """The label map (``emoreason.knowledge.DATASET_LABEL_MAPS``) a format's records are labelled in under its
+    adapter ``options`` — the label set its protocol scores (RAVDESS ``classes=7`` → ``ravdess7``, AffectNet
+    ``classes=7`` → ``affectnet7``, Aff-Wild2 → ``affwild2_expr``); None for a format without one (``openface``)."""
+    options = options or {}
+    if dataset_format == "ravdess":
+        return ravdess_label_map(options.get("classes", 8), options.get("channel", "speech"))
+    if dataset_format == "affectnet":
+        return f"affectnet{int(options.get('classes', 8))}"
+    if dataset_format == "affwild2":  # a video's emotion is its EXPR frames' majority
+        return "affwild2_expr"
+    return dataset_format if dataset_format in DATASET_LABEL_MAPS else None
 
 
 @adapter("ravdess")
