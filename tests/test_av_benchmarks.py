@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
+
 from emoreason.audio import SAMPLE_RATE, audio_for_frames, probe_audio
 from emoreason.datasets import load_records
 from emoreason.evaluation.benchmarks import load_benchmark
@@ -198,6 +200,14 @@ def test_eval_of_dfew_face_crops_hears_the_original_clips_and_names_the_silent_o
     assert any("dfew-00012" in m and "silence" in m for m in caplog.messages)
     summary = (tmp_path / "eval" / "summary.md").read_text()
     assert "2 of 3 samples heard their track (2 from the clip's original video" in summary
+    # the cache answers for what was heard: the same clips without their originals (audio=false) are other inputs
+    from emoreason.evaluation.runner import CacheMismatchError, benchmark_records, cache_key, open_cache
+
+    silent = list(benchmark_records(spec, str(tmp_path / "DFEW"), 1))
+    for record in silent:
+        record.media = {k: v for k, v in record.media.items() if k not in ("audio_path", "audio_layout")}
+    with pytest.raises(CacheMismatchError, match="audio_layout"):
+        open_cache(tmp_path / "eval", cache_key(spec, backend, 1), records=silent)
 
 
 def test_cot_rows_of_dfew_face_crops_measure_and_train_on_the_original_clips_audio(tmp_path):
