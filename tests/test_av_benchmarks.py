@@ -275,3 +275,19 @@ def test_cot_rows_name_the_label_set_each_benchmark_scores():
             assert label_map_of(spec.dataset_format, spec.dataset_options) == spec.label_set, name
     seven = _labels_for_prompt(CoTConfig(dataset_format="ravdess", dataset_options={"classes": 7}))
     assert seven == list(dataset_label_set("ravdess7")) and "calm" not in seven
+
+
+def test_an_original_clip_without_a_track_is_heard_as_silence_naming_that_file(tmp_path, caplog):
+    from emoreason.audio.modalities import audio_source, with_modalities
+    from emoreason.evaluation.backends import hearing
+    from emoreason.video import load_media, write_video
+
+    dfew_face_crops_with_originals(tmp_path)
+    original = tmp_path / "Clip" / "original" / "00006.mp4"
+    write_video(load_frames(original, FramePolicy(nframes=16), resize=False).frames, original, fps=8)  # no audio
+    media = {r.id: r for r in load_records("dfew", tmp_path, split="test", fold=1)}["dfew-00006"].media
+    frames, audio = with_modalities(load_media(media, FramePolicy(nframes=16)), "audio+video",
+                                    path=audio_source(media))
+    with caplog.at_level("WARNING"):
+        assert hearing(frames, audio, "audio+video", "dfew-00006", audio_source(media)) == {"heard": "silence"}
+    assert any("dfew-00006" in m and str(original) in m and "silence" in m for m in caplog.messages)
