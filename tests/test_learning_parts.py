@@ -63,6 +63,32 @@ def test_module_of_names_the_three_parts():
     assert module_of("base_model.model.model.visual.merger.mlp.0.weight") == "projector"
     assert module_of("model.language_model.layers.0.mlp.up_proj.weight") == "language"
     assert module_of("lm_head.weight") == "language"
+    # Qwen3-VL's deepstack mergers project intermediate vision features into the LM, as the merger does
+    assert module_of("model.visual.deepstack_merger_list.0.linear_fc1.weight") == "projector"
+    assert module_of("base_model.model.model.visual.deepstack_merger_list.1.norm.weight") == "projector"
+
+
+@pytest.mark.parametrize("flags, trainable", [
+    ({"freeze_vision": True, "freeze_projector": False}, {"projector", "language"}),
+    ({"freeze_vision": False, "freeze_projector": True}, {"vision", "language"}),
+    ({"freeze_vision": False, "freeze_language": True}, {"vision", "projector"}),
+])
+def test_freezing_follows_the_module_classifier_on_qwen3_vl(tiny_model_dirs, flags, trainable):
+    """Qwen3-VL's deepstack mergers are projector weights: freeze_vision used to freeze them (and
+    freeze_projector leave them trainable), unlike the merger the same options and projector_learning_rate treat
+    as the projector."""
+    from transformers import AutoModelForImageTextToText
+
+    from emoreason.training import freeze
+    from emoreason.training.recipe import EmoreasonArguments
+
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model_dirs["qwen3_vl"])
+    deepstack = [p for n, p in model.named_parameters() if ".deepstack_merger_list." in n]
+    assert deepstack
+    freeze(model, EmoreasonArguments(**flags))
+    assert all(p.requires_grad == ("projector" in trainable) for p in deepstack)
+    for name, param in model.named_parameters():
+        assert param.requires_grad == (module_of(name) in trainable), name
 
 
 def test_per_module_learning_rates_reach_the_optimizer_and_the_scheduler(tiny_model_dirs):

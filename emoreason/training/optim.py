@@ -11,14 +11,18 @@ its own rate.
 from __future__ import annotations
 
 MODULES = ("vision", "projector", "language")
+# Children of ``visual`` that project vision features into the language model: the merger, and Qwen3-VL's
+# DeepStack mergers, which feed intermediate vision layers to the first LM layers (Qwen3-VL report, §2)
+PROJECTOR_CHILDREN = ("merger", "deepstack_merger_list")
 
 
 def module_of(name: str) -> str:
-    """'vision' | 'projector' | 'language' for a parameter name of a Qwen-VL-style model (peft prefixes too)."""
+    """'vision' | 'projector' | 'language' for a parameter name of a Qwen-VL-style model (peft prefixes too): the
+    one classification behind per-module learning rates and the recipe's freeze_* options."""
     parts = name.split(".")
     if "visual" in parts:
         after = parts[parts.index("visual") + 1:]
-        return "projector" if after and after[0] == "merger" else "vision"
+        return "projector" if after and after[0] in PROJECTOR_CHILDREN else "vision"
     return "language"
 
 

@@ -38,8 +38,9 @@ class EmoreasonArguments(ScriptArguments):
     tiny_model_family: str | None = field(default=None, metadata={
         "help": "Build the embedded tiny model (qwen2_5_vl | qwen3_vl) at model_name_or_path if it is missing."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Train on the first N rows only."})
-    freeze_vision: bool = field(default=True, metadata={"help": "Freeze the vision tower (not its merger)."})
-    freeze_projector: bool = field(default=False, metadata={"help": "Freeze the vision merger/projector."})
+    freeze_vision: bool = field(default=True, metadata={"help": "Freeze the vision tower (not its mergers)."})
+    freeze_projector: bool = field(default=False, metadata={
+        "help": "Freeze the vision merger/projector (Qwen3-VL: its deepstack mergers too)."})
     freeze_audio: bool = field(default=False, metadata={
         "help": "Freeze the audio encoder (Qwen2.5-Omni's audio_tower, its output projection included)."})
     freeze_language: bool = field(default=False, metadata={
@@ -49,7 +50,8 @@ class EmoreasonArguments(ScriptArguments):
     vision_learning_rate: float | None = field(default=None, metadata={
         "help": "Learning rate of the vision tower (patch embedding + blocks); default: learning_rate."})
     projector_learning_rate: float | None = field(default=None, metadata={
-        "help": "Learning rate of the vision merger/projector; default: learning_rate (Qwen2-VL-Finetune's "
+        "help": "Learning rate of the vision merger/projector (Qwen3-VL: its deepstack mergers too); default: "
+                "learning_rate (Qwen2-VL-Finetune's "
                 "merger_lr, LLaVA's mm_projector_lr)."})
     vision_attention: str = field(default="auto", metadata={
         "help": "varlen: one attention call for all vision windows (torch varlen_attn on CUDA, one masked SDPA "
