@@ -128,6 +128,23 @@ def test_sft_trainer_uses_the_recipes_module_rates(tmp_path, tiny_model_dirs, gr
         split_param_groups(trainer.optimizer, trainer.model, {"eyes": 1.0})
 
 
+def test_logs_name_the_rate_each_module_trained_at(tmp_path, tiny_model_dirs, grpo_data):
+    """With per-module rates, `learning_rate` in the logs used to be param group 0's rate, which is the vision
+    tower's (its parameters come first): the logs now say the language model's rate as `learning_rate` and each
+    other module's as `<module>_learning_rate`, the rates the scheduler applied at that step."""
+    from emoreason.sft.train import build_trainer
+
+    recipe = tiny_recipe("sft", tiny_model_dirs["qwen2_5_vl"], grpo_data, tmp_path / "out", freeze_vision=False,
+                         learning_rate=1e-4, vision_learning_rate=5e-3, projector_learning_rate=2e-3, max_steps=2,
+                         per_device_train_batch_size=2, max_train_samples=4, lr_scheduler_type="linear")
+    trainer, _ = build_trainer(recipe)
+    trainer.train()
+    logged = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert [entry["learning_rate"] for entry in logged] == pytest.approx([1e-4, 5e-5])  # linear decay over 2 steps
+    assert [entry["vision_learning_rate"] for entry in logged] == pytest.approx([5e-3, 2.5e-3])
+    assert [entry["projector_learning_rate"] for entry in logged] == pytest.approx([2e-3, 1e-3])
+
+
 def test_freeze_language_trains_the_vision_path_alone(tmp_path, tiny_model_dirs, grpo_data):
     from emoreason.sft.train import build_trainer
 

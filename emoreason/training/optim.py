@@ -54,10 +54,36 @@ def split_param_groups(optimizer, model, rates: dict[str, float | None]) -> dict
     return counts
 
 
+def rates_by_module(optimizer) -> dict[str, float]:
+    """The current rate of each module in an optimizer split by ``split_param_groups`` (empty if it is not)."""
+    rates: dict[str, float] = {}
+    for group in getattr(optimizer, "param_groups", []):
+        if "module" in group and group["params"]:
+            rates.setdefault(group["module"], float(group["lr"]))
+    return rates
+
+
 class ModuleLearningRates:
-    """Mixin: ``module_learning_rates = {"vision": 1e-3, "projector": 1e-3}`` (language: the trainer's rate)."""
+    """Mixin: ``module_learning_rates = {"vision": 1e-3, "projector": 1e-3}`` (language: the trainer's rate).
+
+    The logs say the rates applied: ``learning_rate`` is the language model's (Trainer logs param group 0's,
+    which would be the vision tower's) and ``vision_learning_rate`` / ``projector_learning_rate`` the others'."""
 
     module_learning_rates: dict[str, float | None] = {}
+    _logged_module_rates: dict[str, float] = {}
+
+    def _get_learning_rate(self) -> float:
+        # Trainer reads the rate after the optimizer step, before the scheduler's: so are the module rates here
+        rates = rates_by_module(self.optimizer)
+        if not rates:
+            return super()._get_learning_rate()
+        self._logged_module_rates = {f"{m}_learning_rate": r for m, r in rates.items() if m != "language"}
+        return rates.get("language", super()._get_learning_rate())
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "learning_rate" in logs:
+            logs = {**logs, **self._logged_module_rates}
+        super().log(logs, start_time)
 
     def create_optimizer(self, model=None):
         optimizer = super().create_optimizer(model) if model is not None else super().create_optimizer()
