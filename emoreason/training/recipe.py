@@ -11,6 +11,7 @@ QLoRA with ``use_peft: true`` and ``load_in_4bit: true``.
 """
 
 import logging
+import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -188,10 +189,40 @@ def load_recipe(kind: str, path: str | Path | None = None, overrides: list[str] 
     if not torch.cuda.is_available():
         defaults["use_cpu"] = True
     script, training, model = parse_dataclasses((script_cls, config_cls, ModelConfig), path, overrides,
-                                                {**defaults, **values})
+                                                {**defaults, **values}, check=check_deepspeed_optimizer)
     recipe = Recipe(script, training, model, str(path) if path is not None else None)
     _check(recipe, kind)
     return recipe
+
+
+def deepspeed_config(value: str | dict | None) -> tuple[dict, str] | None:
+    """The DeepSpeed config a run will use and where it comes from: the recipe's ``deepspeed`` (a file, JSON or a
+    mapping), else the file ``accelerate launch`` passes on (its config's ``deepspeed_config_file``), read as
+    accelerate reads it (without deepspeed installed). None: no DeepSpeed config file (accelerate's ZeRO settings
+    alone define no optimizer)."""
+    from accelerate.utils import str_to_bool
+    from accelerate.utils.deepspeed import HfDeepSpeedConfig
+
+    if value:
+        return HfDeepSpeedConfig(value).config, f"deepspeed={value if isinstance(value, str) else '<mapping>'}"
+    if str_to_bool(os.environ.get("ACCELERATE_USE_DEEPSPEED", "false")):
+        file = os.environ.get("ACCELERATE_DEEPSPEED_CONFIG_FILE", "none")
+        if file != "none":
+            return HfDeepSpeedConfig(file).config, f"ACCELERATE_DEEPSPEED_CONFIG_FILE={file}"
+    return None
+
+
+def check_deepspeed_optimizer(values: dict[str, Any], where: str) -> None:
+    """Per-module rates live in the param groups of the optimizer the trainer builds; a DeepSpeed config with its
+    own ``optimizer`` makes Trainer skip that and DeepSpeed build one at a single rate (transformers'
+    ``deepspeed_optim_sched``). Checked before TrainingArguments loads the DeepSpeed config."""
+    rates = [k for k in ("vision_learning_rate", "projector_learning_rate") if values.get(k) is not None]
+    found = deepspeed_config(values.get("deepspeed")) if rates else None
+    if found is not None and "optimizer" in found[0]:
+        raise ConfigError(f"{where}: {' and '.join(rates)} would not be applied: the DeepSpeed config "
+                          f"({found[1]}) defines its own 'optimizer', which DeepSpeed builds for all parameters at "
+                          "one rate. Remove its 'optimizer' section (the trainer then builds the optimizer, "
+                          "per-module rates included, from the recipe's optim/learning_rate) or the per-module rates.")
 
 
 def _check(recipe: Recipe, kind: str) -> None:
