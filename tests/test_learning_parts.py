@@ -4,6 +4,7 @@ shuffled-video control data, and the statistics that say "above chance" and "GRP
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -241,6 +242,42 @@ def test_vision_features_are_the_models_video_tokens(tiny_model_dirs, demo_clip)
     assert np.allclose(flat[0].reshape(-1, 128).mean(0), mean[0], atol=1e-5)
     with pytest.raises(ValueError, match="pool"):
         vision_features(model_dir, [demo_clip], policy, pool="max")
+
+
+def test_probe_cache_is_keyed_on_what_the_probe_depends_on(tmp_path, tiny_model_dirs, grpo_data, monkeypatch):
+    """The learning bench's vision probe was cached by model directory alone: another dataset, test subset or
+    frame policy read the first run's result back. Each of them (and new weights in the same directory) is now
+    a new probe; the same inputs read the cache."""
+    import shutil
+    from dataclasses import replace
+
+    import emoreason.evaluation.probe as probe_module
+
+    bench = _bench()
+    model_dir = Path(shutil.copytree(tiny_model_dirs["qwen2_5_vl"], tmp_path / "arm" / "model"))
+    synth = Path(grpo_data).parents[1] / "synth"
+    plan = bench.Plan(frame_policy={"fps": 4.0, "max_frames": 2}, probe_train_clips=6, eval_limit=1)
+    first = bench.probe(model_dir, synth, plan)
+    assert first["test_n"] == 1
+    assert bench.probe(model_dir, synth, replace(plan, eval_limit=None))["test_n"] == 2  # another test subset
+    assert first["frame_policy"]["max_frames"] == 2  # the result says what it was computed on
+    other = tmp_path / "other"  # another dataset: the same clips, another test split (the 5 validation clips)
+    shutil.copytree(synth, other, ignore=shutil.ignore_patterns("clips"))
+    (other / "clips").symlink_to(synth / "clips")
+    shutil.copyfile(synth / "val.jsonl", other / "test.jsonl")
+    assert bench.probe(model_dir, other, replace(plan, eval_limit=None))["test_n"] == 5
+    other_frames = bench.probe(model_dir, synth, replace(plan, frame_policy={"fps": 4.0, "max_frames": 4}))
+    assert other_frames["frame_policy"]["max_frames"] == 4
+
+    def no_features(*args, **kwargs):
+        raise AssertionError("the cached probe was computed again")
+
+    monkeypatch.setattr(probe_module, "vision_features", no_features)
+    assert bench.probe(model_dir, synth, plan) == first  # the same inputs: the cache
+    weights = next(model_dir.glob("*.safetensors"))
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))  # retrained in place
+    with pytest.raises(AssertionError, match="computed again"):
+        bench.probe(model_dir, synth, plan)
 
 
 def test_paired_bootstrap_sees_a_real_gain_and_not_a_null_one():
