@@ -197,6 +197,8 @@ def test_per_module_rates_with_a_deepspeed_optimizer_are_refused(tmp_path, monke
     monkeypatch.setenv("ACCELERATE_DEEPSPEED_CONFIG_FILE", str(ds_file))
     with pytest.raises(ConfigError, match=r"would not be applied.*ACCELERATE_DEEPSPEED_CONFIG_FILE"):
         load_recipe("sft", _base(tmp_path), ["vision_learning_rate=1e-3"])
+    with pytest.raises(ConfigError, match="DeepSpeed config cannot be read"):
+        check_deepspeed_optimizer({"deepspeed": str(tmp_path / "missing.json"), "vision_learning_rate": 1e-3}, "r")
     # the trainer builds the optimizer (and the per-module groups) when DeepSpeed's config has none; no rates, no clash
     check_deepspeed_optimizer({"deepspeed": {"zero_optimization": {"stage": 3}}, "vision_learning_rate": 1e-3}, "r")
     check_deepspeed_optimizer({"deepspeed": with_optimizer, "vision_learning_rate": None}, "r")

@@ -217,7 +217,10 @@ def check_deepspeed_optimizer(values: dict[str, Any], where: str) -> None:
     own ``optimizer`` makes Trainer skip that and DeepSpeed build one at a single rate (transformers'
     ``deepspeed_optim_sched``). Checked before TrainingArguments loads the DeepSpeed config."""
     rates = [k for k in ("vision_learning_rate", "projector_learning_rate") if values.get(k) is not None]
-    found = deepspeed_config(values.get("deepspeed")) if rates else None
+    try:
+        found = deepspeed_config(values.get("deepspeed")) if rates else None
+    except (OSError, ValueError) as exc:  # a missing or unreadable file: named here rather than by the trainer
+        raise ConfigError(f"{where}: the DeepSpeed config cannot be read: {exc}") from exc
     if found is not None and "optimizer" in found[0]:
         raise ConfigError(f"{where}: {' and '.join(rates)} would not be applied: the DeepSpeed config "
                           f"({found[1]}) defines its own 'optimizer', which DeepSpeed builds for all parameters at "
