@@ -67,6 +67,9 @@ def test_module_of_names_the_three_parts():
     # Qwen3-VL's deepstack mergers project intermediate vision features into the LM, as the merger does
     assert module_of("model.visual.deepstack_merger_list.0.linear_fc1.weight") == "projector"
     assert module_of("base_model.model.model.visual.deepstack_merger_list.1.norm.weight") == "projector"
+    # Qwen2.5-Omni's audio encoder (its output projection included) is its own module, not the language model
+    assert module_of("model.audio_tower.layers.0.self_attn.q_proj.weight") == "audio"
+    assert module_of("base_model.model.model.audio_tower.proj.weight") == "audio"
 
 
 @pytest.mark.parametrize("flags, trainable", [

@@ -1,4 +1,5 @@
-"""Learning rates per module of a video-LLM: vision tower, projector (merger) and language model.
+"""Learning rates per module of a video-LLM: vision tower, projector (merger), audio encoder (Qwen2.5-Omni) and
+language model.
 
 A randomly initialised or newly attached vision path usually wants another step size than the language model
 (Qwen2-VL-Finetune's ``vision_lr`` / ``merger_lr``, LLaVA's ``mm_projector_lr``). ``ModuleLearningRates`` is a
@@ -10,16 +11,19 @@ its own rate.
 
 from __future__ import annotations
 
-MODULES = ("vision", "projector", "language")
+MODULES = ("vision", "projector", "audio", "language")
 # Children of ``visual`` that project vision features into the language model: the merger, and Qwen3-VL's
 # DeepStack mergers, which feed intermediate vision layers to the first LM layers (Qwen3-VL report, §2)
 PROJECTOR_CHILDREN = ("merger", "deepstack_merger_list")
 
 
 def module_of(name: str) -> str:
-    """'vision' | 'projector' | 'language' for a parameter name of a Qwen-VL-style model (peft prefixes too): the
-    one classification behind per-module learning rates and the recipe's freeze_* options."""
+    """'vision' | 'projector' | 'audio' | 'language' for a parameter name of a Qwen-VL-style model (peft prefixes
+    too): the one classification behind per-module learning rates and the recipe's freeze_* options. Qwen2.5-Omni's
+    audio encoder (``audio_tower``, its output projection included) is 'audio'."""
     parts = name.split(".")
+    if "audio_tower" in parts:
+        return "audio"
     if "visual" in parts:
         after = parts[parts.index("visual") + 1:]
         return "projector" if after and after[0] in PROJECTOR_CHILDREN else "vision"
@@ -64,10 +68,11 @@ def rates_by_module(optimizer) -> dict[str, float]:
 
 
 class ModuleLearningRates:
-    """Mixin: ``module_learning_rates = {"vision": 1e-3, "projector": 1e-3}`` (language: the trainer's rate).
+    """Mixin: ``module_learning_rates = {"vision": 1e-3, "projector": 1e-3, "audio": …}`` (language: the trainer's
+    rate).
 
     The logs say the rates applied: ``learning_rate`` is the language model's (Trainer logs param group 0's,
-    which would be the vision tower's) and ``vision_learning_rate`` / ``projector_learning_rate`` the others'."""
+    which would be the vision tower's) and ``vision_learning_rate`` / ``projector_learning_rate`` / ``audio_learning_rate`` the others'."""
 
     module_learning_rates: dict[str, float | None] = {}
     _logged_module_rates: dict[str, float] = {}

@@ -43,10 +43,11 @@ class EmoreasonArguments(ScriptArguments):
     freeze_projector: bool = field(default=False, metadata={
         "help": "Freeze the vision merger/projector (Qwen3-VL: its deepstack mergers too)."})
     freeze_audio: bool = field(default=False, metadata={
-        "help": "Freeze the audio encoder (Qwen2.5-Omni's audio_tower, its output projection included)."})
+        "help": "Freeze the audio encoder (Qwen2.5-Omni's audio_tower, its output projection included); "
+                "freeze_language leaves it as this says."})
     freeze_language: bool = field(default=False, metadata={
         "help": "Train the vision path alone (LLaVA's stage-1 alignment, with the vision tower trainable unless "
-                "freeze_vision): a warm-up stage for a randomly initialised model, whose language model otherwise "
+                "freeze_vision; an Omni model's audio encoder too unless freeze_audio): a warm-up stage for a randomly initialised model, whose language model otherwise "
                 "learns the answers' text before the video carries any signal. Full fine-tuning only."})
     vision_learning_rate: float | None = field(default=None, metadata={
         "help": "Learning rate of the vision tower (patch embedding + blocks); default: learning_rate."})
@@ -54,6 +55,8 @@ class EmoreasonArguments(ScriptArguments):
         "help": "Learning rate of the vision merger/projector (Qwen3-VL: its deepstack mergers too); default: "
                 "learning_rate (Qwen2-VL-Finetune's "
                 "merger_lr, LLaVA's mm_projector_lr)."})
+    audio_learning_rate: float | None = field(default=None, metadata={
+        "help": "Learning rate of the audio encoder (Qwen2.5-Omni's audio_tower); default: learning_rate."})
     vision_attention: str = field(default="auto", metadata={
         "help": "varlen: one attention call for all vision windows (torch varlen_attn on CUDA, one masked SDPA "
                 "elsewhere) | default: the model's own per-window attention | auto: default until the CUDA "
@@ -71,7 +74,8 @@ class EmoreasonArguments(ScriptArguments):
 
     def module_learning_rates(self) -> dict[str, float | None]:
         """Per-module rates for ``emoreason.training.optim`` (None: the trainer's learning_rate)."""
-        return {"vision": self.vision_learning_rate, "projector": self.projector_learning_rate}
+        return {"vision": self.vision_learning_rate, "projector": self.projector_learning_rate,
+                "audio": self.audio_learning_rate}
 
 
 @dataclass
@@ -216,7 +220,8 @@ def check_deepspeed_optimizer(values: dict[str, Any], where: str) -> None:
     """Per-module rates live in the param groups of the optimizer the trainer builds; a DeepSpeed config with its
     own ``optimizer`` makes Trainer skip that and DeepSpeed build one at a single rate (transformers'
     ``deepspeed_optim_sched``). Checked before TrainingArguments loads the DeepSpeed config."""
-    rates = [k for k in ("vision_learning_rate", "projector_learning_rate") if values.get(k) is not None]
+    rates = [k for k in ("vision_learning_rate", "projector_learning_rate", "audio_learning_rate")
+             if values.get(k) is not None]
     try:
         found = deepspeed_config(values.get("deepspeed")) if rates else None
     except (OSError, ValueError) as exc:  # a missing or unreadable file: named here rather than by the trainer
