@@ -82,6 +82,7 @@ class CoTConfig:
     dataset_options: dict = field(default_factory=dict)  # extra adapter options (e.g. classes: 7)
     # audio-visual rationales: "auto" measures the prosody of every clip with an audio track (Praat) and adds a
     # "Vocal cues" part citing it, held to the measurement by the verifier; "off" keeps rationales face-only
+    # (YAML's off / false read as "off", on / true as "auto")
     vocal_cues: str = "auto"
     # seconds of audio the model's feature extractor keeps (Whisper chunk_length: 30 s for the tiny model, 300 s for
     # Qwen2.5-Omni-7B): vocal cues are measured on what the model hears, from the first sampled frame (frame_policy)
@@ -95,6 +96,8 @@ class CoTConfig:
             raise ValueError(f"unknown tasks {unknown}; known: {', '.join(TASKS)}")
         if self.time_unit not in TIME_UNITS:
             raise ValueError(f"time_unit must be one of {TIME_UNITS}, got {self.time_unit!r}")
+        if isinstance(self.vocal_cues, bool):  # YAML 1.1 reads `off` / `on` (no / yes) as booleans
+            self.vocal_cues = "auto" if self.vocal_cues else "off"
         if self.vocal_cues not in ("auto", "off"):
             raise ValueError(f"vocal_cues must be auto or off, got {self.vocal_cues!r}")
         if self.time_unit == "sampled_frames" and not self.frame_policy:
