@@ -291,3 +291,39 @@ def test_an_original_clip_without_a_track_is_heard_as_silence_naming_that_file(t
     with caplog.at_level("WARNING"):
         assert hearing(frames, audio, "audio+video", "dfew-00006", audio_source(media)) == {"heard": "silence"}
     assert any("dfew-00006" in m and str(original) in m and "silence" in m for m in caplog.messages)
+
+
+def test_an_endpoint_is_sent_the_face_crops_with_the_original_clips_audio(tmp_path, tiny_omni_dir):
+    """Evaluating a served Omni model on DFEW's face crops: each request carries the crops inline (timed on the
+    original clip) and the original clip's audio as an ``audio_url`` part with use_audio_in_video; the crop with no
+    original is sent silence of its duration. (Real vLLM decoding of such requests: tests/test_serving_omni.py.)"""
+    import base64
+    import struct
+
+    from emoreason.evaluation.backends import EndpointBackend
+    from emoreason.evaluation.runner import prompt_labels
+
+    from openai_stub import StubServer
+
+    dfew_face_crops_with_originals(tmp_path / "DFEW")
+    spec = load_benchmark("dfew", ["frames.max_frames=4"])
+    records = {r.id: r for r in benchmark_records(spec, str(tmp_path / "DFEW"), 1)}
+    with StubServer(lambda messages: ("ok", "<answer>happy</answer>"), root=str(tiny_omni_dir)) as server:
+        backend = EndpointBackend({"base_url": server.base_url, "retries": 0}, spec.frames, prompt_labels(spec),
+                                  spec.style, media_dir=str(tmp_path / "DFEW"))
+        assert backend.modalities == "audio+video"
+        results = backend.predict([records["dfew-00006"], records["dfew-00012"]])
+        bodies = list(server.bodies)
+    assert [error for _, error in results] == [None, None]
+    seconds = []
+    for body in bodies:
+        parts = [p for m in body["messages"] if isinstance(m["content"], list) for p in m["content"]]
+        video = next(p for p in parts if p["type"] == "video_url")["video_url"]["url"]
+        assert video.startswith("data:")  # inline frames, not the crop folder or a file the server samples
+        wav = base64.b64decode(next(p for p in parts if p["type"] == "audio_url")["audio_url"]["url"].split(",")[1])
+        rate = struct.unpack("<I", wav[24:28])[0]
+        seconds.append((len(wav) - 44) / 4 / rate)
+        assert body["mm_processor_kwargs"] == {"use_audio_in_video": True}
+    assert abs(seconds[0] - 2.0) < 0.1  # the original clip's whole track
+    assert backend.heard["dfew-00006"]["source"] == records["dfew-00006"].media["audio_path"]
+    assert backend.heard["dfew-00012"] == {"heard": "silence"}
