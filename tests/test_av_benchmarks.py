@@ -328,3 +328,22 @@ def test_an_endpoint_is_sent_the_face_crops_with_the_original_clips_audio(tmp_pa
     assert abs(heard - 2.0) < 0.1 and abs(silent - 0.64) < 0.05  # the original's track; the crops' 16 frames at 25
     assert backend.heard["dfew-00006"]["source"] == records["dfew-00006"].media["audio_path"]
     assert backend.heard["dfew-00012"] == {"heard": "silence"}
+
+
+def test_every_modality_times_a_face_crop_folder_on_its_original_clip(tmp_path):
+    """The AV-vs-V ablation changes only what is heard: a DFEW crop folder with an original clip is timed on that
+    clip under ``video``, ``audio+video`` and ``audio`` alike (same timestamps, same fps) — in evaluation
+    (``load_media``) and in training (``load_row_media``)."""
+    from emoreason.audio.modalities import MODALITIES, audio_source, with_modalities
+    from emoreason.training.data import load_row_heard, load_row_media
+    from emoreason.video import load_media
+
+    dfew_face_crops_with_originals(tmp_path)
+    media = {r.id: r for r in load_records("dfew", tmp_path, split="test", fold=1)}["dfew-00006"].media
+    policy = FramePolicy(nframes=4)
+    shown = {m: with_modalities(load_media(media, policy), m, path=audio_source(media))[0] for m in MODALITIES}
+    row = {"id": "dfew-00006", "video": media["path"], "audio_path": media["audio_path"]}
+    trained = {m: load_row_heard(row, load_row_media(row, policy), modalities=m)[0] for m in MODALITIES}
+    for frames in (*shown.values(), *trained.values()):
+        assert frames.timestamps == shown["audio+video"].timestamps and frames.source_fps == 8.0
+    assert shown["video"].timestamps[1] > 0.5  # on the 2 s clip, not the folder's assumed 25 fps

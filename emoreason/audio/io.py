@@ -394,8 +394,9 @@ def frames_on_clip(frames: LoadedFrames, audio_path: str | Path | None) -> Loade
     so its own timeline may be shorter or longer than the clip's; re-timed, the first sampled frame starts the audio
     at the same moment of the clip and Qwen2.5-Omni's interleaving (``use_audio_in_video``) pairs each 2 s of video
     with the same 2 s of audio. ``meta["timed_by"]`` names the clip; unchanged when the audio is the frames' own
-    file, or for an image."""
-    if audio_path is None or frames.kind == "image" or str(audio_path) == str(frames.path) or not frames.total_frames:
+    file, for an image, or already timed on that clip."""
+    if (audio_path is None or frames.kind == "image" or str(audio_path) == str(frames.path) or not frames.total_frames
+            or frames.meta.get("timed_by") == str(audio_path)):
         return frames
     duration = video_duration_s(audio_path)
     if duration <= 0:

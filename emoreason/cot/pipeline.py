@@ -285,13 +285,13 @@ class CoTPipeline:
         heard_elsewhere = bool(record.media.get("audio_path"))  # face crops heard with their original clip
         if self.cfg.vocal_cues == "off" or (record.media.get("type") != "video" and not heard_elsewhere):
             return
-        from emoreason.audio import clip_audio, frames_on_clip
+        from emoreason.audio import clip_audio
         from emoreason.audio.modalities import audio_source
         from emoreason.video import FramePolicy, MediaError, load_media
 
         try:  # a face-crop folder is heard with its original clip's track (media["audio_path"]), timed on that clip
-            source = audio_source(record.media)
-            frames = frames_on_clip(load_media(record.media, self.policy or FramePolicy(), resize=False), source)
+            source = audio_source(record.media)  # load_media times the frames on it
+            frames = load_media(record.media, self.policy or FramePolicy(), resize=False)
             audio = clip_audio(source, frames, max_s=self.cfg.audio_window_s)
         except MediaError as exc:
             log.warning("sample %s: audio not measured: %s", record.id, exc)

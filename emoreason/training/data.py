@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from emoreason.audio import LoadedAudio
+from emoreason.audio import LoadedAudio, frames_on_clip
 from emoreason.audio.modalities import with_modalities
 from emoreason.video import FramePolicy, LoadedFrames, MediaError, load_frames
 
@@ -81,12 +81,14 @@ def with_media(messages: list[dict], kind: str | None, path: str | None) -> list
 
 
 def load_row_media(example: dict, policy: FramePolicy) -> LoadedFrames | None:
-    """The row's frames under the policy; SampleMediaError naming the sample and file when they do not load."""
+    """The row's frames under the policy; SampleMediaError naming the sample and file when they do not load. A row
+    heard with another file's track (``audio_path``: a face-crop clip's original video) is timed on that clip
+    whatever the modalities, as evaluation's ``load_media`` times it."""
     kind, path = row_media(example)
     if kind is None:
         return None
     try:
-        return load_frames(path, policy)
+        return frames_on_clip(load_frames(path, policy), example.get("audio_path"))
     except MediaError as exc:
         raise SampleMediaError(f"sample {example.get('id', '?')}: {exc}") from exc
 

@@ -204,9 +204,14 @@ def load_frames(media: str | Path | Sequence[str | Path], policy: FramePolicy | 
 def load_media(media: dict, policy: FramePolicy | None = None, backend: str = "auto",
                resize: bool = True) -> LoadedFrames:
     """Frames of a sample record's ``media`` dict: its path(s), its frame rate (``fps``, for frame folders and
-    image lists) and, for a window around an annotated frame, its exact ``frame_indices``."""
-    return load_frames(media["path"], policy, backend, resize, fps=media.get("fps"),
-                       indices=media.get("frame_indices"))
+    image lists) and, for a window around an annotated frame, its exact ``frame_indices``. Frames whose clip's
+    audio is another file (``media["audio_path"]``: DFEW's/MAFW's original videos) are timed on that clip whatever
+    the modalities (``emoreason.audio.frames_on_clip``), so an audio-vs-video ablation changes only what is heard."""
+    from emoreason.audio.io import frames_on_clip  # emoreason.audio imports this module
+
+    frames = load_frames(media["path"], policy, backend, resize, fps=media.get("fps"),
+                         indices=media.get("frame_indices"))
+    return frames_on_clip(frames, media.get("audio_path"))
 
 
 def resize_image(frame: np.ndarray, policy: FramePolicy) -> np.ndarray:
