@@ -347,3 +347,30 @@ def test_every_modality_times_a_face_crop_folder_on_its_original_clip(tmp_path):
     for frames in (*shown.values(), *trained.values()):
         assert frames.timestamps == shown["audio+video"].timestamps and frames.source_fps == 8.0
     assert shown["video"].timestamps[1] > 0.5  # on the 2 s clip, not the folder's assumed 25 fps
+
+
+def test_resumed_cot_rebuilds_shards_whose_records_gained_an_original_clips_audio(tmp_path):
+    """Resume compares each record's media (its ``audio_path``/``audio_layout`` too), not only the record ids: a
+    DFEW copy whose originals arrive after a first run is re-synthesised with their audio, not reused silently."""
+    import json
+
+    from emoreason.cot.pipeline import CoTConfig, CoTPipeline
+
+    dfew_face_crops_with_originals(tmp_path / "DFEW")
+    originals = tmp_path / "DFEW" / "Clip" / "original"
+    originals.rename(tmp_path / "later")
+    cfg = CoTConfig(dataset_format="dfew", dataset_root=str(tmp_path / "DFEW"), split="test", fold=1,
+                    output_dir=str(tmp_path / "cot"))
+    CoTPipeline(cfg, progress=False).run()
+    (tmp_path / "later").rename(originals)
+    out = CoTPipeline(cfg, progress=False).run()
+    assert json.loads((out / "summary.json").read_text())["shards"]["rebuilt"] == 1
+    rows = {row["clip_id"]: row for row in map(json.loads, (out / "data.jsonl").read_text().splitlines())}
+    assert rows["dfew-00006"]["audio_path"].endswith("Clip/original/00006.mp4")
+
+
+def test_the_cot_dataset_keeps_a_column_its_first_row_lacks():
+    from emoreason.cot.pipeline import rows_dataset
+
+    dataset = rows_dataset([{"id": "a"}, {"id": "b", "label_set": "dfew"}])
+    assert dataset.column_names == ["id", "label_set"] and dataset["label_set"] == [None, "dfew"]

@@ -25,6 +25,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
@@ -44,6 +45,9 @@ from emoreason.reasoning import build_messages
 from emoreason.reasoning.prompts import TASKS
 from emoreason.records import SampleRecord
 from emoreason.video import FramePolicy
+
+if TYPE_CHECKING:
+    import datasets
 
 log = logging.getLogger(__name__)
 
@@ -118,11 +122,18 @@ def _needs_cache_dir(spec: str | dict | None) -> bool:
     return name == "landmarks"
 
 
+# Bumped whenever a row gains, loses or changes a column: resume rebuilds shards written in another format.
+ROW_FORMAT_VERSION = 2
+
+
 def records_fingerprint(records: list[SampleRecord], evidence_key: str | None = None) -> str:
-    """sha256 of the record ids of a shard, in order, and of the detector's ``fingerprint()`` (its estimator
-    code, calibration, settings and the AUs it cites) when there is one: what resume compares before reusing a
-    shard, so a changed estimator never leaves old shards beside new ones."""
-    text = "\n".join(r.id for r in records)
+    """sha256 of the row format (:data:`ROW_FORMAT_VERSION`), of the shard's records in order — each one's id and
+    media (its files, frame rate, window and the file its audio is heard from, ``audio_path``/``audio_layout``) —
+    and of the detector's ``fingerprint()`` (its estimator code, calibration, settings and the AUs it cites) when
+    there is one: what resume compares before reusing a shard, so a changed estimator, a clip that gained its
+    original's audio or a new row column never leaves old shards beside new ones."""
+    text = f"#rows:{ROW_FORMAT_VERSION}\n" + "\n".join(
+        f"{r.id}\t{json.dumps(r.media, sort_keys=True, default=str)}" for r in records)
     if evidence_key is not None:
         text += f"\n#evidence:{evidence_key}"
     return hashlib.sha256(text.encode()).hexdigest()
@@ -541,7 +552,7 @@ class CoTPipeline:
             by_split: dict[str, list[dict]] = {}
             for row in rows:
                 by_split.setdefault(row["split"], []).append(row)
-            dataset = datasets.DatasetDict({k: datasets.Dataset.from_list(v) for k, v in by_split.items()})
+            dataset = datasets.DatasetDict({k: rows_dataset(v) for k, v in by_split.items()})
             tmp_hf = self.out / ".hf.tmp"
             dataset.save_to_disk(str(tmp_hf))
             if (self.out / "hf").exists():
@@ -554,6 +565,15 @@ class CoTPipeline:
         log.info("CoT data: %d rows from %d records; rejected %s; failed %s", summary["accepted"], n_records,
                  summary["rejected_by_reason"], summary["failed_by_reason"])
         return self.out
+
+
+def rows_dataset(rows: list[dict]) -> datasets.Dataset:
+    """A ``datasets.Dataset`` of the rows with every column any row has (None where a row lacks it):
+    ``Dataset.from_list`` takes its columns from the first row alone and drops the others' silently."""
+    import datasets
+
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    return datasets.Dataset.from_list([{key: row.get(key) for key in columns} for row in rows])
 
 
 def _grouped(stats: Counter, prefix: str) -> dict:
