@@ -165,15 +165,30 @@ def _emotion(parsed: ParsedResponse, row: dict, va_credit: float = 0.0, va_radiu
     return credit
 
 
+_WARNED_NO_LABEL_SET: set[str] = set()
+
+
 def _label_set(row: dict) -> str | None:
     """The label set a row's emotion is scored in (``emoreason.knowledge.DATASET_LABEL_MAPS``): its ``label_set``
-    (the protocol ``synth-cot`` prompted with, e.g. ``ravdess7``), else the dataset it came from (``source``,
-    rows written before ``label_set``); None (open vocabulary, the answer as parsed) when neither is known."""
-    for key in ("label_set", "source"):
-        name = row.get(key)
-        if isinstance(name, str) and name in DATASET_LABEL_MAPS:
-            return name
-    return None
+    (the protocol ``synth-cot`` prompted with, e.g. ``ravdess7``), else — rows written before ``label_set`` — the
+    label map of the dataset it came from (``source``) where that dataset has a single one; None (open vocabulary,
+    the answer as parsed) otherwise. A RAVDESS or AffectNet row without ``label_set`` may come from any of its
+    protocols (``emoreason.datasets.adapters.VARIANT_LABEL_MAPS``): it is scored without a merge map, warned once
+    per dataset."""
+    from emoreason.datasets.adapters import VARIANT_LABEL_MAPS, label_map_of_dataset
+
+    name = row.get("label_set")
+    if isinstance(name, str) and name in DATASET_LABEL_MAPS:
+        return name
+    source = row.get("source")
+    if not isinstance(source, str):
+        return None
+    if source in VARIANT_LABEL_MAPS and source not in _WARNED_NO_LABEL_SET:
+        _WARNED_NO_LABEL_SET.add(source)
+        log.warning("emotion reward: %s rows carry no label_set (written before it) and %s has several label maps "
+                    "(%s): scored without a merge map (open vocabulary); rerun synth-cot to write label_set",
+                    source, source, ", ".join(VARIANT_LABEL_MAPS[source]))
+    return label_map_of_dataset(source)
 
 
 def _observed_truth(row: dict) -> set[int] | None:

@@ -81,6 +81,25 @@ def test_a_calm_answer_earns_what_the_eval_scores_it(benchmark):
     assert call("emotion", [calm], [source_only]) == [1.0]
     assert call("emotion", [calm], [{**ROW, "emotion": "neutral"}]) == [0.0]  # open vocabulary: as the eval
 
+
+def test_a_row_without_label_set_falls_back_to_its_source_only_where_that_dataset_has_one_label_map(caplog):
+    """Rows written before ``label_set`` name only their dataset (``source``). Where its adapter has one label
+    map (DFEW, Aff-Wild2 → affwild2_expr) that is the set the answer is scored in; RAVDESS and AffectNet rows may
+    come from any of several protocols (ravdess/ravdess7/ravdess_song, affectnet7/8), so they are scored without a
+    merge map (open vocabulary), with one warning naming the missing ``label_set``."""
+    from emoreason import rewards
+
+    rewards._WARNED_NO_LABEL_SET.clear()  # once per process: a test before this one may have warned
+    calm = GOOD.replace("<answer>happiness</answer>", "<answer>calm</answer>")
+    assert call("emotion", [calm], [{**ROW, "emotion": "neutral", "source": "affwild2"}]) == [1.0]
+    open_vocabulary = call("emotion", [calm], [{**ROW, "emotion": "neutral"}])
+    with caplog.at_level("WARNING", logger="emoreason.rewards"):
+        for source in ("ravdess", "affectnet", "ravdess"):
+            assert call("emotion", [calm, calm], [{**ROW, "emotion": "neutral", "source": source}] * 2) == \
+                open_vocabulary * 2
+    warned = [m for m in caplog.messages if "label_set" in m]
+    assert len(warned) == 2 and any("ravdess" in m for m in warned) and any("affectnet" in m for m in warned)
+
 def test_au_f1_rewards_grounding():
     hallucinated = GOOD.replace("AU6 (cheek raiser, C)", "AU6 (cheek raiser, C), AU9")
     negated_true = ("<think>\nObservations: AU12 rises; there is no AU6.\nInterpretation: a social smile.\n"

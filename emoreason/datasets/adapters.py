@@ -877,6 +877,17 @@ def ravdess_label_map(classes: int = 8, channel: str = "speech") -> str:
     return "ravdess7" if int(classes) == 7 else "ravdess_song" if channel == "song" else "ravdess"
 
 
+# Formats whose records are labelled in one of several label maps, chosen by adapter option (label_map_of): the
+# dataset's name alone does not say which protocol a record was labelled in.
+VARIANT_LABEL_MAPS = {"ravdess": ("ravdess", "ravdess7", "ravdess_song"), "affectnet": ("affectnet8", "affectnet7")}
+
+
+def label_map_of_dataset(dataset: str) -> str | None:
+    """The label map of a dataset named without its adapter options (a row's ``source``): :func:`label_map_of`
+    where the format has a single one, None where it has several (:data:`VARIANT_LABEL_MAPS`) or none."""
+    return None if dataset in VARIANT_LABEL_MAPS else label_map_of(dataset)
+
+
 def label_map_of(dataset_format: str, options: dict | None = None) -> str | None:
     """The label map (``emoreason.knowledge.DATASET_LABEL_MAPS``) a format's records are labelled in under its
     adapter ``options`` — the label set its protocol scores (RAVDESS ``classes=7`` → ``ravdess7``, AffectNet
