@@ -439,3 +439,22 @@ def test_the_row_check_counts_rows_that_hear_silence_a_fitted_or_a_cut_track(omn
     assert check_rows(rows, collator.row_length, max_length=None, cache_dir=tmp_path / "c").notes == cached.notes
     grpo_rows = [{**r, "media_path": r["video"]} for r in rows]
     assert prompt_length(processor, collator.policy, grpo_rows[3]).notes == ("audio_truncated",)
+
+
+def test_self_distillation_of_dfew_face_crops_hears_the_original_clips_track(tiny_omni_dir, tmp_path):
+    """A face-crop folder has no track of its own: the Omni teacher hears the original clip's
+    (``media["audio_path"]``), as evaluation and training do, not silence."""
+    from types import SimpleNamespace
+
+    from emoreason.cot.distill import sample_responses
+    from emoreason.datasets import load_records
+
+    from dataset_fixtures import dfew_face_crops_with_originals
+
+    dfew_face_crops_with_originals(tmp_path)
+    records = [r for r in load_records("dfew", tmp_path, split="test", fold=1) if r.id == "dfew-00006"]
+    options = {"model": str(tiny_omni_dir), "k": 1, "max_new_tokens": 2, "seed": 0, "fps": 4}
+    with _heard_features() as features:
+        out = sample_responses(options, records, None, "cot", SimpleNamespace())
+    assert [len(o) for o in out] == [1]
+    assert len(features) == 1 and _spread(features[0]) > 1.0  # the original's voice, not silence

@@ -36,21 +36,26 @@ def sample_responses(options: dict, records: list[SampleRecord], labels: list[st
         return out
     if not options.get("model"):
         raise ValueError("self_distill needs `model` (a local directory) or `endpoint`")
-    from emoreason.inference import generate, model_audio
+    from emoreason.audio import audio_window_s
+    from emoreason.audio.modalities import audio_source, model_modalities, with_modalities
+    from emoreason.inference import generate
     from emoreason.models import frame_policy_for, load_model_and_processor
-    from emoreason.video import MediaError, load_frames
+    from emoreason.video import MediaError, load_media
 
     if getattr(cache, "_distiller", None) is None:
         cache._distiller = load_model_and_processor(options["model"])  # type: ignore[attr-defined]
     model, processor = cache._distiller  # type: ignore[attr-defined]
     policy = replace(frame_policy_for(processor), fps=float(options.get("fps", 2.0)),
                      max_frames=int(options.get("max_frames", 16)))
+    modalities = model_modalities(processor, None)  # all the model takes, as evaluation shows it by default
+    window = audio_window_s(processor) if modalities != "video" else None
     out = []
     for record in records:
         kind = "image" if record.media["type"] == "image" else "video"
-        try:
-            frames = load_frames(record.media["path"], policy)
-            audio = model_audio(processor, [frames])  # an audio model hears the clip's track
+        try:  # evaluation's path: a face-crop folder is heard with its original clip's track (media["audio_path"])
+            frames, track = with_modalities(load_media(record.media, policy), modalities, window,
+                                            audio_source(record.media))
+            audio = [track] if modalities != "video" else None  # None in the list: the encoding hears silence
         except MediaError as exc:
             log.warning("self-distillation skipped %s: %s", record.id, exc)
             out.append([])
