@@ -374,3 +374,24 @@ def test_the_cot_dataset_keeps_a_column_its_first_row_lacks():
 
     dataset = rows_dataset([{"id": "a"}, {"id": "b", "label_set": "dfew"}])
     assert dataset.column_names == ["id", "label_set"] and dataset["label_set"] == [None, "dfew"]
+
+
+def test_cot_times_a_face_crop_clips_aus_on_the_clip_its_voice_and_frames_are_timed_on(tmp_path):
+    """One time base per row: a crop folder heard with its original clip has its AU onsets/apexes timed on that
+    clip (16 frames over 2 s: 8 fps), as its vocal cues and the frames the model is shown are — not at the
+    folder's assumed 25 fps (a crop folder without an original keeps it)."""
+    import numpy as np
+
+    from emoreason.cot.evidence import AUEvidence
+    from emoreason.cot.pipeline import CoTConfig, CoTPipeline
+    from emoreason.video import load_media
+
+    dfew_face_crops_with_originals(tmp_path / "DFEW")
+    pipeline = CoTPipeline(CoTConfig(dataset_format="dfew", dataset_root=str(tmp_path / "DFEW"), split="test",
+                                     fold=1, output_dir=str(tmp_path / "cot")), progress=False)
+    records = {r.id: r for r in load_records("dfew", tmp_path / "DFEW", split="test", fold=1)}
+    evidence = AUEvidence("openface", True, {12: 3.0}, frames={12: np.linspace(0.0, 3.0, 16)}, fps=25.0)
+    timeline = pipeline._timeline(records["dfew-00006"], evidence)
+    shown = load_media(records["dfew-00006"].media, FramePolicy(nframes=16))
+    assert timeline.fps == shown.source_fps == 8.0 and timeline.say(8) == "1.0 s" == f"{shown.timestamps[8]} s"
+    assert pipeline._timeline(records["dfew-00012"], evidence).fps == 25.0

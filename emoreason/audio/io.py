@@ -386,6 +386,15 @@ def video_duration_s(path: str | Path) -> float:
     raise CorruptMediaError(path, "the file declares no duration")
 
 
+def fps_on_clip(n_frames: int, clip: str | Path) -> float:
+    """The rate at which ``n_frames`` span ``clip``'s duration (frame *i* at *i/N* of it): the time base of frames
+    heard with another file's track (:func:`frames_on_clip`) and of the AU timeline written about them."""
+    duration = video_duration_s(clip)
+    if duration <= 0:
+        raise CorruptMediaError(clip, f"the clip's duration is {duration} s")
+    return n_frames / duration
+
+
 def frames_on_clip(frames: LoadedFrames, audio_path: str | Path | None) -> LoadedFrames:
     """``frames`` timed on the clip whose audio they are heard with, when that audio comes from another file than
     the frames (DFEW's face-crop folders, MAFW's frame folders: the audio is the original video's,
@@ -398,9 +407,6 @@ def frames_on_clip(frames: LoadedFrames, audio_path: str | Path | None) -> Loade
     if (audio_path is None or frames.kind == "image" or str(audio_path) == str(frames.path) or not frames.total_frames
             or frames.meta.get("timed_by") == str(audio_path)):
         return frames
-    duration = video_duration_s(audio_path)
-    if duration <= 0:
-        raise CorruptMediaError(audio_path, f"the clip's duration is {duration} s")
-    fps = frames.total_frames / duration
+    fps = fps_on_clip(frames.total_frames, audio_path)
     return replace(frames, timestamps=[i / fps for i in frames.indices], source_fps=fps,
                    meta={**frames.meta, "timed_by": str(audio_path), "own_fps": frames.source_fps})

@@ -231,6 +231,14 @@ class CoTPipeline:
         fps, n = evidence.fps, evidence.n_frames
         if not fps:
             fps = media_frame_count(record)[1]
+        if n and record.media.get("audio_path"):  # heard with its original clip: timed on it, as frames and voice
+            from emoreason.audio.io import fps_on_clip
+            from emoreason.video import MediaError
+
+            try:
+                fps = fps_on_clip(n, record.media["audio_path"])
+            except MediaError as exc:
+                log.warning("sample %s: AU times on the frames' own rate: %s", record.id, exc)
         if not fps or not n:
             return None
         return Timeline.build(self.cfg.time_unit, fps, n, self.policy)
