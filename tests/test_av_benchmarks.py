@@ -395,3 +395,15 @@ def test_cot_times_a_face_crop_clips_aus_on_the_clip_its_voice_and_frames_are_ti
     shown = load_media(records["dfew-00006"].media, FramePolicy(nframes=16))
     assert timeline.fps == shown.source_fps == 8.0 and timeline.say(8) == "1.0 s" == f"{shown.timestamps[8]} s"
     assert pipeline._timeline(records["dfew-00012"], evidence).fps == 25.0
+
+
+def test_mer2024_without_its_test_label_table_is_an_error_naming_the_tables_found(tmp_path):
+    """The release's test-label file names are assumed: a copy whose table is named otherwise must not evaluate
+    to 0 records (recognition None); the error names the tables looked for and the CSVs the root holds."""
+    FIXTURES["mer2024"](tmp_path)
+    for table in ("test1-label.csv", "test1_name_convert_label.csv"):
+        (tmp_path / table).unlink(missing_ok=True)
+    (tmp_path / "mer2024-test1-gt.csv").write_text("name,discrete\n")
+    with pytest.raises(FileNotFoundError, match=r"test1-label\.csv.*mer2024-test1-gt\.csv"):
+        load_records("mer2024", tmp_path, split="test1")
+    assert load_records("mer2024", tmp_path, split="train")  # the labelled set is still read

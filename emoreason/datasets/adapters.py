@@ -814,12 +814,24 @@ def load_mer2024(col: Collector, root: Path, split=None, fold=None, **options) -
     test split's labels are a ``<split>-label.csv`` (MER2023's convention) or ``<split>_name_convert_label.csv``
     (the file the organisers' ``generate_final_test1_test2_gt`` writes), with ``name, discrete``. A copy
     normalised to MER2023's layout (``<split>-label.csv`` beside ``<split>/<name>.mp4``) is read too. ``.avi``
-    clips are found beside ``.mp4`` (MER2023's clips, part of MER2024, include some)."""
+    clips are found beside ``.mp4`` (MER2023's clips, part of MER2024, include some). Because those names are
+    assumed, a test split asked for (``split=test1|test2``) whose table is not found is a FileNotFoundError naming
+    the tables looked for and the CSVs the root holds, never an empty benchmark.
+
+    Contamination: MER2024's labelled training set contains all of MER2023 (train and its test sets, MER-SEMI
+    test3 included); a model trained on MER2024's train split has seen MER2023's test clips with their labels, so
+    its MER2023 score is not a held-out result."""
     for part, (tables, layouts) in MER2024_SPLITS.items():
         if not _wanted(split, part):
             continue
-        table = next((root / t for t in tables if (root / t).is_file()), root / tables[0])
-        _load_mer(col, root, "mer2024", part, table, layouts, options)
+        table = next((root / t for t in tables if (root / t).is_file()), None)
+        if table is None and split == part and part != "train":
+            found = sorted(p.name for p in root.glob("*.csv"))
+            raise FileNotFoundError(
+                f"mer2024 {part}: no test label table in {root} (looked for {' or '.join(tables)}; the release's "
+                f"test-label file names are assumed). CSVs found there: {', '.join(found) or 'none'}. Rename or "
+                f"link the {part} labels (name, discrete) to {tables[0]}")
+        _load_mer(col, root, "mer2024", part, table or root / tables[0], layouts, options)
 
 
 CREMAD_LAYOUTS = (Layout("video_flash", "VideoFlash/{name}.flv", "video", note="the GitHub release"),
