@@ -277,7 +277,7 @@ def test_cot_rows_name_the_label_set_each_benchmark_scores():
     assert seven == list(dataset_label_set("ravdess7")) and "calm" not in seven
 
 
-def test_an_original_clip_without_a_track_is_heard_as_silence_naming_that_file(tmp_path, caplog):
+def test_an_original_clip_without_a_track_is_heard_as_silence_naming_that_file(tmp_path):
     from emoreason.audio.modalities import audio_source, with_modalities
     from emoreason.evaluation.backends import hearing
     from emoreason.video import load_media, write_video
@@ -288,9 +288,9 @@ def test_an_original_clip_without_a_track_is_heard_as_silence_naming_that_file(t
     media = {r.id: r for r in load_records("dfew", tmp_path, split="test", fold=1)}["dfew-00006"].media
     frames, audio = with_modalities(load_media(media, FramePolicy(nframes=16)), "audio+video",
                                     path=audio_source(media))
-    with caplog.at_level("WARNING"):
-        assert hearing(frames, audio, "audio+video", "dfew-00006", audio_source(media)) == {"heard": "silence"}
-    assert any("dfew-00006" in m and str(original) in m and "silence" in m for m in caplog.messages)
+    # the prediction row names the file looked in; the run warns once for all its silent samples
+    assert hearing(frames, audio, "audio+video", "dfew-00006", audio_source(media)) == {"heard": "silence",
+                                                                                        "looked_in": str(original)}
 
 
 def test_an_endpoint_is_sent_the_face_crops_with_the_original_clips_audio(tmp_path, tiny_omni_dir):
@@ -407,3 +407,44 @@ def test_mer2024_without_its_test_label_table_is_an_error_naming_the_tables_foun
     with pytest.raises(FileNotFoundError, match=r"test1-label\.csv.*mer2024-test1-gt\.csv"):
         load_records("mer2024", tmp_path, split="test1")
     assert load_records("mer2024", tmp_path, split="train")  # the labelled set is still read
+
+
+def test_a_dfew_copy_without_originals_warns_once_per_run_not_once_per_silent_sample(tmp_path, tiny_omni_dir,
+                                                                                     caplog):
+    """Thousands of silent samples are one warning with their count and the first ids (each prediction row's
+    ``audio`` names its own)."""
+    import shutil
+
+    from emoreason.evaluation.backends import LocalBackend
+    from emoreason.evaluation.runner import evaluate, prompt_labels
+
+    dfew_face_crops_with_originals(tmp_path / "DFEW")
+    shutil.rmtree(tmp_path / "DFEW" / "Clip" / "original")
+    spec = load_benchmark("dfew", ["max_new_tokens=1", "frames.max_frames=2"])
+    backend = LocalBackend(str(tiny_omni_dir), spec.frames, prompt_labels(spec), spec.style, 4, 1)
+    with caplog.at_level("WARNING"):
+        metrics = evaluate(spec, backend, tmp_path / "eval", root=str(tmp_path / "DFEW"), fold=1, progress=False)
+    assert metrics["protocol"]["audio"]["no_track_heard_silence"] == 3
+    silent = [m for m in caplog.messages if "silence" in m]
+    assert len(silent) == 1 and "3 of 3" in silent[0] and "dfew-00006" in silent[0] and "dfew-00012" in silent[0]
+
+
+def test_original_video_audio_is_counted_by_its_layout_so_cached_rows_survive_a_data_move():
+    """A cached prediction row heard from the original clip still counts as such after the data moved (its
+    absolute ``source`` path no longer matches the record's)."""
+    import numpy as np
+
+    from emoreason.audio import LoadedAudio
+    from emoreason.evaluation.backends import hearing
+    from emoreason.evaluation.runner import audio_counts
+    from emoreason.records import SampleRecord
+    from emoreason.video import LoadedFrames
+
+    frames = LoadedFrames(np.zeros((2, 4, 4, 3), np.uint8), [0.0, 0.5], [0, 1], 2.0, 2, "/old/crops/1", "pil",
+                          "frames")
+    audio = LoadedAudio(np.zeros(1600, np.float32), 16000, "/old/original/1.mp4")
+    heard = hearing(frames, audio, "audio+video", "dfew-1", "/old/original/1.mp4", "original")
+    assert heard["audio_layout"] == "original"
+    moved = SampleRecord("dfew-1", "dfew", {"type": "frames", "path": "/new/crops/1",
+                                            "audio_path": "/new/original/1.mp4", "audio_layout": "original"})
+    assert audio_counts([moved], {"dfew-1": {"audio": heard}}, "audio+video")["from_original_video"] == 1

@@ -30,21 +30,26 @@ def _policy(frames: dict, base: FramePolicy | None = None) -> FramePolicy:
     return replace(base or FramePolicy(), **{k: v for k, v in frames.items() if k in FramePolicy.__dataclass_fields__})
 
 
-def hearing(frames: LoadedFrames, audio, modalities: str, sample_id: str = "?", source: str | None = None
-            ) -> dict | None:
+def hearing(frames: LoadedFrames, audio, modalities: str, sample_id: str = "?", source: str | None = None,
+            audio_layout: str | None = None) -> dict | None:
     """What one sample was heard with, for the run's audio counts (``emoreason.evaluation.runner.audio_counts``):
     ``track`` (its own, ``source`` the file it was read from — the clip's original video where its frames are face
     crops, ``fitted`` with the reason when its length was fitted to the video, ``kept_s`` when the feature
-    extractor's window cut it) or ``silence`` (no track, or a frame folder with no source of audio: silence of the
-    clip's duration, as ``emoreason.inference.encode_batch`` fills it — with a warning naming the sample and the
-    file looked in, ``source``); None when it was not heard (the ``video`` ablation, or an image)."""
+    extractor's window cut it, ``audio_layout`` the layout of the original video it came from — what the run's
+    count of original-video audio compares, so cached rows survive a data move) or ``silence`` (no track, or a
+    frame folder with no source of audio: silence of the clip's duration, as ``emoreason.inference.encode_batch``
+    fills it; ``looked_in`` the other file named for its audio, which had no track; the run warns once, with the count and the first samples: ``emoreason.evaluation.runner.evaluate``);
+    None when it was not heard (the ``video`` ablation, or an image)."""
     if modalities == "video" or frames.kind == "image":
         return None
     if audio is None:
-        log.warning("sample %s: no audio track in %s%s: the model hears silence", sample_id, source or frames.path,
-                    "" if source and source != str(frames.path) else " (and no other file named for its audio)")
-        return {"heard": "silence"}
+        log.debug("sample %s: no audio track in %s: the model hears silence", sample_id, source or frames.path)
+        # an original clip found but without a track: the row names it (a crop folder alone: nothing to name)
+        return {"heard": "silence", "looked_in": source} if source and source != str(frames.path) else \
+            {"heard": "silence"}
     out: dict = {"heard": "track", "source": audio.path}
+    if audio_layout and source and audio.path == source and source != str(frames.path):
+        out["audio_layout"] = audio_layout
     if "mismatch" in audio.meta:
         out["fitted"] = audio.meta["mismatch"]
     if "truncated_to_s" in audio.meta:
@@ -102,7 +107,8 @@ class LocalBackend:
             ready.append(i)
             media.append(frames)
             audio.append(track)
-            self.heard[record.id] = hearing(frames, track, self.modalities, record.id, audio_source(record.media))
+            self.heard[record.id] = hearing(frames, track, self.modalities, record.id, audio_source(record.media),
+                                            record.media.get("audio_layout"))
             conversations.append(build_messages(str(record.media["path"]), _media_type(record), self.labels,
                                                 self.style, focus=self.focus, task=self.task))
         return ready, conversations, media, audio, errors
@@ -232,7 +238,8 @@ class EndpointBackend:
         # the frames and audio local evaluation shows (with_modalities); an audio-only sample's blank frames inline
         frames, audio = with_modalities(load_media(record.media, self.policy), self.modalities,
                                         self.audio_window_s, audio_source(record.media))
-        self.heard[record.id] = hearing(frames, audio, self.modalities, record.id, audio_source(record.media))
+        self.heard[record.id] = hearing(frames, audio, self.modalities, record.id, audio_source(record.media),
+                                         record.media.get("audio_layout"))
         if audio is None and self.modalities != "video" and frames.kind != "image":
             audio = silence_for(frames)  # no track: silence of the clip's duration, as encode_batch fills it
         own_track = not record.media.get("audio_path")  # else the frames go inline, the other file's track beside

@@ -235,11 +235,21 @@ def audio_counts(records, predictions: dict[str, dict], modalities: str) -> dict
     tracks = [(r, h) for r, h in zip(records, heard, strict=True) if h and h.get("heard") == "track"]
     silences = sum(1 for h in heard if h and h.get("heard") == "silence")
     return {"modalities": modalities, "samples": len(records), "heard_track": len(tracks),
-            "from_original_video": sum(1 for r, h in tracks if r.media.get("audio_path")
-                                       and h.get("source") == str(r.media["audio_path"])),
+            "from_original_video": sum(1 for r, h in tracks if h.get("audio_layout")
+                                       and h["audio_layout"] == r.media.get("audio_layout")),
             "fitted_to_video": sum(1 for _, h in tracks if "fitted" in h),
             "truncated": sum(1 for _, h in tracks if "kept_s" in h), "no_track_heard_silence": silences,
             "not_heard": len(records) - len(tracks) - silences}
+
+
+def _warn_silent(records, predictions: dict[str, dict], shown: int = 5) -> None:
+    """One warning per run for the samples that heard silence (no track, no original clip found): their count
+    and the first few ids; each prediction row's ``audio`` names its own."""
+    silent = [r.id for r in records if ((predictions.get(r.id) or {}).get("audio") or {}).get("heard") == "silence"]
+    if silent:
+        log.warning("%d of %d samples had no audio track (nor an original clip named for their audio) and heard "
+                    "silence: %s%s", len(silent), len(records), ", ".join(silent[:shown]),
+                    f" and {len(silent) - shown} more" if len(silent) > shown else "")
 
 
 # --- scoring --------------------------------------------------------------------------------------------------
@@ -326,6 +336,7 @@ def evaluate(spec: BenchmarkSpec, backend, out_dir: str | Path, root: str | None
     protocol = {**protocol_summary(spec, backend, fold, zero_shot), "limit": limit}
     if getattr(backend, "hears", False):  # a model that takes audio: what the samples heard, counted
         protocol["audio"] = audio_counts(records, predictions, backend.modalities)
+    _warn_silent(records, predictions)
     metrics.update(fold=fold, backend=getattr(backend, "name", type(backend).__name__), load_problems=problems,
                    protocol=protocol)
     write_report(metrics, out)
