@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from bench_support import load_bench
 
 
@@ -32,8 +33,19 @@ def test_tower_probe_learns_a_visible_label_through_the_models_own_tower(tmp_pat
     assert load_bench("tower_probe").main(["--model", str(tiny_model_dirs["qwen2_5_vl"]), "--synth", str(synth),
                                            "--frames", "{max_frames: 4, min_pixels: 3136, max_pixels: 3136}",
                                            "--epochs", "8", "--lr", "3e-3", "--batch-size", "8",
-                                           "--au-weight", "1", "--out", str(out)]) == 0
-    history = json.loads(out.read_text())["history"]
+                                           "--au-weight", "1", "--out", str(out),
+                                           "--save", str(tmp_path / "warm")]) == 0
+    result = json.loads(out.read_text())
+    history = result["history"]
+    assert max(history, key=lambda h: h["val_accuracy"])["epoch"] == result["selected_epoch"]
     test_n = len((synth / "test.jsonl").read_text().splitlines())
     assert test_n >= 6 and history[-1]["test_accuracy"] >= 0.8, history[-1]
     assert history[0]["loss"] > history[-1]["loss"]
+    # the saved warm-up checkpoint carries the trained tower and loads as a model SFT can start from
+    from emoreason.models import load_model_and_processor
+
+    warm, _ = load_model_and_processor(tmp_path / "warm", device="cpu")
+    untrained, _ = load_model_and_processor(tiny_model_dirs["qwen2_5_vl"], device="cpu")
+    before = dict(untrained.named_parameters())
+    changed = {n for n, p in warm.named_parameters() if not torch.equal(p, before[n])}
+    assert changed and all(".visual." in n for n in changed), sorted(changed)[:5]  # the tower, nothing else
