@@ -218,8 +218,7 @@ class EndpointBackend:
 
     def request(self, record: SampleRecord) -> tuple[list[dict], dict]:
         """(OpenAI messages, extra request parameters) for one sample; MediaError when it cannot be decoded."""
-        from emoreason.audio import silence_for
-        from emoreason.client import AUDIO_IN_VIDEO, media_url, with_audio
+        from emoreason.client import media_url, with_heard_audio
 
         messages = build_messages(None, _media_type(record), self.labels, self.style, focus=self.focus, task=self.task)
         if self._served_by_file(record) and self.modalities == "video":
@@ -229,15 +228,16 @@ class EndpointBackend:
         frames, audio = with_modalities(load_media(record.media, self.policy), self.modalities,
                                         self.audio_window_s, record.media.get("path"))
         self.heard[record.id] = hearing(frames, audio, self.modalities)
-        if audio is None and self.modalities != "video" and frames.kind != "image":
-            audio = silence_for(frames)  # no track: silence of the clip's duration, as encode_batch fills it
         if self._served_by_file(record) and self.modalities == "audio+video":
             url, extra = media_url(record.media["path"]), {}
         else:
             url, media_kwargs = inline_media(frames)
             extra = {"media_io_kwargs": media_kwargs} if media_kwargs else {}
         messages = to_openai_messages(messages, url)
-        return (with_audio(messages, audio), {**extra, **AUDIO_IN_VIDEO}) if audio is not None else (messages, extra)
+        if self.modalities == "video":
+            return messages, extra
+        messages, heard = with_heard_audio(messages, frames, audio, self.audio_window_s)  # silence without a track
+        return messages, {**extra, **heard}
 
     def predict(self, records: list[SampleRecord]) -> list[tuple[str | None, str | None]]:
         from emoreason.client import ChatClient
