@@ -138,6 +138,7 @@ class EndpointBackend:
         self._hears: bool | None = None  # the served model takes audio (None: its weights are not readable here)
         self.audio_window_s: float | None = None  # its feature extractor's window, where readable
         self.heard: dict[str, dict | None] = {}  # sample id → what it was heard with (hearing), as LocalBackend
+        self.latency_s: dict[str, float] = {}  # sample id → its request's latency (retries included)
         self.config = EndpointConfig(**endpoint)
         self._frames = dict(frames)
         self._policy: FramePolicy | None = None
@@ -271,4 +272,5 @@ class EndpointBackend:
                     f"for trusted clients with `emoreason serve … -- --trust-request-mm-kwargs` (vLLM's flag), or "
                     f"pass --media-dir to send video files by path. Server said: {result.error[:300]}")
             results[i] = (result.text, result.error)
+            self.latency_s[records[i].id] = result.latency_s
         return results
