@@ -137,3 +137,20 @@ def test_omni_grpo_rollouts_hear_the_clip_and_sample_the_synced_policy(tmp_path,
     with merged_weights(model) as weights:  # the sync sent what moved, under the composite names
         moved = [n for n in weights if not torch.equal(weights[n], before[n])]
     assert {n.split(".")[1] for n in moved} >= {"model", "visual", "audio_tower"}
+
+
+def test_face_hidden_rollouts_send_the_blank_frames_and_the_voice_the_policy_gets(tmp_path, omni_server):
+    """``modalities: audio`` (the face hidden): the server is sent the blank frames and the track the policy's
+    forward gets, so its prompt and its sampling distribution are the policy's. Two clips in one batch carry the
+    same blank frames with different voices: vLLM keyed the video by its frames alone and scored the second clip
+    off-policy (mean log-prob gap 0.06, 0.01 for each clip alone) until the server keyed it with its track
+    (``emoreason.serving.vllm_entry``)."""
+    trainer, _ = _trainer(tmp_path, omni_server, modalities="audio")
+    assert trainer.modalities == "audio"
+    rows = [dict(trainer.train_dataset[i]) for i in (0, 0, 1, 1)]
+    trainer.model.train()
+    trainer._generate_and_score_completions(rows)
+    assert trainer.vllm_rollouts.prompts_checked == 2 and trainer.vllm_rollouts.prompt_mismatches == 0
+    assert sampling_gap(trainer) < 0.05, sampling_gap(trainer)
+    _, _, frames, track = _rollout_inputs(trainer, rows[0])
+    assert not frames.frames.any() and track is not None  # what was sent: black frames, the clip's voice
