@@ -210,27 +210,23 @@ def label_coded_copy(synth_dir: Path, hf_dir: Path, out_synth: Path, out_hf: Pat
 
 # --- the vision probe -------------------------------------------------------------------------------------------
 def probe(model_dir: Path, synth_dir: Path, plan: Plan) -> dict:
-    """Linear probe (flattened video tokens) fitted on training clips, scored on the test clips the eval scores."""
+    """Linear probe (flattened video tokens) fitted on training clips, scored on the test clips the eval scores;
+    cached beside the model, keyed on the model's files, the clips, the frame policy and the probe's options."""
     from dataclasses import replace
 
     from transformers import AutoProcessor
 
-    from emoreason.evaluation.probe import linear_probe, vision_features
+    from emoreason.evaluation.probe import cached_probe
     from emoreason.models import frame_policy_for
 
-    cache = model_dir.parent / "vision_probe.json"
-    if cache.is_file():
-        return json.loads(cache.read_text())
     policy = replace(frame_policy_for(AutoProcessor.from_pretrained(str(model_dir))), **plan.frame_policy)
     rows = {split: [json.loads(line) for line in (synth_dir / f"{split}.jsonl").read_text().splitlines()]
             for split in ("train", "test")}
     rows["train"] = rows["train"][:plan.probe_train_clips]
     rows["test"] = rows["test"][:plan.eval_limit] if plan.eval_limit else rows["test"]
-    feats = {split: vision_features(model_dir, [synth_dir / r["media"]["path"] for r in rows[split]], policy,
-                                    pool="flat") for split in rows}
-    result = linear_probe(feats["train"], [r["emotion"] for r in rows["train"]], feats["test"],
-                          [r["emotion"] for r in rows["test"]], weight_decay=1e-2)
-    cache.write_text(json.dumps(result, indent=2) + "\n")
+    pairs = {split: [(synth_dir / r["media"]["path"], r["emotion"]) for r in rows[split]] for split in rows}
+    result = cached_probe(model_dir.parent, model_dir, pairs["train"], pairs["test"], policy, pool="flat",
+                          weight_decay=1e-2)
     print(f"vision probe {model_dir}: {result}", flush=True)
     return result
 

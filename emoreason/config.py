@@ -13,7 +13,7 @@ import difflib
 import os
 import types
 import typing
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -113,12 +113,14 @@ def to_yaml(config: Any) -> str:
 
 
 def parse_dataclasses(dataclass_types: Sequence[type], path: str | Path | None = None,
-                      overrides: list[str] | None = None, defaults: dict[str, Any] | None = None) -> tuple:
+                      overrides: list[str] | None = None, defaults: dict[str, Any] | None = None,
+                      check: Callable[[dict[str, Any], str], None] | None = None) -> tuple:
     """Fill several dataclasses (e.g. script args, ``SFTConfig``, ``ModelConfig``) from ``defaults``, a YAML
     file and ``key=value`` overrides, in that order, with TRL's ``TrlParser``: each value is converted and
     checked as TRL's own CLI would (``--key value``), and an ``env:`` mapping sets environment variables.
     Override scalars are converted by the field's type (``beta=0`` is a float, ``use_vllm=true`` a bool);
     lists and mappings are YAML (``reward_funcs=[format,emotion]``, ``reward_options.au_f1.intensity_aware=true``).
+    ``check(values, where)`` sees the merged values (environment set) before the dataclasses are built.
     """
     from trl import TrlParser
 
@@ -151,6 +153,8 @@ def parse_dataclasses(dataclass_types: Sequence[type], path: str | Path | None =
                                   + (f" (did you mean {close[0]!r}?)" if close else ""))
     for key, value in env.items():
         os.environ[str(key)] = str(value)
+    if check is not None:
+        check(data, where)
     parser.set_defaults_with_config(**data)
     try:
         return tuple(parser.parse_args_into_dataclasses(args=[], look_for_args_file=False))

@@ -6,8 +6,10 @@ completion string (empty, truncated, 100 kB of garbage) gets a number — and re
 ground truth lacks the field the reward needs, which TRL then leaves out of that reward's mean.
 
 * ``format`` — tags present, ordered, one answer; full credit needs the three reasoning sections.
-* ``emotion`` — canonical-label match (``emoreason.knowledge``), optional credit graded by valence–arousal
-  distance (``va_credit``, off by default — see ``_emotion``) or for a label inside the true compound.
+* ``emotion`` — canonical-label match (``emoreason.knowledge``) in the row's label set as the eval scores it
+  (``label_set``, else ``source``: "calm" is neutral on a protocol without calm), optional credit graded by
+  valence–arousal distance (``va_credit``, off by default — see ``_emotion``) or for a label inside the true
+  compound.
 * ``au_f1`` — 2·Fβ − 1 between non-negated claimed AUs and the row's evidence AUs (Facial-R1's AU reward), on
   the AUs the evidence source codes; optionally intensity-aware (a hit's credit falls with the distance of its
   letter from the evidence, and a missing letter earns none — the prompt asks for letters).
@@ -42,7 +44,14 @@ from collections import Counter
 from collections.abc import Callable
 from functools import partial
 
-from emoreason.knowledge import EMOTIONS, canonical_emotion, prototype_scores, va_anchor
+from emoreason.knowledge import (
+    DATASET_LABEL_MAPS,
+    EMOTIONS,
+    canonical_emotion,
+    prediction_in_label_set,
+    prototype_scores,
+    va_anchor,
+)
 from emoreason.knowledge.facs import intensity_letter, intensity_value
 from emoreason.reasoning import ParsedResponse, parse_response
 
@@ -142,6 +151,9 @@ def _emotion(parsed: ParsedResponse, row: dict, va_credit: float = 0.0, va_radiu
     predicted = parsed.emotion
     if predicted is None:
         return 0.0
+    label_set = _label_set(row)
+    if label_set is not None:  # as the eval scores it: "calm" is neutral where the protocol has no calm
+        predicted = prediction_in_label_set(label_set, predicted)
     if predicted == truth:
         return 1.0
     credit = 0.0
@@ -151,6 +163,17 @@ def _emotion(parsed: ParsedResponse, row: dict, va_credit: float = 0.0, va_radiu
         distance = math.dist(va_anchor(predicted), va_anchor(truth))
         credit = max(credit, va_credit * max(0.0, 1.0 - distance / va_radius))
     return credit
+
+
+def _label_set(row: dict) -> str | None:
+    """The label set a row's emotion is scored in (``emoreason.knowledge.DATASET_LABEL_MAPS``): its ``label_set``
+    (the protocol ``synth-cot`` prompted with, e.g. ``ravdess7``), else the dataset it came from (``source``,
+    rows written before ``label_set``); None (open vocabulary, the answer as parsed) when neither is known."""
+    for key in ("label_set", "source"):
+        name = row.get(key)
+        if isinstance(name, str) and name in DATASET_LABEL_MAPS:
+            return name
+    return None
 
 
 def _observed_truth(row: dict) -> set[int] | None:

@@ -243,6 +243,22 @@ def make_mer2023(root: Path) -> dict:
                                                              "missing_file": 2}}
 
 
+def make_mer2024(root: Path) -> dict:
+    """MER2024's release: label-disdim.csv + video-labeled/ (train); the test clips among
+    video-unlabeled-with-test2noise/, test labels in <split>-label.csv / <split>_name_convert_label.csv."""
+    _write(root / "label-disdim.csv", "name,discrete,valence\nsample_00000001,happy,2.5\nsample_00000002,worried,"
+                                      "-1.0\nsample_00000003,bored,0\n")
+    _speaking_video(root / "video-labeled" / "sample_00000001.mp4")
+    _speaking_video(root / "video-labeled" / "sample_00000002.avi")
+    _speaking_video(root / "video-labeled" / "sample_00000003.mp4")
+    _write(root / "test1-label.csv", "name,discrete\nsample_00100001,angry\nsample_00100002,sad\n"
+                                     "sample_00100003,neutral\n")
+    _write(root / "test2_name_convert_label.csv", "name,discrete\nsample_00200001,surprise\n")
+    for name in ("sample_00100001", "sample_00100002", "sample_00200001", "sample_00300000"):  # last: unlabelled
+        _speaking_video(root / "video-unlabeled-with-test2noise" / f"{name}.mp4")
+    return {"counts": {"train": 2, "test1": 2, "test2": 1}, "problems": {"unknown_label": 1, "missing_media": 1}}
+
+
 def make_cremad(root: Path) -> dict:
     """CREMA-D's release: VideoFlash/*.flv (FLV, H.264 + AAC), names <actor>_<sentence>_<emotion>_<level>."""
     for actor, emotion in ((1001, "ANG"), (1002, "HAP"), (1003, "NEU"), (1004, "SAD"), (1005, "DIS"), (1006, "FEA")):
@@ -266,6 +282,37 @@ def make_ravdess(root: Path) -> dict:
     _speaking_video(root / "Actor_08" / "01-01-09-01-01-01-08.mp4")  # emotion code out of range
     _speaking_video(root / "Actor_08" / "01-01-03.mp4")  # truncated name
     return {"counts": {None: 8}, "problems": {"unknown_label": 1, "malformed_row": 1}}
+
+
+def _late_voice_video(path: Path, seconds: float = 2.0, voice_from_s: float = 1.0, rate: int = 16000) -> Path:
+    """An 8 fps clip silent until ``voice_from_s``, then a speech-band tone: where its audio starts tells which
+    moment of the clip a sampled frame was heard at."""
+    t = np.arange(int(seconds * rate)) / rate
+    tone = np.where(t >= voice_from_s, 0.3 * np.sin(2 * np.pi * 180 * t), 0.0).astype(np.float32)
+    data = (_RNG.random((int(seconds * 8), 32, 32, 3)) * 255).astype(np.uint8)
+    return write_video(data, path, fps=8, audio=tone, audio_rate=rate)
+
+
+def dfew_face_crops_with_originals(root: Path) -> None:
+    """DFEW as the release ships it: face-crop frame folders (``Clip/clip_224x224``, no audio) beside the original
+    clips (``Clip/original``, with their audio; 2 s, voiced from 1 s). Test clips of fold 1: 6 (padded original),
+    7 (unpadded original ``7.mp4``), 12 (face crops only: no source of audio). Each crop folder holds 16 frames,
+    which the adapter times at its assumed 25 fps (0.64 s) though the clip lasts 2 s."""
+    _write(root / "EmoLabel_DataSplit" / "test(single-labeled)" / "set_1.csv", "video_name,label\n6,5\n7,6\n12,1\n")
+    for clip in (6, 7, 12):
+        _frames(root / "Clip" / "clip_224x224" / f"{clip:05d}", 16)
+    _late_voice_video(root / "Clip" / "original" / "00006.mp4")
+    _late_voice_video(root / "Clip" / "original" / "7.mp4")
+
+
+def mafw_frames_with_clips(root: Path) -> None:
+    """MAFW with MAE-DFER's frame folders (``data/frames``, no audio) beside the release's clips (``data/clips``):
+    test clip 00005 has both, 00006 frames only."""
+    _write(root / "Train & Test Set" / "single" / "no_caption" / "set_1" / "test.txt",
+           "00005.mp4 happiness\n00006.mp4 anger\n")
+    for stem in ("00005", "00006"):
+        _frames(root / "data" / "frames" / stem, 16)
+    _late_voice_video(root / "data" / "clips" / "00005.mp4")
 
 
 FIXTURES = {name.removeprefix("make_"): fn for name, fn in globals().items() if name.startswith("make_")}

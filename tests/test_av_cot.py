@@ -229,7 +229,8 @@ def test_eval_counts_what_each_sample_heard_in_metrics_and_summary(av_cot, tiny_
     backend = LocalBackend(str(tiny_omni_dir), spec.frames, prompt_labels(spec), spec.style, 4, 2)
     metrics = evaluate(spec, backend, tmp_path / "eval", root=str(data), limit=4, progress=False)
     audio = metrics["protocol"]["audio"]
-    assert audio == {"modalities": "audio+video", "samples": 4, "heard_track": 3, "fitted_to_video": 1,
+    assert audio == {"modalities": "audio+video", "samples": 4, "heard_track": 3, "from_original_video": 0,
+                     "fitted_to_video": 1,
                      "truncated": 0, "no_track_heard_silence": 1, "not_heard": 0}
     saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert saved["protocol"]["audio"] == audio
@@ -266,3 +267,20 @@ def test_prosody_is_measured_on_the_window_the_model_hears_and_cuts_are_counted(
     heard = clip_audio(path, load_frames(path, FramePolicy()), max_s=1.0)
     assert heard.meta["truncated_to_s"] == 1.0 and heard.meta["truncated_from_s"] > 1.5
     assert measured == measure_prosody(heard.waveform, heard.sample_rate)
+
+
+def test_vocal_cues_off_and_on_read_as_yaml_booleans_are_accepted(tmp_path):
+    """`emoreason synth-cot ... vocal_cues=off` failed with "got False": YAML 1.1 reads off/on (and no/yes) as
+    booleans. False is "off" and True the default "auto" (measure every clip with audio), on the command line and
+    in a config file alike; other values are still refused."""
+    from emoreason.config import load_config
+
+    base = ["dataset_root=d", "output_dir=o"]
+    assert load_config(CoTConfig, None, [*base, "vocal_cues=off"]).vocal_cues == "off"
+    assert load_config(CoTConfig, None, [*base, "vocal_cues=on"]).vocal_cues == "auto"
+    assert load_config(CoTConfig, None, [*base, "vocal_cues=auto"]).vocal_cues == "auto"
+    config = tmp_path / "cot.yaml"
+    config.write_text("dataset_root: d\noutput_dir: o\nvocal_cues: off\n")
+    assert load_config(CoTConfig, config).vocal_cues == "off"
+    with pytest.raises(ValueError, match="vocal_cues must be auto or off"):
+        load_config(CoTConfig, None, [*base, "vocal_cues=maybe"])

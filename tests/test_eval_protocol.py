@@ -473,3 +473,26 @@ def test_compare_refuses_different_protocols_unless_told(tmp_path):
     assert "protocols differ" in table and "| WAR | 50.0 | 70.0 |" in table
     refused = _eval("compare", a, c)
     assert refused.returncode == 2 and "--allow-protocol-mismatch" in refused.stderr
+
+
+def test_protocol_line_prints_the_frame_bounds_the_loader_applies(demo_clip):
+    """`frames={..., max_frames: 2}` printed `min_frames=4, max_frames=2` while the loader (qwen-vl-utils'
+    rule) takes 2 frames: max_frames caps min_frames, and both are rounded to the temporal patch."""
+    from dataclasses import asdict, replace
+
+    from emoreason.evaluation.report import protocol_line
+    from emoreason.video import load_frames
+
+    capped = replace(FramePolicy(), fps=8.0, max_frames=2)
+    assert len(load_frames(demo_clip, capped).frames) == 2  # the 16-frame clip gives 2, not 4
+    line = protocol_line({"benchmark": "synthfacs", "frame_policy": asdict(capped)})
+    assert "min_frames=2, max_frames=2" in line and "min_frames=4" not in line
+    odd = replace(FramePolicy(), min_frames=3, max_frames=7)  # frame_factor 2: 4 to 6 frames
+    assert "min_frames=4, max_frames=6" in protocol_line({"benchmark": "synthfacs", "frame_policy": asdict(odd)})
+    assert "min_frames=4, max_frames=768" in protocol_line({"benchmark": "b", "frame_policy": asdict(FramePolicy())})
+    fixed = protocol_line({"benchmark": "b", "frame_policy": asdict(replace(FramePolicy(), nframes=6))})
+    assert "nframes=6" in fixed and "min_frames" not in fixed  # a fixed count: no bounds applied
+    for policy, (fewest, most) in ((capped, (2, 2)), (odd, (4, 6)), (FramePolicy(), (4, 768))):
+        assert policy.frame_bounds() == (fewest, most)
+        assert policy.num_frames(10_000, 10_000.0) == fewest  # a long clip sampled sparsely: the fewest frames
+        assert policy.num_frames(10_000, 1.0) == most  # sampled densely: the most

@@ -4,6 +4,7 @@ shuffled-video control data, and the statistics that say "above chance" and "GRP
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,35 @@ def test_module_of_names_the_three_parts():
     assert module_of("base_model.model.model.visual.merger.mlp.0.weight") == "projector"
     assert module_of("model.language_model.layers.0.mlp.up_proj.weight") == "language"
     assert module_of("lm_head.weight") == "language"
+    # Qwen3-VL's deepstack mergers project intermediate vision features into the LM, as the merger does
+    assert module_of("model.visual.deepstack_merger_list.0.linear_fc1.weight") == "projector"
+    assert module_of("base_model.model.model.visual.deepstack_merger_list.1.norm.weight") == "projector"
+    # Qwen2.5-Omni's audio encoder (its output projection included) is its own module, not the language model
+    assert module_of("model.audio_tower.layers.0.self_attn.q_proj.weight") == "audio"
+    assert module_of("base_model.model.model.audio_tower.proj.weight") == "audio"
+
+
+@pytest.mark.parametrize("flags, trainable", [
+    ({"freeze_vision": True, "freeze_projector": False}, {"projector", "language"}),
+    ({"freeze_vision": False, "freeze_projector": True}, {"vision", "language"}),
+    ({"freeze_vision": False, "freeze_language": True}, {"vision", "projector"}),
+])
+def test_freezing_follows_the_module_classifier_on_qwen3_vl(tiny_model_dirs, flags, trainable):
+    """Qwen3-VL's deepstack mergers are projector weights: freeze_vision used to freeze them (and
+    freeze_projector leave them trainable), unlike the merger the same options and projector_learning_rate treat
+    as the projector."""
+    from transformers import AutoModelForImageTextToText
+
+    from emoreason.training import freeze
+    from emoreason.training.recipe import EmoreasonArguments
+
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model_dirs["qwen3_vl"])
+    deepstack = [p for n, p in model.named_parameters() if ".deepstack_merger_list." in n]
+    assert deepstack
+    freeze(model, EmoreasonArguments(**flags))
+    assert all(p.requires_grad == ("projector" in trainable) for p in deepstack)
+    for name, param in model.named_parameters():
+        assert param.requires_grad == (module_of(name) in trainable), name
 
 
 def test_per_module_learning_rates_reach_the_optimizer_and_the_scheduler(tiny_model_dirs):
@@ -100,6 +130,23 @@ def test_sft_trainer_uses_the_recipes_module_rates(tmp_path, tiny_model_dirs, gr
     assert rates == {"vision": 5e-3, "projector": 1e-4, "language": 1e-4}
     with pytest.raises(ValueError, match="unknown modules"):
         split_param_groups(trainer.optimizer, trainer.model, {"eyes": 1.0})
+
+
+def test_logs_name_the_rate_each_module_trained_at(tmp_path, tiny_model_dirs, grpo_data):
+    """With per-module rates, `learning_rate` in the logs used to be param group 0's rate, which is the vision
+    tower's (its parameters come first): the logs now say the language model's rate as `learning_rate` and each
+    other module's as `<module>_learning_rate`, the rates the scheduler applied at that step."""
+    from emoreason.sft.train import build_trainer
+
+    recipe = tiny_recipe("sft", tiny_model_dirs["qwen2_5_vl"], grpo_data, tmp_path / "out", freeze_vision=False,
+                         learning_rate=1e-4, vision_learning_rate=5e-3, projector_learning_rate=2e-3, max_steps=2,
+                         per_device_train_batch_size=2, max_train_samples=4, lr_scheduler_type="linear")
+    trainer, _ = build_trainer(recipe)
+    trainer.train()
+    logged = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert [entry["learning_rate"] for entry in logged] == pytest.approx([1e-4, 5e-5])  # linear decay over 2 steps
+    assert [entry["vision_learning_rate"] for entry in logged] == pytest.approx([5e-3, 2.5e-3])
+    assert [entry["projector_learning_rate"] for entry in logged] == pytest.approx([2e-3, 1e-3])
 
 
 def test_freeze_language_trains_the_vision_path_alone(tmp_path, tiny_model_dirs, grpo_data):
@@ -198,6 +245,42 @@ def test_vision_features_are_the_models_video_tokens(tiny_model_dirs, demo_clip)
     assert np.allclose(flat[0].reshape(-1, 128).mean(0), mean[0], atol=1e-5)
     with pytest.raises(ValueError, match="pool"):
         vision_features(model_dir, [demo_clip], policy, pool="max")
+
+
+def test_probe_cache_is_keyed_on_what_the_probe_depends_on(tmp_path, tiny_model_dirs, grpo_data, monkeypatch):
+    """The learning bench's vision probe was cached by model directory alone: another dataset, test subset or
+    frame policy read the first run's result back. Each of them (and new weights in the same directory) is now
+    a new probe; the same inputs read the cache."""
+    import shutil
+    from dataclasses import replace
+
+    import emoreason.evaluation.probe as probe_module
+
+    bench = _bench()
+    model_dir = Path(shutil.copytree(tiny_model_dirs["qwen2_5_vl"], tmp_path / "arm" / "model"))
+    synth = Path(grpo_data).parents[1] / "synth"
+    plan = bench.Plan(frame_policy={"fps": 4.0, "max_frames": 2}, probe_train_clips=6, eval_limit=1)
+    first = bench.probe(model_dir, synth, plan)
+    assert first["test_n"] == 1
+    assert bench.probe(model_dir, synth, replace(plan, eval_limit=None))["test_n"] == 2  # another test subset
+    assert first["frame_policy"]["max_frames"] == 2  # the result says what it was computed on
+    other = tmp_path / "other"  # another dataset: the same clips, another test split (the 5 validation clips)
+    shutil.copytree(synth, other, ignore=shutil.ignore_patterns("clips"))
+    (other / "clips").symlink_to(synth / "clips")
+    shutil.copyfile(synth / "val.jsonl", other / "test.jsonl")
+    assert bench.probe(model_dir, other, replace(plan, eval_limit=None))["test_n"] == 5
+    other_frames = bench.probe(model_dir, synth, replace(plan, frame_policy={"fps": 4.0, "max_frames": 4}))
+    assert other_frames["frame_policy"]["max_frames"] == 4
+
+    def no_features(*args, **kwargs):
+        raise AssertionError("the cached probe was computed again")
+
+    monkeypatch.setattr(probe_module, "vision_features", no_features)
+    assert bench.probe(model_dir, synth, plan) == first  # the same inputs: the cache
+    weights = next(model_dir.glob("*.safetensors"))
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))  # retrained in place
+    with pytest.raises(AssertionError, match="computed again"):
+        bench.probe(model_dir, synth, plan)
 
 
 def test_paired_bootstrap_sees_a_real_gain_and_not_a_null_one():

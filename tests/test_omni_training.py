@@ -278,6 +278,44 @@ def test_omni_recipe_freezes_the_audio_encoder_and_lora_adapts_only_the_language
     assert adapted and all(".language_model." in n for n in adapted)
 
 
+@pytest.mark.parametrize("flags, trainable", [
+    ({"freeze_vision": True, "freeze_language": True}, {"projector", "audio"}),  # stage-1 alignment: both towers' paths
+    ({"freeze_vision": True, "freeze_audio": True}, {"projector", "language"}),
+    ({"freeze_vision": False, "freeze_audio": False}, {"vision", "projector", "audio", "language"}),
+])
+def test_the_audio_encoder_is_frozen_by_freeze_audio_alone(tiny_omni_dir, flags, trainable):
+    """freeze_language used to freeze the audio encoder (classified as language): an alignment stage that trains
+    the encoders' paths then left the ears frozen while freeze_audio=false said otherwise."""
+    from transformers import Qwen2_5OmniThinkerForConditionalGeneration
+
+    from emoreason.training import freeze
+    from emoreason.training.optim import module_of
+    from emoreason.training.recipe import EmoreasonArguments
+
+    model = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(tiny_omni_dir)
+    freeze(model, EmoreasonArguments(**flags))
+    assert {module_of(n) for n, _ in model.named_parameters()} == {"vision", "projector", "audio", "language"}
+    for name, param in model.named_parameters():
+        assert param.requires_grad == (module_of(name) in trainable), name
+
+
+def test_audio_learning_rate_reaches_the_audio_encoder_alone(tiny_omni_dir):
+    from transformers import Qwen2_5OmniThinkerForConditionalGeneration
+
+    from emoreason.training.optim import module_of, split_param_groups
+    from emoreason.training.recipe import EmoreasonArguments
+
+    model = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(tiny_omni_dir)
+    rates = EmoreasonArguments(audio_learning_rate=5e-3, vision_learning_rate=1e-3).module_learning_rates()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    split_param_groups(optimizer, model, rates)
+    rate = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
+    expected = {"audio": 5e-3, "vision": 1e-3, "projector": 1e-4, "language": 1e-4}
+    for name, param in model.named_parameters():
+        assert rate[id(param)] == expected[module_of(name)], name
+    assert any(module_of(n) == "audio" for n, _ in model.named_parameters())
+
+
 @contextmanager
 def _heard_features():
     """The log-mel features each forward of a Qwen2.5-Omni audio encoder receives (a global forward pre-hook on the

@@ -194,3 +194,15 @@ def test_cli_parse_stdin_and_file(tmp_path):
     out = subprocess.run([sys.executable, "-m", "emoreason", "parse", "--file", str(path)], capture_output=True,
                          text=True, check=True)
     assert json.loads(out.stdout)["emotion"] == "anger"
+
+
+def test_times_in_the_vocal_cues_are_voice_claims_not_au_timings():
+    """A label-only audio-visual clip (DFEW with its original audio, CREMA-D) has a measured voice but no facial
+    timeline: the vocal cues' times are held to the prosody (emoreason.audio.cues), and are not AU time claims the
+    timing check would reject; the face's times still are."""
+    text = ("<think>\nObservations: AU12 (lip corner puller) would be expected; it was not observed.\n"
+            "Vocal cues: Mean pitch is about 180 Hz and climbs to 240 Hz at 1.0 s; loud, fast speech.\n"
+            "Interpretation: AU12 rises at 0.4 s.\nConclusion: happiness.\n</think>\n<answer>happiness</answer>")
+    parsed = parse_response(text)
+    assert parsed.vocal_cues.startswith("Mean pitch")
+    assert [(c.value, c.aus) for c in parsed.time_claims] == [(0.4, [12])]

@@ -3,6 +3,7 @@ TRL options reach TRL's dataclasses; unknown keys name the closest valid key; th
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import yaml
 
 from emoreason.config import ConfigError
 from emoreason.training import GRPOScriptArguments, SFTScriptArguments, load_recipe
-from emoreason.training.recipe import recipe_keys
+from emoreason.training.recipe import check_deepspeed_optimizer, recipe_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / "recipes").glob("*/*/*.yaml"))
@@ -178,3 +179,26 @@ def test_sft_loss_options_the_video_collator_cannot_honour_are_refused(tmp_path)
         load_recipe("sft", _base(tmp_path), ["completion_only_loss=false"])
     for value in ("true", "null"):  # what the collator does anyway
         load_recipe("sft", _base(tmp_path), [f"completion_only_loss={value}"])
+
+
+def test_per_module_rates_with_a_deepspeed_optimizer_are_refused(tmp_path, monkeypatch):
+    """A DeepSpeed config with its own `optimizer` makes Trainer hand DeepSpeed all parameters at one rate, so
+    vision_learning_rate / projector_learning_rate were dropped without a word. The recipe is refused before
+    TrainingArguments reads the DeepSpeed config (deepspeed need not be installed), from each place a config comes
+    from: the recipe's `deepspeed` (a file or a mapping) and `accelerate launch`'s deepspeed_config_file."""
+    with_optimizer = {"optimizer": {"type": "AdamW", "params": {"lr": "auto"}}, "zero_optimization": {"stage": 2}}
+    ds_file = tmp_path / "ds.json"
+    ds_file.write_text(json.dumps(with_optimizer))
+    with pytest.raises(ConfigError, match=rf"vision_learning_rate.*not be applied.*{ds_file.name}.*own 'optimizer'"):
+        load_recipe("sft", _base(tmp_path, deepspeed=str(ds_file), vision_learning_rate=1e-3))
+    with pytest.raises(ConfigError, match=r"projector_learning_rate.*would not be applied"):
+        load_recipe("grpo", _base(tmp_path, deepspeed=with_optimizer), ["projector_learning_rate=1e-3"])
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_CONFIG_FILE", str(ds_file))
+    with pytest.raises(ConfigError, match=r"would not be applied.*ACCELERATE_DEEPSPEED_CONFIG_FILE"):
+        load_recipe("sft", _base(tmp_path), ["vision_learning_rate=1e-3"])
+    with pytest.raises(ConfigError, match="DeepSpeed config cannot be read"):
+        check_deepspeed_optimizer({"deepspeed": str(tmp_path / "missing.json"), "vision_learning_rate": 1e-3}, "r")
+    # the trainer builds the optimizer (and the per-module groups) when DeepSpeed's config has none; no rates, no clash
+    check_deepspeed_optimizer({"deepspeed": {"zero_optimization": {"stage": 3}}, "vision_learning_rate": 1e-3}, "r")
+    check_deepspeed_optimizer({"deepspeed": with_optimizer, "vision_learning_rate": None}, "r")

@@ -55,6 +55,32 @@ def test_emotion_and_graded_credit():
         get_reward("emotion", va_credt=0.2)
 
 
+
+@pytest.mark.parametrize("benchmark", ["dfew", "mafw", "ravdess", "ravdess_7class", "mer2023", "synthfacs"])
+def test_a_calm_answer_earns_what_the_eval_scores_it(benchmark):
+    """GRPO's emotion reward agrees with the eval on the row's label set: "calm" on a neutral clip is right where
+    the protocol has no calm (DFEW, MAFW, RAVDESS with calm merged: the eval's prediction_in_label_set), wrong on
+    8-class RAVDESS, where calm is its own class; a row names its label set (``label_set``, which synth-cot writes),
+    else the dataset it came from (``source``)."""
+    from emoreason.evaluation.benchmarks import load_benchmark
+    from emoreason.evaluation.runner import score
+    from emoreason.records import SampleRecord
+
+    spec = load_benchmark(benchmark)
+    spec.metrics = ["recognition"]
+    calm, neutral = (GOOD.replace("<answer>happiness</answer>", f"<answer>{x}</answer>") for x in ("calm", "neutral"))
+    for truth in ("neutral", "calm"):
+        if truth not in spec.protocol()["classes"]:
+            continue
+        record = SampleRecord(id="a", dataset="x", media={"type": "video", "path": "a.mp4"}, emotion=truth)
+        for answer in (calm, neutral):
+            scored = score(spec, [record], {"a": {"text": answer}})["recognition"]["war"]
+            row = {**ROW, "emotion": truth, "label_set": spec.label_set, "source": "x"}
+            assert call("emotion", [answer], [row]) == [scored], (benchmark, truth, answer)
+    source_only = {**ROW, "emotion": "neutral", "source": "dfew"}  # rows written before label_set
+    assert call("emotion", [calm], [source_only]) == [1.0]
+    assert call("emotion", [calm], [{**ROW, "emotion": "neutral"}]) == [0.0]  # open vocabulary: as the eval
+
 def test_au_f1_rewards_grounding():
     hallucinated = GOOD.replace("AU6 (cheek raiser, C)", "AU6 (cheek raiser, C), AU9")
     negated_true = ("<think>\nObservations: AU12 rises; there is no AU6.\nInterpretation: a social smile.\n"

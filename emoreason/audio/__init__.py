@@ -12,6 +12,7 @@ from emoreason.audio.io import (
     audio_window_s,
     clip_audio,
     fit_window,
+    frames_on_clip,
     heard_track,
     omni_processor_kwargs,
     omni_video_fps,
@@ -19,6 +20,7 @@ from emoreason.audio.io import (
     read_audio,
     silence_for,
     takes_audio,
+    video_duration_s,
 )
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "audio_window_s",
     "clip_audio",
     "fit_window",
+    "frames_on_clip",
     "heard_track",
     "omni_processor_kwargs",
     "omni_video_fps",
@@ -40,4 +43,5 @@ __all__ = [
     "read_audio",
     "silence_for",
     "takes_audio",
+    "video_duration_s",
 ]

@@ -121,9 +121,9 @@ def audio_for_frames(path: str | Path, frames: LoadedFrames, sample_rate: int = 
         raise ValueError(f"on_mismatch must be 'error' or 'pad', got {on_mismatch!r}")
     if span not in ("track", "video"):
         raise ValueError(f"span must be 'track' or 'video', got {span!r}")
-    if frames.kind != "video":
-        raise NoAudioError(frames.path, f"{frames.kind} have no audio track")
-    audio = read_audio(path, sample_rate)
+    if frames.kind == "image":
+        raise NoAudioError(frames.path, "an image has no audio track")
+    audio = read_audio(path, sample_rate)  # a frame folder's own path raises NoAudioError: it has no track
     video_end = frames.total_frames / frames.source_fps if frames.source_fps else audio.source_duration_s
     start = frames.timestamps[0] if frames.timestamps else 0.0
     audio_end = audio.start_s + audio.duration_s
@@ -360,8 +360,9 @@ def clip_audio(path: str | Path, frames: LoadedFrames, sample_rate: int = SAMPLE
     beyond ``tolerance_s`` is fitted to the video (``meta["mismatch"]`` says what was wrong) rather than raised,
     and audio past ``max_s`` (the model's window, :func:`audio_window_s`) is cut with a warning (:func:`fit_window`)
     — so what is measured of it (vocal cues) is what the model hears. A corrupt audio stream still raises
-    :class:`~emoreason.video.CorruptMediaError` naming the file."""
-    if frames.kind != "video":
+    :class:`~emoreason.video.CorruptMediaError` naming the file. ``path`` may be another file than the frames'
+    (a face-crop folder's original clip): pass ``frames`` through :func:`frames_on_clip` first."""
+    if frames.kind == "image":
         return None
     try:
         audio = audio_for_frames(path, frames, sample_rate, tolerance_s=tolerance_s)
@@ -371,3 +372,45 @@ def clip_audio(path: str | Path, frames: LoadedFrames, sample_rate: int = SAMPLE
         audio = audio_for_frames(path, frames, sample_rate, tolerance_s=tolerance_s, on_mismatch="pad")
         audio.meta["mismatch"] = exc.reason
     return fit_window(audio, max_s)
+
+
+def video_duration_s(path: str | Path) -> float:
+    """Seconds of a file's video stream (its declared duration, else its frame count over its rate, else the
+    container's duration); a file without video is timed by its audio stream."""
+    import av
+
+    path = _existing(path)
+    try:
+        with av.open(str(path)) as container:
+            streams = container.streams.video or container.streams.audio
+            stream = streams[0] if streams else None
+            if stream is not None and stream.duration and stream.time_base:
+                return float(stream.duration * stream.time_base)
+            if stream is not None and stream.type == "video" and stream.frames and stream.average_rate:
+                return float(stream.frames / stream.average_rate)
+            if container.duration:
+                return container.duration / 1e6
+    except MediaError:
+        raise
+    except Exception as exc:
+        raise CorruptMediaError(path, f"PyAV cannot open the file ({type(exc).__name__}: {exc})") from exc
+    raise CorruptMediaError(path, "the file declares no duration")
+
+
+def frames_on_clip(frames: LoadedFrames, audio_path: str | Path | None) -> LoadedFrames:
+    """``frames`` timed on the clip whose audio they are heard with, when that audio comes from another file than
+    the frames (DFEW's face-crop folders, MAFW's frame folders: the audio is the original video's,
+    ``media["audio_path"]``): the frames span that clip's duration, so frame *i* of *N* sits at *i/N* of it. A frame
+    folder's rate is assumed where the dataset states none (DFEW: 25 fps; its 16-frame variant is time-normalised),
+    so its own timeline may be shorter or longer than the clip's; re-timed, the first sampled frame starts the audio
+    at the same moment of the clip and Qwen2.5-Omni's interleaving (``use_audio_in_video``) pairs each 2 s of video
+    with the same 2 s of audio. ``meta["timed_by"]`` names the clip; unchanged when the audio is the frames' own
+    file, or for an image."""
+    if audio_path is None or frames.kind == "image" or str(audio_path) == str(frames.path) or not frames.total_frames:
+        return frames
+    duration = video_duration_s(audio_path)
+    if duration <= 0:
+        raise CorruptMediaError(audio_path, f"the clip's duration is {duration} s")
+    fps = frames.total_frames / duration
+    return replace(frames, timestamps=[i / fps for i in frames.indices], source_fps=fps,
+                   meta={**frames.meta, "timed_by": str(audio_path), "own_fps": frames.source_fps})

@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
-from emoreason.audio.io import LoadedAudio, NoAudioError, clip_audio, takes_audio
+from emoreason.audio.io import LoadedAudio, NoAudioError, clip_audio, frames_on_clip, takes_audio
 from emoreason.video import LoadedFrames
 
 MODALITIES = ("audio+video", "video", "audio")
@@ -32,6 +33,14 @@ def model_modalities(processor, asked: str | None) -> str:
                                                              "audio input)")
 
 
+def audio_source(media: dict) -> str | None:
+    """The file a sample's audio is read from: ``media["audio_path"]`` where the adapter found the clip's audio in
+    another file than its frames (DFEW's and MAFW's original videos beside their face crops / frame folders),
+    else the media's own file (None for an image list)."""
+    path = media.get("audio_path") or media.get("path")
+    return str(path) if isinstance(path, (str, Path)) else None
+
+
 def with_modalities(frames: LoadedFrames, modalities: str, max_s: float | None = None,
                     path: str | None = None) -> tuple[LoadedFrames, LoadedAudio | None]:
     """(frames, audio) a sample is shown under ``modalities``: ``video`` — the frames, no audio; ``audio+video`` —
@@ -39,14 +48,20 @@ def with_modalities(frames: LoadedFrames, modalities: str, max_s: float | None =
     frames blanked, so the prompt and token layout stay those of the full model while the face carries nothing. A
     corrupt audio stream, or ``audio`` on a clip without a track, raises MediaError naming the file. Audio past
     ``max_s`` (the model's window) is cut, named and recorded (``emoreason.audio.fit_window``). ``path``: the
-    clip to read the track from (default: the file the frames came from)."""
-    if modalities == "video" or frames.kind != "video":
+    file to read the track from (default: the file the frames came from; :func:`audio_source` of the record's
+    media). Frames heard with another file's track are timed on that clip (``emoreason.audio.frames_on_clip``)."""
+    if modalities == "video" or frames.kind == "image":
         if modalities == "audio":
             raise NoAudioError(frames.path, f"{frames.kind} have no audio track to hear")
         return frames, None
-    audio = clip_audio(str(path or frames.path), frames, max_s=max_s)
+    source = str(path or frames.path)
+    if frames.kind != "video" and source == str(frames.path):
+        audio = None  # a frame folder or image list, and no other file to hear: no track
+    else:
+        frames = frames_on_clip(frames, source)
+        audio = clip_audio(source, frames, max_s=max_s)
     if modalities == "audio+video":
         return frames, audio
     if audio is None:
-        raise NoAudioError(frames.path, "no audio track to hear (modalities: audio)")
+        raise NoAudioError(source, "no audio track to hear (modalities: audio)")
     return replace(frames, frames=np.zeros_like(frames.frames)), audio

@@ -38,6 +38,7 @@ from emoreason.cot.teacher import rewrite_batch, teacher_messages
 from emoreason.cot.temporal import TIME_UNITS, TemporalAnalysis, Timeline, analyse
 from emoreason.cot.verify import Grounding, Verdict, verify_au_list, verify_emotion_answer, verify_rationale
 from emoreason.datasets import load_records
+from emoreason.datasets.adapters import label_map_of
 from emoreason.knowledge import au_name, dataset_label_set, display_name
 from emoreason.reasoning import build_messages
 from emoreason.reasoning.prompts import TASKS
@@ -81,6 +82,7 @@ class CoTConfig:
     dataset_options: dict = field(default_factory=dict)  # extra adapter options (e.g. classes: 7)
     # audio-visual rationales: "auto" measures the prosody of every clip with an audio track (Praat) and adds a
     # "Vocal cues" part citing it, held to the measurement by the verifier; "off" keeps rationales face-only
+    # (YAML's off / false read as "off", on / true as "auto")
     vocal_cues: str = "auto"
     # seconds of audio the model's feature extractor keeps (Whisper chunk_length: 30 s for the tiny model, 300 s for
     # Qwen2.5-Omni-7B): vocal cues are measured on what the model hears, from the first sampled frame (frame_policy)
@@ -94,6 +96,8 @@ class CoTConfig:
             raise ValueError(f"unknown tasks {unknown}; known: {', '.join(TASKS)}")
         if self.time_unit not in TIME_UNITS:
             raise ValueError(f"time_unit must be one of {TIME_UNITS}, got {self.time_unit!r}")
+        if isinstance(self.vocal_cues, bool):  # YAML 1.1 reads `off` / `on` (no / yes) as booleans
+            self.vocal_cues = "auto" if self.vocal_cues else "off"
         if self.vocal_cues not in ("auto", "off"):
             raise ValueError(f"vocal_cues must be auto or off, got {self.vocal_cues!r}")
         if self.time_unit == "sampled_frames" and not self.frame_policy:
@@ -125,13 +129,8 @@ def records_fingerprint(records: list[SampleRecord], evidence_key: str | None = 
 
 
 def _labels_for_prompt(cfg: CoTConfig) -> list[str] | None:
-    if cfg.prompt_labels != "dataset":
-        return None
-    name = {"affectnet": "affectnet8"}.get(cfg.dataset_format, cfg.dataset_format)
-    try:
-        return list(dataset_label_set(name))
-    except KeyError:
-        return None
+    name = label_map_of(cfg.dataset_format, cfg.dataset_options)
+    return list(dataset_label_set(name)) if cfg.prompt_labels == "dataset" and name is not None else None
 
 
 def _evidence_columns(evidence: AUEvidence | None, analysis: TemporalAnalysis | None) -> dict:
@@ -192,6 +191,8 @@ class CoTPipeline:
         self.cfg, self.progress = cfg, progress
         self.out = Path(cfg.output_dir)
         self.labels = _labels_for_prompt(cfg)
+        # the label set the rows' emotions are scored in (GRPO's emotion reward reads it, as the eval does)
+        self.label_set = label_map_of(cfg.dataset_format, cfg.dataset_options)
         self.teacher = EndpointConfig(**{k: v for k, v in (cfg.teacher or {}).items()
                                          if k in EndpointConfig.__dataclass_fields__}) if cfg.teacher else None
         # the landmark estimator caches its per-clip CSVs by media content; by default beside the output
@@ -281,14 +282,17 @@ class CoTPipeline:
         (``meta.prosody_reference``); a clip without a track stays face-only, and an unreadable track is noted
         (``audio_error``) and leaves the rationale face-only — the batch goes on."""
         record = item.record
-        if self.cfg.vocal_cues == "off" or record.media.get("type") != "video":
+        heard_elsewhere = bool(record.media.get("audio_path"))  # face crops heard with their original clip
+        if self.cfg.vocal_cues == "off" or (record.media.get("type") != "video" and not heard_elsewhere):
             return
-        from emoreason.audio import clip_audio
+        from emoreason.audio import clip_audio, frames_on_clip
+        from emoreason.audio.modalities import audio_source
         from emoreason.video import FramePolicy, MediaError, load_media
 
-        try:
-            frames = load_media(record.media, self.policy or FramePolicy(), resize=False)
-            audio = clip_audio(record.media["path"], frames, max_s=self.cfg.audio_window_s)
+        try:  # a face-crop folder is heard with its original clip's track (media["audio_path"]), timed on that clip
+            source = audio_source(record.media)
+            frames = frames_on_clip(load_media(record.media, self.policy or FramePolicy(), resize=False), source)
+            audio = clip_audio(source, frames, max_s=self.cfg.audio_window_s)
         except MediaError as exc:
             log.warning("sample %s: audio not measured: %s", record.id, exc)
             item.notes.append("audio_error")
@@ -368,8 +372,12 @@ class CoTPipeline:
             "media_type": media_type,
             "video": record.media["path"] if media_type == "video" else None,
             "image": record.media["path"] if media_type == "image" else None,
+            # the file the clip's audio is heard from where it is not the video's own (DFEW's original clip beside
+            # its face crops: emoreason.datasets.adapters), so training hears what the vocal cues were measured on
+            "audio_path": record.media.get("audio_path"),
             "emotion": record.emotion,
             "emotions": record.emotions,
+            "label_set": self.label_set,
             # a label-only clip's emotion row is no prototype row: it carries no AU columns at all
             **_evidence_columns(item.evidence if task != "emotion" or (item.evidence and item.evidence.observed)
                                 else None, item.analysis),

@@ -16,13 +16,17 @@ Layouts (paths relative to the dataset root) and protocols:
   zero padding), and last ``Clip/clip_224x224_16f/{00001}/`` (16 frames per clip whatever its length: time is
   lost, so it comes only when nothing else is there). The paper states no single frame rate (clips are cut from
   movies); 25 fps is assumed for full-rate frame folders and 8 fps (16 frames ≈ 2 s) for the 16-frame variant —
-  pass ``fps`` when your copy says otherwise.
+  pass ``fps`` when your copy says otherwise. Audio: only ``Clip/original`` carries it (the face crops are frames
+  or silent AVIs), so whatever layout the frames come from, ``media["audio_path"]`` names the clip's original
+  (``{00001}.mp4`` or ``{1}.mp4``) where the copy has it, as R1-Omni hears DFEW; an audio model hears that track,
+  the frames timed on the original clip (see *Audio beside frames* below).
 * ``ferv39k`` (Wang et al., CVPR 2022): ``4_setups/All_scenes/{train,test}_All.csv`` rows ``<clip path> <label>``;
   media frame folders ``2_ClipsforFaceCrop/<clip path>/`` (25 fps assumed: the paper states none).
 * ``mafw`` (Liu et al., ACM MM 2022): ``Train & Test Set/single/no_caption/set_{1..5}/{train,test}.txt`` (or
   ``split/single/no_caption/…`` as MAE-DFER's copy has it) rows ``<clip>.mp4 <label>`` (name or 1–11); media
   ``data/clips/<clip>.mp4``, else ``data/frames/<clip>/`` (MAE-DFER; 25 fps assumed). Compound labels
-  (``anger_disgust``) keep their components in ``emotions``.
+  (``anger_disgust``) keep their components in ``emotions``. Audio: the clips carry it; a clip read from its
+  frame folder (``layout=frames``, or a copy of frames beside the clips) has ``media["audio_path"]`` = its clip.
 * ``rafdb`` (Li et al. 2017): ``basic/EmoLabel/list_patition_label.txt`` rows ``train_00001.jpg 5``; images
   ``basic/Image/aligned/train_00001_aligned.jpg``, else ``basic/Image/original/``. Split from the name prefix.
 * ``affectnet`` (Mollahosseini et al. 2019): ``Manually_Annotated_file_lists/{training,validation}.csv`` with
@@ -53,6 +57,9 @@ Layouts (paths relative to the dataset root) and protocols:
   ACM MM 2023): the release's ``{train,test1,test2,test3}-label.csv`` (``name, discrete[, valence]``) beside the
   clip folders ``{train,test1,test2,test3}/<name>.mp4`` (or ``.avi``), as MERTools' ``normalize_dataset_format``
   reads it. Splits keep the release's names: test1 = MER-MULTI, test2 = MER-NOISE, test3 = MER-SEMI.
+* ``mer2024`` (Lian et al., arXiv 2404.17113): ``label-disdim.csv`` + ``video-labeled/`` (train), test clips in
+  ``video-unlabeled-with-test2noise/``; test1 = MER-SEMI, test2 = MER-NOISE; the test label file names are
+  assumed (see ``load_mer2024``). 6 classes as MER2023.
 * ``cremad`` (Cao et al., "CREMA-D: Crowd-sourced Emotional Multimodal Actors Dataset", IEEE TAC 2014): the
   GitHub release's ``VideoFlash/<actor>_<sentence>_<emotion>_<level>.flv`` (audio-visual; e.g.
   ``1001_DFA_ANG_XX.flv``), else ``VideoMP4/<name>.mp4`` (a common conversion). The label is the *intended*
@@ -66,6 +73,14 @@ Layouts (paths relative to the dataset root) and protocols:
   ``classes=7`` merges calm into neutral (``emotion_raw`` keeps "calm"; not comparable to 8-class figures),
   ``channel=song`` reads the song files (6 classes: song has no disgust or surprise), ``channel=all`` both.
   No official split: 6 actor-independent folds of 4 actors (sorted, round-robin).
+
+**Audio beside frames** (``dfew``, ``mafw``): face crops and frame folders carry no audio track. Where the copy
+also holds the clip's original video, ``media["audio_path"]`` names it (``media["audio_layout"]`` its layout): an audio
+model (Qwen2.5-Omni) hears that track, from the moment of the first sampled frame, with the frames timed on the
+original clip (``emoreason.audio.frames_on_clip``: frame *i* of *N* at *i/N* of its duration); the eval counts
+those samples (``protocol.audio.from_original_video``) and names the file per sample. Options: ``audio=false``
+(the frames' own file only), ``audio_root`` (where the original videos are, if not under the dataset root or
+``media_root``). A clip with no original found is heard as silence, with a warning naming it, and counted.
 
 **Frame-level AU protocol** (``disfa``, ``bp4d``, ``affwild2`` with ``windows={stride, frames, step}``): one sample
 per ``stride``-th annotated frame, whose media is a window of ``frames`` source frames ``step`` apart centred on
@@ -86,7 +101,13 @@ import numpy as np
 from emoreason.datasets.base import Collector, adapter, read_table
 from emoreason.datasets.media import Layout, frame_positions, locate, missing_reason, window_positions
 from emoreason.datasets.openface import OpenFaceError, read_openface_csv
-from emoreason.knowledge import EMOTIONS, UnknownLabelError, canonical_emotion, map_dataset_label
+from emoreason.knowledge import (
+    DATASET_LABEL_MAPS,
+    EMOTIONS,
+    UnknownLabelError,
+    canonical_emotion,
+    map_dataset_label,
+)
 from emoreason.knowledge.coded_aus import ABAW_AUS, BP4D_AUS, DISFA_AUS  # coded sets: one source of truth
 from emoreason.records import SampleRecord
 from emoreason.video import VIDEO_EXTENSIONS, frame_files
@@ -135,6 +156,9 @@ DFEW_LAYOUTS = (
            "16 frames per clip, time-normalised; 8 fps (a 2 s clip) assumed"),
 )
 
+# where DFEW's audio is: only the original clips carry it (the face crops are frames or silent AVIs)
+DFEW_AUDIO_LAYOUTS = tuple(x for x in DFEW_LAYOUTS if x.name.startswith("original"))
+
 
 def _media(col: Collector, root: Path, layouts, options: dict, where: str, sid: str, **names) -> dict | None:
     """The clip's media by the adapter's layouts, or None after recording a problem naming every path tried."""
@@ -142,6 +166,28 @@ def _media(col: Collector, root: Path, layouts, options: dict, where: str, sid: 
                           **names)
     if media is None:
         col.problem("missing_media", where, missing_reason(sid, tried), sid)
+    return media
+
+
+def _with_audio(media: dict, root: Path, layouts, options: dict, **names) -> dict:
+    """``media`` with ``audio`` (and ``audio_layout``): the clip's original video, where the dataset ships one
+    beside the face crops / frame folders its frames come from (those carry no audio track). An audio model hears
+    that file's track, timed to the same clip (``emoreason.audio.frames_on_clip``); the eval counts it
+    (``protocol.audio.from_original_video``). Looked for under ``audio_root`` when given (a folder holding the
+    dataset's original-video layout, or those videos themselves), else the dataset root, then ``media_root``.
+    ``audio=false`` turns it off (the frames' own file only: a frame folder is then heard as silence, named in a
+    warning). A clip with no original video found keeps its media as it is."""
+    wanted = options.get("audio", True)
+    if wanted is False or str(wanted).lower() in ("false", "off", "no", "0", "none"):
+        return media
+    bases = [options["audio_root"]] if options.get("audio_root") else [None] + (
+        [options["media_root"]] if options.get("media_root") else [])
+    for base in bases:
+        found, _ = locate(root, layouts, base, **names)
+        if found is not None:
+            if Path(found["path"]).resolve() != Path(media["path"]).resolve():
+                media = {**media, "audio_path": found["path"], "audio_layout": found["layout"]}
+            return media
     return media
 
 
@@ -165,6 +211,7 @@ def load_dfew(col: Collector, root: Path, split=None, fold=None, **options) -> N
                 continue
             media = _media(col, root, DFEW_LAYOUTS, options, where, f"dfew-{clip}", padded=clip, plain=number_id)
             if media is not None:
+                media = _with_audio(media, root, DFEW_AUDIO_LAYOUTS, options, padded=clip, plain=number_id)
                 col.add(SampleRecord(id=f"dfew-{clip}", dataset="dfew", split=part, fold=fold, media=media,
                                      emotion=label, emotion_raw=row.get("label"), emotions=[label]), where)
 
@@ -198,6 +245,7 @@ MAFW_LAYOUTS = (
     Layout("clips", "data/clips/{stem}.mp4", "video"),
     Layout("frames", "data/frames/{stem}", "frames", 25.0, "MAE-DFER's frame folders; fps assumed"),
 )
+MAFW_AUDIO_LAYOUTS = MAFW_LAYOUTS[:1]  # the clips: the frame folders carry no audio
 MAFW_SPLIT_DIRS = ("Train & Test Set", "split")  # the official archive; MAE-DFER's copy
 
 
@@ -226,6 +274,7 @@ def load_mafw(col: Collector, root: Path, split=None, fold=None, **options) -> N
             else:
                 media = _media(col, root, MAFW_LAYOUTS, options, where, f"mafw-{stem}", stem=stem)
                 if media is not None:
+                    media = _with_audio(media, root, MAFW_AUDIO_LAYOUTS, options, stem=stem)
                     col.add(SampleRecord(id=f"mafw-{stem}", dataset="mafw", split=part, fold=fold, media=media,
                                          emotion=labels[0] if len(labels) == 1 else None, emotion_raw=raw,
                                          emotions=labels), where)
@@ -705,32 +754,72 @@ MER2023_SPLITS = ("train", "test1", "test2", "test3")
 MER2023_LAYOUTS = (Layout("mp4", "{part}/{name}.mp4", "video"), Layout("avi", "{part}/{name}.avi", "video"))
 
 
+def _load_mer(col: Collector, root: Path, dataset: str, part: str, table: Path, layouts, options: dict) -> None:
+    """One MER label table (``name, discrete[, valence]``) of split ``part``, media by ``layouts``."""
+    for number, row in read_table(table, col, delimiter=","):
+        where = f"{table}:{number}"
+        name = (row.get("name") or "").strip()
+        if not name:
+            col.problem("malformed_row", where, "no name")
+            continue
+        sid = f"{dataset}-{name}"
+        ok, label = _label(col, dataset, row.get("discrete"), where, sid)
+        if not ok:
+            continue
+        media = _media(col, root, layouts, options, where, sid, part=part, name=name)
+        if media is None:
+            continue
+        valence = row.get("valence")
+        try:  # MER valence is on −5..5 (the test sets have none)
+            valence = max(-1.0, min(1.0, float(valence) / 5.0)) if valence not in (None, "") else None
+        except ValueError:
+            valence = None
+        col.add(SampleRecord(id=sid, dataset=dataset, split=part, media=media, emotion=label,
+                             emotion_raw=row.get("discrete"), emotions=[label], valence=valence), where)
+
+
 @adapter("mer2023")
 def load_mer2023(col: Collector, root: Path, split=None, fold=None, **options) -> None:
     for part in MER2023_SPLITS:
+        if _wanted(split, part):
+            _load_mer(col, root, "mer2023", part, root / f"{part}-label.csv", MER2023_LAYOUTS, options)
+
+
+def _mer2024_layouts(*folders: str) -> tuple[Layout, ...]:
+    return tuple(Layout(f"{folder}_{ext}", f"{folder}/{{name}}.{ext}", "video") for folder in folders
+                 for ext in ("mp4", "avi"))
+
+
+# split: (label tables tried in order, media layouts tried in order); see the adapter's docstring
+MER2024_SPLITS = {
+    "train": (("label-disdim.csv", "train-label.csv"), _mer2024_layouts("video-labeled", "train")),
+    "test1": (("test1-label.csv", "test1_name_convert_label.csv"),
+              _mer2024_layouts("video-unlabeled-with-test2noise", "video-unlabeled", "test1")),
+    "test2": (("test2-label.csv", "test2_name_convert_label.csv"),
+              _mer2024_layouts("video-unlabeled-with-test2noise", "test2")),
+}
+
+
+@adapter("mer2024")
+def load_mer2024(col: Collector, root: Path, split=None, fold=None, **options) -> None:
+    """MER2024 (Lian et al., "MER 2024: Semi-Supervised Learning, Noise Robustness, and Open-Vocabulary Multimodal
+    Emotion Recognition", arXiv 2404.17113), the discrete tracks: 6 classes as MER2023 (neutral, angry, happy, sad,
+    worried, surprise), scored by weighted F1.
+
+    The release, as MERTools' MER2024 preprocessing reads it: ``label-disdim.csv`` (``name, discrete, valence``;
+    valence on −5..5) for the 5,030 labelled clips in ``video-labeled/<name>.mp4``, and the unlabelled pool
+    ``video-unlabeled-with-test2noise/<name>.mp4`` (``video-unlabeled/`` in copies without the noise), among which
+    the test clips hide: ``test1`` = MER-SEMI (1,169 clips), ``test2`` = MER-NOISE (1,170 clips, the noisy copies —
+    so only the ``-with-test2noise`` folder). Assumed, as the release's test labels could not be confirmed: each
+    test split's labels are a ``<split>-label.csv`` (MER2023's convention) or ``<split>_name_convert_label.csv``
+    (the file the organisers' ``generate_final_test1_test2_gt`` writes), with ``name, discrete``. A copy
+    normalised to MER2023's layout (``<split>-label.csv`` beside ``<split>/<name>.mp4``) is read too. ``.avi``
+    clips are found beside ``.mp4`` (MER2023's clips, part of MER2024, include some)."""
+    for part, (tables, layouts) in MER2024_SPLITS.items():
         if not _wanted(split, part):
             continue
-        table = root / f"{part}-label.csv"
-        for number, row in read_table(table, col, delimiter=","):
-            where = f"{table}:{number}"
-            name = (row.get("name") or "").strip()
-            if not name:
-                col.problem("malformed_row", where, "no name")
-                continue
-            sid = f"mer2023-{name}"
-            ok, label = _label(col, "mer2023", row.get("discrete"), where, sid)
-            if not ok:
-                continue
-            media = _media(col, root, MER2023_LAYOUTS, options, where, sid, part=part, name=name)
-            if media is None:
-                continue
-            valence = row.get("valence")
-            try:  # MER2023 valence is on −5..5 (test3 has none)
-                valence = max(-1.0, min(1.0, float(valence) / 5.0)) if valence not in (None, "") else None
-            except ValueError:
-                valence = None
-            col.add(SampleRecord(id=sid, dataset="mer2023", split=part, media=media, emotion=label,
-                                 emotion_raw=row.get("discrete"), emotions=[label], valence=valence), where)
+        table = next((root / t for t in tables if (root / t).is_file()), root / tables[0])
+        _load_mer(col, root, "mer2024", part, table, layouts, options)
 
 
 CREMAD_LAYOUTS = (Layout("video_flash", "VideoFlash/{name}.flv", "video", note="the GitHub release"),
@@ -786,6 +875,20 @@ def ravdess_label_map(classes: int = 8, channel: str = "speech") -> str:
     if channel not in RAVDESS_CHANNELS:
         raise ValueError(f"ravdess channel must be one of {', '.join(RAVDESS_CHANNELS)}, got {channel!r}")
     return "ravdess7" if int(classes) == 7 else "ravdess_song" if channel == "song" else "ravdess"
+
+
+def label_map_of(dataset_format: str, options: dict | None = None) -> str | None:
+    """The label map (``emoreason.knowledge.DATASET_LABEL_MAPS``) a format's records are labelled in under its
+    adapter ``options`` — the label set its protocol scores (RAVDESS ``classes=7`` → ``ravdess7``, AffectNet
+    ``classes=7`` → ``affectnet7``, Aff-Wild2 → ``affwild2_expr``); None for a format without one (``openface``)."""
+    options = options or {}
+    if dataset_format == "ravdess":
+        return ravdess_label_map(options.get("classes", 8), options.get("channel", "speech"))
+    if dataset_format == "affectnet":
+        return f"affectnet{int(options.get('classes', 8))}"
+    if dataset_format == "affwild2":  # a video's emotion is its EXPR frames' majority
+        return "affwild2_expr"
+    return dataset_format if dataset_format in DATASET_LABEL_MAPS else None
 
 
 @adapter("ravdess")

@@ -10,7 +10,7 @@ import logging
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from emoreason.audio.modalities import model_modalities, with_modalities
+from emoreason.audio.modalities import audio_source, model_modalities, with_modalities
 from emoreason.reasoning import build_messages, to_openai_messages
 from emoreason.records import SampleRecord
 from emoreason.video import FramePolicy, LoadedFrames, MediaError, inline_media, load_media
@@ -30,17 +30,21 @@ def _policy(frames: dict, base: FramePolicy | None = None) -> FramePolicy:
     return replace(base or FramePolicy(), **{k: v for k, v in frames.items() if k in FramePolicy.__dataclass_fields__})
 
 
-def hearing(frames: LoadedFrames, audio, modalities: str) -> dict | None:
+def hearing(frames: LoadedFrames, audio, modalities: str, sample_id: str = "?", source: str | None = None
+            ) -> dict | None:
     """What one sample was heard with, for the run's audio counts (``emoreason.evaluation.runner.audio_counts``):
-    ``track`` (its own, ``fitted`` with the reason when its length was fitted to the video, ``kept_s`` when the
-    feature extractor's window cut it) or ``silence`` (no track, or a frame folder: silence of the clip's duration,
-    as ``emoreason.inference.encode_batch`` fills it); None when it was not heard (the ``video`` ablation, or an
-    image)."""
+    ``track`` (its own, ``source`` the file it was read from — the clip's original video where its frames are face
+    crops, ``fitted`` with the reason when its length was fitted to the video, ``kept_s`` when the feature
+    extractor's window cut it) or ``silence`` (no track, or a frame folder with no source of audio: silence of the
+    clip's duration, as ``emoreason.inference.encode_batch`` fills it — with a warning naming the sample and the
+    file looked in, ``source``); None when it was not heard (the ``video`` ablation, or an image)."""
     if modalities == "video" or frames.kind == "image":
         return None
     if audio is None:
+        log.warning("sample %s: no audio track in %s%s: the model hears silence", sample_id, source or frames.path,
+                    "" if source and source != str(frames.path) else " (and no other file named for its audio)")
         return {"heard": "silence"}
-    out: dict = {"heard": "track"}
+    out: dict = {"heard": "track", "source": audio.path}
     if "mismatch" in audio.meta:
         out["fitted"] = audio.meta["mismatch"]
     if "truncated_to_s" in audio.meta:
@@ -91,14 +95,14 @@ class LocalBackend:
         for i, record in enumerate(records):
             try:
                 frames, track = with_modalities(load_media(record.media, self.policy), self.modalities,
-                                                self.audio_window_s, record.media.get("path"))
+                                                self.audio_window_s, audio_source(record.media))
             except MediaError as exc:
                 errors[i] = f"media: {exc}"
                 continue
             ready.append(i)
             media.append(frames)
             audio.append(track)
-            self.heard[record.id] = hearing(frames, track, self.modalities)
+            self.heard[record.id] = hearing(frames, track, self.modalities, record.id, audio_source(record.media))
             conversations.append(build_messages(str(record.media["path"]), _media_type(record), self.labels,
                                                 self.style, focus=self.focus, task=self.task))
         return ready, conversations, media, audio, errors
@@ -227,9 +231,10 @@ class EndpointBackend:
             return to_openai_messages(messages, media_url(record.media["path"])), {}
         # the frames and audio local evaluation shows (with_modalities); an audio-only sample's blank frames inline
         frames, audio = with_modalities(load_media(record.media, self.policy), self.modalities,
-                                        self.audio_window_s, record.media.get("path"))
-        self.heard[record.id] = hearing(frames, audio, self.modalities)
-        if self._served_by_file(record) and self.modalities == "audio+video":
+                                        self.audio_window_s, audio_source(record.media))
+        self.heard[record.id] = hearing(frames, audio, self.modalities, record.id, audio_source(record.media))
+        own_track = not record.media.get("audio_path")  # else the frames go inline, the other file's track beside
+        if self._served_by_file(record) and self.modalities == "audio+video" and own_track:
             url, extra = media_url(record.media["path"]), {}
         else:
             url, media_kwargs = inline_media(frames)

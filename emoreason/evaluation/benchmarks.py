@@ -19,7 +19,7 @@ from emoreason.config import load_config
 BENCHMARK_DIR = Path(__file__).resolve().parents[2] / "eval" / "benchmarks"
 METRIC_GROUPS = ("recognition", "au", "va", "rationale", "rouge")
 # adapter options that say where the media is, not what is scored: left out of the protocol
-MEDIA_LOCATION_OPTIONS = ("media_root", "layout")
+MEDIA_LOCATION_OPTIONS = ("media_root", "layout", "audio_root")
 
 
 class FoldProtocolError(ValueError):

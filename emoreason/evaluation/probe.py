@@ -11,8 +11,11 @@ layers using linear classifier probes"; CLIP, Radford et al. 2021, §3.2). Accur
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -76,3 +79,43 @@ def linear_probe(train_x: np.ndarray, train_y: Sequence[str], test_x: np.ndarray
     low, high = wilson_interval(correct, len(test_y))
     return {"classes": len(classes), "train_n": len(train_y), "test_n": len(test_y), "train_accuracy": train_acc,
             "test_accuracy": correct / len(test_y), "test_ci95": [low, high], "chance": 1 / len(classes)}
+
+
+def _file_stamp(path: Path) -> list:
+    stat = path.stat()
+    return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
+
+
+def probe_key(model_dir: str | Path, train: Sequence[tuple[str | Path, str]], test: Sequence[tuple[str | Path, str]],
+              policy, pool: str, weight_decay: float) -> dict:
+    """Everything a probe's result depends on: the model's files (path, size, mtime: weights written again in the
+    same directory are new weights), each clip (the same stamp) and its label, in order, the frame policy, the
+    pooling and the probe's regularisation."""
+    model_dir = Path(model_dir)
+    return {"model": [_file_stamp(p) for p in sorted(model_dir.iterdir()) if p.is_file()],
+            "train": [[*_file_stamp(Path(m)), label] for m, label in train],
+            "test": [[*_file_stamp(Path(m)), label] for m, label in test],
+            "frame_policy": asdict(policy), "pool": pool, "weight_decay": weight_decay}
+
+
+def cached_probe(cache_dir: str | Path, model_dir: str | Path, train: Sequence[tuple[str | Path, str]],
+                 test: Sequence[tuple[str | Path, str]], policy, pool: str = "flat",
+                 weight_decay: float = 1e-3) -> dict:
+    """``linear_probe`` on ``vision_features`` of (clip, label) pairs, cached in ``cache_dir`` under a digest of
+    ``probe_key``: another model state, dataset, split, frame policy or pooling is another probe. The result
+    names the frame policy and pooling it was computed with."""
+    key = probe_key(model_dir, train, test, policy, pool, weight_decay)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    cache = Path(cache_dir) / f"vision_probe-{digest}.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())["result"]
+    feats = {name: vision_features(model_dir, [m for m, _ in pairs], policy, pool=pool)
+             for name, pairs in (("train", train), ("test", test))}
+    result = linear_probe(feats["train"], [label for _, label in train], feats["test"], [label for _, label in test],
+                          weight_decay=weight_decay)
+    result.update(frame_policy=asdict(policy), pool=pool)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"key": key, "result": result}, indent=2) + "\n")
+    tmp.replace(cache)  # a killed run leaves no half-written cache
+    return result

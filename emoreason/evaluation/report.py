@@ -48,9 +48,22 @@ def _bar_heights(values) -> list[float]:
 
 
 def _policy_text(policy: dict) -> str:
+    """The policy as the loader applies it: min_frames / max_frames as ``FramePolicy.frame_bounds`` (max_frames
+    caps min_frames; neither with a fixed nframes), the recorded values otherwise."""
+    from dataclasses import fields
+
+    from emoreason.video import FramePolicy
+
+    shown = dict(policy)
+    if shown.get("nframes") is not None:  # a fixed count: the bounds are not applied
+        shown["min_frames"] = shown["max_frames"] = None
+    elif shown.get("min_frames") is not None and shown.get("max_frames") is not None:
+        known = {f.name for f in fields(FramePolicy)}
+        shown["min_frames"], shown["max_frames"] = FramePolicy(
+            **{k: v for k, v in policy.items() if k in known}).frame_bounds()
     keys = ("fps", "nframes", "min_frames", "max_frames", "min_pixels", "max_pixels", "total_pixels", "factor",
             "videos_under")
-    return ", ".join(f"{k}={policy[k]}" for k in keys if policy.get(k) is not None)
+    return ", ".join(f"{k}={shown[k]}" for k in keys if shown.get(k) is not None)
 
 
 def protocol_line(protocol: dict | None, folds_present: list | None = None) -> str:
@@ -93,9 +106,15 @@ def protocol_line(protocol: dict | None, folds_present: list | None = None) -> s
 def _audio_text(audio: dict) -> str:
     """What the samples of an audio model's run heard (``emoreason.evaluation.runner.audio_counts``)."""
     return (f"audio {audio['modalities']}: {audio['heard_track']} of {audio['samples']} samples heard their track "
-            f"({audio['fitted_to_video']} fitted to the video's length, {audio['truncated']} cut to the feature "
-            f"extractor's window), {audio['no_track_heard_silence']} had no track and heard silence, "
+            f"({_from_original(audio)}{audio['fitted_to_video']} fitted to the video's length, "
+            f"{audio['truncated']} cut to the feature extractor's window), {audio['no_track_heard_silence']} had no "
+            f"track and heard silence, "
             f"{audio['not_heard']} heard nothing")
+
+
+def _from_original(audio: dict) -> str:
+    count = audio.get("from_original_video")  # absent from runs before it was counted
+    return f"{count} from the clip's original video, " if count else ""
 
 
 def _ordinal(n: int) -> str:

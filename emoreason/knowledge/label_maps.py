@@ -53,6 +53,9 @@ class DatasetLabels:
     merged: tuple[tuple[str, str], ...] = ()  # (raw name, class) a protocol variant counts as another class
 
 
+# MER2023/MER2024 discrete classes (Lian et al., ACM MM 2023): canonical, first index, the release's names
+_MER = (("neutral", "anger", "happiness", "sadness", "anxiety", "surprise"), 0,
+        ("neutral", "angry", "happy", "sad", "worried", "surprise"))
 _BASIC7 = ("anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise")
 
 DATASET_LABEL_MAPS: dict[str, DatasetLabels] = {
@@ -77,8 +80,8 @@ DATASET_LABEL_MAPS: dict[str, DatasetLabels] = {
     "affwild2_expr": DatasetLabels("affwild2_expr", ("neutral", "anger", "disgust", "fear", "happiness", "sadness",
                                                      "surprise"), 0, ignored=("-1", "7")),
     "fea20k": DatasetLabels("fea20k", BASIC_EMOTIONS, 0),
-    "mer2023": DatasetLabels("mer2023", ("neutral", "anger", "happiness", "sadness", "anxiety", "surprise"), 0,
-                             ("neutral", "angry", "happy", "sad", "worried", "surprise")),
+    "mer2023": DatasetLabels("mer2023", *_MER),
+    "mer2024": DatasetLabels("mer2024", *_MER),  # the same 6 classes (Lian et al., arXiv 2404.17113)
     "cremad": DatasetLabels("cremad", ("anger", "disgust", "fear", "happiness", "neutral", "sadness"), 0,
                             ("ang", "dis", "fea", "hap", "neu", "sad")),
     # by name only (the adapter reads field 3 as RAVDESS_EMOTIONS[code - 1])

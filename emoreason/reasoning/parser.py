@@ -623,7 +623,19 @@ def _read_aus(result: ParsedResponse, reasoning: str) -> None:
     result.negated_aus = sorted(negated - positive.keys())
     result.hypothetical_aus = sorted(hypothetical - positive.keys() - negated)
     result.invalid_aus = sorted(invalid)
-    result.time_claims = _time_claims(reasoning, mentions, masked)
+    result.time_claims = _time_claims(reasoning, mentions, _outside_vocal_cues(masked))
+
+
+def _outside_vocal_cues(text: str) -> str:
+    """``text`` with its ``Vocal cues`` section blanked: times there ("pitch rises to 310 Hz at 1.2 s") are claims
+    about the voice, held to the measured prosody (``emoreason.audio.cues.check_vocal_claims``), not AU timings —
+    a label-only clip's rationale may time its voice though its face has no timeline."""
+    marks = list(_SECTION.finditer(text))
+    for i, mark in enumerate(marks):
+        if mark.group(1).lower().startswith("vocal"):
+            stop = marks[i + 1].start() if i + 1 < len(marks) else len(text)
+            text = text[:mark.start()] + " " * (stop - mark.start()) + text[stop:]
+    return text
 
 
 def _time_claims(text: str, mentions: list[_Mention], masked: str) -> list[TimeClaim]:

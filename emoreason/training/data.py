@@ -96,16 +96,17 @@ def load_row_heard(example: dict, frames: LoadedFrames | None, max_s: float | No
     """The row's (frames, audio) as an audio model is shown them under ``modalities`` — evaluation's own switch
     (``emoreason.audio.modalities.with_modalities``): ``audio+video`` — the audio aligned with the sampled frames
     (None for a row without video or a clip without a track: it trains hearing silence); ``audio`` — the frames
-    blanked (the face hidden), the track heard; ``video`` — no audio. A length mismatch is fitted to the video with
-    a warning naming the sample, audio past ``max_s`` (the model's window, ``audio_window_s``) is cut with a
-    warning; a corrupt audio stream, or ``audio`` for a row with no track, is a SampleMediaError naming the sample
-    and file."""
+    blanked (the face hidden), the track heard; ``video`` — no audio. The track is the row's ``audio_path`` where
+    the CoT pipeline wrote one (a face-crop clip's original video), else the video's own. A length mismatch is
+    fitted to the video with a warning naming the sample, audio past ``max_s`` (the model's window,
+    ``audio_window_s``) is cut with a warning; a corrupt audio stream, or ``audio`` for a row with no track, is a
+    SampleMediaError naming the sample and file."""
     if frames is None:
         if modalities == "audio":
             raise SampleMediaError(f"sample {example.get('id', '?')}: no video to hear (modalities: audio)")
         return None, None
     try:
-        frames, audio = with_modalities(frames, modalities, max_s)
+        frames, audio = with_modalities(frames, modalities, max_s, example.get("audio_path"))
     except MediaError as exc:
         raise SampleMediaError(f"sample {example.get('id', '?')}: {exc}") from exc
     if audio is not None and "mismatch" in audio.meta:

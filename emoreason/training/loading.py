@@ -27,29 +27,19 @@ def frame_policy(script: EmoreasonArguments, processor) -> FramePolicy:
 
 
 def freeze(model, script: EmoreasonArguments) -> None:
-    """Freeze the vision tower (all but its merger), the merger and/or everything outside the vision path, and an
-    Omni model's audio encoder, as the recipe says."""
+    """Freeze the vision tower, the projector (merger, and Qwen3-VL's deepstack mergers), an Omni model's audio
+    encoder and/or the language model, as ``emoreason.training.optim.module_of`` classifies each parameter and the
+    recipe says."""
+    from emoreason.training.optim import module_of
+
     inner = getattr(model, "model", model)
-    audio = getattr(inner, "audio_tower", None)
-    if script.freeze_audio and audio is not None:
-        for param in audio.parameters():
-            param.requires_grad_(False)
-    visual = getattr(inner, "visual", None)
-    if script.freeze_language:
-        if visual is None:
-            raise ValueError("freeze_language needs a model with a vision tower to train")
-        for name, param in model.named_parameters():
-            if ".visual." not in f".{name}":
-                param.requires_grad_(False)
-    if visual is None:
-        return
-    merger = getattr(visual, "merger", None)
-    if script.freeze_vision:
-        for name, param in visual.named_parameters():
-            if merger is None or not name.startswith("merger"):
-                param.requires_grad_(False)
-    if script.freeze_projector and merger is not None:
-        for param in merger.parameters():
+    if script.freeze_language and getattr(inner, "visual", None) is None and getattr(inner, "audio_tower", None) is None:
+        raise ValueError("freeze_language needs a model with a vision or audio encoder to train")
+    frozen = {module for module, flag in (("vision", script.freeze_vision), ("projector", script.freeze_projector),
+                                          ("audio", script.freeze_audio), ("language", script.freeze_language))
+              if flag}
+    for name, param in model.named_parameters():
+        if module_of(name) in frozen:
             param.requires_grad_(False)
 
 

@@ -1,4 +1,5 @@
-"""Learning rates per module of a video-LLM: vision tower, projector (merger) and language model.
+"""Learning rates per module of a video-LLM: vision tower, projector (merger), audio encoder (Qwen2.5-Omni) and
+language model.
 
 A randomly initialised or newly attached vision path usually wants another step size than the language model
 (Qwen2-VL-Finetune's ``vision_lr`` / ``merger_lr``, LLaVA's ``mm_projector_lr``). ``ModuleLearningRates`` is a
@@ -10,15 +11,22 @@ its own rate.
 
 from __future__ import annotations
 
-MODULES = ("vision", "projector", "language")
+MODULES = ("vision", "projector", "audio", "language")
+# Children of ``visual`` that project vision features into the language model: the merger, and Qwen3-VL's
+# DeepStack mergers, which feed intermediate vision layers to the first LM layers (Qwen3-VL report, §2)
+PROJECTOR_CHILDREN = ("merger", "deepstack_merger_list")
 
 
 def module_of(name: str) -> str:
-    """'vision' | 'projector' | 'language' for a parameter name of a Qwen-VL-style model (peft prefixes too)."""
+    """'vision' | 'projector' | 'audio' | 'language' for a parameter name of a Qwen-VL-style model (peft prefixes
+    too): the one classification behind per-module learning rates and the recipe's freeze_* options. Qwen2.5-Omni's
+    audio encoder (``audio_tower``, its output projection included) is 'audio'."""
     parts = name.split(".")
+    if "audio_tower" in parts:
+        return "audio"
     if "visual" in parts:
         after = parts[parts.index("visual") + 1:]
-        return "projector" if after and after[0] == "merger" else "vision"
+        return "projector" if after and after[0] in PROJECTOR_CHILDREN else "vision"
     return "language"
 
 
@@ -50,10 +58,37 @@ def split_param_groups(optimizer, model, rates: dict[str, float | None]) -> dict
     return counts
 
 
+def rates_by_module(optimizer) -> dict[str, float]:
+    """The current rate of each module in an optimizer split by ``split_param_groups`` (empty if it is not)."""
+    rates: dict[str, float] = {}
+    for group in getattr(optimizer, "param_groups", []):
+        if "module" in group and group["params"]:
+            rates.setdefault(group["module"], float(group["lr"]))
+    return rates
+
+
 class ModuleLearningRates:
-    """Mixin: ``module_learning_rates = {"vision": 1e-3, "projector": 1e-3}`` (language: the trainer's rate)."""
+    """Mixin: ``module_learning_rates = {"vision": 1e-3, "projector": 1e-3, "audio": …}`` (language: the trainer's
+    rate).
+
+    The logs say the rates applied: ``learning_rate`` is the language model's (Trainer logs param group 0's,
+    which would be the vision tower's) and ``vision_learning_rate`` / ``projector_learning_rate`` / ``audio_learning_rate`` the others'."""
 
     module_learning_rates: dict[str, float | None] = {}
+    _logged_module_rates: dict[str, float] = {}
+
+    def _get_learning_rate(self) -> float:
+        # Trainer reads the rate after the optimizer step, before the scheduler's: so are the module rates here
+        rates = rates_by_module(self.optimizer)
+        if not rates:
+            return super()._get_learning_rate()
+        self._logged_module_rates = {f"{m}_learning_rate": r for m, r in rates.items() if m != "language"}
+        return rates.get("language", super()._get_learning_rate())
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "learning_rate" in logs:
+            logs = {**logs, **self._logged_module_rates}
+        super().log(logs, start_time)
 
     def create_optimizer(self, model=None):
         optimizer = super().create_optimizer(model) if model is not None else super().create_optimizer()

@@ -11,6 +11,7 @@ QLoRA with ``use_peft: true`` and ``load_in_4bit: true``.
 """
 
 import logging
+import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,19 +39,24 @@ class EmoreasonArguments(ScriptArguments):
     tiny_model_family: str | None = field(default=None, metadata={
         "help": "Build the embedded tiny model (qwen2_5_vl | qwen3_vl) at model_name_or_path if it is missing."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Train on the first N rows only."})
-    freeze_vision: bool = field(default=True, metadata={"help": "Freeze the vision tower (not its merger)."})
-    freeze_projector: bool = field(default=False, metadata={"help": "Freeze the vision merger/projector."})
+    freeze_vision: bool = field(default=True, metadata={"help": "Freeze the vision tower (not its mergers)."})
+    freeze_projector: bool = field(default=False, metadata={
+        "help": "Freeze the vision merger/projector (Qwen3-VL: its deepstack mergers too)."})
     freeze_audio: bool = field(default=False, metadata={
-        "help": "Freeze the audio encoder (Qwen2.5-Omni's audio_tower, its output projection included)."})
+        "help": "Freeze the audio encoder (Qwen2.5-Omni's audio_tower, its output projection included); "
+                "freeze_language leaves it as this says."})
     freeze_language: bool = field(default=False, metadata={
         "help": "Train the vision path alone (LLaVA's stage-1 alignment, with the vision tower trainable unless "
-                "freeze_vision): a warm-up stage for a randomly initialised model, whose language model otherwise "
+                "freeze_vision; an Omni model's audio encoder too unless freeze_audio): a warm-up stage for a randomly initialised model, whose language model otherwise "
                 "learns the answers' text before the video carries any signal. Full fine-tuning only."})
     vision_learning_rate: float | None = field(default=None, metadata={
         "help": "Learning rate of the vision tower (patch embedding + blocks); default: learning_rate."})
     projector_learning_rate: float | None = field(default=None, metadata={
-        "help": "Learning rate of the vision merger/projector; default: learning_rate (Qwen2-VL-Finetune's "
+        "help": "Learning rate of the vision merger/projector (Qwen3-VL: its deepstack mergers too); default: "
+                "learning_rate (Qwen2-VL-Finetune's "
                 "merger_lr, LLaVA's mm_projector_lr)."})
+    audio_learning_rate: float | None = field(default=None, metadata={
+        "help": "Learning rate of the audio encoder (Qwen2.5-Omni's audio_tower); default: learning_rate."})
     vision_attention: str = field(default="auto", metadata={
         "help": "varlen: one attention call for all vision windows (torch varlen_attn on CUDA, one masked SDPA "
                 "elsewhere) | default: the model's own per-window attention | auto: default until the CUDA "
@@ -68,7 +74,8 @@ class EmoreasonArguments(ScriptArguments):
 
     def module_learning_rates(self) -> dict[str, float | None]:
         """Per-module rates for ``emoreason.training.optim`` (None: the trainer's learning_rate)."""
-        return {"vision": self.vision_learning_rate, "projector": self.projector_learning_rate}
+        return {"vision": self.vision_learning_rate, "projector": self.projector_learning_rate,
+                "audio": self.audio_learning_rate}
 
 
 @dataclass
@@ -186,10 +193,44 @@ def load_recipe(kind: str, path: str | Path | None = None, overrides: list[str] 
     if not torch.cuda.is_available():
         defaults["use_cpu"] = True
     script, training, model = parse_dataclasses((script_cls, config_cls, ModelConfig), path, overrides,
-                                                {**defaults, **values})
+                                                {**defaults, **values}, check=check_deepspeed_optimizer)
     recipe = Recipe(script, training, model, str(path) if path is not None else None)
     _check(recipe, kind)
     return recipe
+
+
+def deepspeed_config(value: str | dict | None) -> tuple[dict, str] | None:
+    """The DeepSpeed config a run will use and where it comes from: the recipe's ``deepspeed`` (a file, JSON or a
+    mapping), else the file ``accelerate launch`` passes on (its config's ``deepspeed_config_file``), read as
+    accelerate reads it (without deepspeed installed). None: no DeepSpeed config file (accelerate's ZeRO settings
+    alone define no optimizer)."""
+    from accelerate.utils import str_to_bool
+    from accelerate.utils.deepspeed import HfDeepSpeedConfig
+
+    if value:
+        return HfDeepSpeedConfig(value).config, f"deepspeed={value if isinstance(value, str) else '<mapping>'}"
+    if str_to_bool(os.environ.get("ACCELERATE_USE_DEEPSPEED", "false")):
+        file = os.environ.get("ACCELERATE_DEEPSPEED_CONFIG_FILE", "none")
+        if file != "none":
+            return HfDeepSpeedConfig(file).config, f"ACCELERATE_DEEPSPEED_CONFIG_FILE={file}"
+    return None
+
+
+def check_deepspeed_optimizer(values: dict[str, Any], where: str) -> None:
+    """Per-module rates live in the param groups of the optimizer the trainer builds; a DeepSpeed config with its
+    own ``optimizer`` makes Trainer skip that and DeepSpeed build one at a single rate (transformers'
+    ``deepspeed_optim_sched``). Checked before TrainingArguments loads the DeepSpeed config."""
+    rates = [k for k in ("vision_learning_rate", "projector_learning_rate", "audio_learning_rate")
+             if values.get(k) is not None]
+    try:
+        found = deepspeed_config(values.get("deepspeed")) if rates else None
+    except (OSError, ValueError) as exc:  # a missing or unreadable file: named here rather than by the trainer
+        raise ConfigError(f"{where}: the DeepSpeed config cannot be read: {exc}") from exc
+    if found is not None and "optimizer" in found[0]:
+        raise ConfigError(f"{where}: {' and '.join(rates)} would not be applied: the DeepSpeed config "
+                          f"({found[1]}) defines its own 'optimizer', which DeepSpeed builds for all parameters at "
+                          "one rate. Remove its 'optimizer' section (the trainer then builds the optimizer, "
+                          "per-module rates included, from the recipe's optim/learning_rate) or the per-module rates.")
 
 
 def _check(recipe: Recipe, kind: str) -> None:

@@ -59,6 +59,12 @@ class FramePolicy:
     max_pixels: int = 768 * 28 * 28
     total_pixels: int | None = None  # budget over all frames of a clip
 
+    def frame_bounds(self) -> tuple[int, int]:
+        """(fewest, most) frames ``num_frames`` takes from a clip long enough: ``max_frames`` caps ``min_frames``
+        (qwen-vl-utils' rule), both rounded to ``frame_factor`` — what a report should print as the policy."""
+        most = max(_floor_by(self.max_frames, self.frame_factor), self.frame_factor)
+        return max(min(_ceil_by(self.min_frames, self.frame_factor), most), self.frame_factor), most
+
     def num_frames(self, total: int, video_fps: float) -> int:
         """qwen-vl-utils ``smart_nframes``: how many frames to take from a clip of ``total`` frames."""
         if total <= 0:
