@@ -6,7 +6,10 @@ pixels through video tokens, SFT and GRPO into the answer and the cited AUs:
   1. ``emoreason tiny-model``  the embedded Qwen2.5-VL at the sizes given (``--model-size key=value …``)
   2. ``emoreason synth``       SynthFACS, 8 basic classes, identity-disjoint train/val/test
   3. ``emoreason synth-cot``   verified AU-grounded CoT rows (+ AU-perception and short-answer rows)
-  4. ``emoreason sft``         the curriculum's stages, in order (each from the previous stage's model)
+  4. vision warm-up (optional, ``vision_warmup``)  ``bench/tower_probe.py --save``: the tower + merger trained
+                               on the training split's labels and AUs through a linear head (no text), the model
+                               SFT then starts from — a scratch stand-in for a pretrained face encoder
+     ``emoreason sft``         the curriculum's stages, in order (each from the previous stage's model)
   5. control                   the same SFT on the same rows with every training clip's video swapped for
                                another training clip's (a derangement): labels unchanged, pixels uninformative
      positive control          (``label_coded=true``) the same SFT and eval with every clip's video (train and
@@ -22,6 +25,7 @@ pixels through video tokens, SFT and GRPO into the answer and the cited AUs:
     python bench/learning.py --out runs/learning          # the full run (targets: docs/benchmarks.md)
     python bench/learning.py --quick --out /tmp/learn     # shortened run (the slow test)
     python bench/learning.py --scale gpu --out runs/learning-gpu   # larger sizes for a GPU
+    python bench/learning.py --scale warmup --out runs/learning-warmup  # posed faces, vision warm-up, then SFT
 
 Resumable: a stage whose output exists is skipped (each command resumes its own work too).
 """
@@ -64,6 +68,9 @@ class Plan:
     control: bool = True
     # positive control: the same stages on label-coded video (a diagnostic of the path, never a result)
     label_coded: bool = False
+    # vision warm-up before SFT (bench/tower_probe.py options: epochs, au_weight, lr, batch_size; empty: none); the
+    # control arm warms up on the same clips with their videos deranged, so no arm sees its own faces' labels
+    vision_warmup: dict = field(default_factory=dict)
     train_sft: bool = True  # false with control: the control arm alone (e.g. in a second process on shared data)
     grpo_recipe: str = "recipes/tiny/grpo/synthfacs.yaml"
     grpo_overrides: list[str] = field(default_factory=list)
@@ -102,6 +109,18 @@ def preset(name: str) -> Plan:
                     sft_stages=[{"name": "sft", "recipe": LEARNING_RECIPE,
                                  "overrides": [*MODULE_RATES, "num_train_epochs=6", "per_device_train_batch_size=16"]}],
                     grpo_overrides=["max_steps=200"])
+    if name == "warmup":
+        # posed faces at 56 px through a 28 px patch: the 2x2 patches merge into one video token per clip (the
+        # merger concatenates the quadrants, so nothing is averaged away); the tower warms up on labels and AUs,
+        # then SFT on short answers reads it (docs/benchmarks.md, "Where the signal stops")
+        return Plan(model_size=["vision_patch=28"], clips=1600, size=56, difficulty="posed", profile="onset_apex",
+                    frame_policy={"fps": 4.0, "max_frames": 2, "min_pixels": 3136, "max_pixels": 3136},
+                    cot_tasks={"emotion": 1.0}, eval_task="emotion", curve_limit=0, probe_train_clips=0, grpo=False,
+                    vision_warmup={"epochs": 30, "au_weight": 3.0},
+                    sft_stages=[{"name": "sft", "recipe": LEARNING_RECIPE,
+                                 "overrides": ["vision_learning_rate=1e-4", "projector_learning_rate=1e-3",
+                                               "learning_rate=1e-3", "num_train_epochs=6",
+                                               "per_device_train_batch_size=16", "save_steps=1000"]}])
     return Plan(**TWO_FRAMES, sft_stages=[{"name": "sft", "recipe": LEARNING_RECIPE,
                                            "overrides": [*MODULE_RATES, "save_steps=105"]}])
 
@@ -116,8 +135,11 @@ class Runner:
 
     def emoreason(self, name: str, *args: str) -> None:
         """``python -m emoreason ARGS``, output to logs/NAME.log; a failure raises naming the log."""
-        cmd = [sys.executable, "-m", "emoreason", *args]
-        print(f"$ emoreason {' '.join(args)}", flush=True)
+        self.command(name, [sys.executable, "-m", "emoreason", *args], f"emoreason {' '.join(args)}")
+
+    def command(self, name: str, cmd: list[str], shown: str) -> None:
+        """Run ``cmd`` from the repository root, output to logs/NAME.log; a failure raises naming the log."""
+        print(f"$ {shown}", flush=True)
         if self.dry:
             return
         start = time.time()
@@ -155,6 +177,28 @@ def shuffled_copy(hf_dir: Path, out_dir: Path, split: str = "train", seed: int =
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)
     return {"clips": len(videos), "rows": len(train), "kept_own_video": sum(a == b for a, b in swap.items())}
+
+
+def shuffled_synth_copy(synth_dir: Path, out_dir: Path, seed: int = 0) -> dict:
+    """Write ``out_dir``: the SynthFACS split lists of ``synth_dir`` with each training clip's media replaced by
+    another training clip's (a derangement; labels and AUs stay with the record, the clips are linked, not copied):
+    the control arm's vision warm-up sees faces whose labels are not theirs."""
+    records = [json.loads(line) for line in (synth_dir / "train.jsonl").read_text().splitlines() if line.strip()]
+    paths = [r["media"]["path"] for r in records]
+    rng = random.Random(seed)
+    shuffled = paths[:]
+    while len(paths) > 1 and any(a == b for a, b in zip(paths, shuffled, strict=True)):
+        rng.shuffle(shuffled)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with (out_dir / "train.jsonl").open("w") as handle:
+        for record, path in zip(records, shuffled, strict=True):
+            handle.write(json.dumps({**record, "media": {**record["media"], "path": path}}) + "\n")
+    for name in ("val.jsonl", "test.jsonl", "manifest.jsonl"):
+        if (synth_dir / name).is_file():
+            shutil.copyfile(synth_dir / name, out_dir / name)
+    if not (out_dir / "clips").exists():
+        (out_dir / "clips").symlink_to((synth_dir / "clips").resolve(), target_is_directory=True)
+    return {"clips": len(paths), "kept_own_video": sum(a == b for a, b in zip(paths, shuffled, strict=True))}
 
 
 # --- the positive control: every clip's frames replaced by a flat colour that encodes its label -------------------
@@ -320,6 +364,29 @@ def plot_curves(path: Path, curves: dict) -> None:
     plt.close(fig)
 
 
+def warm_up(runner: Runner, plan: Plan, model: Path, out: Path, arm: str, synth: Path, dry: bool) -> Path:
+    """The arm's vision warm-up (``bench/tower_probe.py --save``) from the untrained model; the control arm's on
+    its deranged clips. Returns the warmed-up model (skipped when it exists)."""
+    warm = out / arm / "vision_warmup"
+    if (warm / "config.json").exists():
+        return warm
+    if arm == "control":
+        shuffled = out / "synthfacs_shuffled"
+        if not dry:
+            print(f"control warm-up clips: {shuffled_synth_copy(synth, shuffled, seed=plan.seed)}", flush=True)
+        synth = shuffled
+    unknown = set(plan.vision_warmup) - {"epochs", "au_weight", "lr", "batch_size"}
+    if unknown:
+        raise ValueError(f"vision_warmup: unknown options {sorted(unknown)} (epochs, au_weight, lr, batch_size)")
+    frames = "{" + ", ".join(f"{k}: {v}" for k, v in plan.frame_policy.items()) + "}"
+    args = ["--model", str(model), "--synth", str(synth), "--frames", frames, "--seed", str(plan.seed),
+            "--save", str(warm), "--out", str(out / arm / "vision_warmup.json"),
+            *[a for k, v in plan.vision_warmup.items() for a in (f"--{k.replace('_', '-')}", str(v))]]
+    runner.command(f"{arm}_vision_warmup", [sys.executable, str(ROOT / "bench" / "tower_probe.py"), *args],
+                   f"python bench/tower_probe.py {' '.join(args)}")
+    return warm
+
+
 # --- the run -------------------------------------------------------------------------------------------------------
 def run(plan: Plan, out: Path, dry: bool = False) -> dict:
     out.mkdir(parents=True, exist_ok=True)
@@ -359,6 +426,8 @@ def run(plan: Plan, out: Path, dry: bool = False) -> dict:
     frames_override = "frames={" + ", ".join(f"{k}: {v}" for k, v in plan.frame_policy.items()) + "}"
     for arm, data in arms.items():
         previous = model
+        if plan.vision_warmup:
+            previous = warm_up(runner, plan, model, out, arm, roots[arm], dry)
         for stage in plan.sft_stages:
             stage_dir = out / arm / stage["name"]
             if not (stage_dir / "final" / "config.json").exists():
@@ -486,13 +555,14 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--out", default="runs/learning")
     parser.add_argument("--quick", action="store_true", help="the shortened run of the slow test")
-    parser.add_argument("--scale", choices=("cpu", "gpu"), default="cpu", help="gpu: larger model and data")
+    parser.add_argument("--scale", choices=("cpu", "gpu", "warmup"), default="cpu",
+                        help="gpu: larger model and data; warmup: posed faces, one video token, vision warm-up")
     parser.add_argument("--set", nargs="*", default=[], metavar="key=value", help="override Plan fields")
     parser.add_argument("--dry-run", action="store_true", help="print the commands only")
     args = parser.parse_args(argv)
     from emoreason.config import load_config
 
-    base = preset("quick" if args.quick else "gpu" if args.scale == "gpu" else "full")
+    base = preset("quick" if args.quick else args.scale if args.scale in ("gpu", "warmup") else "full")
     plan = load_config(Plan, None, args.set, **asdict(base))
     metrics = run(plan, Path(args.out), dry=args.dry_run)
     return 0 if args.dry_run or all(metrics["targets"].values()) else 1

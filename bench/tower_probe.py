@@ -6,9 +6,13 @@ whether the whole model learns it. This trains the tower and its merger — the 
 trains, frames under the same policy through the model's own processor — with a linear head on the clip's
 mean-pooled video tokens (cross-entropy on the emotion), optionally plus a multi-label head on the clip's
 ground-truth AUs (binary cross-entropy; the AU-perception curriculum's signal, VidEmo / Emotion-LLaMA's
-multi-task rows, without the text). Held-out accuracy on the identity-disjoint test split, per epoch, with its
-Wilson 95 % CI. If this learns and SFT does not, the language model is not reading the tower; if this stays
-low, the faces are too hard for a randomly initialised tower at this data size (a pretrained tower is the lever).
+multi-task rows, without the text). Accuracy on the identity-disjoint validation and test splits per epoch, with
+Wilson 95 % CIs; the summary reports the last epoch and the epoch the validation split selects (never the test
+split's best). If this learns and SFT does not, the language model is not reading the tower; if this stays
+low, the faces are too hard for a randomly initialised tower at this data size.
+
+``--save DIR`` keeps the model with its trained tower (the last epoch): a vision warm-up stage on the training
+split's labels and AUs that SFT can start from (docs/benchmarks.md: SFT from it reads the faces).
 
     python bench/tower_probe.py --model runs/learning/model --synth runs/learning/synthfacs \
         --frames '{fps: 4.0, max_frames: 2, min_pixels: 3136, max_pixels: 3136}' --epochs 30 --au-weight 3
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -44,9 +49,9 @@ def encode_clips(processor, synth: Path, rows: list[dict], policy) -> list[tuple
     return encoded
 
 
-def train_tower(model, train: list[tuple], train_y, train_aus, test: list[tuple], test_y, *, epochs: int,
-                lr: float, batch_size: int, au_weight: float, seed: int) -> list[dict]:
-    """Adam on tower + merger + heads; held-out accuracy after each epoch."""
+def train_tower(model, train: list[tuple], train_y, train_aus, held_out: dict[str, tuple[list[tuple], object]], *,
+                epochs: int, lr: float, batch_size: int, au_weight: float, seed: int) -> list[dict]:
+    """Adam on tower + merger + heads; accuracy on each held-out split (name → (clips, labels)) after each epoch."""
     import torch
 
     from emoreason.evaluation.significance import wilson_interval
@@ -87,15 +92,17 @@ def train_tower(model, train: list[tuple], train_y, train_aus, test: list[tuple]
             total += float(loss.detach()) * len(idx)
             correct += int((logits.argmax(1) == train_y[idx]).sum())
         visual.eval()
-        with torch.no_grad():
-            predicted = torch.cat([head(pooled(test[s:s + 64])).argmax(1) for s in range(0, len(test), 64)])
-        hits = int((predicted == test_y).sum())
-        low, high = wilson_interval(hits, len(test))
-        history.append({"epoch": epoch, "loss": total / len(train), "train_accuracy": correct / len(train),
-                        "test_accuracy": hits / len(test), "test_ci95": [low, high],
-                        "seconds": time.time() - started})
-        print(f"epoch {epoch}: loss {total / len(train):.3f}  train {100 * correct / len(train):.1f} %  "
-              f"test {100 * hits / len(test):.1f} % [{100 * low:.1f}–{100 * high:.1f}]", flush=True)
+        entry = {"epoch": epoch, "loss": total / len(train), "train_accuracy": correct / len(train)}
+        line = f"epoch {epoch}: loss {total / len(train):.3f}  train {100 * correct / len(train):.1f} %"
+        for split, (clips, labels) in held_out.items():
+            with torch.no_grad():
+                predicted = torch.cat([head(pooled(clips[s:s + 64])).argmax(1) for s in range(0, len(clips), 64)])
+            hits = int((predicted == labels).sum())
+            low, high = wilson_interval(hits, len(clips))
+            entry.update({f"{split}_accuracy": hits / len(clips), f"{split}_ci95": [low, high]})
+            line += f"  {split} {100 * hits / len(clips):.1f} % [{100 * low:.1f}–{100 * high:.1f}]"
+        history.append({**entry, "seconds": time.time() - started})
+        print(line, flush=True)
     return history
 
 
@@ -116,33 +123,46 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-clips", type=int, default=None, help="first N training clips (default: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="write the per-epoch history as JSON here")
+    parser.add_argument("--save", default=None, help="save the model with its trained tower here (a checkpoint SFT "
+                        "can start from: does the language model read a tower that has learned the faces?)")
     args = parser.parse_args(argv)
 
     synth = Path(args.synth)
-    rows = {"train": load_split(synth, "train")[:args.train_clips], "test": load_split(synth, "test")}
+    rows = {"train": load_split(synth, "train")[:args.train_clips], "val": load_split(synth, "val"),
+            "test": load_split(synth, "test")}
     classes = sorted({r["emotion"] for r in rows["train"]})
-    unseen = sorted({r["emotion"] for r in rows["test"]} - set(classes))
-    if unseen:
-        raise SystemExit(f"{synth}: test classes {unseen} have no training clip")
+    for split in ("val", "test"):
+        unseen = sorted({r["emotion"] for r in rows[split]} - set(classes))
+        if unseen:
+            raise SystemExit(f"{synth}: {split} classes {unseen} have no training clip")
     aus = sorted({int(a) for r in rows["train"] for a in r.get("aus") or []})
     model, processor = load_model_and_processor(args.model, device="cpu")
     policy = replace(frame_policy_for(processor), **(yaml.safe_load(args.frames) or {}))
     clips = {split: encode_clips(processor, synth, rows[split], policy) for split in rows}
     tokens = int(clips["train"][0][1].prod()) // model.model.visual.spatial_merge_size ** 2
-    print(f"{len(rows['train'])} train / {len(rows['test'])} test clips, {len(classes)} classes, "
-          f"{tokens} video tokens per clip, AU head over {len(aus)} AUs (weight {args.au_weight})", flush=True)
+    print(f"{len(rows['train'])} train / {len(rows['val'])} val / {len(rows['test'])} test clips, "
+          f"{len(classes)} classes, {tokens} video tokens per clip, AU head over {len(aus)} AUs "
+          f"(weight {args.au_weight})", flush=True)
     labels = {split: torch.tensor([classes.index(r["emotion"]) for r in rows[split]]) for split in rows}
     au_targets = torch.tensor([[float(a in {int(x) for x in r.get("aus") or []}) for a in aus]
                                for r in rows["train"]])
-    history = train_tower(model, clips["train"], labels["train"], au_targets, clips["test"], labels["test"],
-                          epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, au_weight=args.au_weight,
-                          seed=args.seed)
-    best = max(history, key=lambda h: h["test_accuracy"])
-    print(f"best held-out: {100 * best['test_accuracy']:.1f} % at epoch {best['epoch']}; last: "
-          f"{100 * history[-1]['test_accuracy']:.1f} %; chance {100 / len(classes):.1f} %", flush=True)
+    held_out = {split: (clips[split], labels[split]) for split in ("val", "test")}
+    history = train_tower(model, clips["train"], labels["train"], au_targets, held_out, epochs=args.epochs,
+                          lr=args.lr, batch_size=args.batch_size, au_weight=args.au_weight, seed=args.seed)
+    selected = max(history, key=lambda h: h["val_accuracy"])  # model selection on validation, never on test
+    print(f"test: last epoch {100 * history[-1]['test_accuracy']:.1f} %; at the validation-selected epoch "
+          f"{selected['epoch']} {100 * selected['test_accuracy']:.1f} %; chance {100 / len(classes):.1f} %",
+          flush=True)
+    if args.save:
+        model.save_pretrained(args.save)
+        processor.save_pretrained(args.save)
+        record = Path(args.model) / "emoreason_model.json"  # the embedded model's build record travels with it
+        if record.is_file():
+            shutil.copyfile(record, Path(args.save) / record.name)
     if args.out:
         Path(args.out).write_text(json.dumps({"args": vars(args), "classes": classes, "aus": aus,
-                                              "video_tokens": tokens, "history": history}, indent=2) + "\n")
+                                              "video_tokens": tokens, "history": history,
+                                              "selected_epoch": selected["epoch"]}, indent=2) + "\n")
     return 0
 
 

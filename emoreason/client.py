@@ -155,6 +155,20 @@ def with_audio(messages: list[dict], audio) -> list[dict]:
     return out
 
 
+def with_heard_audio(messages: list[dict], frames, audio, max_s: float | None = None) -> tuple[list[dict], dict]:
+    """(messages, extra request parameters) for an audio model shown ``frames`` (the sample's video part already in
+    ``messages``) with ``audio``: what it hears by the local rule (:func:`emoreason.audio.heard_track`: the track,
+    silence of the clip's duration for a clip without one, cut to ``max_s``) as an ``audio_url`` part, and
+    :data:`AUDIO_IN_VIDEO`; the messages unchanged and no parameters for an image or no media. Shared by
+    ``eval/predict --endpoint`` and GRPO's vLLM rollouts, so both send what the local model hears."""
+    from emoreason.audio import heard_track
+
+    track = heard_track(frames, audio, max_s)
+    if track is None:
+        return messages, {}
+    return with_audio(messages, track), dict(AUDIO_IN_VIDEO)
+
+
 class ChatClient:
     def __init__(self, config: EndpointConfig):
         from openai import AsyncOpenAI

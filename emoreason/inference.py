@@ -15,10 +15,9 @@ from emoreason.audio import (
     LoadedAudio,
     audio_window_s,
     clip_audio,
-    fit_window,
+    heard_track,
     omni_processor_kwargs,
     omni_video_fps,
-    silence_for,
     takes_audio,
 )
 from emoreason.video import LoadedFrames
@@ -55,7 +54,7 @@ def encode_batch(processor, conversations: Sequence[list[dict]], media: Sequence
     if audio is not None and len(audio) != len(media):
         raise ValueError(f"{len(media)} media entries but {len(audio)} audio entries")
     window = audio_window_s(processor)  # the extractor would drop the rest silently: cut here, named
-    tracks = [fit_window(t, window) if t is not None else None for t in heard_tracks(media, audio)]
+    tracks = heard_tracks(media, audio, window)
     rates = {round(omni_video_fps(m), 3) for m in media if m is not None and m.kind != "image"}
     if len(rates) <= 1:
         return _encode(processor, conversations, media, add_generation_prompt, padding_side, template_kwargs,
@@ -76,15 +75,14 @@ def model_audio(processor, media: Sequence[LoadedFrames | None]) -> list[LoadedA
     return [clip_audio(m.path, m, max_s=window) if m is not None else None for m in media]
 
 
-def heard_tracks(media: Sequence[LoadedFrames | None],
-                 audio: Sequence[LoadedAudio | None] | None) -> list[LoadedAudio | None]:
-    """What each row is heard with when an audio model encodes it: its track, silence of its video's duration when
-    it has none, None for an image or a row without media; None for every row (a video-only encoding) when
-    ``audio`` is None."""
+def heard_tracks(media: Sequence[LoadedFrames | None], audio: Sequence[LoadedAudio | None] | None,
+                 max_s: float | None = None) -> list[LoadedAudio | None]:
+    """What each row is heard with when an audio model encodes it (:func:`~emoreason.audio.heard_track`): its
+    track, silence of its video's duration when it has none, cut to ``max_s``; None for an image or a row without
+    media; None for every row (a video-only encoding) when ``audio`` is None."""
     if audio is None:
         return [None] * len(media)
-    return [None if loaded is None or loaded.kind == "image" else a if a is not None else silence_for(loaded)
-            for loaded, a in zip(media, audio, strict=True)]
+    return [heard_track(loaded, a, max_s) for loaded, a in zip(media, audio, strict=True)]
 
 
 def _encode(processor, conversations, media, add_generation_prompt: bool, padding_side: str,

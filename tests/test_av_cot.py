@@ -163,9 +163,6 @@ def test_grpo_rollouts_and_log_prob_forwards_hear_the_audio(av_cot, tiny_omni_di
 
     louder = [{**m, "input_features": m["input_features"] + 1.0} for m in media]  # only the audio changes
     assert not torch.allclose(completion_logps(media), completion_logps(louder))
-    with pytest.raises(ValueError, match="vLLM rollouts for an audio-visual model"):
-        build_trainer(tiny_recipe("grpo", model_dir, out / "hf", tmp_path / "v", use_vllm=True, vllm_mode="server",
-                                  num_generations=2, per_device_train_batch_size=4))
 
 
 def test_eval_modalities_switch_what_an_omni_model_is_shown(av_cot, tiny_omni_dir, tiny_model_dirs, tmp_path):

@@ -250,3 +250,37 @@ def test_emotion_task_asks_the_short_answer_question_and_keys_the_cache(synth_te
     with pytest.raises(Exception, match="prompt"):  # same OUT, the reasoning prompt: a mismatch, not a reuse
         evaluate(cot, LocalBackend(model, cot.frames, labels, "tags", 2, 8), out, root=str(synth_test), limit=3,
                  progress=False)
+
+
+def test_predict_endpoint_with_audio_keeps_concurrency_requests_in_flight(tiny_omni_dir, tmp_path, capsys):
+    """`predict --endpoint` for a model that hears sends each clip's audio and keeps `--concurrency` requests in
+    flight, as it does for video alone (it used to send one input at a time); rows keep the input order and each
+    its own request's latency. The stub stands in for a slow server (a latency a real one gives only by chance)."""
+    import threading
+
+    from emoreason.cli import main
+    from emoreason.synth import ClipSpec, Identity, generate_av_clip
+    from emoreason.video import write_video
+
+    frames, voice, _ = generate_av_clip(ClipSpec(0, "av", "happiness", Identity.sample(0, np.random.default_rng(0)),
+                                                 "test", seed=1, frames=16, size=112, difficulty="easy", audio=True))
+    clips = [str(write_video(frames, tmp_path / f"clip{i}.mp4", fps=8, audio=voice)) for i in range(5)]
+    lock, load = threading.Lock(), {"now": 0, "most": 0}
+
+    def slow(messages):
+        with lock:
+            load["now"] += 1
+            load["most"] = max(load["most"], load["now"])
+        time.sleep(0.5)
+        with lock:
+            load["now"] -= 1
+        return "ok", "<answer>happiness</answer>"
+
+    with StubServer(slow, root=str(tiny_omni_dir)) as server:  # the weights path /v1/models reports: an Omni model
+        code = main(["predict", *clips, "--endpoint", server.base_url, "--concurrency", "4", "--max-tokens", "4"])
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 0 and [r["source"] for r in rows] == clips and all(r["emotion"] == "happiness" for r in rows)
+    assert all(any(p.get("type") == "audio_url" for m in body["messages"] if isinstance(m["content"], list)
+                   for p in m["content"]) for body in server.bodies)  # each clip heard
+    assert load["most"] == 4  # four at once, then the fifth
+    assert all(0.4 < r["latency_s"] < 5 for r in rows)

@@ -250,21 +250,24 @@ def test_vllm_weights_use_checkpoint_names_with_lora_merged_out_of_place(tiny_mo
     import copy
 
     from peft import LoraConfig, get_peft_model
+    from safetensors import safe_open
     from transformers import AutoModelForImageTextToText
 
-    from emoreason.grpo.rollouts import merged_weights
+    from emoreason.grpo.rollouts import merged_weights, served_weights
 
     base = AutoModelForImageTextToText.from_pretrained(tiny_model_dirs["qwen2_5_vl"], dtype=torch.bfloat16)
-    plain = {k: v.clone() for k, v in base.state_dict().items()}
+    with safe_open(str(next(tiny_model_dirs["qwen2_5_vl"].glob("*.safetensors"))), "pt") as handle:
+        on_disk = set(handle.keys())
+    plain = served_weights(base, {k: v.clone() for k, v in base.state_dict().items()})
     with merged_weights(base) as weights:
-        assert set(weights) == set(plain)  # tied embeddings/LM head under both names
+        assert set(weights) == set(plain) == on_disk | {"lm_head.weight"}  # tied embeddings/LM head: both names
     model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
     with torch.no_grad():
         for name, param in model.named_parameters():
             if "lora_B" in name:
                 param.normal_(0, 0.05)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    reference = copy.deepcopy(model).merge_and_unload().state_dict()  # peft's own merge
+    reference = served_weights(base, copy.deepcopy(model).merge_and_unload().state_dict())  # peft's own merge
     with merged_weights(model) as weights:
         assert set(weights) == set(plain)
         q = next(k for k in weights if k.endswith("layers.0.self_attn.q_proj.weight"))
@@ -273,6 +276,32 @@ def test_vllm_weights_use_checkpoint_names_with_lora_merged_out_of_place(tiny_mo
         for name in weights:
             torch.testing.assert_close(weights[name], reference[name], atol=1e-2, rtol=1e-2)
     assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())  # nothing moved, in bf16
+
+
+def test_omni_weights_go_to_vllm_under_the_served_composite_names(tiny_omni_dir):
+    """vLLM serves Qwen2.5-Omni only in the released composite layout and maps ``thinker.model.*`` /
+    ``thinker.visual.*`` / ``thinker.audio_tower.*`` onto its modules; the training model's own names
+    (``model.language_model.*``, ``model.audio_tower.*``) would miss them. Whichever layout the policy was loaded
+    from, the sync sends the composite checkpoint's names, LoRA merged in."""
+    from peft import LoraConfig, get_peft_model
+    from safetensors import safe_open
+
+    from emoreason.grpo.rollouts import merged_weights
+    from emoreason.models import load_model_and_processor
+
+    with safe_open(str(next(tiny_omni_dir.glob("*.safetensors"))), "pt") as handle:
+        on_disk = set(handle.keys())
+    assert on_disk and all(k.startswith("thinker.") for k in on_disk)
+    served = on_disk | {"thinker.lm_head.weight"}  # tied to the embeddings: vLLM sets it separately
+    model, _ = load_model_and_processor(tiny_omni_dir, device="cpu")
+    with merged_weights(model) as weights:
+        assert set(weights) == served
+        assert torch.equal(weights["thinker.model.embed_tokens.weight"],
+                           model.state_dict()["model.language_model.embed_tokens.weight"])
+    fresh = type(model)._from_config(model.config)  # built from config: no loading renames to reverse
+    lora = get_peft_model(fresh, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    with merged_weights(lora) as weights:
+        assert set(weights) == served
 
 
 def test_vllm_frames_travel_lossless_with_their_timing(demo_clip):

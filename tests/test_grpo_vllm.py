@@ -9,7 +9,7 @@ import pytest
 import torch
 from recipe_support import tiny_recipe
 from safetensors.torch import load_file
-from vllm_support import FAST_START, VLLM_MARKS, VLLM_PYTHON, free_port
+from vllm_support import FAST_START, VLLM_MARKS, VLLM_PYTHON, free_port, sampling_gap, stale_and_synced_gaps
 
 from emoreason.grpo.rollouts import RolloutError, VLLMServerRollouts, merged_weights
 from emoreason.grpo.train import build_trainer
@@ -36,10 +36,6 @@ def _trainer(tmp_path, tiny_model_dirs, grpo_data, server, **kw):
     return build_trainer(tiny_recipe("grpo", tiny_model_dirs["qwen2_5_vl"], grpo_data, tmp_path / "g", **fields))[0]
 
 
-def _logp_gap(trainer) -> float:
-    return trainer._metrics["train"]["sampling/sampling_logp_difference/mean"][-1]
-
-
 def test_vllm_rollouts_see_the_training_frames_and_weights(tmp_path, tiny_model_dirs, grpo_data, rollout_server):
     trainer = _trainer(tmp_path, tiny_model_dirs, grpo_data, rollout_server)
     batch = [dict(trainer.train_dataset[i]) for i in (0, 0, 1, 1)]
@@ -51,7 +47,7 @@ def test_vllm_rollouts_see_the_training_frames_and_weights(tmp_path, tiny_model_
     # vLLM built the same prompt (video grid, temporal positions) from the inlined frames ...
     assert trainer.vllm_rollouts.prompts_checked == 2 and trainer.vllm_rollouts.prompt_mismatches == 0
     # ... and samples from the policy's distribution: its log-probs of its own tokens match the policy's
-    assert _logp_gap(trainer) < 0.05, _logp_gap(trainer)
+    assert sampling_gap(trainer) < 0.05, sampling_gap(trainer)
     vision = set(trainer._vision_token_ids())
     assert not vision & set(inputs["completion_ids"][inputs["completion_mask"].bool()].tolist())
 
@@ -63,13 +59,8 @@ def test_vllm_rollouts_see_the_training_frames_and_weights(tmp_path, tiny_model_
     assert len(logged) == 2 and all("rollouts/weight_sync_s" in h and "sampling/importance_sampling_ratio/mean"
                                     in h for h in logged)
     trainer.model.train()
-    trainer.vllm_rollouts.load_weights(initial)  # the server back on the untrained weights ...
-    trainer._last_synced_step = trainer.state.global_step  # ... and no sync: its samples are off-policy
-    trainer._generate_and_score_completions(batch)
-    stale = _logp_gap(trainer)
-    trainer._last_synced_step = -1  # sync, as every step does
-    trainer._generate_and_score_completions(batch)
-    synced = _logp_gap(trainer)
+    trainer.vllm_rollouts.load_weights(initial)  # the server back on the untrained weights: off-policy until synced
+    stale, synced = stale_and_synced_gaps(trainer, batch)
     assert synced < 0.05 and stale > 3 * synced, (stale, synced)
 
 
@@ -84,13 +75,13 @@ def test_lora_policy_is_served_merged(tmp_path, tiny_model_dirs, grpo_data, roll
     batch = [dict(trainer.train_dataset[i]) for i in (2, 2)]
     trainer.model.train()
     trainer._generate_and_score_completions(batch)
-    synced = _logp_gap(trainer)
+    synced = sampling_gap(trainer)
     # control: the server on the base checkpoint (adapter not merged) samples visibly off-policy
     base = load_file(str(next(Path(tiny_model_dirs["qwen2_5_vl"]).glob("*.safetensors"))))
     trainer.vllm_rollouts.load_weights(base)
     trainer._last_synced_step = trainer.state.global_step
     trainer._generate_and_score_completions(batch)
-    assert synced < 0.05 and _logp_gap(trainer) > 3 * synced, (_logp_gap(trainer), synced)
+    assert synced < 0.05 and sampling_gap(trainer) > 3 * synced, (sampling_gap(trainer), synced)
 
 
 def test_prompt_token_mismatch_is_an_error_naming_the_sample(tmp_path, tiny_model_dirs, grpo_data, rollout_server):
@@ -100,7 +91,7 @@ def test_prompt_token_mismatch_is_an_error_naming_the_sample(tmp_path, tiny_mode
     trainer._rows = [row]
     try:  # the trainer's own prompt ids for the row, then one token changed
         prompt_ids, _, _ = trainer._tokenize_prompts([row["prompt"]])
-        conversations, media = trainer._rollout_inputs
+        conversations, media, _ = trainer._rollout_inputs  # no audio for a video-only model
     finally:
         trainer._rows = trainer._media_rows = trainer._rollout_inputs = None
     rollouts = trainer.vllm_rollouts

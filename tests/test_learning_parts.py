@@ -153,10 +153,16 @@ def test_freeze_language_trains_the_vision_path_alone(tmp_path, tiny_model_dirs,
     from emoreason.sft.train import build_trainer
 
     recipe = tiny_recipe("sft", tiny_model_dirs["qwen2_5_vl"], grpo_data, tmp_path / "out", freeze_vision=False,
-                         freeze_language=True, max_steps=1, per_device_train_batch_size=2)
+                         freeze_language=True, max_steps=1, per_device_train_batch_size=2, max_train_samples=2,
+                         vision_learning_rate=5e-3, projector_learning_rate=2e-3, learning_rate=1e-4)
     trainer, _ = build_trainer(recipe)
     trained = {module_of(n) for n, p in trainer.model.named_parameters() if p.requires_grad}
     assert trained == {"vision", "projector"}
+    trainer.train()
+    (logged,) = [entry for entry in trainer.state.log_history if "loss" in entry]
+    # no language group: learning_rate (the language model's rate) is not logged as the vision tower's
+    assert "learning_rate" not in logged, logged
+    assert logged["vision_learning_rate"] > 0 and logged["projector_learning_rate"] > 0
     with pytest.raises(ConfigError, match="use_peft: false"):
         tiny_recipe("sft", tiny_model_dirs["qwen2_5_vl"], grpo_data, tmp_path / "o2", freeze_language=True,
                     use_peft=True)
@@ -281,6 +287,16 @@ def test_probe_cache_is_keyed_on_what_the_probe_depends_on(tmp_path, tiny_model_
     os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))  # retrained in place
     with pytest.raises(AssertionError, match="computed again"):
         bench.probe(model_dir, synth, plan)
+    # the probe's optimiser steps and the probe code's version are part of the key too
+    from transformers import AutoProcessor
+
+    from emoreason.models import frame_policy_for
+
+    policy = frame_policy_for(AutoProcessor.from_pretrained(str(model_dir)))
+    key = probe_module.probe_key(model_dir, [], [], policy, "flat", 1e-2)
+    assert key != probe_module.probe_key(model_dir, [], [], policy, "flat", 1e-2, steps=50)
+    monkeypatch.setattr(probe_module, "PROBE_VERSION", probe_module.PROBE_VERSION + 1)
+    assert key != probe_module.probe_key(model_dir, [], [], policy, "flat", 1e-2)
 
 
 def test_paired_bootstrap_sees_a_real_gain_and_not_a_null_one():

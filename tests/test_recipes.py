@@ -202,3 +202,11 @@ def test_per_module_rates_with_a_deepspeed_optimizer_are_refused(tmp_path, monke
     # the trainer builds the optimizer (and the per-module groups) when DeepSpeed's config has none; no rates, no clash
     check_deepspeed_optimizer({"deepspeed": {"zero_optimization": {"stage": 3}}, "vision_learning_rate": 1e-3}, "r")
     check_deepspeed_optimizer({"deepspeed": with_optimizer, "vision_learning_rate": None}, "r")
+    # a DeepSpeed scheduler (HF's ds-config templates ship WarmupLR with "auto") writes one rate into every group
+    with_scheduler = {"scheduler": {"type": "WarmupLR", "params": {"warmup_max_lr": "auto"}},
+                      "zero_optimization": {"stage": 2}}
+    with pytest.raises(ConfigError, match=r"audio_learning_rate would not be applied.*own 'scheduler'"):
+        check_deepspeed_optimizer({"deepspeed": with_scheduler, "audio_learning_rate": 1e-3}, "r")
+    with pytest.raises(ConfigError, match=r"own 'optimizer' and 'scheduler'.*sections"):
+        check_deepspeed_optimizer({"deepspeed": {**with_optimizer, **with_scheduler}, "vision_learning_rate": 1e-3},
+                                  "r")

@@ -105,6 +105,16 @@ def test_an_audio_visual_model_may_send_its_audio_per_prompt(tiny_model_dirs, ti
     assert limits(tiny_model_dirs["qwen2_5_vl"]) == {"video": 1, "image": 1}
 
 
+def test_the_server_decodes_no_more_audio_than_the_model_hears(tiny_model_dirs, tiny_omni_dir, media, monkeypatch):
+    """vLLM decodes up to 600 s of an audio part by default; the served Omni model hears its feature extractor's
+    window (30 s for the tiny model), so the launcher caps decoding there (an operator's own setting stands)."""
+    monkeypatch.delenv("VLLM_MAX_AUDIO_DECODE_DURATION_S", raising=False)
+    assert environment(_cfg(tiny_omni_dir, media))["VLLM_MAX_AUDIO_DECODE_DURATION_S"] == "30"
+    assert "VLLM_MAX_AUDIO_DECODE_DURATION_S" not in environment(_cfg(tiny_model_dirs["qwen2_5_vl"], media))
+    monkeypatch.setenv("VLLM_MAX_AUDIO_DECODE_DURATION_S", "90")
+    assert environment(_cfg(tiny_omni_dir, media))["VLLM_MAX_AUDIO_DECODE_DURATION_S"] == "90"
+
+
 def test_audio_asked_of_a_served_model_that_hears_none_is_a_clear_error():
     from emoreason.client import ModalitiesError, served_modalities
 

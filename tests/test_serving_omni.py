@@ -166,3 +166,37 @@ def test_eval_endpoint_hears_the_clips_and_records_it_as_local_eval_does(served,
     for key, row in remote.items():
         # a reply cut inside a multi-byte character: vLLM holds the bytes back, transformers decodes U+FFFD
         assert row["error"] is None and row["text"] == local[key]["text"].rstrip("\ufffd"), (row, local[key])
+
+
+def test_audio_past_the_window_is_cut_by_the_client_and_refused_by_the_server(served, tmp_path):
+    """The server decodes no more audio than the model hears (its feature extractor's window, 30 s here; vLLM's
+    own cap is 600 s): a longer audio part is refused while decoding, with a 400 naming the limit. emoreason's
+    client cuts a longer clip to the window first (with a warning, as local runs do), so the server takes it."""
+    from emoreason.client import wav_data_url
+
+    s = served
+    voice = (0.2 * np.sin(np.linspace(0, 2 * np.pi * 220 * 32, 32 * 16000))).astype(np.float32)
+    frames = np.random.default_rng(0).integers(0, 255, (32, 112, 112, 3), dtype=np.uint8)
+    long_clip = write_video(frames, s["media"] / "long.mp4", fps=1, audio=voice)  # 32 s of video and voice
+    backend, result = _send(s, _record(long_clip), max_tokens=2)
+    assert result.ok, result.error
+    assert backend.heard[str(long_clip)]["kept_s"] == 30.0  # cut to the window, recorded as local eval records it
+
+    text = {"type": "text", "text": "How does it sound?"}
+    for seconds, refused in ((30, False), (35, True)):
+        part = {"type": "audio_url", "audio_url": {"url": wav_data_url(np.zeros(seconds * 16000, np.float32),
+                                                                        16000)}}
+
+        async def go(part=part):
+            client = ChatClient(EndpointConfig(base_url=s["cfg"].base_url, timeout_s=300, retries=0))
+            try:
+                return await client.chat([{"role": "user", "content": [part, text]}], max_tokens=2)
+            finally:
+                await client.close()
+
+        reply = asyncio.run(go())
+        if refused:
+            assert not reply.ok and " 400" in reply.error and "maximum allowed duration of 30s" in reply.error, (
+                reply.error)
+        else:
+            assert reply.ok, reply.error

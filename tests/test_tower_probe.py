@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from bench_support import load_bench
 
 
@@ -32,8 +33,53 @@ def test_tower_probe_learns_a_visible_label_through_the_models_own_tower(tmp_pat
     assert load_bench("tower_probe").main(["--model", str(tiny_model_dirs["qwen2_5_vl"]), "--synth", str(synth),
                                            "--frames", "{max_frames: 4, min_pixels: 3136, max_pixels: 3136}",
                                            "--epochs", "8", "--lr", "3e-3", "--batch-size", "8",
-                                           "--au-weight", "1", "--out", str(out)]) == 0
-    history = json.loads(out.read_text())["history"]
+                                           "--au-weight", "1", "--out", str(out),
+                                           "--save", str(tmp_path / "warm")]) == 0
+    result = json.loads(out.read_text())
+    history = result["history"]
+    assert max(history, key=lambda h: h["val_accuracy"])["epoch"] == result["selected_epoch"]
     test_n = len((synth / "test.jsonl").read_text().splitlines())
     assert test_n >= 6 and history[-1]["test_accuracy"] >= 0.8, history[-1]
     assert history[0]["loss"] > history[-1]["loss"]
+    # the saved warm-up checkpoint carries the trained tower and loads as a model SFT can start from
+    from emoreason.models import load_model_and_processor
+
+    warm, _ = load_model_and_processor(tmp_path / "warm", device="cpu")
+    untrained, _ = load_model_and_processor(tiny_model_dirs["qwen2_5_vl"], device="cpu")
+    before = dict(untrained.named_parameters())
+    changed = {n for n, p in warm.named_parameters() if not torch.equal(p, before[n])}
+    assert changed and all(".visual." in n for n in changed), sorted(changed)[:5]  # the tower, nothing else
+
+
+def test_the_warmup_preset_warms_each_arm_up_before_its_sft_and_the_control_on_deranged_clips(tmp_path, capsys):
+    bench = load_bench("learning")
+    assert bench.main(["--scale", "warmup", "--out", str(tmp_path / "run"), "--dry-run"]) == 0
+    commands = [line[2:] for line in capsys.readouterr().out.splitlines() if line.startswith("$ ")]
+    order = [c.split()[1] if c.startswith("emoreason") else "warmup" for c in commands]
+    assert order == ["tiny-model", "synth", "synth-cot", "warmup", "sft", "warmup", "sft", "eval", "eval"], order
+    sft_warm, control_warm = [c for c in commands if c.startswith("python bench/tower_probe.py")]
+    assert f"--synth {tmp_path / 'run' / 'synthfacs'} " in sft_warm
+    assert f"--synth {tmp_path / 'run' / 'synthfacs_shuffled'} " in control_warm
+    sfts = [c for c in commands if c.startswith("emoreason sft")]
+    assert f"model_name_or_path={tmp_path / 'run' / 'sft' / 'vision_warmup'}" in sfts[0]
+    assert f"model_name_or_path={tmp_path / 'run' / 'control' / 'vision_warmup'}" in sfts[1]
+    assert "vision_patch=28" in commands[0] and "--au-weight 3.0" in sft_warm
+
+
+def test_the_control_warmup_clips_are_a_derangement_that_keeps_every_label(tmp_path):
+    bench = load_bench("learning")
+    synth = tmp_path / "synth"
+    (synth / "clips").mkdir(parents=True)
+    records = [{"id": f"c{i}", "emotion": ["happiness", "anger"][i % 2], "aus": [12] if i % 2 == 0 else [4],
+                "media": {"path": f"clips/c{i}.mp4", "type": "video"}} for i in range(7)]
+    (synth / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (synth / "test.jsonl").write_text(json.dumps(records[0]) + "\n")
+    counts = bench.shuffled_synth_copy(synth, tmp_path / "shuffled", seed=1)
+    after = [json.loads(line) for line in (tmp_path / "shuffled" / "train.jsonl").read_text().splitlines()]
+    assert counts == {"clips": 7, "kept_own_video": 0}
+    assert [r["id"] for r in after] == [r["id"] for r in records]
+    assert [(r["emotion"], r["aus"]) for r in after] == [(r["emotion"], r["aus"]) for r in records]
+    assert all(a["media"]["path"] != b["media"]["path"] for a, b in zip(after, records, strict=True))
+    assert sorted(r["media"]["path"] for r in after) == sorted(r["media"]["path"] for r in records)
+    assert (tmp_path / "shuffled" / "test.jsonl").read_text() == (synth / "test.jsonl").read_text()
+    assert (tmp_path / "shuffled" / "clips").resolve() == (synth / "clips").resolve()

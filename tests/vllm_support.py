@@ -97,3 +97,19 @@ def wait_until(predicate, timeout: float, interval: float = 0.5) -> bool:
             return True
         time.sleep(interval)
     return bool(predicate())
+
+
+def sampling_gap(trainer) -> float:
+    """The last rollout's mean gap between the server's sampling log-probs and the policy's own (TRL's metric)."""
+    return trainer._metrics["train"]["sampling/sampling_logp_difference/mean"][-1]
+
+
+def stale_and_synced_gaps(trainer, batch: list[dict]) -> tuple[float, float]:
+    """:func:`sampling_gap` of rollouts on ``batch`` with the server left on the weights it has (no sync), then
+    after the policy is pushed to it, as every step does."""
+    trainer._last_synced_step = trainer.state.global_step  # no sync for this step's rollouts
+    trainer._generate_and_score_completions(batch)
+    stale = sampling_gap(trainer)
+    trainer._last_synced_step = -1
+    trainer._generate_and_score_completions(batch)
+    return stale, sampling_gap(trainer)

@@ -321,6 +321,17 @@ def silence_for(frames: LoadedFrames, sample_rate: int = SAMPLE_RATE) -> LoadedA
                        meta={"silent": "no audio track"})
 
 
+def heard_track(frames: LoadedFrames | None, audio: LoadedAudio | None,
+                max_s: float | None = None) -> LoadedAudio | None:
+    """What an audio model hears beside ``frames``, the one rule for local encodings
+    (``emoreason.inference.encode_batch``), served requests (``emoreason eval/predict --endpoint``) and GRPO's vLLM
+    rollouts: the clip's track, or silence of the video's duration (:func:`silence_for`) for a clip without one,
+    cut to ``max_s`` (the feature extractor's window, :func:`fit_window`); None for an image or no media."""
+    if frames is None or frames.kind == "image":
+        return None
+    return fit_window(audio if audio is not None else silence_for(frames), max_s)
+
+
 def audio_window_s(processor) -> float | None:
     """Seconds of audio the processor's feature extractor keeps (Whisper's ``chunk_length``: 30 s for the tiny
     model and Whisper, 300 s for Qwen2.5-Omni-7B); it silently drops the rest, so :func:`fit_window` cuts first.

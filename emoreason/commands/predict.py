@@ -50,8 +50,8 @@ def run_predict(args: argparse.Namespace) -> int:
 
         try:
             backend = None if args.modalities == "video" else _endpoint_with_audio(args, config)
-            if backend is not None:
-                results = _predict_with(backend, args.inputs, kind)
+            if backend is not None:  # as many requests in flight as for video alone
+                results = _predict_with(backend, args.inputs, kind, chunk=args.concurrency)
             else:
                 results = [r.to_dict() for r in predict_many(config, args.inputs, kind, args.labels,
                                                               args.response_format, args.media_dir, args.max_tokens)]
@@ -91,21 +91,29 @@ def _predict_local(args: argparse.Namespace, kind: str | None) -> list[dict]:
     return out
 
 
-def _predict_with(backend, inputs: list[str], kind: str | None) -> list[dict]:
-    """One structured row per input, through an evaluation backend, one input at a time."""
+def _predict_with(backend, inputs: list[str], kind: str | None, chunk: int = 1) -> list[dict]:
+    """One structured row per input, through an evaluation backend, ``chunk`` inputs per call: an endpoint sends a
+    call's requests concurrently (its ``concurrency``), and decodes no more than ``chunk`` inputs ahead of the
+    server; a local model runs one at a time. Each row's latency is its own request's where the backend timed it
+    (``latency_s``), else its call's."""
     import time
 
     from emoreason.client import media_kind, prediction_from_text
     from emoreason.records import SampleRecord
 
     out = []
-    for source in inputs:
+    for first in range(0, len(inputs), max(1, chunk)):
+        sources = inputs[first:first + max(1, chunk)]
+        records = [SampleRecord(id=str(source), dataset="predict",
+                                media={"type": kind or media_kind(source), "path": str(source)})
+                   for source in sources]
         start = time.perf_counter()
-        record = SampleRecord(id=str(source), dataset="predict",
-                              media={"type": kind or media_kind(source), "path": str(source)})
-        text, error = backend.predict([record])[0]
-        row = prediction_from_text(str(source), text or "", time.perf_counter() - start).to_dict()
-        if error is not None or text is None:
-            row.update(text=None, error=error or "no output")
-        out.append(row)
+        answers = backend.predict(records)
+        elapsed = time.perf_counter() - start
+        timed = getattr(backend, "latency_s", {})
+        for source, (text, error) in zip(sources, answers, strict=True):
+            row = prediction_from_text(str(source), text or "", timed.get(str(source), elapsed)).to_dict()
+            if error is not None or text is None:
+                row.update(text=None, error=error or "no output")
+            out.append(row)
     return out

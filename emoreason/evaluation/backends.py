@@ -148,6 +148,7 @@ class EndpointBackend:
         self._hears: bool | None = None  # the served model takes audio (None: its weights are not readable here)
         self.audio_window_s: float | None = None  # its feature extractor's window, where readable
         self.heard: dict[str, dict | None] = {}  # sample id → what it was heard with (hearing), as LocalBackend
+        self.latency_s: dict[str, float] = {}  # sample id → its request's latency (retries included)
         self.config = EndpointConfig(**endpoint)
         self._frames = dict(frames)
         self._policy: FramePolicy | None = None
@@ -228,8 +229,7 @@ class EndpointBackend:
 
     def request(self, record: SampleRecord) -> tuple[list[dict], dict]:
         """(OpenAI messages, extra request parameters) for one sample; MediaError when it cannot be decoded."""
-        from emoreason.audio import silence_for
-        from emoreason.client import AUDIO_IN_VIDEO, media_url, with_audio
+        from emoreason.client import media_url, with_heard_audio
 
         messages = build_messages(None, _media_type(record), self.labels, self.style, focus=self.focus, task=self.task)
         if self._served_by_file(record) and self.modalities == "video":
@@ -240,8 +240,6 @@ class EndpointBackend:
                                         self.audio_window_s, audio_source(record.media))
         self.heard[record.id] = hearing(frames, audio, self.modalities, record.id, audio_source(record.media),
                                          record.media.get("audio_layout"))
-        if audio is None and self.modalities != "video" and frames.kind != "image":
-            audio = silence_for(frames)  # no track: silence of the clip's duration, as encode_batch fills it
         own_track = not record.media.get("audio_path")  # else the frames go inline, the other file's track beside
         if self._served_by_file(record) and self.modalities == "audio+video" and own_track:
             url, extra = media_url(record.media["path"]), {}
@@ -249,7 +247,10 @@ class EndpointBackend:
             url, media_kwargs = inline_media(frames)
             extra = {"media_io_kwargs": media_kwargs} if media_kwargs else {}
         messages = to_openai_messages(messages, url)
-        return (with_audio(messages, audio), {**extra, **AUDIO_IN_VIDEO}) if audio is not None else (messages, extra)
+        if self.modalities == "video":
+            return messages, extra
+        messages, heard = with_heard_audio(messages, frames, audio, self.audio_window_s)  # silence without a track
+        return messages, {**extra, **heard}
 
     def predict(self, records: list[SampleRecord]) -> list[tuple[str | None, str | None]]:
         from emoreason.client import ChatClient
@@ -283,4 +284,5 @@ class EndpointBackend:
                     f"for trusted clients with `emoreason serve … -- --trust-request-mm-kwargs` (vLLM's flag), or "
                     f"pass --media-dir to send video files by path. Server said: {result.error[:300]}")
             results[i] = (result.text, result.error)
+            self.latency_s[records[i].id] = result.latency_s
         return results

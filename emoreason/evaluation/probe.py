@@ -86,13 +86,18 @@ def _file_stamp(path: Path) -> list:
     return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
 
 
+# bump when vision_features or linear_probe change what they compute: older cached results are then not reused
+PROBE_VERSION = 1
+
+
 def probe_key(model_dir: str | Path, train: Sequence[tuple[str | Path, str]], test: Sequence[tuple[str | Path, str]],
-              policy, pool: str, weight_decay: float) -> dict:
+              policy, pool: str, weight_decay: float, steps: int = 200) -> dict:
     """Everything a probe's result depends on: the model's files (path, size, mtime: weights written again in the
     same directory are new weights), each clip (the same stamp) and its label, in order, the frame policy, the
-    pooling and the probe's regularisation."""
+    pooling, the probe's regularisation and optimiser steps, and the probe code's version."""
     model_dir = Path(model_dir)
-    return {"model": [_file_stamp(p) for p in sorted(model_dir.iterdir()) if p.is_file()],
+    return {"version": PROBE_VERSION, "steps": steps,
+            "model": [_file_stamp(p) for p in sorted(model_dir.iterdir()) if p.is_file()],
             "train": [[*_file_stamp(Path(m)), label] for m, label in train],
             "test": [[*_file_stamp(Path(m)), label] for m, label in test],
             "frame_policy": asdict(policy), "pool": pool, "weight_decay": weight_decay}
@@ -100,11 +105,11 @@ def probe_key(model_dir: str | Path, train: Sequence[tuple[str | Path, str]], te
 
 def cached_probe(cache_dir: str | Path, model_dir: str | Path, train: Sequence[tuple[str | Path, str]],
                  test: Sequence[tuple[str | Path, str]], policy, pool: str = "flat",
-                 weight_decay: float = 1e-3) -> dict:
+                 weight_decay: float = 1e-3, steps: int = 200) -> dict:
     """``linear_probe`` on ``vision_features`` of (clip, label) pairs, cached in ``cache_dir`` under a digest of
     ``probe_key``: another model state, dataset, split, frame policy or pooling is another probe. The result
     names the frame policy and pooling it was computed with."""
-    key = probe_key(model_dir, train, test, policy, pool, weight_decay)
+    key = probe_key(model_dir, train, test, policy, pool, weight_decay, steps)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     cache = Path(cache_dir) / f"vision_probe-{digest}.json"
     if cache.is_file():
@@ -112,7 +117,7 @@ def cached_probe(cache_dir: str | Path, model_dir: str | Path, train: Sequence[t
     feats = {name: vision_features(model_dir, [m for m, _ in pairs], policy, pool=pool)
              for name, pairs in (("train", train), ("test", test))}
     result = linear_probe(feats["train"], [label for _, label in train], feats["test"], [label for _, label in test],
-                          weight_decay=weight_decay)
+                          weight_decay=weight_decay, steps=steps)
     result.update(frame_policy=asdict(policy), pool=pool)
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(".tmp")

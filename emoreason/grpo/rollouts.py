@@ -9,9 +9,13 @@ endpoints, CPU or GPU, its own environment), and
   sequence (vLLM's ``video/jpeg`` frame-list data URL, decoded by PIL whatever the format) with their source
   indices, fps and frame count in per-request ``media_io_kwargs``, so vLLM builds the same video grid and
   temporal positions as the policy forward. Prompt token ids are compared with the trainer's, and a mismatch
-  is an error naming the sample (the policy would score tokens the sampler never saw);
+  is an error naming the sample (the policy would score tokens the sampler never saw). An audio model
+  (Qwen2.5-Omni) gets each video's audio beside it, by the rule ``eval --endpoint`` uses
+  (:func:`emoreason.client.with_heard_audio`: the track the policy hears, silence of the clip's duration for a
+  clip without one), so its prompt holds the same audio tokens;
 * **weights** go through the filesystem: the main process writes the policy (LoRA merged in) as one
-  safetensors file in ``sync_dir`` and asks the server to reload it in place (``/pause`` →
+  safetensors file in ``sync_dir``, under the names of the checkpoint the server loaded (:func:`served_weights`;
+  Qwen2.5-Omni's composite ``thinker.*``), and asks the server to reload it in place (``/pause`` →
   ``/collective_rpc reload_weights`` → cache resets → ``/resume``). ``sync_dir`` must be readable by the
   server at the same path (same machine or a shared filesystem; ``/dev/shm`` is fastest);
 * **completions** come back as token ids (``return_token_ids``) with the sampling log-probs
@@ -33,7 +37,9 @@ from pathlib import Path
 
 import torch
 
-from emoreason.client import ChatClient, EndpointConfig
+from emoreason.audio import LoadedAudio
+from emoreason.client import ChatClient, EndpointConfig, with_heard_audio
+from emoreason.models.omni import composite_name, is_omni
 from emoreason.reasoning import to_openai_messages
 from emoreason.training.save import checkpoint_weights
 from emoreason.video import LoadedFrames
@@ -53,20 +59,45 @@ class Completion:
     truncated: bool  # stopped by the length budget, not by EOS
 
 
-def rollout_messages(conversation: list[dict], loaded: LoadedFrames | None) -> tuple[list[dict], dict]:
-    """The trainer's chat messages in OpenAI format with the frames inlined, and the request's media kwargs."""
+def rollout_messages(conversation: list[dict], loaded: LoadedFrames | None, audio: LoadedAudio | None = None,
+                     hears: bool = False, audio_window_s: float | None = None) -> tuple[list[dict], dict]:
+    """The trainer's chat messages in OpenAI format with the frames inlined, and the request's extra parameters
+    (media kwargs; for a model that ``hears``, the audio the policy's forward hears, by the rule ``eval --endpoint``
+    sends it with: :func:`emoreason.client.with_heard_audio`)."""
     if loaded is None:
         return to_openai_messages(conversation), {}
     url, media_kwargs = media_payload(loaded)
-    return to_openai_messages(conversation, url), media_kwargs
+    messages = to_openai_messages(conversation, url)
+    extra = {"media_io_kwargs": media_kwargs} if media_kwargs else {}
+    if not hears:
+        return messages, extra
+    messages, heard = with_heard_audio(messages, loaded, audio, audio_window_s)
+    return messages, {**extra, **heard}
+
+
+def served_weights(model, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``weights`` (``model``'s state-dict names, :func:`checkpoint_weights`) under the names of the checkpoint the
+    server loaded: transformers' own reverse of the renaming it loaded the model with (what ``save_pretrained``
+    writes; e.g. Qwen2.5-Omni's ``model.language_model.*`` → ``thinker.model.*``), and for Qwen2.5-Omni the released
+    composite layout's ``thinker.`` prefix (``emoreason.models.omni``: vLLM serves only that layout, and maps
+    ``thinker.model.*`` / ``thinker.visual.*`` / ``thinker.audio_tower.*`` onto its modules). Tensors are not
+    copied."""
+    from transformers.core_model_loading import revert_weight_conversion
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    named = revert_weight_conversion(base, weights)
+    if is_omni(base.config):
+        named = {composite_name(name): tensor for name, tensor in named.items()}
+    return named
 
 
 @contextmanager
 def merged_weights(model) -> Iterator[dict[str, torch.Tensor]]:
-    """A single-process model's weights under checkpoint names, LoRA adapters merged in out of place (the model
-    is not modified). Tied weights (embeddings = LM head) appear under both names: vLLM's in-place reload sets
-    each separately. Under a launcher, ``emoreason.training.save.policy_weights`` gathers them first."""
-    yield checkpoint_weights(model, model.state_dict())
+    """A single-process model's weights under the served checkpoint's names (:func:`served_weights`), LoRA
+    adapters merged in out of place (the model is not modified). Tied weights (embeddings = LM head) appear under
+    both names: vLLM's in-place reload sets each separately. Under a launcher,
+    ``emoreason.training.save.policy_weights`` gathers them first."""
+    yield served_weights(model, checkpoint_weights(model, model.state_dict()))
 
 
 def _first_difference(a: Sequence[int], b: Sequence[int]) -> int:
@@ -159,16 +190,18 @@ class VLLMServerRollouts:
     def generate(self, groups: Sequence[tuple[list[dict], LoadedFrames | None, int]], *, max_tokens: int,
                  temperature: float, top_p: float, seed: int, suppress_tokens: Sequence[int] = (),
                  labels: Sequence[str] = (), expected_prompts: Sequence[list[int] | None] | None = None,
-                 sampling: dict | None = None) -> list[list[Completion]]:
+                 sampling: dict | None = None, audio: Sequence[LoadedAudio | None] | None = None,
+                 audio_window_s: float | None = None) -> list[list[Completion]]:
         """For each (conversation, frames, n) group, n sampled completions; raises RolloutError naming the
         group's label when the server fails after retries. ``sampling``: more of vLLM's sampling parameters
-        (``top_k``, ``min_p``, ``repetition_penalty``, ``structured_outputs`` …), sent as they are."""
+        (``top_k``, ``min_p``, ``repetition_penalty``, ``structured_outputs`` …), sent as they are. ``audio`` (one
+        entry per group, None where a clip has no track) for an audio model: each video is sent with what the
+        policy hears (its track or silence of its duration, cut to ``audio_window_s``); None sends video only."""
         requests = []
         for i, (conversation, loaded, n) in enumerate(groups):
-            messages, media_kwargs = rollout_messages(conversation, loaded)
-            extra = {**(sampling or {}), "return_token_ids": True, "skip_special_tokens": False}
-            if media_kwargs:
-                extra["media_io_kwargs"] = media_kwargs
+            messages, media_extra = rollout_messages(conversation, loaded, audio[i] if audio is not None else None,
+                                                     hears=audio is not None, audio_window_s=audio_window_s)
+            extra = {**(sampling or {}), **media_extra, "return_token_ids": True, "skip_special_tokens": False}
             params = {"n": n, "max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
                       "seed": seed + i, "logprobs": True, "extra_body": extra}
             if suppress_tokens:  # a sampled vision placeholder would break the policy forward

@@ -4,7 +4,7 @@ Rollouts and the policy/reference log-prob forwards receive real video inputs �
 ``video_grid_thw`` and, for Qwen2.5-VL, ``second_per_grid_ts`` — so the model keeps its temporal position
 encoding; frames-as-images would lose it. For Qwen2.5-Omni each video's audio track goes with it
 (``input_features``, ``feature_attention_mask``, ``video_second_per_grid``, ``use_audio_in_video``), into HF
-generation and every log-prob forward alike. It overrides only the narrowest hooks of TRL's GRPOTrainer:
+generation and every log-prob forward alike, and as an audio part beside the frames into vLLM rollouts. It overrides only the narrowest hooks of TRL's GRPOTrainer:
 
 * ``_tokenize_prompts`` — each row's frames (frame policy) and prompt go through the processor; the video
   tensors become generation inputs, and per-sample media for the log-prob forwards;
@@ -30,9 +30,9 @@ from pathlib import Path
 import torch
 from trl import GRPOTrainer
 
-from emoreason.audio import audio_window_s, takes_audio
+from emoreason.audio import audio_window_s
 from emoreason.audio.modalities import model_modalities
-from emoreason.grpo.rollouts import VLLMServerRollouts
+from emoreason.grpo.rollouts import VLLMServerRollouts, served_weights
 from emoreason.inference import encode_batch
 from emoreason.training.data import load_row_heard, load_row_media, row_media, with_media
 from emoreason.training.optim import ModuleLearningRates
@@ -118,19 +118,13 @@ class VideoGRPOTrainer(ModuleLearningRates, GRPOTrainer):
         finally:
             if wants_vllm:
                 config.use_vllm = True
-        if wants_vllm and takes_audio(self.processing_class):
-            raise ValueError("vLLM rollouts for an audio-visual model (Qwen2.5-Omni) are not supported yet: "
-                             "`emoreason serve` takes each clip's audio beside its frames (predict / eval "
-                             "--endpoint send it), but the rollout path does not yet send it, push the policy's "
-                             "weights under the served composite checkpoint's names (thinker.*), or send silence "
-                             "for a clip without a track; train Qwen2.5-Omni with HF rollouts "
-                             "(use_vllm: false)")
         self.frame_policy = frame_policy or FramePolicy()
         # what an audio model is shown (emoreason.audio.modalities): ``audio`` hides the face behind blank frames
         self.modalities = model_modalities(self.processing_class, modalities)
         self._rows: list[dict] | None = None  # the batch being generated, for _tokenize_prompts
         self._media_rows: list[dict[str, torch.Tensor]] | None = None  # its per-sample media, for the forwards
-        self._rollout_inputs: tuple[list[list[dict]], list[LoadedFrames | None]] | None = None
+        # the batch's conversations, frames and (None for a video-only model) audio, as the policy encoded them
+        self._rollout_inputs: tuple[list[list[dict]], list[LoadedFrames | None], list | None] | None = None
         # a sampled <|video_pad|> in a completion would break the next forward (tokens vs. features); TRL
         # suppresses only the image token
         suppress = sorted(set(self.generation_kwargs.get("suppress_tokens") or []) | set(self._vision_token_ids()))
@@ -197,7 +191,7 @@ class VideoGRPOTrainer(ModuleLearningRates, GRPOTrainer):
         kinds = [None if m is None else ("image" if m.kind == "image" else "video") for m in media]
         self._media_rows = [{k: v.to(self.accelerator.device) for k, v in r.items()}
                             for r in split_media(encoded, kinds)]
-        self._rollout_inputs = (conversations, media)
+        self._rollout_inputs = (conversations, media, audio if with_audio else None)
         fields = {k: encoded[k] for k in _MEDIA_KEYS if k in encoded}
         if AUDIO_IN_VIDEO in fields:  # TRL hands every field to generate as a tensor
             fields[AUDIO_IN_VIDEO] = torch.tensor(True)
@@ -256,15 +250,16 @@ class VideoGRPOTrainer(ModuleLearningRates, GRPOTrainer):
             return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,
                                                  has_tool_images)
         self._sync_vllm_weights()
-        conversations, media = self._rollout_inputs
+        conversations, media, audio = self._rollout_inputs
         rows = self._rows
         # TRL's RepeatSampler places a prompt's G copies next to each other: one request with n = run length
-        groups, labels, expected, start_row = [], [], [], 0
+        groups, heard, labels, expected, start_row = [], [], [], [], 0
         while start_row < len(rows):
             end = start_row + 1
             while end < len(rows) and _same_sample(rows[end], rows[start_row]):
                 end += 1
             groups.append((conversations[start_row], media[start_row], end - start_row))
+            heard.append(audio[start_row] if audio is not None else None)
             labels.append(f"sample {rows[start_row].get('id', start_row)}")
             expected.append(prompt_ids[start_row])
             start_row = end
@@ -274,7 +269,8 @@ class VideoGRPOTrainer(ModuleLearningRates, GRPOTrainer):
         results = self.vllm_rollouts.generate(
             groups, max_tokens=self.max_completion_length, temperature=self.temperature, top_p=self.top_p,
             seed=seed % 2**31, suppress_tokens=self._vision_token_ids(), labels=labels, expected_prompts=expected,
-            sampling=self._vllm_sampling())
+            sampling=self._vllm_sampling(), audio=heard if audio is not None else None,
+            audio_window_s=audio_window_s(self.processing_class) if audio is not None else None)
         self._metrics[self._mode]["rollouts/generation_s"].append(time.perf_counter() - start)
         completions = [c for group in results for c in group]
         return [c.token_ids for c in completions], [c.logprobs for c in completions]
@@ -303,8 +299,8 @@ class VideoGRPOTrainer(ModuleLearningRates, GRPOTrainer):
             return
         start = time.perf_counter()
         weights = policy_weights(self)
-        if self.accelerator.is_main_process:
-            self.vllm_rollouts.load_weights(weights)
+        if self.accelerator.is_main_process:  # under the served checkpoint's names (Omni: thinker.*)
+            self.vllm_rollouts.load_weights(served_weights(self.accelerator.unwrap_model(self.model), weights))
         self.accelerator.wait_for_everyone()
         self._last_synced_step = self.state.global_step
         self._metrics[self._mode]["rollouts/weight_sync_s"].append(time.perf_counter() - start)

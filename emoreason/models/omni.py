@@ -95,17 +95,18 @@ def to_composite(directory: str | Path) -> Path:
     index = json.loads(index_file.read_text()) if index_file.is_file() else None
     for shard in shards:
         with safe_open(str(shard), framework="pt") as handle:
-            tensors = {_prefixed(key): handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+            tensors = {composite_name(key): handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
         save_file(dict(sorted(tensors.items())), str(shard), metadata={"format": "pt"})
     if index is not None:
-        index["weight_map"] = {_prefixed(k): v for k, v in sorted(index["weight_map"].items())}
+        index["weight_map"] = {composite_name(k): v for k, v in sorted(index["weight_map"].items())}
         index_file.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
     thinker = Qwen2_5OmniThinkerConfig.from_pretrained(directory)
     composite_config(thinker).save_pretrained(directory)
     return directory
 
 
-def _prefixed(key: str) -> str:
+def composite_name(key: str) -> str:
+    """A thinker weight's name in the composite layout (``thinker.`` prefixed, once)."""
     # a thinker loaded from the composite layout saves its weights already prefixed (transformers reverses the
     # renaming it loaded with) under a thinker-only config.json; one loaded from the thinker layout saves them bare
     return key if key.startswith(WEIGHT_PREFIX) else WEIGHT_PREFIX + key

@@ -28,6 +28,7 @@ import importlib.util
 import ipaddress
 import json
 import logging
+import math
 import os
 import signal
 import socket
@@ -296,7 +297,25 @@ def environment(cfg: ServeConfig) -> dict[str, str]:
         env["EMOREASON_GUARD_ROUTES"] = "1"
     if cfg.weight_sync:
         env["VLLM_SERVER_DEV_MODE"] = "1"  # exposes /collective_rpc and the cache resets
+    window = served_audio_window_s(cfg.model)
+    if window is not None and "VLLM_MAX_AUDIO_DECODE_DURATION_S" not in os.environ:
+        # audio past the feature extractor's window is never heard (it drops the rest): refuse it while decoding
+        # (HTTP 400 naming the limit) rather than decode up to vLLM's default 600 s; emoreason's clients cut to
+        # the window first, with a warning, as local runs do (emoreason.audio.fit_window)
+        env["VLLM_MAX_AUDIO_DECODE_DURATION_S"] = str(math.ceil(window))
     return env
+
+
+def served_audio_window_s(model: str | Path) -> float | None:
+    """Seconds of audio a served model hears (its feature extractor's window, :func:`emoreason.audio.audio_window_s`);
+    None for a model that hears none or whose directory is not readable here (a hub name)."""
+    if not (Path(model) / "config.json").is_file() or not takes_audio(model):
+        return None
+    from transformers import AutoProcessor
+
+    from emoreason.audio import audio_window_s
+
+    return audio_window_s(AutoProcessor.from_pretrained(model))
 
 
 def _healthy(cfg: ServeConfig) -> bool:

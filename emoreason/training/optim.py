@@ -72,10 +72,12 @@ class ModuleLearningRates:
     rate).
 
     The logs say the rates applied: ``learning_rate`` is the language model's (Trainer logs param group 0's,
-    which would be the vision tower's) and ``vision_learning_rate`` / ``projector_learning_rate`` / ``audio_learning_rate`` the others'."""
+    which would be the vision tower's; absent when the language model is frozen) and ``vision_learning_rate`` /
+    ``projector_learning_rate`` / ``audio_learning_rate`` the others'."""
 
     module_learning_rates: dict[str, float | None] = {}
     _logged_module_rates: dict[str, float] = {}
+    _language_rate_logged: bool = True
 
     def _get_learning_rate(self) -> float:
         # Trainer reads the rate after the optimizer step, before the scheduler's: so are the module rates here
@@ -83,11 +85,15 @@ class ModuleLearningRates:
         if not rates:
             return super()._get_learning_rate()
         self._logged_module_rates = {f"{m}_learning_rate": r for m, r in rates.items() if m != "language"}
+        # no language group (freeze_language): no rate is the language model's, so none is logged as learning_rate
+        self._language_rate_logged = "language" in rates
         return rates.get("language", super()._get_learning_rate())
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "learning_rate" in logs:
             logs = {**logs, **self._logged_module_rates}
+            if not self._language_rate_logged:
+                logs.pop("learning_rate")
         super().log(logs, start_time)
 
     def create_optimizer(self, model=None):

@@ -217,20 +217,26 @@ def deepspeed_config(value: str | dict | None) -> tuple[dict, str] | None:
 
 
 def check_deepspeed_optimizer(values: dict[str, Any], where: str) -> None:
-    """Per-module rates live in the param groups of the optimizer the trainer builds; a DeepSpeed config with its
-    own ``optimizer`` makes Trainer skip that and DeepSpeed build one at a single rate (transformers'
-    ``deepspeed_optim_sched``). Checked before TrainingArguments loads the DeepSpeed config."""
+    """Per-module rates live in the param groups of the optimizer the trainer builds and in the schedule the trainer
+    builds from each group's rate. A DeepSpeed config with its own ``optimizer`` makes Trainer skip the first and
+    DeepSpeed build one at a single rate; one with its own ``scheduler`` makes DeepSpeed's WarmupLR / WarmupDecayLR /
+    WarmupCosineLR write one ``warmup_max_lr`` into every group at each step (transformers'
+    ``deepspeed_optim_sched``; DeepSpeed's ``_format_param``). Either drops the rates; checked before
+    TrainingArguments loads the DeepSpeed config."""
     rates = [k for k in ("vision_learning_rate", "projector_learning_rate", "audio_learning_rate")
              if values.get(k) is not None]
     try:
         found = deepspeed_config(values.get("deepspeed")) if rates else None
     except (OSError, ValueError) as exc:  # a missing or unreadable file: named here rather than by the trainer
         raise ConfigError(f"{where}: the DeepSpeed config cannot be read: {exc}") from exc
-    if found is not None and "optimizer" in found[0]:
+    sections = [s for s in ("optimizer", "scheduler") if found is not None and s in found[0]]
+    if sections:
+        own = " and ".join(f"'{s}'" for s in sections)
         raise ConfigError(f"{where}: {' and '.join(rates)} would not be applied: the DeepSpeed config "
-                          f"({found[1]}) defines its own 'optimizer', which DeepSpeed builds for all parameters at "
-                          "one rate. Remove its 'optimizer' section (the trainer then builds the optimizer, "
-                          "per-module rates included, from the recipe's optim/learning_rate) or the per-module rates.")
+                          f"({found[1]}) defines its own {own}, which DeepSpeed applies to all parameters at "
+                          f"one rate. Remove its {own} section{'s' if len(sections) > 1 else ''} (the trainer then "
+                          "builds the optimizer and schedule, per-module rates included, from the recipe's "
+                          "optim / learning_rate / lr_scheduler_type) or the per-module rates.")
 
 
 def _check(recipe: Recipe, kind: str) -> None:
