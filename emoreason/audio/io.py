@@ -25,6 +25,7 @@ multichannel tracks and any sample rate are accepted and converted.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from dataclasses import dataclass, field, replace
@@ -376,10 +377,17 @@ def clip_audio(path: str | Path, frames: LoadedFrames, sample_rate: int = SAMPLE
 
 def video_duration_s(path: str | Path) -> float:
     """Seconds of a file's video stream (its declared duration, else its frame count over its rate, else the
-    container's duration); a file without video is timed by its audio stream."""
+    container's duration); a file without video is timed by its audio stream. Remembered per (path, mtime, size):
+    a face-crop folder timed on its original clip opens that clip once, not on every load of every epoch."""
+    path = _existing(path)
+    stat = path.stat()
+    return _duration_s(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=65536)  # DFEW has ~16k clips, MAFW ~10k
+def _duration_s(path: str, mtime_ns: int, size: int) -> float:
     import av
 
-    path = _existing(path)
     try:
         with av.open(str(path)) as container:
             streams = container.streams.video or container.streams.audio
@@ -421,3 +429,20 @@ def frames_on_clip(frames: LoadedFrames, audio_path: str | Path | None) -> Loade
     fps = fps_on_clip(frames.total_frames, audio_path)
     return replace(frames, timestamps=[i / fps for i in frames.indices], source_fps=fps,
                    meta={**frames.meta, "timed_by": str(audio_path), "own_fps": frames.source_fps})
+
+
+_UNTIMED: set[str] = set()  # originals that could not time their frames in this run (the first one is warned)
+
+
+def frames_on_clip_or_own(frames: LoadedFrames, audio_path: str | Path | None, sample: str = "?") -> LoadedFrames:
+    """:func:`frames_on_clip`, or the frames on their own rate when the original clip cannot be read: the frames
+    are fine, so a video-only model still sees the sample (a model that hears it fails on the audio instead). One
+    warning per run, for the first such original; the others are logged at debug level."""
+    try:
+        return frames_on_clip(frames, audio_path)
+    except MediaError as exc:
+        report = log.debug if _UNTIMED else log.warning
+        _UNTIMED.add(str(audio_path))
+        report("sample %s: frames on their own rate (%s fps), not the original clip's: %s (further unreadable "
+               "originals are logged at debug level)", sample, frames.source_fps, exc)
+        return frames

@@ -124,33 +124,28 @@ def _differences(old: dict, new: dict) -> list[str]:
             for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
 
 
-def media_signature(record, heard: bool = False) -> dict:
+def media_signature(record) -> dict:
     """What of a sample's media decides the frames the model is shown — the layout it was found in (DFEW's
     16-frame folders and its full mp4s are other inputs under one clip id), the frame rate and a window's frame
-    indices — and, for a model that hears (``heard``), the layout of the file its audio comes from (DFEW's
-    original clip beside its face crops, else its own file) — and not where the copy sits (moving the data keeps
-    its cache)."""
+    indices — and the layout of the original clip its frames are timed on and its audio heard from (DFEW's
+    original beside its face crops: every model, hearing or not, sees the frames on that clip's time base) — and
+    not where the copy sits (moving the data keeps its cache)."""
     media = record.media
     signature = {k: media.get(k) for k in ("type", "layout", "fps", "frame_indices")}
-    if heard and media.get("audio_layout"):
+    if media.get("audio_layout"):
         signature["audio_layout"] = media["audio_layout"]
     return signature
 
 
-def _heard(key: dict) -> bool:
-    """The cache key's backend hears its samples (its frame policy names the modalities shown)."""
-    return (key.get("frame_policy") or {}).get("modalities") not in (None, "video")
-
-
-def _media_differences(path: Path, records, heard: bool = False) -> list[str]:
+def _media_differences(path: Path, records) -> list[str]:
     cached = _cached(path)
     changed = [(r, cached[r.id].get("media")) for r in records
-               if r.id in cached and cached[r.id].get("media") != media_signature(r, heard)]
+               if r.id in cached and cached[r.id].get("media") != media_signature(r)]
     if not changed:
         return []
     first, old = changed[0]
     return [f"media of {len(changed)} cached sample(s), e.g. {first.id}: {json.dumps(old, sort_keys=True)} → "
-            f"{json.dumps(media_signature(first, heard), sort_keys=True)}"]
+            f"{json.dumps(media_signature(first), sort_keys=True)}"]
 
 
 def open_cache(out: Path, key: dict, on_mismatch: str = "refuse", records=()) -> None:
@@ -165,7 +160,7 @@ def open_cache(out: Path, key: dict, on_mismatch: str = "refuse", records=()) ->
         else:
             what = ["no cache.json: predictions of unknown origin (an older emoreason?)"]
         if old is not None:
-            what = _differences(old, key) if old != key else _media_differences(predictions, records, _heard(key))
+            what = _differences(old, key) if old != key else _media_differences(predictions, records)
         if not what:
             return
         if on_mismatch != "restart":
@@ -205,7 +200,6 @@ def predict_all(records, backend, out: Path, batch_size: int, progress: bool = T
     path = out / PREDICTIONS
     cache = _cached(path)
     todo = [r for r in records if r.id not in cache]
-    heard = _heard({"frame_policy": backend.frame_policy}) if todo else False
     if cache:
         log.info("resuming: %d of %d predictions cached in %s", len(records) - len(todo), len(records), path)
     with path.open("a", encoding="utf-8") as handle, tqdm(total=len(records), initial=len(records) - len(todo),
@@ -214,7 +208,7 @@ def predict_all(records, backend, out: Path, batch_size: int, progress: bool = T
         for start in range(0, len(todo), batch_size):
             chunk = todo[start:start + batch_size]
             for record, (text, error) in zip(chunk, backend.predict(chunk), strict=True):
-                row = {"id": record.id, "text": text, "error": error, "media": media_signature(record, heard)}
+                row = {"id": record.id, "text": text, "error": error, "media": media_signature(record)}
                 if getattr(backend, "hears", False):  # what an audio model's backend let the sample hear
                     row["audio"] = backend.heard.get(record.id)
                 handle.write(json.dumps(row) + "\n")

@@ -18,7 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from emoreason.audio import LoadedAudio, frames_on_clip
+from emoreason.audio import LoadedAudio
+from emoreason.audio.io import frames_on_clip_or_own
 from emoreason.audio.modalities import with_modalities
 from emoreason.video import FramePolicy, LoadedFrames, MediaError, load_frames
 
@@ -83,14 +84,16 @@ def with_media(messages: list[dict], kind: str | None, path: str | None) -> list
 def load_row_media(example: dict, policy: FramePolicy) -> LoadedFrames | None:
     """The row's frames under the policy; SampleMediaError naming the sample and file when they do not load. A row
     heard with another file's track (``audio_path``: a face-crop clip's original video) is timed on that clip
-    whatever the modalities, as evaluation's ``load_media`` times it."""
+    whatever the modalities, as evaluation's ``load_media`` times it (on the frames' own rate, with a warning, when
+    that clip cannot be read)."""
     kind, path = row_media(example)
     if kind is None:
         return None
     try:
-        return frames_on_clip(load_frames(path, policy), example.get("audio_path"))
+        frames = load_frames(path, policy)
     except MediaError as exc:
         raise SampleMediaError(f"sample {example.get('id', '?')}: {exc}") from exc
+    return frames_on_clip_or_own(frames, example.get("audio_path"), example.get("id", "?"))
 
 
 def load_row_heard(example: dict, frames: LoadedFrames | None, max_s: float | None = None,

@@ -206,12 +206,13 @@ def load_media(media: dict, policy: FramePolicy | None = None, backend: str = "a
     """Frames of a sample record's ``media`` dict: its path(s), its frame rate (``fps``, for frame folders and
     image lists) and, for a window around an annotated frame, its exact ``frame_indices``. Frames whose clip's
     audio is another file (``media["audio_path"]``: DFEW's/MAFW's original videos) are timed on that clip whatever
-    the modalities (``emoreason.audio.frames_on_clip``), so an audio-vs-video ablation changes only what is heard."""
-    from emoreason.audio.io import frames_on_clip  # emoreason.audio imports this module
+    the modalities (``emoreason.audio.frames_on_clip``), so an audio-vs-video ablation changes only what is heard;
+    an original that cannot be read leaves the frames on their own rate, with a warning."""
+    from emoreason.audio.io import frames_on_clip_or_own  # emoreason.audio imports this module
 
     frames = load_frames(media["path"], policy, backend, resize, fps=media.get("fps"),
                          indices=media.get("frame_indices"))
-    return frames_on_clip(frames, media.get("audio_path"))
+    return frames_on_clip_or_own(frames, media.get("audio_path"), media["path"])
 
 
 def resize_image(frame: np.ndarray, policy: FramePolicy) -> np.ndarray:
