@@ -22,6 +22,18 @@ AU_SOURCES = ("dataset_labels", "dataset_frames", "openface", "detector:NAME", "
 ROW_AU_COLUMNS = ("aus", "au_intensity", "au_timing", "au_source", "au_observed", "au_coded", "au_rarity")
 
 
+def media_identity(media: dict[str, Any]) -> dict[str, Any]:
+    """What of a record's ``media`` decides what a model is shown, without where the copy sits: the media type and
+    the layout it was found in (DFEW's 16-frame folders and its mp4s are other inputs under one clip id), the frame
+    rate, a window's frame indices and, where the clip's audio is another file (DFEW's/MAFW's original clip, which
+    also times the frames), that file's layout. The eval cache and the CoT shards compare it, so moving the data
+    or spelling its root otherwise keeps them."""
+    identity = {k: media.get(k) for k in ("type", "layout", "fps", "frame_indices")}
+    if media.get("audio_layout"):
+        identity["audio_layout"] = media["audio_layout"]
+    return identity
+
+
 @dataclass
 class SampleRecord:
     id: str

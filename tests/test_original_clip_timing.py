@@ -73,3 +73,24 @@ def test_the_originals_duration_is_read_once(tmp_path, monkeypatch):
     for _ in range(3):  # three epochs
         assert load_media(media, FramePolicy(nframes=16)).source_fps == 8.0
     assert opened.count(media["audio_path"]) <= 1
+
+
+def test_cot_shard_fingerprint_is_path_free_but_sees_the_originals(tmp_path, monkeypatch):
+    """The same DFEW data under an absolute root, a relative one or moved keeps its CoT shards (no teacher call paid
+    twice); gaining the original clips' audio still rebuilds them."""
+    import shutil
+
+    from emoreason.cot.pipeline import records_fingerprint
+
+    dfew_face_crops_with_originals(tmp_path / "DFEW")
+    absolute = load_records("dfew", tmp_path / "DFEW", split="test", fold=1)
+    monkeypatch.chdir(tmp_path)
+    relative = load_records("dfew", "DFEW", split="test", fold=1)
+    shutil.copytree(tmp_path / "DFEW", tmp_path / "moved" / "DFEW")
+    moved = load_records("dfew", tmp_path / "moved" / "DFEW", split="test", fold=1)
+    assert absolute[0].media["path"] != moved[0].media["path"]
+    assert records_fingerprint(list(absolute)) == records_fingerprint(list(relative)) == \
+        records_fingerprint(list(moved))
+    silent = load_records("dfew", tmp_path / "DFEW", split="test", fold=1, audio=False)
+    assert records_fingerprint(list(silent)) != records_fingerprint(list(absolute))
+

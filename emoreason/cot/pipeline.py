@@ -43,7 +43,7 @@ from emoreason.datasets.adapters import label_map_of
 from emoreason.knowledge import au_name, dataset_label_set, display_name
 from emoreason.reasoning import build_messages
 from emoreason.reasoning.prompts import TASKS
-from emoreason.records import SampleRecord
+from emoreason.records import SampleRecord, media_identity
 from emoreason.video import FramePolicy
 
 if TYPE_CHECKING:
@@ -128,12 +128,15 @@ ROW_FORMAT_VERSION = 2
 
 def records_fingerprint(records: list[SampleRecord], evidence_key: str | None = None) -> str:
     """sha256 of the row format (:data:`ROW_FORMAT_VERSION`), of the shard's records in order — each one's id and
-    media (its files, frame rate, window and the file its audio is heard from, ``audio_path``/``audio_layout``) —
-    and of the detector's ``fingerprint()`` (its estimator code, calibration, settings and the AUs it cites) when
-    there is one: what resume compares before reusing a shard, so a changed estimator, a clip that gained its
-    original's audio or a new row column never leaves old shards beside new ones."""
+    media without its paths (``emoreason.records.media_identity``: layout, frame rate, window, the original clip's
+    layout, and whether an audio file is named) — and of the detector's ``fingerprint()`` (its estimator code,
+    calibration, settings and the AUs it cites) when there is one: what resume compares before reusing a shard, so
+    a changed estimator, a clip that gained its original's audio or a new row column never leaves old shards beside
+    new ones, while the same data moved or under another spelling of its root keeps them (no teacher call paid
+    twice)."""
+    media = [{**media_identity(r.media), "audio_path": bool(r.media.get("audio_path"))} for r in records]
     text = f"#rows:{ROW_FORMAT_VERSION}\n" + "\n".join(
-        f"{r.id}\t{json.dumps(r.media, sort_keys=True, default=str)}" for r in records)
+        f"{r.id}\t{json.dumps(m, sort_keys=True, default=str)}" for r, m in zip(records, media, strict=True))
     if evidence_key is not None:
         text += f"\n#evidence:{evidence_key}"
     return hashlib.sha256(text.encode()).hexdigest()

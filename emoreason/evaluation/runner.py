@@ -29,6 +29,7 @@ from emoreason.evaluation.metrics import au_f1, au_ground_truth, ccc, recognitio
 from emoreason.evaluation.rationale import rationale_metrics
 from emoreason.knowledge import dataset_label_set, prediction_in_label_set
 from emoreason.reasoning import parse_response
+from emoreason.records import media_identity
 
 log = logging.getLogger(__name__)
 PREDICTIONS = "predictions.jsonl"
@@ -125,16 +126,10 @@ def _differences(old: dict, new: dict) -> list[str]:
 
 
 def media_signature(record) -> dict:
-    """What of a sample's media decides the frames the model is shown — the layout it was found in (DFEW's
-    16-frame folders and its full mp4s are other inputs under one clip id), the frame rate and a window's frame
-    indices — and the layout of the original clip its frames are timed on and its audio heard from (DFEW's
-    original beside its face crops: every model, hearing or not, sees the frames on that clip's time base) — and
-    not where the copy sits (moving the data keeps its cache)."""
-    media = record.media
-    signature = {k: media.get(k) for k in ("type", "layout", "fps", "frame_indices")}
-    if media.get("audio_layout"):
-        signature["audio_layout"] = media["audio_layout"]
-    return signature
+    """What of a sample's media decides the frames the model is shown (``emoreason.records.media_identity``: its
+    layout, frame rate, window, and the original clip its frames are timed on — every model, hearing or not, sees
+    them on that clip's time base) — and not where the copy sits (moving the data keeps its cache)."""
+    return media_identity(record.media)
 
 
 def _media_differences(path: Path, records) -> list[str]:
