@@ -94,3 +94,18 @@ def test_cot_shard_fingerprint_is_path_free_but_sees_the_originals(tmp_path, mon
     silent = load_records("dfew", tmp_path / "DFEW", split="test", fold=1, audio=False)
     assert records_fingerprint(list(silent)) != records_fingerprint(list(absolute))
 
+
+
+def test_rows_cached_before_audio_layout_count_as_original_by_their_source():
+    """Prediction rows cached before rows named the original's layout still count as heard from the original
+    when their ``source`` is the record's ``audio_path``; a track read from the video itself does not."""
+    from emoreason.evaluation.runner import audio_counts
+    from emoreason.records import SampleRecord
+
+    crops = SampleRecord("dfew-1", "dfew", {"type": "frames", "path": "/d/Clip/clip_224x224/00001",
+                                            "audio_path": "/d/Clip/original/00001.mp4", "audio_layout": "original"})
+    own = SampleRecord("mafw-2", "mafw", {"type": "video", "path": "/m/data/clips/00002.mp4"})
+    old_rows = {"dfew-1": {"audio": {"heard": "track", "source": "/d/Clip/original/00001.mp4"}},
+                "mafw-2": {"audio": {"heard": "track", "source": "/m/data/clips/00002.mp4"}}}
+    counts = audio_counts([crops, own], old_rows, "audio+video")
+    assert counts["heard_track"] == 2 and counts["from_original_video"] == 1

@@ -224,11 +224,18 @@ def audio_counts(records, predictions: dict[str, dict], modalities: str) -> dict
     tracks = [(r, h) for r, h in zip(records, heard, strict=True) if h and h.get("heard") == "track"]
     silences = sum(1 for h in heard if h and h.get("heard") == "silence")
     return {"modalities": modalities, "samples": len(records), "heard_track": len(tracks),
-            "from_original_video": sum(1 for r, h in tracks if h.get("audio_layout")
-                                       and h["audio_layout"] == r.media.get("audio_layout")),
+            "from_original_video": sum(1 for r, h in tracks if _from_original(r, h)),
             "fitted_to_video": sum(1 for _, h in tracks if "fitted" in h),
             "truncated": sum(1 for _, h in tracks if "kept_s" in h), "no_track_heard_silence": silences,
             "not_heard": len(records) - len(tracks) - silences}
+
+
+def _from_original(record, heard: dict) -> bool:
+    """The row heard the record's original clip: by its layout (which survives a data move), or — rows cached
+    before rows named it — by its file."""
+    if heard.get("audio_layout"):
+        return heard["audio_layout"] == record.media.get("audio_layout")
+    return bool(record.media.get("audio_path")) and heard.get("source") == str(record.media["audio_path"])
 
 
 def _warn_silent(records, predictions: dict[str, dict], shown: int = 5) -> None:
