@@ -15,7 +15,8 @@ endpoints, CPU or GPU, its own environment), and
   clip without one), so its prompt holds the same audio tokens;
 * **weights** go through the filesystem: the main process writes the policy (LoRA merged in) as one
   safetensors file in ``sync_dir``, under the names of the checkpoint the server loaded (:func:`served_weights`;
-  Qwen2.5-Omni's composite ``thinker.*``), and asks the server to reload it in place (``/pause`` →
+  Qwen2.5-Omni's composite ``thinker.*``; the first sync checks them against the served checkpoint's,
+  :func:`check_served_names`), and asks the server to reload it in place (``/pause`` →
   ``/collective_rpc reload_weights`` → cache resets → ``/resume``). ``sync_dir`` must be readable by the
   server at the same path (same machine or a shared filesystem; ``/dev/shm`` is fastest);
 * **completions** come back as token ids (``return_token_ids``) with the sampling log-probs
@@ -128,13 +129,17 @@ def checkpoint_weight_names(checkpoint: str | Path) -> set[str] | None:
     return names
 
 
+_NOT_SERVED = ("talker.", "token2wav.")  # vLLM 0.32 qwen2_5_omni_thinker.py hf_to_vllm_mapper: dropped
+
+
 def check_served_names(sent: Iterable[str], expected: set[str], checkpoint: str | Path) -> None:
     """Raise RolloutError when the names a weight sync sends differ from those of the checkpoint the server loaded.
     vLLM's in-place reload only logs the weights it did not load, so a mismatch would leave those parameters at
     their initial values and make every rollout off-policy. A tied LM head (``*lm_head.weight``, absent from a
-    checkpoint with tied embeddings) may be sent beside the embeddings."""
+    checkpoint with tied embeddings) may be sent beside the embeddings. A released Qwen2.5-Omni checkpoint's speech
+    parts (``talker.*``, ``token2wav.*``) are not served (vLLM's thinker maps them to nothing) and not compared."""
     sent = set(sent)
-    missing = sorted(expected - sent)
+    missing = sorted(name for name in expected - sent if not name.startswith(_NOT_SERVED))
     extra = sorted(name for name in sent - expected if not name.endswith("lm_head.weight"))
     if missing or extra:
         def show(names: list[str]) -> str:
