@@ -368,7 +368,12 @@ def warm_up(runner: Runner, plan: Plan, model: Path, out: Path, arm: str, synth:
     """The arm's vision warm-up (``bench/tower_probe.py --save``) from the untrained model; the control arm's on
     its deranged clips. Returns the warmed-up model (skipped when it exists)."""
     warm = out / arm / "vision_warmup"
+    record = out / arm / "vision_warmup_options.json"
+    options = {"warmup": plan.vision_warmup, "frame_policy": plan.frame_policy, "seed": plan.seed}
     if (warm / "config.json").exists():
+        if record.is_file() and json.loads(record.read_text()) != options:
+            raise RuntimeError(f"{warm} was warmed up with other options ({record.read_text().strip()}); remove it "
+                               f"(and the stages after it) or use another --out")
         return warm
     if arm == "control":
         shuffled = out / "synthfacs_shuffled"
@@ -384,6 +389,8 @@ def warm_up(runner: Runner, plan: Plan, model: Path, out: Path, arm: str, synth:
             *[a for k, v in plan.vision_warmup.items() for a in (f"--{k.replace('_', '-')}", str(v))]]
     runner.command(f"{arm}_vision_warmup", [sys.executable, str(ROOT / "bench" / "tower_probe.py"), *args],
                    f"python bench/tower_probe.py {' '.join(args)}")
+    if not dry:
+        record.write_text(json.dumps(options, indent=2) + "\n")
     return warm
 
 

@@ -254,8 +254,8 @@ def test_emotion_task_asks_the_short_answer_question_and_keys_the_cache(synth_te
 
 def test_predict_endpoint_with_audio_keeps_concurrency_requests_in_flight(tiny_omni_dir, tmp_path, capsys):
     """`predict --endpoint` for a model that hears sends each clip's audio and keeps `--concurrency` requests in
-    flight, as it does for video alone (it used to send one input at a time); rows keep the input order and each
-    its own request's latency. The stub stands in for a slow server (a latency a real one gives only by chance)."""
+    flight, as it does for video alone (it used to send one input at a time, then chunks that each waited for their
+    slowest request); rows keep the input order and each its own request's latency. The stub stands in for a slow server (a latency a real one gives only by chance)."""
     import threading
 
     from emoreason.cli import main
@@ -265,15 +265,19 @@ def test_predict_endpoint_with_audio_keeps_concurrency_requests_in_flight(tiny_o
     frames, voice, _ = generate_av_clip(ClipSpec(0, "av", "happiness", Identity.sample(0, np.random.default_rng(0)),
                                                  "test", seed=1, frames=16, size=112, difficulty="easy", audio=True))
     clips = [str(write_video(frames, tmp_path / f"clip{i}.mp4", fps=8, audio=voice)) for i in range(5)]
-    lock, load = threading.Lock(), {"now": 0, "most": 0}
+    lock, load = threading.Lock(), {"now": 0, "most": 0, "started": 0, "started_before_slow_ended": 0}
 
     def slow(messages):
         with lock:
             load["now"] += 1
             load["most"] = max(load["most"], load["now"])
-        time.sleep(0.5)
+            load["started"] += 1
+            first = load["started"] == 1
+        time.sleep(3.0 if first else 0.5)  # the first request is slow: it must not hold back the fifth
         with lock:
             load["now"] -= 1
+            if first:
+                load["started_before_slow_ended"] = load["started"]
         return "ok", "<answer>happiness</answer>"
 
     with StubServer(slow, root=str(tiny_omni_dir)) as server:  # the weights path /v1/models reports: an Omni model
@@ -283,4 +287,5 @@ def test_predict_endpoint_with_audio_keeps_concurrency_requests_in_flight(tiny_o
     assert all(any(p.get("type") == "audio_url" for m in body["messages"] if isinstance(m["content"], list)
                    for p in m["content"]) for body in server.bodies)  # each clip heard
     assert load["most"] == 4  # four at once, then the fifth
+    assert load["started_before_slow_ended"] == 5  # a pool, not chunks that each wait for their slowest request
     assert all(0.4 < r["latency_s"] < 5 for r in rows)

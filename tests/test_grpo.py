@@ -304,6 +304,46 @@ def test_omni_weights_go_to_vllm_under_the_served_composite_names(tiny_omni_dir)
         assert set(weights) == served
 
 
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl", "qwen2_5_omni"])
+def test_weight_sync_names_are_checked_against_the_served_checkpoint(family, tiny_model_dirs, tiny_omni_dir,
+                                                                     tmp_path):
+    """vLLM's in-place reload only logs the weights it did not load; the first sync compares the names it sends
+    with the served checkpoint's and refuses a mismatch, naming the names (stale weights = off-policy rollouts)."""
+    from emoreason.grpo.rollouts import (
+        RolloutError,
+        VLLMServerRollouts,
+        check_served_names,
+        checkpoint_weight_names,
+        merged_weights,
+    )
+    from emoreason.models import load_model_and_processor
+
+    checkpoint = tiny_omni_dir if family == "qwen2_5_omni" else tiny_model_dirs[family]
+    expected = checkpoint_weight_names(checkpoint)
+    model, _ = load_model_and_processor(checkpoint, device="cpu")
+    with merged_weights(model) as weights:
+        check_served_names(weights, expected, checkpoint)  # right names (tied LM head under both): no error
+        if family == "qwen2_5_omni":  # the released checkpoint's speech parts, which vLLM does not serve
+            check_served_names(weights, expected | {"talker.model.norm.weight", "token2wav.code2wav_dit_model.x"},
+                               checkpoint)
+        if family == "qwen3_vl":
+            assert any("deepstack" in name for name in weights)
+        wrong = {name.replace("model.", "model.language_model.", 1) if "layers.0." in name else name: tensor
+                 for name, tensor in weights.items()}  # a wrong renaming of the first decoder layer
+        renamed = sorted(set(wrong) - set(weights))
+        assert renamed
+        rollouts = VLLMServerRollouts("http://127.0.0.1:9", tmp_path / "sync", served_checkpoint=checkpoint)
+        with pytest.raises(RolloutError, match="not sent") as error:
+            rollouts.load_weights(wrong)  # refused before anything is written or posted
+        assert renamed[0] in str(error.value) and "not in the checkpoint" in str(error.value)
+        assert not (tmp_path / "sync" / "model.safetensors").exists()
+    index = tmp_path / "sharded"  # a sharded checkpoint's names come from its index
+    index.mkdir()
+    (index / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {n: "a" for n in expected}}))
+    assert checkpoint_weight_names(index) == expected
+    assert checkpoint_weight_names(tmp_path / "nowhere") is None
+
+
 def test_vllm_frames_travel_lossless_with_their_timing(demo_clip):
     import base64
     import io

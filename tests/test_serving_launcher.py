@@ -442,3 +442,28 @@ def test_the_untrusted_audio_switch_is_open_only_for_a_model_that_hears(tmp_path
                          env=cli_env(), timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == expected
+
+
+def test_a_rewritten_file_gets_a_new_audio_visual_cache_key(tmp_path):
+    """With a uuid set vLLM no longer hashes the video, so the key of a ``file://`` video or track holds the file's
+    size and modification time: a clip replaced in place (eval's by-file path) is not answered from stale items."""
+    import os
+    from urllib.request import pathname2url
+
+    from emoreason.serving.vllm_entry import _keyed_with_track
+
+    clip, track = tmp_path / "clip.mp4", tmp_path / "clip.wav"
+    clip.write_bytes(b"first clip")
+    track.write_bytes(b"first track")
+    video_url, track_url = f"file://{pathname2url(str(clip))}", f"file://{pathname2url(str(track))}"
+    first = _keyed_with_track(None, video_url, track_url)
+    assert _keyed_with_track(None, video_url, track_url) == first  # an unchanged file keeps its key
+    clip.write_bytes(b"other clip")  # same size: the modification time tells them apart
+    os.utime(clip, ns=(clip.stat().st_atime_ns, clip.stat().st_mtime_ns + 1_000_000))
+    second = _keyed_with_track(None, video_url, track_url)
+    assert second != first
+    track.write_bytes(b"a longer track")
+    assert _keyed_with_track(None, video_url, track_url) != second
+    data_video, data_track = "data:video/jpeg;base64,AAAA", "data:audio/wav;base64,BBBB"
+    assert _keyed_with_track("u", data_video, data_track) == _keyed_with_track("u", data_video, data_track)
+    assert _keyed_with_track("u", data_video, data_track) != _keyed_with_track("v", data_video, data_track)

@@ -51,7 +51,7 @@ def run_predict(args: argparse.Namespace) -> int:
         try:
             backend = None if args.modalities == "video" else _endpoint_with_audio(args, config)
             if backend is not None:  # as many requests in flight as for video alone
-                results = _predict_with(backend, args.inputs, kind, chunk=args.concurrency)
+                results = _predict_with(backend, args.inputs, kind, concurrency=args.concurrency)
             else:
                 results = [r.to_dict() for r in predict_many(config, args.inputs, kind, args.labels,
                                                               args.response_format, args.media_dir, args.max_tokens)]
@@ -91,29 +91,35 @@ def _predict_local(args: argparse.Namespace, kind: str | None) -> list[dict]:
     return out
 
 
-def _predict_with(backend, inputs: list[str], kind: str | None, chunk: int = 1) -> list[dict]:
-    """One structured row per input, through an evaluation backend, ``chunk`` inputs per call: an endpoint sends a
-    call's requests concurrently (its ``concurrency``), and decodes no more than ``chunk`` inputs ahead of the
-    server; a local model runs one at a time. Each row's latency is its own request's where the backend timed it
-    (``latency_s``), else its call's."""
+def _predict_with(backend, inputs: list[str], kind: str | None, concurrency: int = 1) -> list[dict]:
+    """One structured row per input (in input order), through an evaluation backend. With ``concurrency`` > 1 (an
+    endpoint) a pool keeps that many inputs in progress, each decoded and sent on its own as soon as a slot frees
+    (so no input waits for a slow one, and no more than ``concurrency`` are decoded ahead of the server); a local
+    model runs one at a time. Each row's latency is its own request's where the backend timed it (``latency_s``),
+    else its call's."""
     import time
+    from concurrent.futures import ThreadPoolExecutor
 
     from emoreason.client import media_kind, prediction_from_text
     from emoreason.records import SampleRecord
 
-    out = []
-    for first in range(0, len(inputs), max(1, chunk)):
-        sources = inputs[first:first + max(1, chunk)]
-        records = [SampleRecord(id=str(source), dataset="predict",
-                                media={"type": kind or media_kind(source), "path": str(source)})
-                   for source in sources]
+    def one(source: str) -> dict:
+        record = SampleRecord(id=str(source), dataset="predict",
+                              media={"type": kind or media_kind(source), "path": str(source)})
         start = time.perf_counter()
-        answers = backend.predict(records)
+        [(text, error)] = backend.predict([record])
         elapsed = time.perf_counter() - start
-        timed = getattr(backend, "latency_s", {})
-        for source, (text, error) in zip(sources, answers, strict=True):
-            row = prediction_from_text(str(source), text or "", timed.get(str(source), elapsed)).to_dict()
-            if error is not None or text is None:
-                row.update(text=None, error=error or "no output")
-            out.append(row)
-    return out
+        latency = getattr(backend, "latency_s", {}).get(str(source), elapsed)
+        row = prediction_from_text(str(source), text or "", latency).to_dict()
+        if error is not None or text is None:
+            row.update(text=None, error=error or "no output")
+        return row
+
+    if concurrency <= 1:
+        return [one(source) for source in inputs]
+    backend.modalities, backend.policy  # noqa: B018  (resolved once, not raced by the threads)
+    pool = ThreadPoolExecutor(max_workers=concurrency)
+    try:
+        return list(pool.map(one, inputs))
+    finally:  # a setup error stops the inputs not yet started
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -15,7 +15,8 @@ endpoints, CPU or GPU, its own environment), and
   clip without one), so its prompt holds the same audio tokens;
 * **weights** go through the filesystem: the main process writes the policy (LoRA merged in) as one
   safetensors file in ``sync_dir``, under the names of the checkpoint the server loaded (:func:`served_weights`;
-  Qwen2.5-Omni's composite ``thinker.*``), and asks the server to reload it in place (``/pause`` →
+  Qwen2.5-Omni's composite ``thinker.*``; the first sync checks them against the served checkpoint's,
+  :func:`check_served_names`), and asks the server to reload it in place (``/pause`` →
   ``/collective_rpc reload_weights`` → cache resets → ``/resume``). ``sync_dir`` must be readable by the
   server at the same path (same machine or a shared filesystem; ``/dev/shm`` is fastest);
 * **completions** come back as token ids (``return_token_ids``) with the sampling log-probs
@@ -30,7 +31,7 @@ import logging
 import os
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +101,59 @@ def merged_weights(model) -> Iterator[dict[str, torch.Tensor]]:
     yield served_weights(model, checkpoint_weights(model, model.state_dict()))
 
 
+def checkpoint_weight_names(checkpoint: str | Path) -> set[str] | None:
+    """The weight names stored in ``checkpoint`` (a local directory or a hub id in the local cache): the
+    ``model.safetensors.index.json`` weight map, else the ``*.safetensors`` headers. None when it cannot be read
+    here (e.g. the server runs elsewhere)."""
+    from safetensors import safe_open
+
+    folder = Path(checkpoint)
+    if not folder.is_dir():
+        try:
+            from huggingface_hub import snapshot_download
+
+            folder = Path(snapshot_download(str(checkpoint), local_files_only=True,
+                                            allow_patterns=["*.safetensors", "*.json"]))
+        except Exception:  # noqa: BLE001 - not a hub id, or not cached here: the check cannot run
+            return None
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        return set(json.loads(index.read_text())["weight_map"])
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        return None
+    names: set[str] = set()
+    for file in files:
+        with safe_open(str(file), "pt") as handle:
+            names.update(handle.keys())
+    return names
+
+
+_NOT_SERVED = ("talker.", "token2wav.")  # vLLM 0.32 qwen2_5_omni_thinker.py hf_to_vllm_mapper: dropped
+
+
+def check_served_names(sent: Iterable[str], expected: set[str], checkpoint: str | Path) -> None:
+    """Raise RolloutError when the names a weight sync sends differ from those of the checkpoint the server loaded.
+    vLLM's in-place reload only logs the weights it did not load, so a mismatch would leave those parameters at
+    their initial values and make every rollout off-policy. A tied LM head (``*lm_head.weight``, absent from a
+    checkpoint with tied embeddings) may be sent beside the embeddings. A released Qwen2.5-Omni checkpoint's speech
+    parts (``talker.*``, ``token2wav.*``) are not served (vLLM's thinker maps them to nothing) and not compared."""
+    sent = set(sent)
+    missing = sorted(name for name in expected - sent if not name.startswith(_NOT_SERVED))
+    extra = sorted(name for name in sent - expected if not name.endswith("lm_head.weight"))
+    if missing or extra:
+        def show(names: list[str]) -> str:
+            return ", ".join(names[:8]) + (f" … (+{len(names) - 8})" if len(names) > 8 else "")
+
+        raise RolloutError(
+            f"the weight sync's names do not match the served checkpoint {checkpoint}: "
+            + "; ".join(part for part in (
+                f"{len(missing)} not sent (they would stay stale on the server): {show(missing)}" if missing else "",
+                f"{len(extra)} not in the checkpoint (the server would not load them): {show(extra)}"
+                if extra else "") if part)
+            + ". Serve the checkpoint the policy was loaded from (same model family and layout).")
+
+
 def _first_difference(a: Sequence[int], b: Sequence[int]) -> int:
     return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
 
@@ -108,12 +162,14 @@ class VLLMServerRollouts:
     """Samples completions for (conversation, frames) groups on a vLLM server and pushes weights to it."""
 
     def __init__(self, base_url: str, sync_dir: str | Path, timeout_s: float = 600.0, concurrency: int = 16,
-                 model: str | None = None):
+                 model: str | None = None, served_checkpoint: str | Path | None = None):
         base = base_url.rstrip("/").removesuffix("/v1")
         self.root, self.sync_dir, self.timeout_s = base, Path(sync_dir).resolve(), timeout_s
         self.endpoint = EndpointConfig(base_url=f"{base}/v1", model=model, concurrency=concurrency,
                                        timeout_s=timeout_s, retries=2)
         self.prompts_checked = self.prompt_mismatches = 0
+        # the checkpoint the server loaded (``check`` reads it from the server); the first sync checks its names
+        self.served_checkpoint, self._names_checked = served_checkpoint, False
 
     # --- control endpoints -------------------------------------------------------------------------------
     def _auth(self) -> dict[str, str]:
@@ -157,14 +213,20 @@ class VLLMServerRollouts:
             raise RolloutError(f"vLLM server {self.root} has no dev endpoints (/server_info); restart it with "
                                "`emoreason serve --weight-sync` (sets VLLM_SERVER_DEV_MODE=1)") from exc
         config = info.get("vllm_config")
-        mode = config.get("model_config", {}).get("logprobs_mode") if isinstance(config, dict) else None
+        model_config = config.get("model_config", {}) if isinstance(config, dict) else {}
+        mode = model_config.get("logprobs_mode")
+        self.served_checkpoint = self.served_checkpoint or model_config.get("model")
         if mode not in (None, "processed_logprobs"):
             log.warning("vLLM runs with --logprobs-mode %s: the importance-sampling correction is biased; "
                         "`emoreason serve --weight-sync` sets processed_logprobs", mode)
 
     def load_weights(self, weights: dict[str, torch.Tensor]) -> Path:
-        """Write ``weights`` (checkpoint names) and make the server reload them in place."""
+        """Write ``weights`` (checkpoint names) and make the server reload them in place. The first call checks
+        the names against the served checkpoint's (:func:`check_served_names`)."""
         from safetensors.torch import save_file
+
+        if not self._names_checked:
+            self.check_names(weights)
 
         self.sync_dir.mkdir(parents=True, exist_ok=True)
         target, partial = self.sync_dir / "model.safetensors", self.sync_dir / "model.safetensors.partial"
@@ -185,6 +247,18 @@ class VLLMServerRollouts:
         finally:
             self._post("/resume")
         return target
+
+    def check_names(self, weights: Iterable[str]) -> None:
+        """Raise RolloutError when ``weights``' names differ from the served checkpoint's; a warning (and no
+        check) when that checkpoint cannot be read on this machine."""
+        expected = checkpoint_weight_names(self.served_checkpoint) if self.served_checkpoint else None
+        if expected is None:
+            log.warning("cannot read the served checkpoint %r here: the weight sync's names are not checked "
+                        "(the server logs 'Following weights were not loaded' on a mismatch)",
+                        self.served_checkpoint)
+        else:
+            check_served_names(weights, expected, self.served_checkpoint)
+        self._names_checked = True
 
     # --- sampling ----------------------------------------------------------------------------------------
     def generate(self, groups: Sequence[tuple[list[dict], LoadedFrames | None, int]], *, max_tokens: int,

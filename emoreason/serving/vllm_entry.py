@@ -325,14 +325,30 @@ def _keyed_with_track(uuid: str | None, video_url: str, track_url: str) -> str:
     vLLM keys a video by its own content, so two requests with the same frames and different tracks (the blank
     frames of ``--modalities audio`` / ``modalities: audio``, or one clip dubbed twice) shared a cached result:
     measured on vLLM 0.32, GRPO's face-hidden rollouts of two such clips in one batch sampled off-policy (mean
-    log-prob gap 0.06 against 0.01 for each clip alone; ``tests/test_grpo_vllm_omni.py``)."""
+    log-prob gap 0.06 against 0.01 for each clip alone; ``tests/test_grpo_vllm_omni.py``). With a uuid vLLM no
+    longer hashes the pixels, so a ``file://`` URL's key also holds the file's size and modification time: a file
+    rewritten in place is processed again, not served from the cache."""
     import hashlib
 
     digest = hashlib.sha256()
-    for part in (uuid or "", video_url, track_url):
+    for part in (uuid or "", video_url, _file_version(video_url), track_url, _file_version(track_url)):
         digest.update(part.encode())
         digest.update(b"\0")
     return f"emoreason-av-{digest.hexdigest()}"
+
+
+def _file_version(url: str) -> str:
+    """A ``file://`` URL's size and modification time (ns), "" for any other URL or a file that is not there."""
+    if not url.startswith("file:"):
+        return ""
+    from urllib.parse import urlparse
+    from urllib.request import url2pathname
+
+    try:
+        stat = Path(url2pathname(urlparse(url).path)).stat()
+    except OSError:
+        return ""
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
 
 
 def hear_audio_if_served(argv: list[str]) -> None:
