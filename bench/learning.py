@@ -515,9 +515,10 @@ def check_targets(results: dict) -> dict:
     sft, control = results.get("sft"), results.get("control")
     checks = {} if sft is None else {
         "sft_war>=0.60": sft.get("war", 0) >= TARGETS["sft_war"],
-        "sft_cited_au_f1>=0.60": (sft.get("au_f1") or 0) >= TARGETS["sft_au_f1"],
-        "sft_hallucination<=0.20": (sft.get("hallucination_rate") if sft.get("hallucination_rate") is not None
-                                    else 1) <= TARGETS["sft_hallucination_max"],
+        # None: not measured (short answers cite no AUs) — never met, reported as "not measured"
+        "sft_cited_au_f1>=0.60": None if sft.get("au_f1") is None else sft["au_f1"] >= TARGETS["sft_au_f1"],
+        "sft_hallucination<=0.20": None if sft.get("hallucination_rate") is None
+        else sft["hallucination_rate"] <= TARGETS["sft_hallucination_max"],
         "sft_ci_excludes_chance": sft["war_ci95"][0] > sft.get("chance_bar", CHANCE),
     }
     if control is not None:
@@ -531,6 +532,10 @@ def check_targets(results: dict) -> dict:
     return checks
 
 
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.1f}"  # — : not measured (e.g. short answers cite no AUs)
+
+
 def report(metrics: dict) -> str:
     rows = ["| model | n | WAR (95 % CI) | UAR | cited-AU F1 | hallucination | format valid |",
             "|---|---|---|---|---|---|---|"]
@@ -539,8 +544,8 @@ def report(metrics: dict) -> str:
             continue
         lo, hi = r["war_ci95"]
         rows.append(f"| {name} | {r['n']} | {100 * r['war']:.1f} ({100 * lo:.1f}–{100 * hi:.1f}) | "
-                    f"{100 * r['uar']:.1f} | {100 * (r['au_f1'] or 0):.1f} | "
-                    f"{100 * (r['hallucination_rate'] or 0):.1f} | {100 * (r['format_valid'] or 0):.1f} |")
+                    f"{100 * r['uar']:.1f} | {_percent(r.get('au_f1'))} | {_percent(r.get('hallucination_rate'))} | "
+                    f"{_percent(r.get('format_valid'))} |")
     lines = [*rows, f"chance: {100 * metrics['chance']:.1f} % (8 balanced classes)"]
     for name, p in (metrics["results"].get("vision_probe") or {}).items():
         lo, hi = p["test_ci95"]
@@ -551,7 +556,8 @@ def report(metrics: dict) -> str:
         for key, c in cmp.items():
             lines.append(f"GRPO − SFT {key}: {100 * c['delta']:+.1f} points, paired bootstrap 95 % CI "
                          f"[{100 * c['ci_low']:+.1f}, {100 * c['ci_high']:+.1f}]")
-    lines.append("targets: " + ", ".join(f"{k} {'ok' if v else 'MISSED'}" for k, v in metrics["targets"].items()))
+    verdicts = {True: "ok", False: "MISSED", None: "not measured"}
+    lines.append("targets: " + ", ".join(f"{k} {verdicts[v]}" for k, v in metrics["targets"].items()))
     lines.append(f"wall time {metrics['wall_seconds'] / 60:.1f} min; per stage (s): "
                  + ", ".join(f"{k} {v:.0f}" for k, v in metrics["stage_seconds"].items()))
     return "\n".join(lines)

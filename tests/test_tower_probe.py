@@ -99,3 +99,22 @@ def test_a_warmup_done_with_other_options_is_not_reused(tmp_path):
     plan.vision_warmup = {**plan.vision_warmup, "epochs": 5}
     with pytest.raises(RuntimeError, match="other options"):
         bench.warm_up(runner, plan, out / "model", out, "sft", out / "synth", dry=True)
+
+
+def test_targets_a_run_does_not_measure_are_reported_as_not_measured_never_met():
+    """Short-answer rows cite no AUs: the cited-AU F1 and hallucination targets are 'not measured' (they used to
+    read as 0.0 and MISSED, as if the model had cited wrong AUs), and the run still does not pass its targets."""
+    bench = load_bench("learning")
+    sft = {"n": 255, "war": 0.51, "uar": 0.508, "war_ci95": [0.449, 0.571], "chance_bar": 0.145, "au_f1": None,
+           "hallucination_rate": None, "format_valid": None}
+    results = {"sft": sft, "control": {**sft, "war": 0.114, "war_ci95": [0.08, 0.159]}}
+    targets = bench.check_targets(results)
+    assert targets["sft_cited_au_f1>=0.60"] is None and targets["sft_hallucination<=0.20"] is None
+    assert targets["sft_ci_excludes_chance"] and targets["control_within_5_points_of_chance"]
+    assert not all(targets.values())
+    text = bench.report({"results": results, "targets": targets, "chance": 0.125, "wall_seconds": 60,
+                         "stage_seconds": {}})
+    assert "| sft | 255 | 51.0 (44.9–57.1) | 50.8 | — | — | — |" in text
+    assert "sft_cited_au_f1>=0.60 not measured" in text and "sft_war>=0.60 MISSED" in text
+    measured = bench.check_targets({"sft": {**sft, "au_f1": 0.7, "hallucination_rate": 0.1}})
+    assert measured["sft_cited_au_f1>=0.60"] is True and measured["sft_hallucination<=0.20"] is True
