@@ -157,6 +157,21 @@ class Runner:
 
 
 # --- the control: the same rows with every training clip's video swapped for another training clip's ------------
+def derangement(items: list, seed: int) -> list:
+    """``items`` reordered so that no position keeps its item (rejection sampling: a uniform random derangement,
+    ~e tries); a single item stays."""
+    rng = random.Random(seed)
+    shuffled = items[:]
+    while len(items) > 1 and any(a == b for a, b in zip(items, shuffled, strict=True)):
+        rng.shuffle(shuffled)
+    return shuffled
+
+
+def frames_yaml(frame_policy: dict) -> str:
+    """A frame policy as the YAML mapping eval's ``frames=`` and tower_probe's ``--frames`` take."""
+    return "{" + ", ".join(f"{k}: {v}" for k, v in frame_policy.items()) + "}"
+
+
 def shuffled_copy(hf_dir: Path, out_dir: Path, split: str = "train", seed: int = 0) -> dict:
     """Write ``out_dir``: ``hf_dir`` with each ``split`` clip's video replaced by another clip's (a derangement,
     so no clip keeps its own frames; all rows of one clip get the same other clip). Returns counts."""
@@ -165,11 +180,7 @@ def shuffled_copy(hf_dir: Path, out_dir: Path, split: str = "train", seed: int =
     data = datasets.load_from_disk(str(hf_dir))
     train = data[split]
     videos = sorted({v for v in train["video"] if v})
-    rng = random.Random(seed)
-    shuffled = videos[:]
-    while len(videos) > 1 and any(a == b for a, b in zip(videos, shuffled, strict=True)):
-        rng.shuffle(shuffled)  # rejection sampling: a uniform random derangement (~e tries)
-    swap = dict(zip(videos, shuffled, strict=True))
+    swap = dict(zip(videos, derangement(videos, seed), strict=True))
     data[split] = train.map(lambda row: {"video": swap.get(row["video"], row["video"])})
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -185,10 +196,7 @@ def shuffled_synth_copy(synth_dir: Path, out_dir: Path, seed: int = 0) -> dict:
     the control arm's vision warm-up sees faces whose labels are not theirs."""
     records = [json.loads(line) for line in (synth_dir / "train.jsonl").read_text().splitlines() if line.strip()]
     paths = [r["media"]["path"] for r in records]
-    rng = random.Random(seed)
-    shuffled = paths[:]
-    while len(paths) > 1 and any(a == b for a, b in zip(paths, shuffled, strict=True)):
-        rng.shuffle(shuffled)
+    shuffled = derangement(paths, seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     with (out_dir / "train.jsonl").open("w") as handle:
         for record, path in zip(records, shuffled, strict=True):
@@ -383,7 +391,7 @@ def warm_up(runner: Runner, plan: Plan, model: Path, out: Path, arm: str, synth:
     unknown = set(plan.vision_warmup) - {"epochs", "au_weight", "lr", "batch_size"}
     if unknown:
         raise ValueError(f"vision_warmup: unknown options {sorted(unknown)} (epochs, au_weight, lr, batch_size)")
-    frames = "{" + ", ".join(f"{k}: {v}" for k, v in plan.frame_policy.items()) + "}"
+    frames = frames_yaml(plan.frame_policy)
     args = ["--model", str(model), "--synth", str(synth), "--frames", frames, "--seed", str(plan.seed),
             "--save", str(warm), "--out", str(out / arm / "vision_warmup.json"),
             *[a for k, v in plan.vision_warmup.items() for a in (f"--{k.replace('_', '-')}", str(v))]]
@@ -430,7 +438,7 @@ def run(plan: Plan, out: Path, dry: bool = False) -> dict:
 
     finals: dict[str, Path] = {}
     policy_overrides = [f"{k}={v}" for k, v in plan.frame_policy.items()]
-    frames_override = "frames={" + ", ".join(f"{k}: {v}" for k, v in plan.frame_policy.items()) + "}"
+    frames_override = f"frames={frames_yaml(plan.frame_policy)}"
     for arm, data in arms.items():
         previous = model
         if plan.vision_warmup:
