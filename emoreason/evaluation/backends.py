@@ -201,11 +201,9 @@ class EndpointBackend:
             except ModalitiesError as exc:
                 raise EndpointSetupError(str(exc)) from exc
             if self._hears:
-                from transformers import AutoProcessor
+                from emoreason.serving.server import served_audio_window_s
 
-                from emoreason.audio import audio_window_s
-
-                self.audio_window_s = audio_window_s(AutoProcessor.from_pretrained(root))
+                self.audio_window_s = served_audio_window_s(root)
         return self._modalities
 
     @property

@@ -223,8 +223,9 @@ def check_deepspeed_optimizer(values: dict[str, Any], where: str) -> None:
     WarmupCosineLR write one ``warmup_max_lr`` into every group at each step (transformers'
     ``deepspeed_optim_sched``; DeepSpeed's ``_format_param``). Either drops the rates; checked before
     TrainingArguments loads the DeepSpeed config."""
-    rates = [k for k in ("vision_learning_rate", "projector_learning_rate", "audio_learning_rate")
-             if values.get(k) is not None]
+    from emoreason.training.optim import MODULES
+
+    rates = [f"{m}_learning_rate" for m in MODULES if m != "language" and values.get(f"{m}_learning_rate") is not None]
     try:
         found = deepspeed_config(values.get("deepspeed")) if rates else None
     except (OSError, ValueError) as exc:  # a missing or unreadable file: named here rather than by the trainer
