@@ -58,7 +58,6 @@ def train_tower(model, train: list[tuple], train_y, train_aus, held_out: dict[st
 
     torch.manual_seed(seed)
     visual = model.model.visual
-    merge = visual.spatial_merge_size ** 2
     width = model.config.text_config.hidden_size
     head = torch.nn.Linear(width, int(train_y.max()) + 1)
     au_head = torch.nn.Linear(width, train_aus.shape[1])
@@ -66,12 +65,9 @@ def train_tower(model, train: list[tuple], train_y, train_aus, held_out: dict[st
                                   weight_decay=0.0)
 
     def pooled(clips: list[tuple]):
-        pixels = torch.cat([c[0] for c in clips])
-        grids = torch.cat([c[1] for c in clips])
-        out = visual(pixels, grid_thw=grids)
-        tokens = out.pooler_output if hasattr(out, "pooler_output") else out
-        sizes = (grids.prod(-1) // merge).tolist()
-        return torch.stack([t.mean(0) for t in torch.split(tokens, sizes)])
+        # the video tokens the language model receives, per clip (as emoreason.evaluation.probe.vision_features)
+        out = model.model.get_video_features(torch.cat([c[0] for c in clips]), torch.cat([c[1] for c in clips]))
+        return torch.stack([t.mean(0) for t in out.pooler_output])
 
     history = []
     for epoch in range(1, epochs + 1):
