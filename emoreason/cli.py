@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "emoreason.commands.data",
     "emoreason.commands.au_detect",
     "emoreason.commands.synth_cot",
+    "emoreason.commands.vision_warmup",
     "emoreason.commands.sft",
     "emoreason.commands.grpo",
     "emoreason.commands.eval",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from pathlib import Path
+from typing import Protocol
 
 from emoreason.training.recipe import LM_LORA_TARGETS, EmoreasonArguments, Recipe
 from emoreason.video import FramePolicy
@@ -13,8 +14,19 @@ from emoreason.video import FramePolicy
 log = logging.getLogger(__name__)
 
 
-def frame_policy(script: EmoreasonArguments, processor) -> FramePolicy:
-    """The recipe's frame policy on top of the processor's patch/merge factor and pixel bounds."""
+class FrameSettings(Protocol):
+    """The frame-policy keys of a recipe (``EmoreasonArguments``) or the vision warm-up's config."""
+
+    fps: float
+    max_frames: int
+    min_pixels: int | None
+    max_pixels: int | None
+    total_pixels: int | None
+
+
+def frame_policy(script: FrameSettings, processor) -> FramePolicy:
+    """The recipe's frame policy on top of the processor's patch/merge factor and pixel bounds (the one place SFT,
+    GRPO and the vision warm-up turn their frame keys into a policy)."""
     from emoreason.models import frame_policy_for
 
     policy = replace(frame_policy_for(processor), fps=script.fps, max_frames=script.max_frames,

@@ -1,0 +1,420 @@
+"""Vision warm-up: the vision tower + merger trained alone on the clips' labels (and AUs), the model SFT starts from.
+
+A randomly initialised video-LLM does not learn to recognise faces through SFT alone: the language model learns the
+answers' text long before the video carries any signal (docs/benchmarks.md, "SFT above chance on CPU"). The warm-up
+gives the tower a dense, direct signal first: a linear emotion head (cross-entropy) and a multi-label AU head
+(binary cross-entropy, weight ``au_loss_weight``; the AU-perception curriculum's signal, VidEmo / Emotion-LLaMA's
+multi-task rows, without the text) on the clip's mean-pooled video tokens — the tokens the language model receives.
+Only ``visual`` trains (the tower, its merger and, for Qwen3-VL, its deepstack mergers); the heads are dropped, the
+language model is saved as loaded, and SFT then starts from ``output_dir/final``.
+
+It reads the rows SFT reads (a ``synth-cot`` dataset directory), one clip per media file (the rows of one clip's
+tasks share it), through the same media loading and the model's own processor under the same frame policy, so the
+tower sees exactly what SFT will feed it. AU targets come from rows with ``au_observed`` only; a clip of a
+label-only corpus gets no AU loss (masked), and a dataset without observed AUs trains the emotion head alone.
+
+A clip that does not load is skipped with a warning naming the file and the reason, and listed in
+``warmup_summary.json``; the run goes on. Rerun with the same config in the same ``output_dir``: returns the saved
+model at once; another config there is refused. A killed run restarts from the beginning (it is minutes long; it
+keeps no checkpoints).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from emoreason.config import ConfigError
+
+log = logging.getLogger(__name__)
+
+SUMMARY_FILE = "warmup_summary.json"
+CONFIG_FILE = "warmup_config.json"
+# encoded clips kept in memory between epochs up to this size; the rest are loaded again each epoch (a 7B model's
+# 16-frame clips are ~40 MB each)
+CACHE_BYTES = 4 << 30
+_EVAL_BATCH = 64
+
+
+def _sft_default(name: str) -> Any:
+    """SFT's default for a frame-policy field (one source: ``EmoreasonArguments``)."""
+    from emoreason.training.recipe import EmoreasonArguments
+
+    return EmoreasonArguments.__dataclass_fields__[name].default
+
+
+@dataclass
+class VisionWarmupConfig:
+    """``emoreason vision-warmup`` (``recipes/*/warmup/*.yaml`` + ``key=value`` overrides). Keys shared with the SFT
+    recipes mean what they mean there (the frame policy: ``emoreason.training.frame_policy``)."""
+
+    model_name_or_path: str = ""
+    dataset_name: str = ""  # a synth-cot dataset directory (save_to_disk) or JSONL file, as SFT reads
+    output_dir: str = ""
+    dataset_train_split: str = "train"
+    dataset_eval_split: str | None = "val"  # accuracy per epoch on it; None / "": none; a missing split is skipped
+    fps: float = field(default_factory=lambda: _sft_default("fps"))
+    max_frames: int = field(default_factory=lambda: _sft_default("max_frames"))
+    min_pixels: int | None = None
+    max_pixels: int | None = None
+    total_pixels: int | None = None
+    num_train_epochs: int = 30
+    learning_rate: float = 1e-3
+    per_device_train_batch_size: int = 32
+    au_loss_weight: float = 3.0  # 0: the emotion head alone
+    seed: int = 0
+
+    def validate(self) -> None:
+        missing = [k for k in ("model_name_or_path", "dataset_name", "output_dir") if not getattr(self, k)]
+        if missing:
+            raise ConfigError(f"vision warm-up: set {', '.join(missing)}")
+        if self.num_train_epochs < 1 or self.per_device_train_batch_size < 1:
+            raise ConfigError("vision warm-up: num_train_epochs and per_device_train_batch_size must be >= 1")
+        if self.learning_rate <= 0 or self.au_loss_weight < 0:
+            raise ConfigError("vision warm-up: learning_rate must be > 0 and au_loss_weight >= 0")
+
+
+# --- clips ---------------------------------------------------------------------------------------------------------
+@dataclass
+class Clip:
+    """One media file of the dataset with its label and AU targets (None: no observed AUs)."""
+
+    id: str
+    kind: str  # video | image
+    path: str
+    emotion: str
+    aus: frozenset[int] | None
+    row: dict  # the first row of the clip: its prompt and media columns, as SFT encodes them
+
+
+def clips_of(rows, where: str) -> tuple[list[Clip], list[dict]]:
+    """The dataset's clips, one per media file (first row wins; a later row of the clip with observed AUs supplies
+    them), and the rows that name no media (skipped, with the reason)."""
+    from emoreason.training.data import row_media
+
+    clips: dict[str, Clip] = {}
+    skipped = []
+    for row in rows:
+        kind, path = row_media(row)
+        if kind is None:
+            skipped.append({"id": str(row.get("id", "?")), "clip": None, "reason": "the row names no video or image"})
+            continue
+        aus = frozenset(int(a) for a in row.get("aus") or []) if row.get("au_observed") else None
+        clip = clips.get(path)
+        if clip is None:
+            clips[path] = Clip(str(row.get("clip_id") or row.get("id") or path), kind, path, row["emotion"], aus, row)
+        elif clip.emotion != row["emotion"]:
+            raise ValueError(f"{where}: rows {clip.id} and {row.get('id')} share {path} but are labelled "
+                             f"{clip.emotion!r} and {row['emotion']!r}")
+        elif clip.aus is None and aus is not None:
+            clip.aus = aus
+    return list(clips.values()), skipped
+
+
+@dataclass
+class Encoded:
+    """What the processor hands the tower for one clip."""
+
+    kind: str
+    pixels: Any  # torch.Tensor: pixel_values_videos | pixel_values
+    grid: Any  # torch.Tensor: video_grid_thw | image_grid_thw
+
+
+def encode_clip(processor, kind: str, frames, messages: list[dict] | None = None) -> Encoded:
+    """One clip through ``emoreason.inference.encode_batch`` as SFT and inference encode it (an audio model's
+    processor: video only — the warm-up trains the vision path)."""
+    from emoreason.inference import encode_batch
+    from emoreason.reasoning import build_messages
+
+    messages = messages or build_messages(frames.path, kind)
+    inputs = encode_batch(processor, [messages], [frames])
+    if kind == "video":
+        return Encoded(kind, inputs["pixel_values_videos"], inputs["video_grid_thw"])
+    return Encoded(kind, inputs["pixel_values"], inputs["image_grid_thw"])
+
+
+class ClipStore:
+    """Encoded clips (a sequence): each encoded once up front (which finds the clips that do not load), kept in
+    memory up to ``CACHE_BYTES``, the rest loaded again when a batch needs them."""
+
+    def __init__(self, load: Callable[[Clip], Encoded]):
+        self.load, self.clips, self.kept, self.bytes = load, [], [], 0
+
+    def add(self, clip: Clip, encoded: Encoded) -> None:
+        size = encoded.pixels.numel() * encoded.pixels.element_size()
+        keep = self.bytes + size <= CACHE_BYTES
+        self.clips.append(clip)
+        self.kept.append(encoded if keep else None)
+        self.bytes += size if keep else 0
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return self.kept[index] or self.load(self.clips[index])
+
+
+# --- the model's vision path -----------------------------------------------------------------------------------------
+def vision_owner(model):
+    """The module that holds ``visual`` and ``get_video_features`` (Qwen-VL's inner model, the Omni thinker)."""
+    inner = getattr(model, "model", None)
+    owner = inner if inner is not None and getattr(inner, "visual", None) is not None else model
+    if getattr(owner, "visual", None) is None or not hasattr(owner, "get_video_features"):
+        raise ValueError(f"{type(model).__name__} has no vision tower (visual) to warm up")
+    return owner
+
+
+def pooled_tokens(model, clips: Sequence[Encoded]):
+    """(n, width): each clip's mean video token as the language model receives it (the merger's output; Qwen3-VL
+    adds each deepstack level's mean, so its deepstack mergers train too)."""
+    import torch
+
+    owner = vision_owner(model)
+    device = next(owner.visual.parameters()).device
+    out: list = [None] * len(clips)
+    for kind, features in (("video", owner.get_video_features), ("image", owner.get_image_features)):
+        idx = [i for i, c in enumerate(clips) if c.kind == kind]
+        if not idx:
+            continue
+        result = features(torch.cat([clips[i].pixels for i in idx]).to(device),
+                          torch.cat([clips[i].grid for i in idx]).to(device))
+        levels = getattr(result, "deepstack_features", None) or []
+        for j, i in enumerate(idx):
+            out[i] = result.pooler_output[j].float().mean(0) + sum(level[j].float().mean(0) for level in levels)
+    return torch.stack(out)
+
+
+def masked_au_loss(logits, targets, observed):
+    """Binary cross-entropy over the AU vocabulary, averaged over the clips whose AUs were observed; clips without
+    (label-only corpora) add nothing, and a batch with none gives 0 (with a graph, so backward still runs)."""
+    import torch
+
+    per_clip = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="none").mean(1)
+    weights = observed.to(per_clip.dtype)
+    return (per_clip * weights).sum() / weights.sum().clamp(min=1.0)
+
+
+def train_tower(model, train: Sequence[Encoded], train_y, train_aus, held_out: dict[str, tuple[Sequence[Encoded],
+                object]], *, epochs: int, lr: float, batch_size: int, au_weight: float, seed: int,
+                au_observed=None, report: Callable[[str], None] | None = None) -> list[dict]:
+    """AdamW on the vision module (tower, merger, deepstack mergers) + a linear emotion head + a linear AU head on
+    :func:`pooled_tokens`; accuracy with Wilson 95 % CIs on each held-out split (name → (clips, labels)) after each
+    epoch. ``train_aus``: (n, AUs) targets (0 columns or ``au_weight`` 0: no AU head); ``au_observed``: (n,) bool,
+    clips whose AU targets count (None: all). Returns one entry per epoch; ``report`` gets one line per epoch."""
+    import torch
+
+    from emoreason.evaluation.significance import wilson_interval
+
+    torch.manual_seed(seed)
+    visual = vision_owner(model).visual
+    device = next(visual.parameters()).device
+    with torch.no_grad():  # the heads' width: the tokens' own (the text model's hidden size)
+        width = pooled_tokens(model, [train[0]]).shape[1]
+    head = torch.nn.Linear(width, int(train_y.max()) + 1).to(device)
+    use_aus = bool(au_weight) and train_aus.shape[1] > 0
+    au_head = torch.nn.Linear(width, train_aus.shape[1]).to(device) if use_aus else None
+    observed = torch.ones(len(train), dtype=torch.bool) if au_observed is None else au_observed
+    params = [*visual.parameters(), *head.parameters(), *(au_head.parameters() if au_head is not None else ())]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+
+    history = []
+    for epoch in range(1, epochs + 1):
+        started, total, correct = time.time(), 0.0, 0
+        visual.train()
+        order = torch.randperm(len(train)).tolist()
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            features = pooled_tokens(model, [train[i] for i in idx])
+            labels = train_y[idx].to(device)
+            logits = head(features)
+            loss = torch.nn.functional.cross_entropy(logits, labels)
+            if au_head is not None:
+                loss = loss + au_weight * masked_au_loss(au_head(features), train_aus[idx].to(device),
+                                                         observed[idx].to(device))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(idx)
+            correct += int((logits.argmax(1) == labels).sum())
+        visual.eval()
+        entry = {"epoch": epoch, "loss": total / len(train), "train_accuracy": correct / len(train)}
+        line = f"epoch {epoch}/{epochs}: loss {total / len(train):.3f}  train {100 * correct / len(train):.1f} %"
+        for split, (clips, split_labels) in held_out.items():
+            with torch.no_grad():
+                predicted = torch.cat([head(pooled_tokens(model, clips[s:s + _EVAL_BATCH])).argmax(1).cpu()
+                                       for s in range(0, len(clips), _EVAL_BATCH)])
+            hits = int((predicted == split_labels).sum())
+            low, high = wilson_interval(hits, len(clips))
+            entry.update({f"{split}_accuracy": hits / len(clips), f"{split}_ci95": [low, high]})
+            line += f"  {split} {100 * hits / len(clips):.1f} % [{100 * low:.1f}–{100 * high:.1f}]"
+        history.append({**entry, "seconds": time.time() - started})
+        (report or print)(line)
+    return history
+
+
+# --- the stage -------------------------------------------------------------------------------------------------------
+def completed(cfg: VisionWarmupConfig) -> Path | None:
+    """``output_dir/final`` when a run with this config finished there; None when nothing (or a killed run of the
+    same config) is there; ConfigError when ``output_dir`` holds a run of another config."""
+    out = Path(cfg.output_dir)
+    wanted = json.loads(json.dumps(asdict(cfg)))
+    stored = out / CONFIG_FILE
+    if stored.is_file() and json.loads(stored.read_text()) != wanted:
+        raise ConfigError(f"{out} holds a vision warm-up with a different config ({stored}); use a new output_dir "
+                          "to change settings, or the same config to reuse it")
+    summary = out / SUMMARY_FILE
+    if summary.is_file() and (out / "final" / "config.json").is_file():
+        data = json.loads(summary.read_text())
+        if data.get("completed") and data.get("config") == wanted:
+            return out / "final"
+    return None
+
+
+def _load_split(cfg: VisionWarmupConfig, split: str):
+    from emoreason.training.data import load_dataset_split
+
+    data = load_dataset_split(cfg.dataset_name, split)
+    if "emotion" not in data.column_names:
+        raise ValueError(f"{cfg.dataset_name} ({split}): no 'emotion' column (has {', '.join(data.column_names)}); "
+                         "the warm-up trains on the rows' emotion labels (a dataset from `emoreason synth-cot`)")
+    return data
+
+
+def _eval_rows(cfg: VisionWarmupConfig, notes: list[str]):
+    if not cfg.dataset_eval_split:
+        return None
+    try:
+        return _load_split(cfg, cfg.dataset_eval_split)
+    except KeyError as exc:  # a dataset without that split: trained without a held-out figure
+        notes.append(f"no eval split: {exc.args[0] if exc.args else exc}")
+        log.warning("%s", notes[-1])
+        return None
+
+
+def _encode_all(processor, policy, clips: list[Clip], skipped: list[dict], what: str) -> ClipStore:
+    """Every clip that loads, encoded; the rest go to ``skipped`` with the file and the reason."""
+    from emoreason.training.data import SampleMediaError, load_row_media, with_media
+    from emoreason.video import MediaError
+
+    def load(clip: Clip) -> Encoded:
+        messages = with_media(list(clip.row["prompt"]), clip.kind, clip.path) if clip.row.get("prompt") else None
+        return encode_clip(processor, clip.kind, load_row_media(clip.row, policy), messages)
+
+    store = ClipStore(load)
+    for clip in clips:
+        try:
+            store.add(clip, load(clip))
+        except (SampleMediaError, MediaError) as exc:
+            skipped.append({"id": clip.id, "clip": clip.path, "split": what, "reason": str(exc)})
+            log.warning("skipping %s clip %s (%s): %s", what, clip.id, clip.path, exc)
+    return store
+
+
+def _save(model, processor, policy, source: Path, final: Path) -> None:
+    """The model (heads dropped: they are not part of it), its processor, its frame policy and the embedded model's
+    build record, written beside ``final`` and moved in place (a kill never leaves a half-written final)."""
+    from emoreason.models import save_frame_policy
+    from emoreason.models.omni import is_omni, to_composite
+
+    partial = final.with_name(final.name + ".tmp")
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(str(partial))
+    processor.save_pretrained(str(partial))
+    save_frame_policy(partial, policy)
+    record = source / "emoreason_model.json"  # the embedded model's build record travels with it
+    if record.is_file():
+        shutil.copyfile(record, partial / record.name)
+    if is_omni(partial):  # the thinker class saves a layout the loaders and vLLM do not read
+        to_composite(partial)
+    shutil.rmtree(final, ignore_errors=True)
+    partial.rename(final)
+
+
+def run_vision_warmup(cfg: VisionWarmupConfig) -> Path:
+    """Warm the vision path of ``cfg.model_name_or_path`` up on ``cfg.dataset_name``; returns ``output_dir/final``
+    (at once when this config already finished there). See the module docstring."""
+    import torch
+
+    from emoreason.models import check_model_dir, load_model_and_processor
+    from emoreason.training.loading import frame_policy
+
+    cfg.validate()
+    done = completed(cfg)
+    if done is not None:
+        log.info("vision warm-up already done with this config: %s", done)
+        return done
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / CONFIG_FILE).write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    (out / SUMMARY_FILE).unlink(missing_ok=True)  # a killed run's leftovers: this run restarts
+    started = time.time()
+    source = check_model_dir(cfg.model_name_or_path)
+
+    notes: list[str] = []
+    train_clips, skipped = clips_of(_load_split(cfg, cfg.dataset_train_split), cfg.dataset_train_split)
+    eval_data = _eval_rows(cfg, notes)
+    eval_clips, eval_skipped = clips_of(eval_data, cfg.dataset_eval_split) if eval_data is not None else ([], [])
+    skipped += [{**s, "split": cfg.dataset_eval_split} for s in eval_skipped]
+    labels = sorted({c.emotion for c in train_clips})
+    if len(labels) < 2:
+        raise ValueError(f"{cfg.dataset_name} ({cfg.dataset_train_split}): {len(labels)} emotion class(es) "
+                         f"{labels}; the warm-up's emotion head needs at least 2")
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model, processor = load_model_and_processor(source, device=device)
+    vision_owner(model)  # a model without a vision tower is refused before any clip is loaded
+    policy = frame_policy(cfg, processor)
+    train = _encode_all(processor, policy, train_clips, skipped, cfg.dataset_train_split)
+    held = _encode_all(processor, policy, eval_clips, skipped, cfg.dataset_eval_split or "eval")
+    train_clips, eval_clips = train.clips, held.clips
+    classes = sorted({c.emotion for c in train_clips})
+    if len(classes) < 2:
+        raise ValueError(f"{cfg.dataset_name}: fewer than 2 emotion classes left after skipping unreadable clips "
+                         f"({len(skipped)} skipped: {skipped[:5]})")
+    aus = sorted({a for c in train_clips if c.aus for a in c.aus})
+    observed = torch.tensor([c.aus is not None for c in train_clips])
+    targets = torch.tensor([[float(a in (c.aus or ())) for a in aus] for c in train_clips]).reshape(len(train_clips),
+                                                                                                   len(aus))
+    au_head_used = bool(cfg.au_loss_weight) and bool(aus) and bool(observed.any())
+    if not au_head_used:
+        notes.append("AU head unused: " + ("au_loss_weight is 0" if not cfg.au_loss_weight else
+                                           "no training clip has observed AUs (au_observed)"))
+        log.info("%s; the emotion head trains alone", notes[-1])
+    index = {label: i for i, label in enumerate(classes)}
+    unseen = sorted({c.emotion for c in eval_clips} - set(index))
+    if unseen:  # scored as misses: the head cannot name a class it never trained on
+        notes.append(f"eval classes without a training clip (always missed): {unseen}")
+    held_out = {"eval": (held, torch.tensor([index.get(c.emotion, -1) for c in eval_clips]))} if eval_clips else {}
+    log.info("vision warm-up: %d train clips (%d with observed AUs), %d eval clips, %d skipped, %d classes, AU head "
+             "over %d AUs (weight %s), on %s", len(train_clips), int(observed.sum()), len(eval_clips), len(skipped),
+             len(classes), len(aus), cfg.au_loss_weight if au_head_used else 0, device)
+    history = train_tower(model, train, torch.tensor([index[c.emotion] for c in train_clips]), targets, held_out,
+                          epochs=cfg.num_train_epochs, lr=cfg.learning_rate,
+                          batch_size=cfg.per_device_train_batch_size,
+                          au_weight=cfg.au_loss_weight if au_head_used else 0.0, seed=cfg.seed,
+                          au_observed=observed, report=log.info)
+    _save(model, processor, policy, source, out / "final")
+    last = history[-1]
+    summary = {
+        "config": json.loads(json.dumps(asdict(cfg))), "completed": True, "device": device,
+        "frame_policy": asdict(policy), "classes": classes, "au_vocabulary": aus, "au_head_used": au_head_used,
+        "clips": {"train": len(train_clips), "train_au_observed": int(observed.sum()), "eval": len(eval_clips),
+                  "skipped": len(skipped)},
+        "clips_used": {"train": [c.id for c in train_clips], "eval": [c.id for c in eval_clips]},
+        "skipped": skipped, "notes": notes, "history": history,
+        "final": {"loss": last["loss"], "train_accuracy": last["train_accuracy"],
+                  **({"eval_accuracy": last["eval_accuracy"], "eval_ci95": last["eval_ci95"],
+                      "eval_n": len(eval_clips)} if "eval_accuracy" in last else {}),
+                  "chance": 1 / len(classes)},
+        "seconds": time.time() - started,
+    }
+    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return out / "final"
