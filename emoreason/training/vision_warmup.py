@@ -351,12 +351,12 @@ def run_vision_warmup(cfg: VisionWarmupConfig) -> Path:
     if done is not None:
         log.info("vision warm-up already done with this config: %s", done)
         return done
+    source = check_model_dir(cfg.model_name_or_path)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / CONFIG_FILE).write_text(json.dumps(asdict(cfg), indent=2) + "\n")
     (out / SUMMARY_FILE).unlink(missing_ok=True)  # a killed run's leftovers: this run restarts
     started = time.time()
-    source = check_model_dir(cfg.model_name_or_path)
 
     notes: list[str] = []
     train_clips, skipped = clips_of(_load_split(cfg, cfg.dataset_train_split), cfg.dataset_train_split)

@@ -1,0 +1,211 @@
+"""emoreason vision-warmup: the vision tower + merger trained alone on a synth-cot dataset's labels and AUs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+RECIPE = "recipes/tiny/warmup/synthfacs.yaml"
+FAMILIES = ("qwen2_5_vl", "qwen3_vl")
+
+
+@pytest.fixture(scope="module")
+def warm_data(tmp_path_factory):
+    """24 posed SynthFACS clips at 56 px through the CoT pipeline (a cot and an emotion row per clip) and the tiny
+    models with a 28 px patch (one video token per two-frame clip)."""
+    from emoreason.cot.pipeline import CoTConfig, CoTPipeline
+    from emoreason.models import build_tiny_model
+    from emoreason.models.tiny import TinySpec
+    from emoreason.synth import SynthConfig, build_dataset
+
+    root = tmp_path_factory.mktemp("warmup")
+    build_dataset(SynthConfig(out=str(root / "synth"), clips=24, frames=4, size=56, difficulty="posed",
+                              identities=8), workers=1, progress=False)
+    hf = CoTPipeline(CoTConfig(dataset_root=str(root / "synth"), output_dir=str(root / "cot"),
+                               tasks={"cot": 1.0, "emotion": 1.0}), progress=False).run() / "hf"
+    models = {f: build_tiny_model(f, root / f, seed=0, spec=TinySpec(vision_patch=28)) for f in FAMILIES}
+    return {"hf": hf, "models": models}
+
+
+def _config(model, data, out, *overrides: str):
+    from emoreason.config import load_config
+    from emoreason.training.vision_warmup import VisionWarmupConfig
+
+    return load_config(VisionWarmupConfig, RECIPE, [f"model_name_or_path={model}", f"dataset_name={data}",
+                                                    f"output_dir={out}", "num_train_epochs=2", *overrides])
+
+
+def _summary(out) -> dict:
+    return json.loads((out / "warmup_summary.json").read_text())
+
+
+def _edited(hf, out, edit):
+    """A copy of the dataset with ``edit(row) -> dict`` applied to every row of every split."""
+    import datasets
+
+    data = datasets.load_from_disk(str(hf))
+    data = datasets.DatasetDict({split: rows.map(edit) for split, rows in data.items()})
+    data.save_to_disk(str(out))
+    return out
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_warmup_trains_the_vision_path_alone_and_saves_a_model_that_loads(tmp_path, warm_data, family):
+    """Every language-model and lm_head tensor is saved as loaded; the tower trains (Qwen3-VL: its deepstack mergers
+    too); one clip per media file although each clip has a cot and an emotion row; the build record travels."""
+    import datasets
+
+    from emoreason.models import load_model_and_processor
+    from emoreason.training.vision_warmup import run_vision_warmup
+
+    source = warm_data["models"][family]
+    out = tmp_path / "warm"
+    final = run_vision_warmup(_config(source, warm_data["hf"], out))
+    assert final == out / "final" and (final / "emoreason_model.json").is_file()
+    warm, _ = load_model_and_processor(final, device="cpu")
+    untrained, _ = load_model_and_processor(source, device="cpu")
+    before = dict(untrained.named_parameters())
+    params = dict(warm.named_parameters())
+    assert set(params) == set(before)  # the heads are dropped
+    changed = {n for n, p in params.items() if not torch.equal(p, before[n])}
+    assert changed and all(".visual." in n for n in changed), sorted(changed)[:5]
+    assert any(".visual." not in n for n in params)  # the language model and lm_head: identical
+    if family == "qwen3_vl":
+        assert any("deepstack" in n for n in changed)
+
+    summary = _summary(out)
+    train = datasets.load_from_disk(str(warm_data["hf"]))["train"]
+    videos = set(train["video"])
+    assert len(train) == 2 * len(videos)  # two task rows per clip...
+    assert summary["clips"]["train"] == len(videos) == len(summary["clips_used"]["train"])  # ...seen once
+    assert summary["completed"] and summary["au_head_used"] and summary["au_vocabulary"]
+    assert summary["classes"] == sorted(set(train["emotion"]))
+    assert [h["epoch"] for h in summary["history"]] == [1, 2]
+    assert all(0 <= h["eval_accuracy"] <= 1 and len(h["eval_ci95"]) == 2 for h in summary["history"])
+    assert summary["clips"]["eval"] > 0 and summary["skipped"] == [] and summary["seconds"] > 0
+
+
+def test_sft_starts_from_the_warmed_up_model(tmp_path, warm_data):
+    from emoreason.sft.train import run_sft
+    from emoreason.training import load_recipe
+    from emoreason.training.vision_warmup import run_vision_warmup
+
+    final = run_vision_warmup(_config(warm_data["models"]["qwen2_5_vl"], warm_data["hf"], tmp_path / "warm",
+                                      "num_train_epochs=1"))
+    recipe = load_recipe("sft", "recipes/tiny/sft/synthfacs.yaml", [
+        f"model_name_or_path={final}", f"dataset_name={warm_data['hf']}", f"output_dir={tmp_path / 'sft'}",
+        "max_frames=2", "max_pixels=3136", "max_steps=1", "per_device_train_batch_size=2", "save_strategy=no"])
+    sft_final = run_sft(recipe)
+    assert (sft_final / "config.json").is_file()
+    assert json.loads((tmp_path / "sft" / "train_summary.json").read_text())["global_step"] == 1
+
+
+def test_clips_without_observed_aus_add_no_au_loss():
+    """The AU loss averages over the clips whose AUs were observed: a label-only clip's targets and logits change
+    nothing, and a batch of label-only clips adds 0 (and no gradient)."""
+    from emoreason.training.vision_warmup import masked_au_loss
+
+    logits = torch.randn(4, 5, requires_grad=True)
+    targets = torch.randint(0, 2, (4, 5)).float()
+    observed = torch.tensor([True, False, True, False])
+    loss = masked_au_loss(logits, targets, observed)
+    other = targets.clone()
+    other[~observed] = 1 - other[~observed]
+    assert torch.equal(loss, masked_au_loss(logits, other, observed))
+    loss.backward()
+    assert torch.all(logits.grad[~observed] == 0) and torch.any(logits.grad[observed] != 0)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits[observed], targets[observed])
+    assert torch.allclose(loss, expected)
+    none = masked_au_loss(logits, targets, torch.zeros(4, dtype=torch.bool))
+    assert float(none.detach()) == 0.0 and none.requires_grad
+
+
+def test_a_dataset_without_observed_aus_trains_the_emotion_head_alone(tmp_path, warm_data):
+    from emoreason.training.vision_warmup import run_vision_warmup
+
+    data = _edited(warm_data["hf"], tmp_path / "label_only", lambda row: {"au_observed": False})
+    run_vision_warmup(_config(warm_data["models"]["qwen2_5_vl"], data, tmp_path / "warm", "num_train_epochs=1"))
+    summary = _summary(tmp_path / "warm")
+    assert summary["completed"] and not summary["au_head_used"] and summary["au_vocabulary"] == []
+    assert summary["clips"]["train_au_observed"] == 0
+    assert any("AU head unused" in note for note in summary["notes"])
+
+
+def test_an_unreadable_clip_is_skipped_named_and_the_run_goes_on(tmp_path, warm_data, caplog):
+    import datasets
+
+    from emoreason.training.vision_warmup import run_vision_warmup
+
+    train = datasets.load_from_disk(str(warm_data["hf"]))["train"]
+    victim = train[0]["video"]
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(Path(victim).read_bytes()[:200])  # a truncated mp4
+    data = _edited(warm_data["hf"], tmp_path / "data",
+                   lambda row: {"video": str(broken) if row["video"] == victim else row["video"]})
+    with caplog.at_level("WARNING"):
+        run_vision_warmup(_config(warm_data["models"]["qwen2_5_vl"], data, tmp_path / "warm", "num_train_epochs=1"))
+    summary = _summary(tmp_path / "warm")
+    assert summary["completed"] and summary["clips"]["skipped"] == 1
+    assert summary["clips"]["train"] == len(set(train["video"])) - 1
+    (skipped,) = summary["skipped"]
+    assert skipped["clip"] == str(broken) and skipped["split"] == "train" and skipped["reason"]
+    assert str(broken) in caplog.text
+
+
+def test_a_rerun_with_the_same_config_returns_at_once_and_another_config_is_refused(tmp_path, warm_data):
+    from emoreason.config import ConfigError
+    from emoreason.training.vision_warmup import run_vision_warmup
+
+    model, out = warm_data["models"]["qwen2_5_vl"], tmp_path / "warm"
+    cfg = _config(model, warm_data["hf"], out, "num_train_epochs=1")
+    final = run_vision_warmup(cfg)
+    stamps = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in [out / "warmup_summary.json",
+                                                                   *sorted(final.iterdir())]}
+    started = time.perf_counter()
+    assert run_vision_warmup(_config(model, warm_data["hf"], out, "num_train_epochs=1")) == final
+    assert time.perf_counter() - started < 5.0  # no model load, no clip decoded (the stamps say it wrote nothing)
+    assert stamps == {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in stamps}
+    with pytest.raises(ConfigError, match="different config"):
+        run_vision_warmup(_config(model, warm_data["hf"], out, "num_train_epochs=1", "learning_rate=5e-4"))
+    # a killed run (its final gone): the same config trains again
+    shutil.rmtree(final)
+    assert (run_vision_warmup(cfg) / "config.json").is_file()
+
+
+def test_a_dataset_without_labels_or_with_one_class_is_a_clear_error(tmp_path, warm_data):
+    from emoreason.training.vision_warmup import run_vision_warmup
+
+    rows = [{"id": f"r{i}", "split": "train", "video": "clip.mp4", "media_type": "video", "emotion": "happiness"}
+            for i in range(3)]
+    one_class = tmp_path / "one.jsonl"
+    one_class.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    no_label = tmp_path / "none.jsonl"
+    no_label.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "emotion"}) + "\n" for r in rows))
+    model = warm_data["models"]["qwen2_5_vl"]
+    with pytest.raises(ValueError, match="no 'emotion' column"):
+        run_vision_warmup(_config(model, no_label, tmp_path / "a", "dataset_eval_split="))
+    with pytest.raises(ValueError, match="at least 2"):
+        run_vision_warmup(_config(model, one_class, tmp_path / "b", "dataset_eval_split="))
+
+
+def test_the_cli_reads_the_recipe_and_key_value_overrides(tmp_path):
+    from emoreason.cli import build_parser, main
+    from emoreason.commands.vision_warmup import parse_config
+    from emoreason.config import ConfigError
+
+    args = build_parser().parse_args(["vision-warmup", "--config", RECIPE, "num_train_epochs=3",
+                                      "au_loss_weight=0", f"output_dir={tmp_path}", "dataset_eval_split="])
+    cfg = parse_config(args)
+    assert (cfg.num_train_epochs, cfg.au_loss_weight, cfg.output_dir) == (3, 0.0, str(tmp_path))
+    assert cfg.dataset_eval_split is None
+    assert (cfg.fps, cfg.max_frames, cfg.min_pixels, cfg.max_pixels) == (4.0, 2, 3136, 3136)  # the recipe's
+    assert (cfg.learning_rate, cfg.per_device_train_batch_size, cfg.seed) == (1e-3, 32, 0)
+    with pytest.raises(ConfigError, match="did you mean 'learning_rate'"):
+        parse_config(build_parser().parse_args(["vision-warmup", "--config", RECIPE, "lerning_rate=1"]))
+    assert main(["vision-warmup", "--config", RECIPE, f"output_dir={tmp_path}",
+                 f"model_name_or_path={tmp_path / 'missing'}"]) == 1  # a clear error, not a traceback
