@@ -6,9 +6,9 @@ pixels through video tokens, SFT and GRPO into the answer and the cited AUs:
   1. ``emoreason tiny-model``  the embedded Qwen2.5-VL at the sizes given (``--model-size key=value …``)
   2. ``emoreason synth``       SynthFACS, 8 basic classes, identity-disjoint train/val/test
   3. ``emoreason synth-cot``   verified AU-grounded CoT rows (+ AU-perception and short-answer rows)
-  4. vision warm-up (optional, ``vision_warmup``)  ``bench/tower_probe.py --save``: the tower + merger trained
-                               on the training split's labels and AUs through a linear head (no text), the model
-                               SFT then starts from — a scratch stand-in for a pretrained face encoder
+  4. ``emoreason vision-warmup`` (optional, ``vision_warmup``): the tower + merger trained alone on the arm's
+                               CoT rows' labels and AUs through linear heads (no text), the model SFT then starts
+                               from — a scratch stand-in for a pretrained face encoder
      ``emoreason sft``         the curriculum's stages, in order (each from the previous stage's model)
   5. control                   the same SFT on the same rows with every training clip's video swapped for
                                another training clip's (a derangement): labels unchanged, pixels uninformative
@@ -68,9 +68,12 @@ class Plan:
     control: bool = True
     # positive control: the same stages on label-coded video (a diagnostic of the path, never a result)
     label_coded: bool = False
-    # vision warm-up before SFT (bench/tower_probe.py options: epochs, au_weight, lr, batch_size; empty: none); the
-    # control arm warms up on the same clips with their videos deranged, so no arm sees its own faces' labels
-    vision_warmup: dict = field(default_factory=dict)
+    # vision warm-up before SFT (`emoreason vision-warmup` with this recipe, the frame policy and seed above, then
+    # these overrides) on each arm's CoT dataset: the control arm's clips are deranged, so no arm sees its own faces'
+    # labels
+    vision_warmup: bool = False
+    vision_warmup_recipe: str = "recipes/tiny/warmup/synthfacs.yaml"
+    vision_warmup_overrides: list[str] = field(default_factory=list)
     train_sft: bool = True  # false with control: the control arm alone (e.g. in a second process on shared data)
     grpo_recipe: str = "recipes/tiny/grpo/synthfacs.yaml"
     grpo_overrides: list[str] = field(default_factory=list)
@@ -116,7 +119,7 @@ def preset(name: str) -> Plan:
         return Plan(model_size=["vision_patch=28"], clips=1600, size=56, difficulty="posed", profile="onset_apex",
                     frame_policy={"fps": 4.0, "max_frames": 2, "min_pixels": 3136, "max_pixels": 3136},
                     cot_tasks={"emotion": 1.0}, eval_task="emotion", curve_limit=0, probe_train_clips=0, grpo=False,
-                    vision_warmup={"epochs": 30, "au_weight": 3.0},
+                    vision_warmup=True,
                     sft_stages=[{"name": "sft", "recipe": LEARNING_RECIPE,
                                  "overrides": ["vision_learning_rate=1e-4", "projector_learning_rate=1e-3",
                                                "learning_rate=1e-3", "num_train_epochs=6",
@@ -168,7 +171,7 @@ def derangement(items: list, seed: int) -> list:
 
 
 def frames_yaml(frame_policy: dict) -> str:
-    """A frame policy as the YAML mapping eval's ``frames=`` and tower_probe's ``--frames`` take."""
+    """A frame policy as the YAML mapping eval's ``frames=`` (and tower_probe's ``--frames``) takes."""
     return "{" + ", ".join(f"{k}: {v}" for k, v in frame_policy.items()) + "}"
 
 
@@ -188,25 +191,6 @@ def shuffled_copy(hf_dir: Path, out_dir: Path, split: str = "train", seed: int =
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)
     return {"clips": len(videos), "rows": len(train), "kept_own_video": sum(a == b for a, b in swap.items())}
-
-
-def shuffled_synth_copy(synth_dir: Path, out_dir: Path, seed: int = 0) -> dict:
-    """Write ``out_dir``: the SynthFACS split lists of ``synth_dir`` with each training clip's media replaced by
-    another training clip's (a derangement; labels and AUs stay with the record, the clips are linked, not copied):
-    the control arm's vision warm-up sees faces whose labels are not theirs."""
-    records = [json.loads(line) for line in (synth_dir / "train.jsonl").read_text().splitlines() if line.strip()]
-    paths = [r["media"]["path"] for r in records]
-    shuffled = derangement(paths, seed)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with (out_dir / "train.jsonl").open("w") as handle:
-        for record, path in zip(records, shuffled, strict=True):
-            handle.write(json.dumps({**record, "media": {**record["media"], "path": path}}) + "\n")
-    for name in ("val.jsonl", "test.jsonl", "manifest.jsonl"):
-        if (synth_dir / name).is_file():
-            shutil.copyfile(synth_dir / name, out_dir / name)
-    if not (out_dir / "clips").exists():
-        (out_dir / "clips").symlink_to((synth_dir / "clips").resolve(), target_is_directory=True)
-    return {"clips": len(paths), "kept_own_video": sum(a == b for a, b in zip(paths, shuffled, strict=True))}
 
 
 # --- the positive control: every clip's frames replaced by a flat colour that encodes its label -------------------
@@ -372,34 +356,19 @@ def plot_curves(path: Path, curves: dict) -> None:
     plt.close(fig)
 
 
-def warm_up(runner: Runner, plan: Plan, model: Path, out: Path, arm: str, synth: Path, dry: bool) -> Path:
-    """The arm's vision warm-up (``bench/tower_probe.py --save``) from the untrained model; the control arm's on
-    its deranged clips. Returns the warmed-up model (skipped when it exists)."""
-    warm = out / arm / "vision_warmup"
-    record = out / arm / "vision_warmup_options.json"
-    options = {"warmup": plan.vision_warmup, "frame_policy": plan.frame_policy, "seed": plan.seed}
-    if (warm / "config.json").exists():
-        if record.is_file() and json.loads(record.read_text()) != options:
-            raise RuntimeError(f"{warm} was warmed up with other options ({record.read_text().strip()}); remove it "
-                               f"(and the stages after it) or use another --out")
-        return warm
-    if arm == "control":
-        shuffled = out / "synthfacs_shuffled"
-        if not dry:
-            print(f"control warm-up clips: {shuffled_synth_copy(synth, shuffled, seed=plan.seed)}", flush=True)
-        synth = shuffled
-    unknown = set(plan.vision_warmup) - {"epochs", "au_weight", "lr", "batch_size"}
-    if unknown:
-        raise ValueError(f"vision_warmup: unknown options {sorted(unknown)} (epochs, au_weight, lr, batch_size)")
-    frames = frames_yaml(plan.frame_policy)
-    args = ["--model", str(model), "--synth", str(synth), "--frames", frames, "--seed", str(plan.seed),
-            "--save", str(warm), "--out", str(out / arm / "vision_warmup.json"),
-            *[a for k, v in plan.vision_warmup.items() for a in (f"--{k.replace('_', '-')}", str(v))]]
-    runner.command(f"{arm}_vision_warmup", [sys.executable, str(ROOT / "bench" / "tower_probe.py"), *args],
-                   f"python bench/tower_probe.py {' '.join(args)}")
-    if not dry:
-        record.write_text(json.dumps(options, indent=2) + "\n")
-    return warm
+def warm_up(runner: Runner, plan: Plan, model: Path, out: Path, arm: str, data: Path) -> Path:
+    """The arm's vision warm-up (``emoreason vision-warmup``) from the untrained model on the arm's CoT dataset (the
+    control's: its deranged clips). Returns the warmed-up model: one this config finished is reused; one done with
+    other options is refused (the stage's own check, made here before anything runs)."""
+    from emoreason.config import load_config
+    from emoreason.training.vision_warmup import VisionWarmupConfig, completed
+
+    args = [f"model_name_or_path={model}", f"dataset_name={data}", f"output_dir={out / arm / 'vision_warmup'}",
+            f"seed={plan.seed}", *[f"{k}={v}" for k, v in plan.frame_policy.items()], *plan.vision_warmup_overrides]
+    cfg = load_config(VisionWarmupConfig, ROOT / plan.vision_warmup_recipe, args)  # an unknown key fails here
+    if completed(cfg) is None:
+        runner.emoreason(f"{arm}_vision_warmup", "vision-warmup", "--config", plan.vision_warmup_recipe, *args)
+    return Path(cfg.output_dir) / "final"
 
 
 # --- the run -------------------------------------------------------------------------------------------------------
@@ -442,7 +411,7 @@ def run(plan: Plan, out: Path, dry: bool = False) -> dict:
     for arm, data in arms.items():
         previous = model
         if plan.vision_warmup:
-            previous = warm_up(runner, plan, model, out, arm, roots[arm], dry)
+            previous = warm_up(runner, plan, model, out, arm, data)
         for stage in plan.sft_stages:
             stage_dir = out / arm / stage["name"]
             if not (stage_dir / "final" / "config.json").exists():

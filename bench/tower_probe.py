@@ -11,8 +11,10 @@ Wilson 95 % CIs; the summary reports the last epoch and the epoch the validation
 split's best). If this learns and SFT does not, the language model is not reading the tower; if this stays
 low, the faces are too hard for a randomly initialised tower at this data size.
 
-``--save DIR`` keeps the model with its trained tower (the last epoch): a vision warm-up stage on the training
-split's labels and AUs that SFT can start from (docs/benchmarks.md: SFT from it reads the faces).
+The training loop is the product's vision warm-up (``emoreason.training.vision_warmup.train_tower``; the stage a
+user runs is ``emoreason vision-warmup`` on a synth-cot dataset); this script keeps the diagnostic around it: the
+SynthFACS manifest's splits and the test split's accuracy per epoch. ``--save DIR`` keeps the model with its
+trained tower (the last epoch), as the stage saves it.
 
     python bench/tower_probe.py --model runs/learning/model --synth runs/learning/synthfacs \
         --frames '{fps: 4.0, max_frames: 2, min_pixels: 3136, max_pixels: 3136}' --epochs 30 --au-weight 3
@@ -22,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -35,71 +35,12 @@ def load_split(synth: Path, split: str) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def encode_clips(processor, synth: Path, rows: list[dict], policy) -> list[tuple]:
-    """(pixel_values_videos, video_grid_thw) per clip: what the processor hands the tower in SFT."""
-    from emoreason.inference import encode_batch
-    from emoreason.reasoning import build_messages
+def encode_clips(processor, synth: Path, rows: list[dict], policy) -> list:
+    """What the processor hands the tower in SFT, per clip (``emoreason.training.vision_warmup.Encoded``)."""
+    from emoreason.training.vision_warmup import encode_clip
     from emoreason.video import load_frames
 
-    encoded = []
-    for row in rows:
-        path = str(synth / row["media"]["path"])
-        inputs = encode_batch(processor, [build_messages(path, "video")], [load_frames(path, policy)])
-        encoded.append((inputs["pixel_values_videos"], inputs["video_grid_thw"]))
-    return encoded
-
-
-def train_tower(model, train: list[tuple], train_y, train_aus, held_out: dict[str, tuple[list[tuple], object]], *,
-                epochs: int, lr: float, batch_size: int, au_weight: float, seed: int) -> list[dict]:
-    """Adam on tower + merger + heads; accuracy on each held-out split (name → (clips, labels)) after each epoch."""
-    import torch
-
-    from emoreason.evaluation.significance import wilson_interval
-
-    torch.manual_seed(seed)
-    visual = model.model.visual
-    width = model.config.text_config.hidden_size
-    head = torch.nn.Linear(width, int(train_y.max()) + 1)
-    au_head = torch.nn.Linear(width, train_aus.shape[1])
-    optimizer = torch.optim.AdamW([*visual.parameters(), *head.parameters(), *au_head.parameters()], lr=lr,
-                                  weight_decay=0.0)
-
-    def pooled(clips: list[tuple]):
-        # the video tokens the language model receives, per clip (as emoreason.evaluation.probe.vision_features)
-        out = model.model.get_video_features(torch.cat([c[0] for c in clips]), torch.cat([c[1] for c in clips]))
-        return torch.stack([t.mean(0) for t in out.pooler_output])
-
-    history = []
-    for epoch in range(1, epochs + 1):
-        started, total, correct = time.time(), 0.0, 0
-        visual.train()
-        order = torch.randperm(len(train)).tolist()
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            features = pooled([train[i] for i in idx])
-            logits = head(features)
-            loss = torch.nn.functional.cross_entropy(logits, train_y[idx])
-            if au_weight:
-                loss = loss + au_weight * torch.nn.functional.binary_cross_entropy_with_logits(
-                    au_head(features), train_aus[idx])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach()) * len(idx)
-            correct += int((logits.argmax(1) == train_y[idx]).sum())
-        visual.eval()
-        entry = {"epoch": epoch, "loss": total / len(train), "train_accuracy": correct / len(train)}
-        line = f"epoch {epoch}: loss {total / len(train):.3f}  train {100 * correct / len(train):.1f} %"
-        for split, (clips, labels) in held_out.items():
-            with torch.no_grad():
-                predicted = torch.cat([head(pooled(clips[s:s + 64])).argmax(1) for s in range(0, len(clips), 64)])
-            hits = int((predicted == labels).sum())
-            low, high = wilson_interval(hits, len(clips))
-            entry.update({f"{split}_accuracy": hits / len(clips), f"{split}_ci95": [low, high]})
-            line += f"  {split} {100 * hits / len(clips):.1f} % [{100 * low:.1f}–{100 * high:.1f}]"
-        history.append({**entry, "seconds": time.time() - started})
-        print(line, flush=True)
-    return history
+    return [encode_clip(processor, "video", load_frames(str(synth / row["media"]["path"]), policy)) for row in rows]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     import yaml
 
     from emoreason.models import frame_policy_for, load_model_and_processor
+    from emoreason.training.vision_warmup import save_warm_model, train_tower, vision_owner
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="a model directory (e.g. `emoreason tiny-model --out`)")
@@ -132,10 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         if unseen:
             raise SystemExit(f"{synth}: {split} classes {unseen} have no training clip")
     aus = sorted({int(a) for r in rows["train"] for a in r.get("aus") or []})
-    model, processor = load_model_and_processor(args.model, device="cpu")
+    model, processor = load_model_and_processor(args.model)  # CUDA when there is one
     policy = replace(frame_policy_for(processor), **(yaml.safe_load(args.frames) or {}))
     clips = {split: encode_clips(processor, synth, rows[split], policy) for split in rows}
-    tokens = int(clips["train"][0][1].prod()) // model.model.visual.spatial_merge_size ** 2
+    tokens = int(clips["train"][0].grid.prod()) // vision_owner(model).visual.spatial_merge_size ** 2
     print(f"{len(rows['train'])} train / {len(rows['val'])} val / {len(rows['test'])} test clips, "
           f"{len(classes)} classes, {tokens} video tokens per clip, AU head over {len(aus)} AUs "
           f"(weight {args.au_weight})", flush=True)
@@ -150,11 +92,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{selected['epoch']} {100 * selected['test_accuracy']:.1f} %; chance {100 / len(classes):.1f} %",
           flush=True)
     if args.save:
-        model.save_pretrained(args.save)
-        processor.save_pretrained(args.save)
-        record = Path(args.model) / "emoreason_model.json"  # the embedded model's build record travels with it
-        if record.is_file():
-            shutil.copyfile(record, Path(args.save) / record.name)
+        save_warm_model(model, processor, policy, Path(args.model), Path(args.save))
     if args.out:
         Path(args.out).write_text(json.dumps({"args": vars(args), "classes": classes, "aus": aus,
                                               "video_tokens": tokens, "history": history,

@@ -52,53 +52,54 @@ def test_tower_probe_learns_a_visible_label_through_the_models_own_tower(tmp_pat
 
 
 def test_the_warmup_preset_warms_each_arm_up_before_its_sft_and_the_control_on_deranged_clips(tmp_path, capsys):
+    """Each arm's warm-up is the user's `emoreason vision-warmup` on that arm's CoT dataset (the control's: its
+    deranged clips, bench.shuffled_copy), under the run's frame policy and seed, and its SFT starts from it."""
     bench = load_bench("learning")
-    assert bench.main(["--scale", "warmup", "--out", str(tmp_path / "run"), "--dry-run"]) == 0
+    run = tmp_path / "run"
+    assert bench.main(["--scale", "warmup", "--out", str(run), "--dry-run"]) == 0
     commands = [line[2:] for line in capsys.readouterr().out.splitlines() if line.startswith("$ ")]
-    order = [c.split()[1] if c.startswith("emoreason") else "warmup" for c in commands]
-    assert order == ["tiny-model", "synth", "synth-cot", "warmup", "sft", "warmup", "sft", "eval", "eval"], order
-    sft_warm, control_warm = [c for c in commands if c.startswith("python bench/tower_probe.py")]
-    assert f"--synth {tmp_path / 'run' / 'synthfacs'} " in sft_warm
-    assert f"--synth {tmp_path / 'run' / 'synthfacs_shuffled'} " in control_warm
+    order = [c.split()[1] for c in commands]
+    assert order == ["tiny-model", "synth", "synth-cot", "vision-warmup", "sft", "vision-warmup", "sft", "eval",
+                     "eval"], order
+    sft_warm, control_warm = [c for c in commands if c.startswith("emoreason vision-warmup")]
+    assert "--config recipes/tiny/warmup/synthfacs.yaml " in sft_warm
+    assert f"dataset_name={run / 'cot' / 'hf'} " in sft_warm and f"model_name_or_path={run / 'model'} " in sft_warm
+    assert f"dataset_name={run / 'cot_shuffled'} " in control_warm
+    assert f"output_dir={run / 'control' / 'vision_warmup'} " in control_warm
+    assert all(f" {key}" in sft_warm for key in ("fps=4.0", "max_frames=2", "min_pixels=3136", "max_pixels=3136",
+                                                  "seed=0"))
     sfts = [c for c in commands if c.startswith("emoreason sft")]
-    assert f"model_name_or_path={tmp_path / 'run' / 'sft' / 'vision_warmup'}" in sfts[0]
-    assert f"model_name_or_path={tmp_path / 'run' / 'control' / 'vision_warmup'}" in sfts[1]
-    assert "vision_patch=28" in commands[0] and "--au-weight 3.0" in sft_warm
+    assert f"model_name_or_path={run / 'sft' / 'vision_warmup' / 'final'}" in sfts[0]
+    assert f"model_name_or_path={run / 'control' / 'vision_warmup' / 'final'}" in sfts[1]
+    assert "vision_patch=28" in commands[0]
 
 
-def test_the_control_warmup_clips_are_a_derangement_that_keeps_every_label(tmp_path):
-    bench = load_bench("learning")
-    synth = tmp_path / "synth"
-    (synth / "clips").mkdir(parents=True)
-    records = [{"id": f"c{i}", "emotion": ["happiness", "anger"][i % 2], "aus": [12] if i % 2 == 0 else [4],
-                "media": {"path": f"clips/c{i}.mp4", "type": "video"}} for i in range(7)]
-    (synth / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    (synth / "test.jsonl").write_text(json.dumps(records[0]) + "\n")
-    counts = bench.shuffled_synth_copy(synth, tmp_path / "shuffled", seed=1)
-    after = [json.loads(line) for line in (tmp_path / "shuffled" / "train.jsonl").read_text().splitlines()]
-    assert counts == {"clips": 7, "kept_own_video": 0}
-    assert [r["id"] for r in after] == [r["id"] for r in records]
-    assert [(r["emotion"], r["aus"]) for r in after] == [(r["emotion"], r["aus"]) for r in records]
-    assert all(a["media"]["path"] != b["media"]["path"] for a, b in zip(after, records, strict=True))
-    assert sorted(r["media"]["path"] for r in after) == sorted(r["media"]["path"] for r in records)
-    assert (tmp_path / "shuffled" / "test.jsonl").read_text() == (synth / "test.jsonl").read_text()
-    assert (tmp_path / "shuffled" / "clips").resolve() == (synth / "clips").resolve()
+def test_a_finished_warmup_is_reused_and_one_done_with_other_options_is_refused(tmp_path, capsys):
+    from dataclasses import asdict
 
+    from emoreason.config import ConfigError, load_config
+    from emoreason.training.vision_warmup import CONFIG_FILE, SUMMARY_FILE, VisionWarmupConfig
 
-def test_a_warmup_done_with_other_options_is_not_reused(tmp_path):
     bench = load_bench("learning")
     plan = bench.preset("warmup")
     out = tmp_path / "run"
-    warm = out / "sft" / "vision_warmup"
-    warm.mkdir(parents=True)
-    (warm / "config.json").write_text("{}")
     runner = bench.Runner(out, dry=True)
-    (out / "sft" / "vision_warmup_options.json").write_text(json.dumps(
-        {"warmup": plan.vision_warmup, "frame_policy": plan.frame_policy, "seed": plan.seed}))
-    assert bench.warm_up(runner, plan, out / "model", out, "sft", out / "synth", dry=True) == warm  # same: reused
-    plan.vision_warmup = {**plan.vision_warmup, "epochs": 5}
-    with pytest.raises(RuntimeError, match="other options"):
-        bench.warm_up(runner, plan, out / "model", out, "sft", out / "synth", dry=True)
+    warm = out / "sft" / "vision_warmup"
+    (warm / "final").mkdir(parents=True)
+    (warm / "final" / "config.json").write_text("{}")
+    cfg = load_config(VisionWarmupConfig, bench.ROOT / plan.vision_warmup_recipe, [
+        f"model_name_or_path={out / 'model'}", f"dataset_name={out / 'cot' / 'hf'}", f"output_dir={warm}",
+        f"seed={plan.seed}", *[f"{k}={v}" for k, v in plan.frame_policy.items()]])
+    (warm / CONFIG_FILE).write_text(json.dumps(asdict(cfg)))
+    (warm / SUMMARY_FILE).write_text(json.dumps({"completed": True, "config": asdict(cfg)}))
+    assert bench.warm_up(runner, plan, out / "model", out, "sft", out / "cot" / "hf") == warm / "final"
+    assert "vision-warmup" not in capsys.readouterr().out  # reused: the stage is not run again
+    plan.vision_warmup_overrides = ["num_train_epochs=5"]
+    with pytest.raises(ConfigError, match="different config"):
+        bench.warm_up(runner, plan, out / "model", out, "sft", out / "cot" / "hf")
+    plan.vision_warmup_overrides = ["epochs=5"]  # a key the stage does not have: an error before anything runs
+    with pytest.raises(ConfigError, match="unknown config keys.*epochs"):
+        bench.warm_up(runner, plan, out / "model", out, "sft", out / "cot" / "hf")
 
 
 def test_targets_a_run_does_not_measure_are_reported_as_not_measured_never_met():

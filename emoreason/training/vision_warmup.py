@@ -318,7 +318,7 @@ def _encode_all(processor, policy, clips: list[Clip], skipped: list[dict], what:
     return store
 
 
-def _save(model, processor, policy, source: Path, final: Path) -> None:
+def save_warm_model(model, processor, policy, source: Path, final: Path) -> None:
     """The model (heads dropped: they are not part of it), its processor, its frame policy and the embedded model's
     build record, written beside ``final`` and moved in place (a kill never leaves a half-written final)."""
     from emoreason.models import save_frame_policy
@@ -401,7 +401,7 @@ def run_vision_warmup(cfg: VisionWarmupConfig) -> Path:
                           batch_size=cfg.per_device_train_batch_size,
                           au_weight=cfg.au_loss_weight if au_head_used else 0.0, seed=cfg.seed,
                           au_observed=observed, report=log.info)
-    _save(model, processor, policy, source, out / "final")
+    save_warm_model(model, processor, policy, source, out / "final")
     last = history[-1]
     summary = {
         "config": json.loads(json.dumps(asdict(cfg))), "completed": True, "device": device,
