@@ -136,24 +136,34 @@ def test_a_dataset_without_observed_aus_trains_the_emotion_head_alone(tmp_path, 
     assert any("AU head unused" in note for note in summary["notes"])
 
 
-def test_an_unreadable_clip_is_skipped_named_and_the_run_goes_on(tmp_path, warm_data, caplog):
+def test_an_unreadable_clip_and_a_clip_with_two_labels_are_skipped_named_and_the_run_goes_on(tmp_path, warm_data,
+                                                                                              caplog):
     import datasets
 
     from emoreason.training.vision_warmup import run_vision_warmup
 
     train = datasets.load_from_disk(str(warm_data["hf"]))["train"]
-    victim = train[0]["video"]
+    victim, torn = train[0]["video"], train[2]["video"]
+    assert victim != torn
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(Path(victim).read_bytes()[:200])  # a truncated mp4
-    data = _edited(warm_data["hf"], tmp_path / "data",
-                   lambda row: {"video": str(broken) if row["video"] == victim else row["video"]})
+
+    def edit(row):
+        if row["video"] == victim:
+            return {"video": str(broken)}
+        if row["video"] == torn and row["task"] == "emotion":  # its cot row keeps the label
+            return {"emotion": "neutral" if row["emotion"] != "neutral" else "anger"}
+        return {}
+
+    data = _edited(warm_data["hf"], tmp_path / "data", edit)
     with caplog.at_level("WARNING"):
         run_vision_warmup(_config(warm_data["models"]["qwen2_5_vl"], data, tmp_path / "warm", "num_train_epochs=1"))
     summary = _summary(tmp_path / "warm")
-    assert summary["completed"] and summary["clips"]["skipped"] == 1
-    assert summary["clips"]["train"] == len(set(train["video"])) - 1
-    (skipped,) = summary["skipped"]
-    assert skipped["clip"] == str(broken) and skipped["split"] == "train" and skipped["reason"]
+    assert summary["completed"] and summary["clips"]["skipped"] == 2
+    assert summary["clips"]["train"] == len(set(train["video"])) - 2
+    reasons = {s["clip"]: s for s in summary["skipped"]}
+    assert set(reasons) == {str(broken), torn} and all(s["split"] == "train" for s in reasons.values())
+    assert reasons[str(broken)]["reason"] and "disagree on its label" in reasons[torn]["reason"]
     assert str(broken) in caplog.text
 
 

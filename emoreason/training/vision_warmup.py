@@ -93,27 +93,33 @@ class Clip:
     row: dict  # the first row of the clip: its prompt and media columns, as SFT encodes them
 
 
-def clips_of(rows, where: str) -> tuple[list[Clip], list[dict]]:
-    """The dataset's clips, one per media file (first row wins; a later row of the clip with observed AUs supplies
-    them), and the rows that name no media (skipped, with the reason)."""
+def clips_of(rows, split: str) -> tuple[list[Clip], list[dict]]:
+    """The split's clips, one per media file (the first row's label; a later row of the clip with observed AUs
+    supplies them), and what was skipped, with the reason: rows without media or label, and clips whose rows
+    disagree on the label."""
     from emoreason.training.data import row_media
 
     clips: dict[str, Clip] = {}
-    skipped = []
+    skipped, conflicts = [], {}
     for row in rows:
         kind, path = row_media(row)
-        if kind is None:
-            skipped.append({"id": str(row.get("id", "?")), "clip": None, "reason": "the row names no video or image"})
+        row_id = str(row.get("id", "?"))
+        if kind is None or not row.get("emotion"):
+            skipped.append({"id": row_id, "clip": path, "split": split,
+                            "reason": "the row names no video or image" if kind is None else "the row has no emotion"})
             continue
         aus = frozenset(int(a) for a in row.get("aus") or []) if row.get("au_observed") else None
         clip = clips.get(path)
         if clip is None:
-            clips[path] = Clip(str(row.get("clip_id") or row.get("id") or path), kind, path, row["emotion"], aus, row)
+            clips[path] = Clip(str(row.get("clip_id") or row_id), kind, path, row["emotion"], aus, row)
         elif clip.emotion != row["emotion"]:
-            raise ValueError(f"{where}: rows {clip.id} and {row.get('id')} share {path} but are labelled "
-                             f"{clip.emotion!r} and {row['emotion']!r}")
+            conflicts.setdefault(path, f"rows of this clip disagree on its label ({clip.emotion!r} in "
+                                       f"{clip.row.get('id')}, {row['emotion']!r} in {row_id})")
         elif clip.aus is None and aus is not None:
             clip.aus = aus
+    for path, reason in conflicts.items():
+        skipped.append({"id": clips.pop(path).id, "clip": path, "split": split, "reason": reason})
+        log.warning("skipping %s clip %s: %s", split, path, reason)
     return list(clips.values()), skipped
 
 
@@ -362,7 +368,7 @@ def run_vision_warmup(cfg: VisionWarmupConfig) -> Path:
     train_clips, skipped = clips_of(_load_split(cfg, cfg.dataset_train_split), cfg.dataset_train_split)
     eval_data = _eval_rows(cfg, notes)
     eval_clips, eval_skipped = clips_of(eval_data, cfg.dataset_eval_split) if eval_data is not None else ([], [])
-    skipped += [{**s, "split": cfg.dataset_eval_split} for s in eval_skipped]
+    skipped += eval_skipped
     labels = sorted({c.emotion for c in train_clips})
     if len(labels) < 2:
         raise ValueError(f"{cfg.dataset_name} ({cfg.dataset_train_split}): {len(labels)} emotion class(es) "
