@@ -116,12 +116,14 @@ def preset(name: str) -> Plan:
         # posed faces at 56 px through a 28 px patch: the 2x2 patches merge into one video token per clip (the
         # merger concatenates the quadrants, so nothing is averaged away); the tower warms up on labels and AUs,
         # then SFT on short answers reads it (docs/benchmarks.md, "Where the signal stops")
+        # The AU-perception rows carry each clip's observed AUs (an emotion-only synth-cot run computes no AU
+        # evidence): the warm-up's AU head reads them, SFT trains on the short answers alone.
         return Plan(model_size=["vision_patch=28"], clips=1600, size=56, difficulty="posed", profile="onset_apex",
                     frame_policy={"fps": 4.0, "max_frames": 2, "min_pixels": 3136, "max_pixels": 3136},
-                    cot_tasks={"emotion": 1.0}, eval_task="emotion", curve_limit=0, probe_train_clips=0, grpo=False,
-                    vision_warmup=True,
+                    cot_tasks={"emotion": 1.0, "au_perception": 1.0}, eval_task="emotion", curve_limit=0,
+                    probe_train_clips=0, grpo=False, vision_warmup=True,
                     sft_stages=[{"name": "sft", "recipe": LEARNING_RECIPE,
-                                 "overrides": ["vision_learning_rate=1e-4", "projector_learning_rate=1e-3",
+                                 "overrides": ["tasks=[emotion]", "vision_learning_rate=1e-4", "projector_learning_rate=1e-3",
                                                "learning_rate=1e-3", "num_train_epochs=6",
                                                "per_device_train_batch_size=16", "save_steps=1000"]}])
     return Plan(**TWO_FRAMES, sft_stages=[{"name": "sft", "recipe": LEARNING_RECIPE,

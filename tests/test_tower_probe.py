@@ -72,6 +72,9 @@ def test_the_warmup_preset_warms_each_arm_up_before_its_sft_and_the_control_on_d
     assert f"model_name_or_path={run / 'sft' / 'vision_warmup' / 'final'}" in sfts[0]
     assert f"model_name_or_path={run / 'control' / 'vision_warmup' / 'final'}" in sfts[1]
     assert "vision_patch=28" in commands[0]
+    # the AU-perception rows carry the observed AUs the warm-up's AU head reads; SFT trains on the short answers
+    assert "tasks={emotion: 1.0, au_perception: 1.0}" in commands[2]
+    assert all("tasks=[emotion]" in c for c in sfts)
 
 
 def test_a_finished_warmup_is_reused_and_one_done_with_other_options_is_refused(tmp_path, capsys):

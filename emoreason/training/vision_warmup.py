@@ -392,8 +392,9 @@ def run_vision_warmup(cfg: VisionWarmupConfig) -> Path:
     au_head_used = bool(cfg.au_loss_weight) and bool(aus) and bool(observed.any())
     if not au_head_used:
         notes.append("AU head unused: " + ("au_loss_weight is 0" if not cfg.au_loss_weight else
-                                           "no training clip has observed AUs (au_observed)"))
-        log.info("%s; the emotion head trains alone", notes[-1])
+                                           "no training clip has observed AUs (au_observed); an emotion-only "
+                                           "synth-cot run computes none: add its cot or au_perception task"))
+        (log.warning if cfg.au_loss_weight else log.info)("%s; the emotion head trains alone", notes[-1])
     index = {label: i for i, label in enumerate(classes)}
     unseen = sorted({c.emotion for c in eval_clips} - set(index))
     if unseen:  # scored as misses: the head cannot name a class it never trained on
