@@ -389,7 +389,7 @@ def run(plan: Plan, out: Path, dry: bool = False) -> dict:
                          "--frames", str(plan.frames), "--difficulty", plan.difficulty, "--emotions", "basic",
                          "--profile", plan.profile, "--seed", str(plan.seed))
     if not (cot / "hf").exists():
-        tasks = ",".join(f"{k}: {v}" for k, v in plan.cot_tasks.items())
+        tasks = ", ".join(f"{k}: {v}" for k, v in plan.cot_tasks.items())
         extra = [f"tasks={{{tasks}}}"] if set(plan.cot_tasks) != {"cot"} else []
         runner.emoreason("synth_cot", "synth-cot", "--config", "data_pipelines/configs/synthfacs.yaml",
                          f"dataset_root={synth}", f"output_dir={cot}", *extra)
