@@ -108,7 +108,7 @@ def test_huge_input_is_fast_and_total():
     big = ("AU12 rises and no AU4 " * 5000)[:100_000]
     start = time.perf_counter()
     r = parse_response(f"<think>{big}</think><answer>happy</answer>")
-    assert time.perf_counter() - start < 5
+    assert time.perf_counter() - start < 30  # catastrophic backtracking takes minutes; ~2 s here, more under load
     assert r.aus == [12] and r.negated_aus == [4]
     garbage = parse_response("<" * 100_000)
     assert garbage.emotion is None and not garbage.format_ok

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 from emoreason.audio.modalities import audio_source, model_modalities, with_modalities
@@ -27,7 +27,7 @@ def _media_type(record: SampleRecord) -> str:
 
 
 def _policy(frames: dict, base: FramePolicy | None = None) -> FramePolicy:
-    return replace(base or FramePolicy(), **{k: v for k, v in frames.items() if k in FramePolicy.__dataclass_fields__})
+    return (base or FramePolicy()).updated(frames)
 
 
 def hearing(frames: LoadedFrames, audio, modalities: str, sample_id: str = "?", source: str | None = None,

@@ -50,17 +50,13 @@ def _bar_heights(values) -> list[float]:
 def _policy_text(policy: dict) -> str:
     """The policy as the loader applies it: min_frames / max_frames as ``FramePolicy.frame_bounds`` (max_frames
     caps min_frames; neither with a fixed nframes), the recorded values otherwise."""
-    from dataclasses import fields
-
     from emoreason.video import FramePolicy
 
     shown = dict(policy)
     if shown.get("nframes") is not None:  # a fixed count: the bounds are not applied
         shown["min_frames"] = shown["max_frames"] = None
     elif shown.get("min_frames") is not None and shown.get("max_frames") is not None:
-        known = {f.name for f in fields(FramePolicy)}
-        shown["min_frames"], shown["max_frames"] = FramePolicy(
-            **{k: v for k, v in policy.items() if k in known}).frame_bounds()
+        shown["min_frames"], shown["max_frames"] = FramePolicy().updated(policy).frame_bounds()
     keys = ("fps", "nframes", "min_frames", "max_frames", "min_pixels", "max_pixels", "total_pixels", "factor",
             "videos_under")
     return ", ".join(f"{k}={shown[k]}" for k in keys if shown.get(k) is not None)

@@ -114,5 +114,4 @@ def model_frame_policy(model_dir: str | Path, overrides: dict | None = None, pro
 
         processor = AutoProcessor.from_pretrained(check_model_dir(model_dir))
     frames = {**saved_frame_policy(model_dir), **(overrides or {})}
-    return replace(frame_policy_for(processor),
-                   **{k: v for k, v in frames.items() if k in FramePolicy.__dataclass_fields__})
+    return frame_policy_for(processor).updated(frames)

@@ -475,19 +475,26 @@ def _au_number(item: object) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def _section_spans(text: str) -> list[tuple[str, int, int, int]]:
+    """(name, heading start, body start, body end) of each section heading in ``text``, in order; a section runs
+    to the next heading. Names are lower case without a plural s ("observation", "vocal cue")."""
+    marks = list(_SECTION.finditer(text))
+    return [(m.group(1).lower().rstrip("s"), m.start(), m.end(), marks[i + 1].start() if i + 1 < len(marks) else len(text))
+            for i, m in enumerate(marks)]
+
+
 def _read_sections(result: ParsedResponse, reasoning: str) -> None:
-    marks = [(m.start(), m.end(), m.group(1).lower().rstrip("s")) for m in _SECTION.finditer(reasoning)]
+    marks = _section_spans(reasoning)
     found: dict[str, str] = {}
-    for i, (_, end, name) in enumerate(marks):
-        stop = marks[i + 1][0] if i + 1 < len(marks) else len(reasoning)
+    for name, _, body, stop in marks:
         key = {"observation": "observations", "vocal cue": "vocal_cues"}.get(" ".join(name.split()), name)
         if key not in found:
-            found[key] = reasoning[end:stop].strip()
+            found[key] = reasoning[body:stop].strip()
     result.observations = found.get("observations")
     result.vocal_cues = found.get("vocal_cues")
     result.interpretation = found.get("interpretation")
     result.conclusion = found.get("conclusion")
-    order = [m[2] for m in marks]
+    order = [m[0] for m in marks]
     result.sections_ok = (
         all(found.get(k) for k in ("observations", "interpretation", "conclusion"))
         and order.index("observation") < order.index("interpretation") < order.index("conclusion"))
@@ -630,11 +637,9 @@ def _outside_vocal_cues(text: str) -> str:
     """``text`` with its ``Vocal cues`` section blanked: times there ("pitch rises to 310 Hz at 1.2 s") are claims
     about the voice, held to the measured prosody (``emoreason.audio.cues.check_vocal_claims``), not AU timings —
     a label-only clip's rationale may time its voice though its face has no timeline."""
-    marks = list(_SECTION.finditer(text))
-    for i, mark in enumerate(marks):
-        if mark.group(1).lower().startswith("vocal"):
-            stop = marks[i + 1].start() if i + 1 < len(marks) else len(text)
-            text = text[:mark.start()] + " " * (stop - mark.start()) + text[stop:]
+    for name, start, _, stop in _section_spans(text):
+        if name.startswith("vocal"):  # same length: offsets into the text stay valid
+            text = text[:start] + " " * (stop - start) + text[stop:]
     return text
 
 

@@ -12,7 +12,7 @@ import logging
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +58,11 @@ class FramePolicy:
     min_pixels: int = 128 * 28 * 28
     max_pixels: int = 768 * 28 * 28
     total_pixels: int | None = None  # budget over all frames of a clip
+
+    def updated(self, values: dict) -> FramePolicy:
+        """This policy with the fields a mapping names (a saved policy, a benchmark's ``frames``, a recipe);
+        keys that are not policy fields (e.g. ``modalities``) are ignored."""
+        return replace(self, **{k: v for k, v in values.items() if k in self.__dataclass_fields__})
 
     def frame_bounds(self) -> tuple[int, int]:
         """(fewest, most) frames ``num_frames`` takes from a clip long enough: ``max_frames`` caps ``min_frames``
