@@ -177,6 +177,26 @@ def frames_yaml(frame_policy: dict) -> str:
     return "{" + ", ".join(f"{k}: {v}" for k, v in frame_policy.items()) + "}"
 
 
+def shuffled_synth_copy(synth_dir: Path, out_dir: Path, seed: int = 0) -> dict:
+    """Write ``out_dir``: the SynthFACS split lists of ``synth_dir`` with each training clip's media replaced by
+    another training clip's (a derangement; labels and AUs stay with the record, the clips are linked, not copied):
+    a control for stages that read the SynthFACS manifest rather than CoT rows (``bench/audio_warmup.py``'s
+    deranged-track control, docs/benchmarks.md)."""
+    records = [json.loads(line) for line in (synth_dir / "train.jsonl").read_text().splitlines() if line.strip()]
+    paths = [r["media"]["path"] for r in records]
+    shuffled = derangement(paths, seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with (out_dir / "train.jsonl").open("w") as handle:
+        for record, path in zip(records, shuffled, strict=True):
+            handle.write(json.dumps({**record, "media": {**record["media"], "path": path}}) + "\n")
+    for name in ("val.jsonl", "test.jsonl", "manifest.jsonl"):
+        if (synth_dir / name).is_file():
+            shutil.copyfile(synth_dir / name, out_dir / name)
+    if not (out_dir / "clips").exists():
+        (out_dir / "clips").symlink_to((synth_dir / "clips").resolve(), target_is_directory=True)
+    return {"clips": len(paths), "kept_own_video": sum(a == b for a, b in zip(paths, shuffled, strict=True))}
+
+
 def shuffled_copy(hf_dir: Path, out_dir: Path, split: str = "train", seed: int = 0) -> dict:
     """Write ``out_dir``: ``hf_dir`` with each ``split`` clip's video replaced by another clip's (a derangement,
     so no clip keeps its own frames; all rows of one clip get the same other clip). Returns counts."""

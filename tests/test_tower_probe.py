@@ -122,3 +122,24 @@ def test_targets_a_run_does_not_measure_are_reported_as_not_measured_never_met()
     assert "sft_cited_au_f1>=0.60 not measured" in text and "sft_war>=0.60 MISSED" in text
     measured = bench.check_targets({"sft": {**sft, "au_f1": 0.7, "hallucination_rate": 0.1}})
     assert measured["sft_cited_au_f1>=0.60"] is True and measured["sft_hallucination<=0.20"] is True
+
+
+def test_the_synth_level_control_is_a_derangement_that_keeps_every_label(tmp_path):
+    """bench.shuffled_synth_copy (the audio warm-up's deranged-track control): every training clip gets another's
+    media, labels and AUs stay, val/test untouched, the clips linked."""
+    bench = load_bench("learning")
+    synth = tmp_path / "synth"
+    (synth / "clips").mkdir(parents=True)
+    records = [{"id": f"c{i}", "emotion": ["happiness", "anger"][i % 2], "aus": [12] if i % 2 == 0 else [4],
+                "media": {"path": f"clips/c{i}.mp4", "type": "video"}} for i in range(7)]
+    (synth / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (synth / "test.jsonl").write_text(json.dumps(records[0]) + "\n")
+    counts = bench.shuffled_synth_copy(synth, tmp_path / "shuffled", seed=1)
+    after = [json.loads(line) for line in (tmp_path / "shuffled" / "train.jsonl").read_text().splitlines()]
+    assert counts == {"clips": 7, "kept_own_video": 0}
+    assert [r["id"] for r in after] == [r["id"] for r in records]
+    assert [(r["emotion"], r["aus"]) for r in after] == [(r["emotion"], r["aus"]) for r in records]
+    assert all(a["media"]["path"] != b["media"]["path"] for a, b in zip(after, records, strict=True))
+    assert sorted(r["media"]["path"] for r in after) == sorted(r["media"]["path"] for r in records)
+    assert (tmp_path / "shuffled" / "test.jsonl").read_text() == (synth / "test.jsonl").read_text()
+    assert (tmp_path / "shuffled" / "clips").resolve() == (synth / "clips").resolve()
