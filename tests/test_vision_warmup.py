@@ -167,24 +167,57 @@ def test_an_unreadable_clip_and_a_clip_with_two_labels_are_skipped_named_and_the
     assert str(broken) in caplog.text
 
 
-def test_a_rerun_with_the_same_config_returns_at_once_and_another_config_is_refused(tmp_path, warm_data):
+def test_a_rerun_with_the_same_config_returns_at_once_and_another_config_is_refused(tmp_path, warm_data, monkeypatch):
+    """Reuse needs the same config (paths compared resolved), data files and source model; a finished run of another
+    config is refused; a run that failed or was killed leaves nothing to refuse (another config may follow it)."""
+    import os
+
     from emoreason.config import ConfigError
+    from emoreason.training import vision_warmup
     from emoreason.training.vision_warmup import run_vision_warmup
 
-    model, out = warm_data["models"]["qwen2_5_vl"], tmp_path / "warm"
-    cfg = _config(model, warm_data["hf"], out, "num_train_epochs=1")
-    final = run_vision_warmup(cfg)
+    model = shutil.copytree(warm_data["models"]["qwen2_5_vl"], tmp_path / "model")
+    data = shutil.copytree(warm_data["hf"], tmp_path / "hf")
+    out = tmp_path / "warm"
+
+    def out_of_memory(*args, **kwargs):  # the fault a 7B model at batch 32 produces on a GPU; not on demand here
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory (batch 32)")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(vision_warmup, "train_tower", out_of_memory)
+        with pytest.raises(torch.cuda.OutOfMemoryError):
+            run_vision_warmup(_config(model, data, out, "num_train_epochs=1"))
+    assert (out / "warmup_config.json").is_file() and not (out / "final").exists()
+    cfg = _config(model, data, out, "num_train_epochs=1", "per_device_train_batch_size=8")
+    final = run_vision_warmup(cfg)  # a smaller batch after the failure: runs (it was refused as another config)
+    assert _summary(out)["config"]["per_device_train_batch_size"] == 8
     stamps = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in [out / "warmup_summary.json",
                                                                    *sorted(final.iterdir())]}
     started = time.perf_counter()
-    assert run_vision_warmup(_config(model, warm_data["hf"], out, "num_train_epochs=1")) == final
+    relative = _config(f".{os.sep}{os.path.relpath(model)}", os.path.relpath(data), os.path.relpath(out),
+                       "num_train_epochs=1", "per_device_train_batch_size=8")
+    assert run_vision_warmup(relative).resolve() == final  # ./m and m (and absolute) name one model
     assert time.perf_counter() - started < 5.0  # no model load, no clip decoded (the stamps say it wrote nothing)
     assert stamps == {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in stamps}
     with pytest.raises(ConfigError, match="different config"):
-        run_vision_warmup(_config(model, warm_data["hf"], out, "num_train_epochs=1", "learning_rate=5e-4"))
-    # a killed run (its final gone): the same config trains again
+        run_vision_warmup(_config(model, data, out, "num_train_epochs=1", "learning_rate=5e-4"))
+
+    # the data rewritten in place (synth-cot run again into the same directory), or another source model: refused
+    shard = next((data / "train").glob("data-*.arrow"))
+    os.utime(shard, ns=(shard.stat().st_atime_ns, shard.stat().st_mtime_ns + 10**9))
+    with pytest.raises(ConfigError, match="dataset changed since"):
+        run_vision_warmup(cfg)
+    os.utime(shard, ns=(shard.stat().st_atime_ns, shard.stat().st_mtime_ns - 10**9))
+    assert run_vision_warmup(cfg) == final
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, "initializer_range": 0.5}))
+    with pytest.raises(ConfigError, match="model_config_sha256 changed since"):
+        run_vision_warmup(cfg)
+
+    # a killed run (its final gone): any config trains again
     shutil.rmtree(final)
-    assert (run_vision_warmup(cfg) / "config.json").is_file()
+    run_vision_warmup(_config(model, data, out, "num_train_epochs=1", "learning_rate=5e-4"))
+    assert _summary(out)["config"]["learning_rate"] == 5e-4
 
 
 def test_a_dataset_without_labels_or_with_one_class_is_a_clear_error(tmp_path, warm_data):

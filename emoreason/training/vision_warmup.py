@@ -15,8 +15,9 @@ label-only corpus gets no AU loss (masked), and a dataset without observed AUs t
 
 A clip that does not load is skipped with a warning naming the file and the reason, and listed in
 ``warmup_summary.json``; the run goes on. Rerun with the same config in the same ``output_dir``: returns the saved
-model at once; another config there is refused. A killed run restarts from the beginning (it is minutes long; it
-keeps no checkpoints).
+model at once, unless the dataset's files or the source model changed since (refused, as is another config where a
+run finished). A killed or failed run restarts from the beginning, with any config (it is minutes long; it keeps no
+checkpoints).
 """
 
 from __future__ import annotations
@@ -267,21 +268,67 @@ def train_tower(model, train: Sequence[Encoded], train_y, train_aus, held_out: d
 
 
 # --- the stage -------------------------------------------------------------------------------------------------------
+def _local(path: str) -> str:
+    """An existing local path, absolute (``./m`` and ``m`` name one model); anything else (a hub name) as written."""
+    return str(Path(path).resolve()) if path and Path(path).exists() else path
+
+
+def config_key(cfg: VisionWarmupConfig) -> dict:
+    """The config as a run records it: JSON types, local paths resolved."""
+    key = json.loads(json.dumps(asdict(cfg)))
+    for name in ("model_name_or_path", "dataset_name", "output_dir"):
+        key[name] = str(Path(key[name]).resolve()) if name == "output_dir" else _local(key[name])
+    return key
+
+
+def _files_stamp(root: Path, names: Sequence[Path]) -> list:
+    return [[str(f.relative_to(root)) if f != root else f.name, f.stat().st_size, f.stat().st_mtime_ns]
+            for f in names if f.is_file()]
+
+
+def inputs_key(cfg: VisionWarmupConfig) -> dict:
+    """What the run read, beyond its config: the dataset's files (size, modification time: a synth-cot rerun into the
+    same directory rewrites them) and the source model (its config.json's sha256 and its weights' size and time)."""
+    import hashlib
+
+    data = Path(cfg.dataset_name)
+    # datasets' own cache files (``cache-*.arrow``, written beside the data by a later ``map``) are not the data
+    dataset = (_files_stamp(data, sorted(f for f in data.rglob("*") if not f.name.startswith("cache-")))
+               if data.is_dir() else _files_stamp(data, [data]) if data.is_file() else None)
+    model = Path(cfg.model_name_or_path)
+    config = model / "config.json"
+    return {"dataset": dataset,
+            "model_config_sha256": hashlib.sha256(config.read_bytes()).hexdigest() if config.is_file() else None,
+            "model_weights": _files_stamp(model, sorted(model.glob("*.safetensors")) + sorted(model.glob("*.bin")))
+            if model.is_dir() else None}
+
+
 def completed(cfg: VisionWarmupConfig) -> Path | None:
-    """``output_dir/final`` when a run with this config finished there; None when nothing (or a killed run of the
-    same config) is there; ConfigError when ``output_dir`` holds a run of another config."""
+    """``output_dir/final`` when a run with this config, on the same data and source model, finished there; None when
+    none finished (nothing, or a killed or failed run of any config: the next run overwrites it); ConfigError when a
+    finished run of another config, or of data or a model that has changed since, is there."""
     out = Path(cfg.output_dir)
-    wanted = json.loads(json.dumps(asdict(cfg)))
-    stored = out / CONFIG_FILE
-    if stored.is_file() and json.loads(stored.read_text()) != wanted:
-        raise ConfigError(f"{out} holds a vision warm-up with a different config ({stored}); use a new output_dir "
-                          "to change settings, or the same config to reuse it")
     summary = out / SUMMARY_FILE
-    if summary.is_file() and (out / "final" / "config.json").is_file():
-        data = json.loads(summary.read_text())
-        if data.get("completed") and data.get("config") == wanted:
-            return out / "final"
-    return None
+    if not (summary.is_file() and (out / "final" / "config.json").is_file()):
+        return None
+    data = json.loads(summary.read_text())
+    if not data.get("completed"):
+        return None
+    stored = dict(data.get("config") or {})
+    for name in ("model_name_or_path", "dataset_name"):  # a run recorded before paths were resolved
+        stored[name] = _local(stored.get(name, ""))
+    stored["output_dir"] = str(Path(stored.get("output_dir") or out).resolve())
+    if stored != config_key(cfg):
+        raise ConfigError(f"{out} holds a finished vision warm-up with a different config ({summary}); use a new "
+                          "output_dir to change settings, or the same config to reuse it")
+    wanted, recorded = inputs_key(cfg), data.get("inputs")
+    if recorded != wanted:
+        what = ("its inputs were not recorded (an earlier checkout)" if recorded is None else
+                ", ".join(k for k in wanted if recorded.get(k) != wanted[k]) + " changed since")
+        raise ConfigError(f"{out} holds a finished vision warm-up of {cfg.dataset_name} and {cfg.model_name_or_path} "
+                          f"as they were then ({what}); use a new output_dir (or delete this one) to warm up on them "
+                          "as they are now")
+    return out / "final"
 
 
 def _load_split(cfg: VisionWarmupConfig, split: str):
@@ -360,8 +407,9 @@ def run_vision_warmup(cfg: VisionWarmupConfig) -> Path:
     source = check_model_dir(cfg.model_name_or_path)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / CONFIG_FILE).write_text(json.dumps(asdict(cfg), indent=2) + "\n")
-    (out / SUMMARY_FILE).unlink(missing_ok=True)  # a killed run's leftovers: this run restarts
+    inputs = inputs_key(cfg)  # before anything is read: a change while it runs shows as a change next time
+    (out / CONFIG_FILE).write_text(json.dumps({"config": config_key(cfg), "inputs": inputs}, indent=2) + "\n")
+    (out / SUMMARY_FILE).unlink(missing_ok=True)  # an unfinished run's leftovers (any config): this run restarts
     started = time.time()
 
     notes: list[str] = []
@@ -411,7 +459,7 @@ def run_vision_warmup(cfg: VisionWarmupConfig) -> Path:
     save_warm_model(model, processor, policy, source, out / "final")
     last = history[-1]
     summary = {
-        "config": json.loads(json.dumps(asdict(cfg))), "completed": True, "device": device,
+        "config": config_key(cfg), "inputs": inputs, "completed": True, "device": device,
         "frame_policy": asdict(policy), "classes": classes, "au_vocabulary": aus, "au_head_used": au_head_used,
         "clips": {"train": len(train_clips), "train_au_observed": int(observed.sum()), "eval": len(eval_clips),
                   "skipped": len(skipped)},
