@@ -11,7 +11,7 @@ import pytest
 import torch
 
 RECIPE = "recipes/tiny/warmup/synthfacs.yaml"
-FAMILIES = ("qwen2_5_vl", "qwen3_vl")
+FAMILIES = ("qwen2_5_vl", "qwen3_vl", "qwen2_5_omni")
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +38,11 @@ def _config(model, data, out, *overrides: str):
 
     return load_config(VisionWarmupConfig, RECIPE, [f"model_name_or_path={model}", f"dataset_name={data}",
                                                     f"output_dir={out}", "num_train_epochs=2", *overrides])
+
+
+def _visual(name: str) -> bool:
+    """A vision-path parameter (``model.visual.*``, the Omni thinker's too)."""
+    return ".visual." in name
 
 
 def _summary(out) -> dict:
@@ -73,10 +78,15 @@ def test_the_warmup_trains_the_vision_path_alone_and_saves_a_model_that_loads(tm
     params = dict(warm.named_parameters())
     assert set(params) == set(before)  # the heads are dropped
     changed = {n for n, p in params.items() if not torch.equal(p, before[n])}
-    assert changed and all(".visual." in n for n in changed), sorted(changed)[:5]
-    assert any(".visual." not in n for n in params)  # the language model and lm_head: identical
+    assert changed and all(_visual(n) for n in changed), sorted(changed)[:5]
+    assert any(not _visual(n) for n in params)  # the language model and lm_head (Omni: the audio tower): identical
     if family == "qwen3_vl":
         assert any("deepstack" in n for n in changed)
+    if family == "qwen2_5_omni":  # saved in the released composite layout vLLM serves, as the source is
+        from emoreason.models.omni import COMPOSITE_MODEL_TYPE
+
+        assert json.loads((final / "config.json").read_text())["model_type"] == COMPOSITE_MODEL_TYPE
+        assert any(".audio_tower." in n for n in params)
 
     summary = _summary(out)
     train = datasets.load_from_disk(str(warm_data["hf"]))["train"]
@@ -91,18 +101,31 @@ def test_the_warmup_trains_the_vision_path_alone_and_saves_a_model_that_loads(tm
 
 
 def test_sft_starts_from_the_warmed_up_model(tmp_path, warm_data):
+    """SFT from ``final`` with the whole vision path frozen ends with the warm-up's visual weights, which differ from
+    the untrained model's: SFT started from them (a load of the wrong checkpoint, or a re-initialised tower, fails)."""
+    from emoreason.models import load_model_and_processor
     from emoreason.sft.train import run_sft
     from emoreason.training import load_recipe
     from emoreason.training.vision_warmup import run_vision_warmup
 
-    final = run_vision_warmup(_config(warm_data["models"]["qwen2_5_vl"], warm_data["hf"], tmp_path / "warm",
-                                      "num_train_epochs=1"))
+    source = warm_data["models"]["qwen2_5_vl"]
+    final = run_vision_warmup(_config(source, warm_data["hf"], tmp_path / "warm", "num_train_epochs=1"))
     recipe = load_recipe("sft", "recipes/tiny/sft/synthfacs.yaml", [
         f"model_name_or_path={final}", f"dataset_name={warm_data['hf']}", f"output_dir={tmp_path / 'sft'}",
-        "max_frames=2", "max_pixels=3136", "max_steps=1", "per_device_train_batch_size=2", "save_strategy=no"])
+        "max_frames=2", "max_pixels=3136", "max_steps=1", "per_device_train_batch_size=2", "save_strategy=no",
+        "freeze_vision=true", "freeze_projector=true"])
     sft_final = run_sft(recipe)
-    assert (sft_final / "config.json").is_file()
     assert json.loads((tmp_path / "sft" / "train_summary.json").read_text())["global_step"] == 1
+
+    def visual(path):
+        model, _ = load_model_and_processor(path, device="cpu")
+        return {n: p.detach().clone() for n, p in model.named_parameters() if _visual(n)}
+
+    warm, after_sft, untrained = visual(final), visual(sft_final), visual(source)
+    assert warm and set(after_sft) == set(warm)
+    assert all(torch.equal(after_sft[n], warm[n]) for n in warm), [n for n in warm
+                                                                   if not torch.equal(after_sft[n], warm[n])][:5]
+    assert any(not torch.equal(warm[n], untrained[n]) for n in warm)
 
 
 def test_clips_without_observed_aus_add_no_au_loss():
