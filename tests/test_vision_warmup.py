@@ -128,6 +128,36 @@ def test_sft_starts_from_the_warmed_up_model(tmp_path, warm_data):
     assert any(not torch.equal(warm[n], untrained[n]) for n in warm)
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_warmup_encodes_a_clip_as_the_sft_collator_does(warm_data, family):
+    """The tower warms up on exactly what SFT feeds it: for the same rows and frame keys, the warm-up's
+    pixel_values_videos / video_grid_thw equal the SFT collator's (the Omni model's with its audio, as SFT trains it
+    by default)."""
+    import datasets
+
+    from emoreason.models import load_model_and_processor
+    from emoreason.sft.collator import VideoSFTCollator
+    from emoreason.training import load_recipe
+    from emoreason.training.loading import frame_policy
+    from emoreason.training.vision_warmup import _encode_all, clips_of
+
+    source = warm_data["models"][family]
+    frame_keys = ["fps=4.0", "max_frames=2", "min_pixels=3136", "max_pixels=3136"]
+    warm_cfg = _config(source, warm_data["hf"], "unused", *frame_keys)
+    sft = load_recipe("sft", "recipes/tiny/sft/synthfacs.yaml", [
+        f"model_name_or_path={source}", f"dataset_name={warm_data['hf']}", "output_dir=unused", *frame_keys]).script
+    _, processor = load_model_and_processor(source, device="cpu")
+    rows = list(datasets.load_from_disk(str(warm_data["hf"]))["train"].select(range(4)))
+    clips, skipped = clips_of(rows, "train")
+    store = _encode_all(processor, frame_policy(warm_cfg, processor), clips, skipped, "train")
+    assert len(store) == len(clips) == 2 and skipped == []
+    collator = VideoSFTCollator(processor, frame_policy(sft, processor))
+    for clip, warm in zip(clips, store, strict=True):
+        batch = collator([clip.row])
+        assert torch.equal(warm.pixels, batch["pixel_values_videos"]), clip.path
+        assert torch.equal(warm.grid, batch["video_grid_thw"]), clip.path
+
+
 def test_clips_without_observed_aus_add_no_au_loss():
     """The AU loss averages over the clips whose AUs were observed: a label-only clip's targets and logits change
     nothing, and a batch of label-only clips adds 0 (and no gradient)."""
