@@ -273,6 +273,32 @@ def test_a_rerun_with_the_same_config_returns_at_once_and_another_config_is_refu
     assert _summary(out)["config"]["learning_rate"] == 5e-4
 
 
+def test_an_eval_split_that_is_missing_or_the_training_split_is_refused_and_shared_clips_are_named(tmp_path,
+                                                                                                   warm_data, caplog):
+    """Only an empty dataset_eval_split means "no held-out figure": a typo is an error naming the splits there are
+    (it used to train on silently without one); the training split as eval split is refused; eval clips that are
+    also training clips are named in a warning and the summary's notes."""
+    import datasets
+
+    from emoreason.config import ConfigError
+    from emoreason.training.vision_warmup import run_vision_warmup
+
+    model = warm_data["models"]["qwen2_5_vl"]
+    with pytest.raises(ConfigError, match=r"dataset_eval_split='vall'.*no split 'vall' \(has .*val"):
+        run_vision_warmup(_config(model, warm_data["hf"], tmp_path / "typo", "dataset_eval_split=vall"))
+    with pytest.raises(ConfigError, match="is the training split"):
+        run_vision_warmup(_config(model, warm_data["hf"], tmp_path / "same", "dataset_eval_split=train"))
+
+    train = datasets.load_from_disk(str(warm_data["hf"]))["train"]
+    leaky = tmp_path / "leaky"
+    datasets.DatasetDict({"train": train, "val": train.select(range(4))}).save_to_disk(str(leaky))
+    with caplog.at_level("WARNING"):
+        run_vision_warmup(_config(model, leaky, tmp_path / "warm", "num_train_epochs=1"))
+    notes = [n for n in _summary(tmp_path / "warm")["notes"] if "also training clips" in n]
+    assert len(notes) == 1 and notes[0].startswith("2 eval clip(s)") and train[0]["video"] in notes[0]
+    assert "also training clips" in caplog.text
+
+
 def test_a_dataset_without_labels_or_with_one_class_is_a_clear_error(tmp_path, warm_data):
     from emoreason.training.vision_warmup import run_vision_warmup
 

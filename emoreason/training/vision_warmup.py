@@ -59,7 +59,7 @@ class VisionWarmupConfig:
     dataset_name: str = ""  # a synth-cot dataset directory (save_to_disk) or JSONL file, as SFT reads
     output_dir: str = ""
     dataset_train_split: str = "train"
-    dataset_eval_split: str | None = "val"  # accuracy per epoch on it; None / "": none; a missing split is skipped
+    dataset_eval_split: str | None = "val"  # accuracy per epoch on it; None / "": none (a split it lacks: an error)
     fps: float = field(default_factory=lambda: _sft_default("fps"))
     max_frames: int = field(default_factory=lambda: _sft_default("max_frames"))
     min_pixels: int | None = None
@@ -79,6 +79,10 @@ class VisionWarmupConfig:
             raise ConfigError("vision warm-up: num_train_epochs and per_device_train_batch_size must be >= 1")
         if self.learning_rate <= 0 or self.au_loss_weight < 0:
             raise ConfigError("vision warm-up: learning_rate must be > 0 and au_loss_weight >= 0")
+        if self.dataset_eval_split and self.dataset_eval_split == self.dataset_train_split:
+            raise ConfigError(f"vision warm-up: dataset_eval_split is the training split ({self.dataset_train_split!r}):"
+                              " its accuracy would not be held out; name another split, or set dataset_eval_split= "
+                              "(empty) for none")
 
 
 # --- clips ---------------------------------------------------------------------------------------------------------
@@ -341,15 +345,17 @@ def _load_split(cfg: VisionWarmupConfig, split: str):
     return data
 
 
-def _eval_rows(cfg: VisionWarmupConfig, notes: list[str]):
+def _eval_rows(cfg: VisionWarmupConfig):
+    """The eval split's rows; None only when none is asked for (an empty ``dataset_eval_split``): a split the
+    dataset lacks (a typo such as ``vall``) is an error, not a run without its held-out figure."""
     if not cfg.dataset_eval_split:
         return None
     try:
         return _load_split(cfg, cfg.dataset_eval_split)
-    except KeyError as exc:  # a dataset without that split: trained without a held-out figure
-        notes.append(f"no eval split: {exc.args[0] if exc.args else exc}")
-        log.warning("%s", notes[-1])
-        return None
+    except KeyError as exc:
+        raise ConfigError(f"dataset_eval_split={cfg.dataset_eval_split!r}: {exc.args[0] if exc.args else exc}; name "
+                          "a split it has, or set dataset_eval_split= (empty) to train without a held-out figure"
+                          ) from exc
 
 
 def _encode_all(processor, policy, clips: list[Clip], skipped: list[dict], what: str) -> ClipStore:
@@ -414,9 +420,14 @@ def run_vision_warmup(cfg: VisionWarmupConfig) -> Path:
 
     notes: list[str] = []
     train_clips, skipped = clips_of(_load_split(cfg, cfg.dataset_train_split), cfg.dataset_train_split)
-    eval_data = _eval_rows(cfg, notes)
+    eval_data = _eval_rows(cfg)
     eval_clips, eval_skipped = clips_of(eval_data, cfg.dataset_eval_split) if eval_data is not None else ([], [])
     skipped += eval_skipped
+    shared = sorted({c.path for c in train_clips} & {c.path for c in eval_clips})
+    if shared:  # a JSONL without a split column, or splits cut by row rather than by clip: not held out
+        notes.append(f"{len(shared)} eval clip(s) are also training clips (the eval figure is not held out for "
+                     f"them), e.g. {shared[:3]}")
+        log.warning("%s", notes[-1])
     labels = sorted({c.emotion for c in train_clips})
     if len(labels) < 2:
         raise ValueError(f"{cfg.dataset_name} ({cfg.dataset_train_split}): {len(labels)} emotion class(es) "
