@@ -97,7 +97,7 @@ def test_the_warmup_trains_the_vision_path_alone_and_saves_a_model_that_loads(tm
     assert summary["classes"] == sorted(set(train["emotion"]))
     assert [h["epoch"] for h in summary["history"]] == [1, 2]
     assert all(0 <= h["eval_accuracy"] <= 1 and len(h["eval_ci95"]) == 2 for h in summary["history"])
-    assert summary["clips"]["eval"] > 0 and summary["skipped"] == [] and summary["seconds"] > 0
+    assert summary["clips"]["eval"] > 0 and summary["skipped"] == summary["skipped_rows"] == [] and summary["seconds"] > 0
 
 
 def test_sft_starts_from_the_warmed_up_model(tmp_path, warm_data):
@@ -148,9 +148,9 @@ def test_the_warmup_encodes_a_clip_as_the_sft_collator_does(warm_data, family):
         f"model_name_or_path={source}", f"dataset_name={warm_data['hf']}", "output_dir=unused", *frame_keys]).script
     _, processor = load_model_and_processor(source, device="cpu")
     rows = list(datasets.load_from_disk(str(warm_data["hf"]))["train"].select(range(4)))
-    clips, skipped = clips_of(rows, "train")
+    clips, skipped, skipped_rows = clips_of(rows, "train")
     store = _encode_all(processor, frame_policy(warm_cfg, processor), clips, skipped, "train")
-    assert len(store) == len(clips) == 2 and skipped == []
+    assert len(store) == len(clips) == 2 and skipped == skipped_rows == []
     collator = VideoSFTCollator(processor, frame_policy(sft, processor))
     for clip, warm in zip(clips, store, strict=True):
         batch = collator([clip.row])
@@ -197,6 +197,7 @@ def test_an_unreadable_clip_and_a_clip_with_two_labels_are_skipped_named_and_the
 
     train = datasets.load_from_disk(str(warm_data["hf"]))["train"]
     victim, torn = train[0]["video"], train[2]["video"]
+    unlabelled = next(r for r in train if r["video"] not in (victim, torn) and r["task"] == "emotion")
     assert victim != torn
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(Path(victim).read_bytes()[:200])  # a truncated mp4
@@ -206,6 +207,8 @@ def test_an_unreadable_clip_and_a_clip_with_two_labels_are_skipped_named_and_the
             return {"video": str(broken)}
         if row["video"] == torn and row["task"] == "emotion":  # its cot row keeps the label
             return {"emotion": "neutral" if row["emotion"] != "neutral" else "anger"}
+        if row["id"] == unlabelled["id"]:  # a row without a label: skipped as a row; its clip's cot row still counts
+            return {"emotion": ""}
         return {}
 
     data = _edited(warm_data["hf"], tmp_path / "data", edit)
@@ -218,6 +221,8 @@ def test_an_unreadable_clip_and_a_clip_with_two_labels_are_skipped_named_and_the
     assert set(reasons) == {str(broken), torn} and all(s["split"] == "train" for s in reasons.values())
     assert reasons[str(broken)]["reason"] and "disagree on its label" in reasons[torn]["reason"]
     assert str(broken) in caplog.text
+    assert summary["rows"]["skipped"] == 1 and summary["skipped_rows"][0]["id"] == unlabelled["id"]
+    assert "the row has no emotion" in summary["skipped_rows"][0]["reason"] and unlabelled["id"] in caplog.text
 
 
 def test_a_rerun_with_the_same_config_returns_at_once_and_another_config_is_refused(tmp_path, warm_data, monkeypatch):

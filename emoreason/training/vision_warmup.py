@@ -98,20 +98,20 @@ class Clip:
     row: dict  # the first row of the clip: its prompt and media columns, as SFT encodes them
 
 
-def clips_of(rows, split: str) -> tuple[list[Clip], list[dict]]:
+def clips_of(rows, split: str) -> tuple[list[Clip], list[dict], list[dict]]:
     """The split's clips, one per media file (the first row's label; a later row of the clip with observed AUs
-    supplies them), and what was skipped, with the reason: rows without media or label, and clips whose rows
-    disagree on the label."""
+    supplies them); the clips skipped (their rows disagree on the label) and, apart, the rows skipped (no media or no
+    label: a row, not a clip — the clip's other rows still count), each with the reason, all logged."""
     from emoreason.training.data import row_media
 
     clips: dict[str, Clip] = {}
-    skipped, conflicts = [], {}
+    skipped, skipped_rows, conflicts = [], [], {}
     for row in rows:
         kind, path = row_media(row)
         row_id = str(row.get("id", "?"))
         if kind is None or not row.get("emotion"):
-            skipped.append({"id": row_id, "clip": path, "split": split,
-                            "reason": "the row names no video or image" if kind is None else "the row has no emotion"})
+            skipped_rows.append({"id": row_id, "clip": path, "split": split, "reason": "the row names no video or "
+                                 "image" if kind is None else "the row has no emotion"})
             continue
         aus = frozenset(int(a) for a in row.get("aus") or []) if row.get("au_observed") else None
         clip = clips.get(path)
@@ -125,7 +125,10 @@ def clips_of(rows, split: str) -> tuple[list[Clip], list[dict]]:
     for path, reason in conflicts.items():
         skipped.append({"id": clips.pop(path).id, "clip": path, "split": split, "reason": reason})
         log.warning("skipping %s clip %s: %s", split, path, reason)
-    return list(clips.values()), skipped
+    if skipped_rows:  # one line, not one per row: a label-less corpus has thousands (all are in the summary)
+        log.warning("skipping %d %s row(s) without media or label, e.g. %s", len(skipped_rows), split,
+                    "; ".join(f"{r['id']}: {r['reason']}" for r in skipped_rows[:3]))
+    return list(clips.values()), skipped, skipped_rows
 
 
 @dataclass
@@ -419,10 +422,12 @@ def run_vision_warmup(cfg: VisionWarmupConfig) -> Path:
     started = time.time()
 
     notes: list[str] = []
-    train_clips, skipped = clips_of(_load_split(cfg, cfg.dataset_train_split), cfg.dataset_train_split)
+    train_clips, skipped, skipped_rows = clips_of(_load_split(cfg, cfg.dataset_train_split), cfg.dataset_train_split)
     eval_data = _eval_rows(cfg)
-    eval_clips, eval_skipped = clips_of(eval_data, cfg.dataset_eval_split) if eval_data is not None else ([], [])
+    eval_clips, eval_skipped, eval_skipped_rows = (clips_of(eval_data, cfg.dataset_eval_split)
+                                                   if eval_data is not None else ([], [], []))
     skipped += eval_skipped
+    skipped_rows += eval_skipped_rows
     shared = sorted({c.path for c in train_clips} & {c.path for c in eval_clips})
     if shared:  # a JSONL without a split column, or splits cut by row rather than by clip: not held out
         notes.append(f"{len(shared)} eval clip(s) are also training clips (the eval figure is not held out for "
@@ -474,8 +479,9 @@ def run_vision_warmup(cfg: VisionWarmupConfig) -> Path:
         "frame_policy": asdict(policy), "classes": classes, "au_vocabulary": aus, "au_head_used": au_head_used,
         "clips": {"train": len(train_clips), "train_au_observed": int(observed.sum()), "eval": len(eval_clips),
                   "skipped": len(skipped)},
+        "rows": {"skipped": len(skipped_rows)},
         "clips_used": {"train": [c.id for c in train_clips], "eval": [c.id for c in eval_clips]},
-        "skipped": skipped, "notes": notes, "history": history,
+        "skipped": skipped, "skipped_rows": skipped_rows, "notes": notes, "history": history,
         "final": {"loss": last["loss"], "train_accuracy": last["train_accuracy"],
                   **({"eval_accuracy": last["eval_accuracy"], "eval_ci95": last["eval_ci95"],
                       "eval_n": len(eval_clips)} if "eval_accuracy" in last else {}),
