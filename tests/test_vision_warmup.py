@@ -95,6 +95,10 @@ def test_the_warmup_trains_the_vision_path_alone_and_saves_a_model_that_loads(tm
     assert summary["clips"]["train"] == len(videos) == len(summary["clips_used"]["train"])  # ...seen once
     assert summary["completed"] and summary["au_head_used"] and summary["au_vocabulary"]
     assert summary["classes"] == sorted(set(train["emotion"]))
+    val = datasets.load_from_disk(str(warm_data["hf"]))["val"]
+    label_of = dict(zip(val["video"], val["emotion"], strict=True))  # one label per clip: accuracy is over clips
+    majority = max(list(label_of.values()).count(e) for e in set(label_of.values())) / len(label_of)
+    assert summary["final"]["chance_bar"] == max(1 / len(summary["classes"]), majority)
     assert [h["epoch"] for h in summary["history"]] == [1, 2]
     assert all(0 <= h["eval_accuracy"] <= 1 and len(h["eval_ci95"]) == 2 for h in summary["history"])
     assert summary["clips"]["eval"] > 0 and summary["skipped"] == summary["skipped_rows"] == [] and summary["seconds"] > 0
@@ -156,6 +160,16 @@ def test_the_warmup_encodes_a_clip_as_the_sft_collator_does(warm_data, family):
         batch = collator([clip.row])
         assert torch.equal(warm.pixels, batch["pixel_values_videos"]), clip.path
         assert torch.equal(warm.grid, batch["video_grid_thw"]), clip.path
+
+
+def test_the_summary_chance_is_the_projects_bar_not_one_over_k():
+    """An unbalanced eval split: always answering its most frequent class beats 1/K, so that is the bar the held-out
+    accuracy must clear (as `emoreason.evaluation.significance.versus_chance` and bench/learning.py hold it)."""
+    from emoreason.training.vision_warmup import chance_of
+
+    assert chance_of(4, ["anger", "anger", "anger", "fear"]) == {"chance": 0.25, "majority_rate": 0.75,
+                                                                 "chance_bar": 0.75}
+    assert chance_of(4, ["anger", "fear", "joy", "sadness"])["chance_bar"] == 0.25
 
 
 def test_clips_without_observed_aus_add_no_au_loss():

@@ -380,6 +380,17 @@ def _encode_all(processor, policy, clips: list[Clip], skipped: list[dict], what:
     return store
 
 
+def chance_of(classes: int, labels: Sequence[str]) -> dict:
+    """The project's chance bar for an accuracy over these clips' labels (the eval split's; the training split's
+    when there is none): max(1 / classes, the most frequent label's share) (``emoreason.evaluation.significance``)."""
+    from collections import Counter
+
+    from emoreason.evaluation.significance import chance_bar
+
+    bar, majority = chance_bar(classes, Counter(labels).values())
+    return {"chance": 1 / classes, "majority_rate": majority, "chance_bar": bar}
+
+
 def save_warm_model(model, processor, policy, source: Path, final: Path) -> None:
     """The model (heads dropped: they are not part of it), its processor, its frame policy and the embedded model's
     build record, written beside ``final`` and moved in place (a kill never leaves a half-written final)."""
@@ -485,7 +496,7 @@ def run_vision_warmup(cfg: VisionWarmupConfig) -> Path:
         "final": {"loss": last["loss"], "train_accuracy": last["train_accuracy"],
                   **({"eval_accuracy": last["eval_accuracy"], "eval_ci95": last["eval_ci95"],
                       "eval_n": len(eval_clips)} if "eval_accuracy" in last else {}),
-                  "chance": 1 / len(classes)},
+                  **chance_of(len(classes), [c.emotion for c in (eval_clips or train_clips)])},
         "seconds": time.time() - started,
     }
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n")
