@@ -172,6 +172,34 @@ def test_the_summary_chance_is_the_projects_bar_not_one_over_k():
     assert chance_of(4, ["anger", "fear", "joy", "sadness"])["chance_bar"] == 0.25
 
 
+def test_a_bf16_checkpoint_trains_its_tower_in_float32_and_keeps_its_dtype(warm_data):
+    """On CUDA a real checkpoint loads in bf16 (dtype auto): its tower takes float32 AdamW steps (pure-bf16 updates
+    round away) and is bf16 again afterwards, beside a language model left as loaded."""
+    import datasets
+
+    from emoreason.models import load_model_and_processor
+    from emoreason.training.loading import frame_policy
+    from emoreason.training.vision_warmup import _encode_all, clips_of, train_tower, vision_owner
+
+    source = warm_data["models"]["qwen2_5_vl"]
+    model, processor = load_model_and_processor(source, device="cpu")
+    model.to(torch.bfloat16)
+    rows = list(datasets.load_from_disk(str(warm_data["hf"]))["train"].select(range(8)))
+    clips, skipped, _ = clips_of(rows, "train")
+    store = _encode_all(processor, frame_policy(_config(source, warm_data["hf"], "unused"), processor), clips,
+                        skipped, "train")
+    visual = vision_owner(model).visual
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    during = []
+    labels = torch.tensor([i % 2 for i in range(len(store))])
+    train_tower(model, store, labels, torch.zeros(len(store), 0), {}, epochs=2, lr=1e-2, batch_size=2, au_weight=0.0,
+                seed=0, report=lambda line: during.append({p.dtype for p in visual.parameters()}))
+    assert during == [{torch.float32}] * 2
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert changed and all(_visual(n) for n in changed)
+
+
 def test_clips_without_observed_aus_add_no_au_loss():
     """The AU loss averages over the clips whose AUs were observed: a label-only clip's targets and logits change
     nothing, and a batch of label-only clips adds 0 (and no gradient)."""

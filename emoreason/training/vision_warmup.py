@@ -222,13 +222,28 @@ def train_tower(model, train: Sequence[Encoded], train_y, train_aus, held_out: d
     """AdamW on the vision module (tower, merger, deepstack mergers) + a linear emotion head + a linear AU head on
     :func:`pooled_tokens`; accuracy with Wilson 95 % CIs on each held-out split (name → (clips, labels)) after each
     epoch. ``train_aus``: (n, AUs) targets (0 columns or ``au_weight`` 0: no AU head); ``au_observed``: (n,) bool,
-    clips whose AU targets count (None: all). Returns one entry per epoch; ``report`` gets one line per epoch."""
+    clips whose AU targets count (None: all). Returns one entry per epoch; ``report`` gets one line per epoch.
+
+    The vision module trains in float32 and is cast back to its dtype at the end: a checkpoint loaded in bf16 (dtype
+    auto, on CUDA) would otherwise take pure-bf16 AdamW steps, whose small updates round away."""
+    visual = vision_owner(model).visual
+    dtype = next(visual.parameters()).dtype
+    visual.float()
+    try:
+        return _train_tower(model, visual, train, train_y, train_aus, held_out, epochs=epochs, lr=lr,
+                            batch_size=batch_size, au_weight=au_weight, seed=seed, au_observed=au_observed,
+                            report=report)
+    finally:
+        visual.to(dtype)
+
+
+def _train_tower(model, visual, train, train_y, train_aus, held_out, *, epochs, lr, batch_size, au_weight, seed,
+                 au_observed, report) -> list[dict]:
     import torch
 
     from emoreason.evaluation.significance import wilson_interval
 
     torch.manual_seed(seed)
-    visual = vision_owner(model).visual
     device = next(visual.parameters()).device
     with torch.no_grad():  # the heads' width: the tokens' own (the text model's hidden size)
         width = pooled_tokens(model, [train[0]]).shape[1]
@@ -405,7 +420,7 @@ def save_warm_model(model, processor, policy, source: Path, final: Path) -> None
     record = source / "emoreason_model.json"  # the embedded model's build record travels with it
     if record.is_file():
         shutil.copyfile(record, partial / record.name)
-    if is_omni(partial):  # the thinker class saves a layout the loaders and vLLM do not read
+    if is_omni(partial):  # the thinker class saves its own layout; vLLM serves only the released composite one
         to_composite(partial)
     shutil.rmtree(final, ignore_errors=True)
     partial.rename(final)
