@@ -6,8 +6,12 @@ a linear emotion head on the clip's mean-pooled audio tokens — exactly the tok
 SFT: each clip encoded by the model's own processor with the face hidden (``modalities=audio``, the frame policy
 timing the heard window, as the SFT collator does), pooled per clip from ``get_audio_features``. Cross-entropy
 on the emotion; accuracy on the identity-disjoint validation and test splits per epoch with Wilson 95 % CIs.
-``--save DIR`` keeps the whole model with the trained audio encoder (+ processor + build record): SFT starts
-from it with the audio encoder at a low rate (``audio_learning_rate``).
+The loop is the vision warm-up's (``emoreason.training.vision_warmup.train_tower``, this pooling in place of the
+video tokens'); a clip that does not encode (no audio track, a corrupt or truncated file) is skipped with a warning
+naming the file and the reason, listed under ``skipped`` in ``--out``, and the run goes on. ``--save DIR`` keeps
+the whole model with the trained audio encoder through the vision warm-up's ``save_warm_model`` (processor, frame
+policy, build record, the composite Omni layout vLLM serves; written aside and moved in place): SFT starts from it
+with the audio encoder at a low rate (``audio_learning_rate``).
 
     python bench/audio_warmup.py --model runs/demo/tiny-qwen2_5_omni --synth runs/demo/synthfacs-av \
         --frames '{fps: 4.0, max_frames: 2}' --epochs 10 --save runs/demo/audio-warmup
@@ -17,7 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
+import logging
 import sys
 import time
 from dataclasses import replace
@@ -31,24 +35,35 @@ from tower_probe import load_split  # noqa: E402  (bench scripts are not a packa
 # (input_features, feature_attention_mask) of one clip, as the processor hands them to the audio encoder
 AudioInputs = tuple[torch.Tensor, torch.Tensor]
 
+log = logging.getLogger("audio_warmup")
 
-def encode_tracks(processor, synth: Path, rows: list[dict], policy) -> list[AudioInputs]:
+
+def encode_tracks(processor, synth: Path, rows: list[dict], policy, split: str,
+                  skipped: list[dict]) -> tuple[list[AudioInputs], list[dict]]:
     """Each clip's audio inputs as SFT with ``modalities=audio`` builds them: frames sampled under ``policy`` (they
-    time the heard window), blanked, and the aligned track cut to the model's window, through the processor."""
+    time the heard window), blanked, and the aligned track cut to the model's window, through the processor.
+    Returns (inputs, rows) of the clips that encode; one that does not (no audio track, a corrupt or truncated
+    file) is skipped with a warning naming the file and the reason, and appended to ``skipped``."""
     from emoreason.audio import audio_window_s
     from emoreason.audio.modalities import with_modalities
     from emoreason.inference import encode_batch
     from emoreason.reasoning import build_messages
-    from emoreason.video import load_frames
+    from emoreason.video import MediaError, load_frames
 
     window = audio_window_s(processor)
-    encoded = []
+    encoded, kept = [], []
     for row in rows:
         path = str(synth / row["media"]["path"])
-        frames, audio = with_modalities(load_frames(path, policy), "audio", window)
+        try:
+            frames, audio = with_modalities(load_frames(path, policy), "audio", window)
+        except MediaError as exc:
+            skipped.append({"id": row.get("id"), "clip": path, "split": split, "reason": str(exc)})
+            log.warning("skipping %s clip %s: %s", split, path, exc)
+            continue
         inputs = encode_batch(processor, [build_messages(path, "video")], [frames], audio=[audio])
         encoded.append((inputs["input_features"], inputs["feature_attention_mask"]))
-    return encoded
+        kept.append(row)
+    return encoded, kept
 
 
 def pooled_audio_tokens(model, clips: list[AudioInputs]) -> torch.Tensor:
@@ -63,64 +78,11 @@ def pooled_audio_tokens(model, clips: list[AudioInputs]) -> torch.Tensor:
     return torch.stack([t.mean(0) for t in torch.split(tokens, lengths.tolist())])
 
 
-def audio_parameters(model) -> list[torch.nn.Parameter]:
-    """The audio encoder's parameters, by the one classification per-module rates and freeze_audio use."""
-    from emoreason.training.optim import module_of
-
-    return [p for n, p in model.named_parameters() if module_of(n) == "audio"]
-
-
-def train_audio_tower(model, train: list[AudioInputs], train_y: torch.Tensor,
-                      held_out: dict[str, tuple[list[AudioInputs], torch.Tensor]], *, epochs: int, lr: float,
-                      batch_size: int, seed: int) -> list[dict]:
-    """AdamW on the audio encoder + a linear head; accuracy on each held-out split (name → (clips, labels)) after
-    each epoch. Nothing else in the model changes."""
-    from emoreason.evaluation.significance import wilson_interval
-
-    torch.manual_seed(seed)
-    for p in model.parameters():
-        p.requires_grad_(False)
-    encoder = audio_parameters(model)
-    for p in encoder:
-        p.requires_grad_(True)
-    head = torch.nn.Linear(model.config.text_config.hidden_size, int(train_y.max()) + 1)
-    optimizer = torch.optim.AdamW([*encoder, *head.parameters()], lr=lr, weight_decay=0.0)
-    history = []
-    for epoch in range(1, epochs + 1):
-        started, total, correct = time.time(), 0.0, 0
-        model.train()
-        order = torch.randperm(len(train)).tolist()
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            logits = head(pooled_audio_tokens(model, [train[i] for i in idx]))
-            loss = torch.nn.functional.cross_entropy(logits, train_y[idx])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach()) * len(idx)
-            correct += int((logits.argmax(1) == train_y[idx]).sum())
-        model.eval()
-        entry = {"epoch": epoch, "loss": total / len(train), "train_accuracy": correct / len(train)}
-        line = f"epoch {epoch}: loss {entry['loss']:.3f}  train {100 * entry['train_accuracy']:.1f} %"
-        for split, (clips, labels) in held_out.items():
-            with torch.no_grad():
-                predicted = torch.cat([head(pooled_audio_tokens(model, clips[s:s + 64])).argmax(1)
-                                       for s in range(0, len(clips), 64)])
-            hits = int((predicted == labels).sum())
-            low, high = wilson_interval(hits, len(clips))
-            entry.update({f"{split}_accuracy": hits / len(clips), f"{split}_ci95": [low, high]})
-            line += f"  {split} {100 * hits / len(clips):.1f} % [{100 * low:.1f}–{100 * high:.1f}]"
-        history.append({**entry, "seconds": time.time() - started})
-        print(line, flush=True)
-    for p in model.parameters():
-        p.requires_grad_(True)
-    return history
-
-
 def main(argv: list[str] | None = None) -> int:
     import yaml
 
     from emoreason.models import frame_policy_for, load_model_and_processor
+    from emoreason.training.vision_warmup import save_warm_model, train_tower
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="an Omni model directory (`emoreason tiny-model --family "
@@ -148,27 +110,34 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{args.model}: {type(model).__name__} has no audio encoder (an Omni thinker is needed)")
     policy = replace(frame_policy_for(processor), **(yaml.safe_load(args.frames) or {}))
     started = time.time()
-    clips = {split: encode_tracks(processor, synth, rows[split], policy) for split in rows}
+    skipped: list[dict] = []
+    clips = {}
+    for split in list(rows):
+        clips[split], rows[split] = encode_tracks(processor, synth, rows[split], policy, split, skipped)
+    if len({r["emotion"] for r in rows["train"]}) < 2 or not rows["val"]:
+        raise SystemExit(f"{synth}: after skipping {len(skipped)} clips that do not encode, too little is left to "
+                         f"train and select on ({len(rows['train'])} train, {len(rows['val'])} val clips)")
     tokens = int(model.model.audio_tower._get_feat_extract_output_lengths(clips["train"][0][1].sum(-1))[1])
     print(f"{len(rows['train'])} train / {len(rows['val'])} val / {len(rows['test'])} test clips, {len(classes)} "
-          f"classes, {tokens} audio tokens per clip (encoded in {time.time() - started:.0f} s)", flush=True)
+          f"classes, {tokens} audio tokens per clip, {len(skipped)} skipped (encoded in "
+          f"{time.time() - started:.0f} s)", flush=True)
     labels = {split: torch.tensor([classes.index(r["emotion"]) for r in rows[split]]) for split in rows}
-    held_out = {split: (clips[split], labels[split]) for split in ("val", "test")}
-    history = train_audio_tower(model, clips["train"], labels["train"], held_out, epochs=args.epochs, lr=args.lr,
-                                batch_size=args.batch_size, seed=args.seed)
+    held_out = {split: (clips[split], labels[split]) for split in ("val", "test") if clips[split]}
+    # the vision warm-up's loop on the audio encoder (audio_tower, its projection included): emotion head only
+    history = train_tower(model, clips["train"], labels["train"], torch.zeros(len(clips["train"]), 0), held_out,
+                          epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, au_weight=0.0, seed=args.seed,
+                          pool=pooled_audio_tokens, module=model.model.audio_tower)
     selected = max(history, key=lambda h: h["val_accuracy"])  # model selection on validation, never on test
-    print(f"test: last epoch {100 * history[-1]['test_accuracy']:.1f} %; at the validation-selected epoch "
-          f"{selected['epoch']} {100 * selected['test_accuracy']:.1f} %; chance {100 / len(classes):.1f} %",
-          flush=True)
-    if args.save:
-        model.save_pretrained(args.save)
-        processor.save_pretrained(args.save)
-        record = Path(args.model) / "emoreason_model.json"  # the embedded model's build record travels with it
-        if record.is_file():
-            shutil.copyfile(record, Path(args.save) / record.name)
+    if "test_accuracy" in selected:
+        print(f"test: last epoch {100 * history[-1]['test_accuracy']:.1f} %; at the validation-selected epoch "
+              f"{selected['epoch']} {100 * selected['test_accuracy']:.1f} %; chance {100 / len(classes):.1f} %",
+              flush=True)
+    if args.save:  # frame policy, build record, the composite layout vLLM serves; written aside, moved in place
+        save_warm_model(model, processor, policy, Path(args.model), Path(args.save))
     if args.out:
         Path(args.out).write_text(json.dumps({"args": vars(args), "classes": classes, "audio_tokens": tokens,
-                                              "history": history, "selected_epoch": selected["epoch"]},
+                                              "history": history, "selected_epoch": selected["epoch"],
+                                              "skipped": skipped},
                                              indent=2) + "\n")
     return 0
 

@@ -199,14 +199,31 @@ def shuffled_synth_copy(synth_dir: Path, out_dir: Path, seed: int = 0) -> dict:
 
 def shuffled_copy(hf_dir: Path, out_dir: Path, split: str = "train", seed: int = 0) -> dict:
     """Write ``out_dir``: ``hf_dir`` with each ``split`` clip's video replaced by another clip's (a derangement,
-    so no clip keeps its own frames; all rows of one clip get the same other clip). Returns counts."""
+    so no clip keeps its own frames; all rows of one clip get the same other clip). Rows with an ``audio_path``
+    (the clip's track in another file) get the other clip's with its video, so no row still hears its own track;
+    a row whose ``audio_path`` has no video to move with, or one clip with two tracks, is a ValueError. Returns
+    counts."""
     import datasets
 
     data = datasets.load_from_disk(str(hf_dir))
     train = data[split]
     videos = sorted({v for v in train["video"] if v})
     swap = dict(zip(videos, derangement(videos, seed), strict=True))
-    data[split] = train.map(lambda row: {"video": swap.get(row["video"], row["video"])})
+    if "audio_path" not in train.column_names:
+        data[split] = train.map(lambda row: {"video": swap.get(row["video"], row["video"])})
+    else:
+        track: dict[str, str | None] = {}
+        ids = train["id"] if "id" in train.column_names else ["?"] * len(train)
+        for row_id, video, audio in zip(ids, train["video"], train["audio_path"], strict=True):
+            if audio and not video:
+                raise ValueError(f"{hf_dir} ({split}) row {row_id}: audio_path {audio!r} but no video to swap it "
+                                 "with; the control would hear its own track")
+            if video and track.setdefault(video, audio) != audio:
+                raise ValueError(f"{hf_dir} ({split}): rows of {video} name two audio tracks "
+                                 f"({track[video]!r}, {audio!r})")
+        data[split] = train.map(lambda row: {"video": swap.get(row["video"], row["video"]),
+                                             "audio_path": track[swap[row["video"]]] if row["video"]
+                                             else row["audio_path"]})
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     data.save_to_disk(str(tmp))

@@ -3,15 +3,39 @@
 from __future__ import annotations
 
 import json
+import logging
+from pathlib import Path
 
 import torch
 from bench_support import load_bench
 
 
-def test_audio_warmup_trains_only_the_audio_encoder_and_saves_a_model_sft_can_start_from(tmp_path, tiny_omni_dir):
+def _break_clips(synth: Path) -> tuple[str, str]:
+    """The first training clip re-encoded without its audio track, the second cut to half its bytes (a truncated
+    download): real files that do not encode, the first two of ``train.jsonl``."""
+    import av
+    import numpy as np
+
+    from emoreason.video import write_video
+
+    first, second = (synth / json.loads(line)["media"]["path"]
+                     for line in (synth / "train.jsonl").read_text().splitlines()[:2])
+    with av.open(str(first)) as container:
+        frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+    write_video(frames, first)  # same frames, no audio argument: an mp4 with a video stream only
+    data = second.read_bytes()
+    second.write_bytes(data[:len(data) // 2])
+    return str(first), str(second)
+
+
+def test_audio_warmup_trains_only_the_audio_encoder_and_saves_a_model_sft_can_start_from(tmp_path, tiny_omni_dir,
+                                                                                          caplog):
     """One epoch on a handful of SynthFACS-AV clips: the pooled tokens are per clip, the held-out splits are
-    scored, only ``audio_tower`` parameters change, and the saved directory loads with its processor."""
-    from emoreason.models import load_model_and_processor
+    scored, only ``audio_tower`` parameters change, and the saved directory loads with its processor, in the
+    composite layout vLLM serves, with its frame policy. A clip without an audio track and a truncated clip are
+    skipped with a warning naming each file, listed in ``--out``, and the run goes on."""
+    from emoreason.models import load_model_and_processor, saved_frame_policy
+    from emoreason.models.omni import COMPOSITE_MODEL_TYPE
     from emoreason.synth import SynthConfig, build_dataset
 
     synth = tmp_path / "synth"
@@ -23,14 +47,25 @@ def test_audio_warmup_trains_only_the_audio_encoder_and_saves_a_model_sft_can_st
         kept = [line for line in path.read_text().splitlines() if json.loads(line)["emotion"] in seen]
         assert kept, split
         path.write_text("".join(line + "\n" for line in kept))
+    silent, truncated = _break_clips(synth)
     out, warm = tmp_path / "history.json", tmp_path / "warm"
-    assert load_bench("audio_warmup").main(["--model", str(tiny_omni_dir), "--synth", str(synth), "--frames",
-                                            "{max_frames: 2}", "--epochs", "1", "--lr", "1e-2", "--batch-size",
-                                            "4", "--out", str(out), "--save", str(warm)]) == 0
-    history = json.loads(out.read_text())["history"]
+    with caplog.at_level(logging.WARNING):
+        assert load_bench("audio_warmup").main(["--model", str(tiny_omni_dir), "--synth", str(synth), "--frames",
+                                                "{max_frames: 2}", "--epochs", "1", "--lr", "1e-2", "--batch-size",
+                                                "4", "--out", str(out), "--save", str(warm)]) == 0
+    result = json.loads(out.read_text())
+    history = result["history"]
     assert len(history) == 1 and {"val_accuracy", "test_accuracy", "val_ci95", "test_ci95"} <= set(history[0])
-    assert json.loads(out.read_text())["audio_tokens"] > 0
+    assert result["audio_tokens"] > 0
+    skipped = {s["clip"]: s for s in result["skipped"]}
+    assert set(skipped) == {silent, truncated}, skipped
+    assert "no audio track" in skipped[silent]["reason"] and skipped[silent]["split"] == "train"
+    assert skipped[truncated]["reason"]
+    for path in (silent, truncated):
+        assert any(path in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING), path
 
+    assert json.loads((warm / "config.json").read_text())["model_type"] == COMPOSITE_MODEL_TYPE
+    assert saved_frame_policy(warm)["max_frames"] == 2 and not (tmp_path / "warm.tmp").exists()
     trained, processor = load_model_and_processor(warm, device="cpu")
     assert processor.feature_extractor is not None and (warm / "emoreason_model.json").is_file()
     untrained, _ = load_model_and_processor(tiny_omni_dir, device="cpu")

@@ -186,6 +186,27 @@ def test_control_data_swaps_every_training_clip_and_keeps_labels(tmp_path, grpo_
             assert before[split]["video"] == after[split]["video"]  # held-out clips untouched
 
 
+def test_control_data_swaps_a_rows_audio_path_with_its_video(tmp_path, grpo_data):
+    """Rows that hear their track from another file (``audio_path``, a face-crop clip's original video) get the
+    other clip's track with its frames: the control never hears a clip's own voice. A track with no video to move
+    with is refused, naming the row."""
+    import datasets
+
+    bench = _bench()
+    data = datasets.load_from_disk(str(grpo_data))
+    train = data["train"].map(lambda row: {"audio_path": row["video"] + ".original.mp4"})
+    datasets.DatasetDict({**data, "train": train}).save_to_disk(str(tmp_path / "with_audio"))
+    bench.shuffled_copy(tmp_path / "with_audio", tmp_path / "shuffled", seed=3)
+    after = datasets.load_from_disk(str(tmp_path / "shuffled"))["train"]
+    for a, b in zip(train, after, strict=True):
+        assert b["video"] != a["video"] and b["audio_path"] == b["video"] + ".original.mp4"
+
+    orphan = train.map(lambda row, i: {"video": "" if i == 0 else row["video"]}, with_indices=True)
+    datasets.DatasetDict({**data, "train": orphan}).save_to_disk(str(tmp_path / "orphan"))
+    with pytest.raises(ValueError, match=f"row {orphan[0]['id']}: audio_path .* no video"):
+        bench.shuffled_copy(tmp_path / "orphan", tmp_path / "shuffled2", seed=3)
+
+
 def test_wilson_interval_matches_published_values():
     # Brown, Cai & DasGupta (2001) / Newcombe (1998) example: 81 of 263 → 0.2553–0.3662
     low, high = wilson_interval(81, 263)

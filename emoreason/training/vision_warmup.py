@@ -218,27 +218,30 @@ def masked_au_loss(logits, targets, observed):
 
 def train_tower(model, train: Sequence[Encoded], train_y, train_aus, held_out: dict[str, tuple[Sequence[Encoded],
                 object]], *, epochs: int, lr: float, batch_size: int, au_weight: float, seed: int,
-                au_observed=None, report: Callable[[str], None] | None = None) -> list[dict]:
+                au_observed=None, report: Callable[[str], None] | None = None, pool: Callable = pooled_tokens,
+                module=None) -> list[dict]:
     """AdamW on the vision module (tower, merger, deepstack mergers) + a linear emotion head + a linear AU head on
     :func:`pooled_tokens`; accuracy with Wilson 95 % CIs on each held-out split (name → (clips, labels)) after each
     epoch. ``train_aus``: (n, AUs) targets (0 columns or ``au_weight`` 0: no AU head); ``au_observed``: (n,) bool,
     clips whose AU targets count (None: all). Returns one entry per epoch; ``report`` gets one line per epoch.
+    Another encoder (the Omni audio warm-up, ``bench/audio_warmup.py``): ``pool(model, clips)`` → (n, width) its
+    pooled tokens, ``module`` the encoder it trains (default: the vision tower).
 
-    The vision module trains in float32 and is cast back to its dtype at the end: a checkpoint loaded in bf16 (dtype
+    The trained module runs in float32 and is cast back to its dtype at the end: a checkpoint loaded in bf16 (dtype
     auto, on CUDA) would otherwise take pure-bf16 AdamW steps, whose small updates round away."""
-    visual = vision_owner(model).visual
+    visual = module if module is not None else vision_owner(model).visual
     dtype = next(visual.parameters()).dtype
     visual.float()
     try:
         return _train_tower(model, visual, train, train_y, train_aus, held_out, epochs=epochs, lr=lr,
                             batch_size=batch_size, au_weight=au_weight, seed=seed, au_observed=au_observed,
-                            report=report)
+                            report=report, pool=pool)
     finally:
         visual.to(dtype)
 
 
 def _train_tower(model, visual, train, train_y, train_aus, held_out, *, epochs, lr, batch_size, au_weight, seed,
-                 au_observed, report) -> list[dict]:
+                 au_observed, report, pool) -> list[dict]:
     import torch
 
     from emoreason.evaluation.significance import wilson_interval
@@ -246,7 +249,7 @@ def _train_tower(model, visual, train, train_y, train_aus, held_out, *, epochs, 
     torch.manual_seed(seed)
     device = next(visual.parameters()).device
     with torch.no_grad():  # the heads' width: the tokens' own (the text model's hidden size)
-        width = pooled_tokens(model, [train[0]]).shape[1]
+        width = pool(model, [train[0]]).shape[1]
     head = torch.nn.Linear(width, int(train_y.max()) + 1).to(device)
     use_aus = bool(au_weight) and train_aus.shape[1] > 0
     au_head = torch.nn.Linear(width, train_aus.shape[1]).to(device) if use_aus else None
@@ -261,7 +264,7 @@ def _train_tower(model, visual, train, train_y, train_aus, held_out, *, epochs, 
         order = torch.randperm(len(train)).tolist()
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            features = pooled_tokens(model, [train[i] for i in idx])
+            features = pool(model, [train[i] for i in idx])
             labels = train_y[idx].to(device)
             logits = head(features)
             loss = torch.nn.functional.cross_entropy(logits, labels)
@@ -278,7 +281,7 @@ def _train_tower(model, visual, train, train_y, train_aus, held_out, *, epochs, 
         line = f"epoch {epoch}/{epochs}: loss {total / len(train):.3f}  train {100 * correct / len(train):.1f} %"
         for split, (clips, split_labels) in held_out.items():
             with torch.no_grad():
-                predicted = torch.cat([head(pooled_tokens(model, clips[s:s + _EVAL_BATCH])).argmax(1).cpu()
+                predicted = torch.cat([head(pool(model, clips[s:s + _EVAL_BATCH])).argmax(1).cpu()
                                        for s in range(0, len(clips), _EVAL_BATCH)])
             hits = int((predicted == split_labels).sum())
             low, high = wilson_interval(hits, len(clips))
