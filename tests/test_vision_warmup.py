@@ -301,6 +301,9 @@ def test_a_rerun_with_the_same_config_returns_at_once_and_another_config_is_refu
     assert stamps == {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in stamps}
     with pytest.raises(ConfigError, match="different config"):
         run_vision_warmup(_config(model, data, out, "num_train_epochs=1", "learning_rate=5e-4"))
+    moved = shutil.copytree(out, tmp_path / "moved")  # a finished run moved elsewhere: still this config's
+    assert run_vision_warmup(_config(model, data, moved, "num_train_epochs=1", "per_device_train_batch_size=8")) == (
+        moved / "final")
 
     # the data rewritten in place (synth-cot run again into the same directory), or another source model: refused
     shard = next((data / "train").glob("data-*.arrow"))

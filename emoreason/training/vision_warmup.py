@@ -342,8 +342,9 @@ def completed(cfg: VisionWarmupConfig) -> Path | None:
     stored = dict(data.get("config") or {})
     for name in ("model_name_or_path", "dataset_name"):  # a run recorded before paths were resolved
         stored[name] = _local(stored.get(name, ""))
-    stored["output_dir"] = str(Path(stored.get("output_dir") or out).resolve())
-    if stored != config_key(cfg):
+    wanted_config = config_key(cfg)
+    stored["output_dir"] = wanted_config["output_dir"]  # where the run lies is not what it did: a moved one is reused
+    if stored != wanted_config:
         raise ConfigError(f"{out} holds a finished vision warm-up with a different config ({summary}); use a new "
                           "output_dir to change settings, or the same config to reuse it")
     wanted, recorded = inputs_key(cfg), data.get("inputs")
