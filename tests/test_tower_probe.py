@@ -81,7 +81,7 @@ def test_a_finished_warmup_is_reused_and_one_done_with_other_options_is_refused(
     from dataclasses import asdict
 
     from emoreason.config import ConfigError, load_config
-    from emoreason.training.vision_warmup import CONFIG_FILE, SUMMARY_FILE, VisionWarmupConfig
+    from emoreason.training.vision_warmup import CONFIG_FILE, SUMMARY_FILE, VisionWarmupConfig, inputs_key
 
     bench = load_bench("learning")
     plan = bench.preset("warmup")
@@ -94,7 +94,7 @@ def test_a_finished_warmup_is_reused_and_one_done_with_other_options_is_refused(
         f"model_name_or_path={out / 'model'}", f"dataset_name={out / 'cot' / 'hf'}", f"output_dir={warm}",
         f"seed={plan.seed}", *[f"{k}={v}" for k, v in plan.frame_policy.items()]])
     (warm / CONFIG_FILE).write_text(json.dumps(asdict(cfg)))
-    (warm / SUMMARY_FILE).write_text(json.dumps({"completed": True, "config": asdict(cfg)}))
+    (warm / SUMMARY_FILE).write_text(json.dumps({"completed": True, "config": asdict(cfg), "inputs": inputs_key(cfg)}))
     assert bench.warm_up(runner, plan, out / "model", out, "sft", out / "cot" / "hf") == warm / "final"
     assert "vision-warmup" not in capsys.readouterr().out  # reused: the stage is not run again
     plan.vision_warmup_overrides = ["num_train_epochs=5"]

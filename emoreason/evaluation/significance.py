@@ -84,6 +84,16 @@ def per_sample(run_dir: str | Path, records) -> list[dict]:
     return items
 
 
+def chance_bar(classes: int, counts, n: int | None = None) -> tuple[float, float | None]:
+    """(bar, majority rate): the better of two answer-blind guesses on a split of ``n`` items (default: the sum of
+    its per-class ``counts``): a uniform guess (``1 / classes``) and always answering its most frequent class (the
+    majority rate; None when there are no items)."""
+    counts = list(counts)
+    n = sum(counts) if n is None else n
+    majority = max(counts) / n if counts and n else None
+    return max(1 / classes, majority or 0.0), majority
+
+
 def versus_chance(run_dir: str | Path, classes: int) -> dict:
     """WAR of an evaluation run against chance: n, correct, Wilson 95 % CI and the verdict "above chance" / "at
     chance" / "below chance" (whether the CI lies above, around or below the bar). The bar is the better of two
@@ -98,9 +108,7 @@ def versus_chance(run_dir: str | Path, classes: int) -> dict:
     correct = round(rec["war"] * n)
     low, high = wilson_interval(correct, n) if n else (0.0, 1.0)
     chance = 1 / classes
-    support = rec.get("support") or {}
-    majority = max(support.values()) / n if support and n else None
-    bar = max(chance, majority or 0.0)
+    bar, majority = chance_bar(classes, (rec.get("support") or {}).values(), n)
     verdict = "above chance" if low > bar else "below chance" if high < bar else "at chance"
     return {"n": n, "correct": correct, "war": rec["war"], "uar": rec["uar"], "war_ci95": [low, high],
             "chance": chance, "majority_rate": majority, "bar": bar, "verdict": verdict}

@@ -15,8 +15,9 @@ label-only corpus gets no AU loss (masked), and a dataset without observed AUs t
 
 A clip that does not load is skipped with a warning naming the file and the reason, and listed in
 ``warmup_summary.json``; the run goes on. Rerun with the same config in the same ``output_dir``: returns the saved
-model at once; another config there is refused. A killed run restarts from the beginning (it is minutes long; it
-keeps no checkpoints).
+model at once, unless the dataset's files or the source model changed since (refused, as is another config where a
+run finished). A killed or failed run restarts from the beginning, with any config (it is minutes long; it keeps no
+checkpoints).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ class VisionWarmupConfig:
     dataset_name: str = ""  # a synth-cot dataset directory (save_to_disk) or JSONL file, as SFT reads
     output_dir: str = ""
     dataset_train_split: str = "train"
-    dataset_eval_split: str | None = "val"  # accuracy per epoch on it; None / "": none; a missing split is skipped
+    dataset_eval_split: str | None = "val"  # accuracy per epoch on it; None / "": none (a split it lacks: an error)
     fps: float = field(default_factory=lambda: _sft_default("fps"))
     max_frames: int = field(default_factory=lambda: _sft_default("max_frames"))
     min_pixels: int | None = None
@@ -78,6 +79,10 @@ class VisionWarmupConfig:
             raise ConfigError("vision warm-up: num_train_epochs and per_device_train_batch_size must be >= 1")
         if self.learning_rate <= 0 or self.au_loss_weight < 0:
             raise ConfigError("vision warm-up: learning_rate must be > 0 and au_loss_weight >= 0")
+        if self.dataset_eval_split and self.dataset_eval_split == self.dataset_train_split:
+            raise ConfigError(f"vision warm-up: dataset_eval_split is the training split ({self.dataset_train_split!r}):"
+                              " its accuracy would not be held out; name another split, or set dataset_eval_split= "
+                              "(empty) for none")
 
 
 # --- clips ---------------------------------------------------------------------------------------------------------
@@ -93,20 +98,20 @@ class Clip:
     row: dict  # the first row of the clip: its prompt and media columns, as SFT encodes them
 
 
-def clips_of(rows, split: str) -> tuple[list[Clip], list[dict]]:
+def clips_of(rows, split: str) -> tuple[list[Clip], list[dict], list[dict]]:
     """The split's clips, one per media file (the first row's label; a later row of the clip with observed AUs
-    supplies them), and what was skipped, with the reason: rows without media or label, and clips whose rows
-    disagree on the label."""
+    supplies them); the clips skipped (their rows disagree on the label) and, apart, the rows skipped (no media or no
+    label: a row, not a clip — the clip's other rows still count), each with the reason, all logged."""
     from emoreason.training.data import row_media
 
     clips: dict[str, Clip] = {}
-    skipped, conflicts = [], {}
+    skipped, skipped_rows, conflicts = [], [], {}
     for row in rows:
         kind, path = row_media(row)
         row_id = str(row.get("id", "?"))
         if kind is None or not row.get("emotion"):
-            skipped.append({"id": row_id, "clip": path, "split": split,
-                            "reason": "the row names no video or image" if kind is None else "the row has no emotion"})
+            skipped_rows.append({"id": row_id, "clip": path, "split": split, "reason": "the row names no video or "
+                                 "image" if kind is None else "the row has no emotion"})
             continue
         aus = frozenset(int(a) for a in row.get("aus") or []) if row.get("au_observed") else None
         clip = clips.get(path)
@@ -120,7 +125,10 @@ def clips_of(rows, split: str) -> tuple[list[Clip], list[dict]]:
     for path, reason in conflicts.items():
         skipped.append({"id": clips.pop(path).id, "clip": path, "split": split, "reason": reason})
         log.warning("skipping %s clip %s: %s", split, path, reason)
-    return list(clips.values()), skipped
+    if skipped_rows:  # one line, not one per row: a label-less corpus has thousands (all are in the summary)
+        log.warning("skipping %d %s row(s) without media or label, e.g. %s", len(skipped_rows), split,
+                    "; ".join(f"{r['id']}: {r['reason']}" for r in skipped_rows[:3]))
+    return list(clips.values()), skipped, skipped_rows
 
 
 @dataclass
@@ -217,13 +225,28 @@ def train_tower(model, train: Sequence[Encoded], train_y, train_aus, held_out: d
     epoch. ``train_aus``: (n, AUs) targets (0 columns or ``au_weight`` 0: no AU head); ``au_observed``: (n,) bool,
     clips whose AU targets count (None: all). Returns one entry per epoch; ``report`` gets one line per epoch.
     Another encoder (the Omni audio warm-up, ``bench/audio_warmup.py``): ``pool(model, clips)`` → (n, width) its
-    pooled tokens, ``module`` the encoder it trains (default: the vision tower)."""
+    pooled tokens, ``module`` the encoder it trains (default: the vision tower).
+
+    The trained module runs in float32 and is cast back to its dtype at the end: a checkpoint loaded in bf16 (dtype
+    auto, on CUDA) would otherwise take pure-bf16 AdamW steps, whose small updates round away."""
+    visual = module if module is not None else vision_owner(model).visual
+    dtype = next(visual.parameters()).dtype
+    visual.float()
+    try:
+        return _train_tower(model, visual, train, train_y, train_aus, held_out, epochs=epochs, lr=lr,
+                            batch_size=batch_size, au_weight=au_weight, seed=seed, au_observed=au_observed,
+                            report=report, pool=pool)
+    finally:
+        visual.to(dtype)
+
+
+def _train_tower(model, visual, train, train_y, train_aus, held_out, *, epochs, lr, batch_size, au_weight, seed,
+                 au_observed, report, pool) -> list[dict]:
     import torch
 
     from emoreason.evaluation.significance import wilson_interval
 
     torch.manual_seed(seed)
-    visual = module if module is not None else vision_owner(model).visual
     device = next(visual.parameters()).device
     with torch.no_grad():  # the heads' width: the tokens' own (the text model's hidden size)
         width = pool(model, [train[0]]).shape[1]
@@ -270,21 +293,68 @@ def train_tower(model, train: Sequence[Encoded], train_y, train_aus, held_out: d
 
 
 # --- the stage -------------------------------------------------------------------------------------------------------
+def _local(path: str) -> str:
+    """An existing local path, absolute (``./m`` and ``m`` name one model); anything else (a hub name) as written."""
+    return str(Path(path).resolve()) if path and Path(path).exists() else path
+
+
+def config_key(cfg: VisionWarmupConfig) -> dict:
+    """The config as a run records it: JSON types, local paths resolved."""
+    key = json.loads(json.dumps(asdict(cfg)))
+    for name in ("model_name_or_path", "dataset_name", "output_dir"):
+        key[name] = str(Path(key[name]).resolve()) if name == "output_dir" else _local(key[name])
+    return key
+
+
+def _files_stamp(root: Path, names: Sequence[Path]) -> list:
+    return [[str(f.relative_to(root)) if f != root else f.name, f.stat().st_size, f.stat().st_mtime_ns]
+            for f in names if f.is_file()]
+
+
+def inputs_key(cfg: VisionWarmupConfig) -> dict:
+    """What the run read, beyond its config: the dataset's files (size, modification time: a synth-cot rerun into the
+    same directory rewrites them) and the source model (its config.json's sha256 and its weights' size and time)."""
+    import hashlib
+
+    data = Path(cfg.dataset_name)
+    # datasets' own cache files (``cache-*.arrow``, written beside the data by a later ``map``) are not the data
+    dataset = (_files_stamp(data, sorted(f for f in data.rglob("*") if not f.name.startswith("cache-")))
+               if data.is_dir() else _files_stamp(data, [data]) if data.is_file() else None)
+    model = Path(cfg.model_name_or_path)
+    config = model / "config.json"
+    return {"dataset": dataset,
+            "model_config_sha256": hashlib.sha256(config.read_bytes()).hexdigest() if config.is_file() else None,
+            "model_weights": _files_stamp(model, sorted(model.glob("*.safetensors")) + sorted(model.glob("*.bin")))
+            if model.is_dir() else None}
+
+
 def completed(cfg: VisionWarmupConfig) -> Path | None:
-    """``output_dir/final`` when a run with this config finished there; None when nothing (or a killed run of the
-    same config) is there; ConfigError when ``output_dir`` holds a run of another config."""
+    """``output_dir/final`` when a run with this config, on the same data and source model, finished there; None when
+    none finished (nothing, or a killed or failed run of any config: the next run overwrites it); ConfigError when a
+    finished run of another config, or of data or a model that has changed since, is there."""
     out = Path(cfg.output_dir)
-    wanted = json.loads(json.dumps(asdict(cfg)))
-    stored = out / CONFIG_FILE
-    if stored.is_file() and json.loads(stored.read_text()) != wanted:
-        raise ConfigError(f"{out} holds a vision warm-up with a different config ({stored}); use a new output_dir "
-                          "to change settings, or the same config to reuse it")
     summary = out / SUMMARY_FILE
-    if summary.is_file() and (out / "final" / "config.json").is_file():
-        data = json.loads(summary.read_text())
-        if data.get("completed") and data.get("config") == wanted:
-            return out / "final"
-    return None
+    if not (summary.is_file() and (out / "final" / "config.json").is_file()):
+        return None
+    data = json.loads(summary.read_text())
+    if not data.get("completed"):
+        return None
+    stored = dict(data.get("config") or {})
+    for name in ("model_name_or_path", "dataset_name"):  # a run recorded before paths were resolved
+        stored[name] = _local(stored.get(name, ""))
+    wanted_config = config_key(cfg)
+    stored["output_dir"] = wanted_config["output_dir"]  # where the run lies is not what it did: a moved one is reused
+    if stored != wanted_config:
+        raise ConfigError(f"{out} holds a finished vision warm-up with a different config ({summary}); use a new "
+                          "output_dir to change settings, or the same config to reuse it")
+    wanted, recorded = inputs_key(cfg), data.get("inputs")
+    if recorded != wanted:
+        what = ("its inputs were not recorded (an earlier checkout)" if recorded is None else
+                ", ".join(k for k in wanted if recorded.get(k) != wanted[k]) + " changed since")
+        raise ConfigError(f"{out} holds a finished vision warm-up of {cfg.dataset_name} and {cfg.model_name_or_path} "
+                          f"as they were then ({what}); use a new output_dir (or delete this one) to warm up on them "
+                          "as they are now")
+    return out / "final"
 
 
 def _load_split(cfg: VisionWarmupConfig, split: str):
@@ -297,15 +367,17 @@ def _load_split(cfg: VisionWarmupConfig, split: str):
     return data
 
 
-def _eval_rows(cfg: VisionWarmupConfig, notes: list[str]):
+def _eval_rows(cfg: VisionWarmupConfig):
+    """The eval split's rows; None only when none is asked for (an empty ``dataset_eval_split``): a split the
+    dataset lacks (a typo such as ``vall``) is an error, not a run without its held-out figure."""
     if not cfg.dataset_eval_split:
         return None
     try:
         return _load_split(cfg, cfg.dataset_eval_split)
-    except KeyError as exc:  # a dataset without that split: trained without a held-out figure
-        notes.append(f"no eval split: {exc.args[0] if exc.args else exc}")
-        log.warning("%s", notes[-1])
-        return None
+    except KeyError as exc:
+        raise ConfigError(f"dataset_eval_split={cfg.dataset_eval_split!r}: {exc.args[0] if exc.args else exc}; name "
+                          "a split it has, or set dataset_eval_split= (empty) to train without a held-out figure"
+                          ) from exc
 
 
 def _encode_all(processor, policy, clips: list[Clip], skipped: list[dict], what: str) -> ClipStore:
@@ -327,6 +399,17 @@ def _encode_all(processor, policy, clips: list[Clip], skipped: list[dict], what:
     return store
 
 
+def chance_of(classes: int, labels: Sequence[str]) -> dict:
+    """The project's chance bar for an accuracy over these clips' labels (the eval split's; the training split's
+    when there is none): max(1 / classes, the most frequent label's share) (``emoreason.evaluation.significance``)."""
+    from collections import Counter
+
+    from emoreason.evaluation.significance import chance_bar
+
+    bar, majority = chance_bar(classes, Counter(labels).values())
+    return {"chance": 1 / classes, "majority_rate": majority, "chance_bar": bar}
+
+
 def save_warm_model(model, processor, policy, source: Path, final: Path) -> None:
     """The model (heads dropped: they are not part of it), its processor, its frame policy and the embedded model's
     build record, written beside ``final`` and moved in place (a kill never leaves a half-written final)."""
@@ -341,7 +424,7 @@ def save_warm_model(model, processor, policy, source: Path, final: Path) -> None
     record = source / "emoreason_model.json"  # the embedded model's build record travels with it
     if record.is_file():
         shutil.copyfile(record, partial / record.name)
-    if is_omni(partial):  # the thinker class saves a layout the loaders and vLLM do not read
+    if is_omni(partial):  # the thinker class saves its own layout; vLLM serves only the released composite one
         to_composite(partial)
     shutil.rmtree(final, ignore_errors=True)
     partial.rename(final)
@@ -363,15 +446,23 @@ def run_vision_warmup(cfg: VisionWarmupConfig) -> Path:
     source = check_model_dir(cfg.model_name_or_path)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / CONFIG_FILE).write_text(json.dumps(asdict(cfg), indent=2) + "\n")
-    (out / SUMMARY_FILE).unlink(missing_ok=True)  # a killed run's leftovers: this run restarts
+    inputs = inputs_key(cfg)  # before anything is read: a change while it runs shows as a change next time
+    (out / CONFIG_FILE).write_text(json.dumps({"config": config_key(cfg), "inputs": inputs}, indent=2) + "\n")
+    (out / SUMMARY_FILE).unlink(missing_ok=True)  # an unfinished run's leftovers (any config): this run restarts
     started = time.time()
 
     notes: list[str] = []
-    train_clips, skipped = clips_of(_load_split(cfg, cfg.dataset_train_split), cfg.dataset_train_split)
-    eval_data = _eval_rows(cfg, notes)
-    eval_clips, eval_skipped = clips_of(eval_data, cfg.dataset_eval_split) if eval_data is not None else ([], [])
+    train_clips, skipped, skipped_rows = clips_of(_load_split(cfg, cfg.dataset_train_split), cfg.dataset_train_split)
+    eval_data = _eval_rows(cfg)
+    eval_clips, eval_skipped, eval_skipped_rows = (clips_of(eval_data, cfg.dataset_eval_split)
+                                                   if eval_data is not None else ([], [], []))
     skipped += eval_skipped
+    skipped_rows += eval_skipped_rows
+    shared = sorted({c.path for c in train_clips} & {c.path for c in eval_clips})
+    if shared:  # a JSONL without a split column, or splits cut by row rather than by clip: not held out
+        notes.append(f"{len(shared)} eval clip(s) are also training clips (the eval figure is not held out for "
+                     f"them), e.g. {shared[:3]}")
+        log.warning("%s", notes[-1])
     labels = sorted({c.emotion for c in train_clips})
     if len(labels) < 2:
         raise ValueError(f"{cfg.dataset_name} ({cfg.dataset_train_split}): {len(labels)} emotion class(es) "
@@ -414,16 +505,17 @@ def run_vision_warmup(cfg: VisionWarmupConfig) -> Path:
     save_warm_model(model, processor, policy, source, out / "final")
     last = history[-1]
     summary = {
-        "config": json.loads(json.dumps(asdict(cfg))), "completed": True, "device": device,
+        "config": config_key(cfg), "inputs": inputs, "completed": True, "device": device,
         "frame_policy": asdict(policy), "classes": classes, "au_vocabulary": aus, "au_head_used": au_head_used,
         "clips": {"train": len(train_clips), "train_au_observed": int(observed.sum()), "eval": len(eval_clips),
                   "skipped": len(skipped)},
+        "rows": {"skipped": len(skipped_rows)},
         "clips_used": {"train": [c.id for c in train_clips], "eval": [c.id for c in eval_clips]},
-        "skipped": skipped, "notes": notes, "history": history,
+        "skipped": skipped, "skipped_rows": skipped_rows, "notes": notes, "history": history,
         "final": {"loss": last["loss"], "train_accuracy": last["train_accuracy"],
                   **({"eval_accuracy": last["eval_accuracy"], "eval_ci95": last["eval_ci95"],
                       "eval_n": len(eval_clips)} if "eval_accuracy" in last else {}),
-                  "chance": 1 / len(classes)},
+                  **chance_of(len(classes), [c.emotion for c in (eval_clips or train_clips)])},
         "seconds": time.time() - started,
     }
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n")
