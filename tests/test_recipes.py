@@ -14,7 +14,9 @@ from emoreason.training import GRPOScriptArguments, SFTScriptArguments, load_rec
 from emoreason.training.recipe import check_deepspeed_optimizer, recipe_keys
 
 ROOT = Path(__file__).resolve().parents[1]
-RECIPES = sorted((ROOT / "recipes").glob("*/*/*.yaml"))
+# TRL recipes (sft/, grpo/); the vision warm-up's configs (warmup/) are emoreason's own dataclass, tested below
+RECIPES = sorted(p for p in (ROOT / "recipes").glob("*/*/*.yaml") if p.parent.name != "warmup")
+WARMUP_CONFIGS = sorted((ROOT / "recipes").glob("*/warmup/*.yaml"))
 
 
 def _base(tmp_path, **extra) -> Path:
@@ -44,6 +46,17 @@ def test_every_recipe_file_loads_through_trls_parser(path):
         assert got == value or (isinstance(value, float | int) and float(got) == float(value)), (key, got, value)
     assert recipe.mode == ("lora" if written.get("use_peft") else "full")
     assert not recipe.training.remove_unused_columns
+
+
+@pytest.mark.parametrize("path", WARMUP_CONFIGS, ids=lambda p: str(p.relative_to(ROOT / "recipes")))
+def test_every_vision_warmup_config_loads_with_every_key_landed(path):
+    from emoreason.config import load_config
+    from emoreason.training.vision_warmup import VisionWarmupConfig
+
+    written = yaml.safe_load(path.read_text())
+    cfg = load_config(VisionWarmupConfig, path)
+    for key, value in written.items():
+        assert getattr(cfg, key) == value, (key, getattr(cfg, key), value)
 
 
 def test_unknown_key_names_the_closest_valid_key(tmp_path):
