@@ -305,12 +305,17 @@ def test_a_rerun_with_the_same_config_returns_at_once_and_another_config_is_refu
     assert run_vision_warmup(_config(model, data, moved, "num_train_epochs=1", "per_device_train_batch_size=8")) == (
         moved / "final")
 
-    # the data rewritten in place (synth-cot run again into the same directory), or another source model: refused
+    # the same data rewritten in place (a resumed synth-cot run rewrites identical files): reused; other data in
+    # place, or another source model: refused
     shard = next((data / "train").glob("data-*.arrow"))
+    original = shard.read_bytes()
+    shard.write_bytes(original)
     os.utime(shard, ns=(shard.stat().st_atime_ns, shard.stat().st_mtime_ns + 10**9))
+    assert run_vision_warmup(cfg) == final
+    shard.write_bytes(original + b"\0")
     with pytest.raises(ConfigError, match="dataset changed since"):
         run_vision_warmup(cfg)
-    os.utime(shard, ns=(shard.stat().st_atime_ns, shard.stat().st_mtime_ns - 10**9))
+    shard.write_bytes(original)
     assert run_vision_warmup(cfg) == final
     config = json.loads((model / "config.json").read_text())
     (model / "config.json").write_text(json.dumps({**config, "initializer_range": 0.5}))

@@ -311,15 +311,29 @@ def _files_stamp(root: Path, names: Sequence[Path]) -> list:
             for f in names if f.is_file()]
 
 
+def _files_digest(root: Path, names: Sequence[Path]) -> list:
+    import hashlib
+
+    def sha256(path: Path) -> str:
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
+
+    return [[str(f.relative_to(root)) if f != root else f.name, sha256(f)] for f in names if f.is_file()]
+
+
 def inputs_key(cfg: VisionWarmupConfig) -> dict:
-    """What the run read, beyond its config: the dataset's files (size, modification time: a synth-cot rerun into the
-    same directory rewrites them) and the source model (its config.json's sha256 and its weights' size and time)."""
+    """What the run read, beyond its config: the dataset's files by content (a synth-cot run resumed into the same
+    directory rewrites identical files — the demo and a resumed pipeline do — so times would refuse the same data) and
+    the source model (its config.json's sha256 and its weights' size and time)."""
     import hashlib
 
     data = Path(cfg.dataset_name)
     # datasets' own cache files (``cache-*.arrow``, written beside the data by a later ``map``) are not the data
-    dataset = (_files_stamp(data, sorted(f for f in data.rglob("*") if not f.name.startswith("cache-")))
-               if data.is_dir() else _files_stamp(data, [data]) if data.is_file() else None)
+    dataset = (_files_digest(data, sorted(f for f in data.rglob("*") if not f.name.startswith("cache-")))
+               if data.is_dir() else _files_digest(data, [data]) if data.is_file() else None)
     model = Path(cfg.model_name_or_path)
     config = model / "config.json"
     return {"dataset": dataset,
