@@ -43,11 +43,10 @@ def test_the_demo_runs_every_stage_and_ends_with_the_chance_table(tmp_path):
     """Small settings (80 clips, fractions of an epoch, one GRPO step; no vLLM): every stage runs and the run ends
     with the recognition table of the four models against chance."""
     out = tmp_path / "demo"
-    result = subprocess.run(
-        [sys.executable, "-m", "emoreason", "demo", "--out", str(out), "--clips", "80", "--warmup-epochs", "1",
-         "--sft-epochs", "0.3", "--cot-epochs", "0.3", "--grpo-steps", "1", "--cot-eval-clips", "2",
-         "--vllm-python", str(tmp_path / "no-vllm")],
-        capture_output=True, text=True, timeout=1200)
+    command = [sys.executable, "-m", "emoreason", "demo", "--out", str(out), "--clips", "80", "--warmup-epochs", "1",
+               "--sft-epochs", "0.3", "--cot-epochs", "0.3", "--grpo-steps", "1", "--cot-eval-clips", "2",
+               "--vllm-python", str(tmp_path / "no-vllm")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     closing = result.stdout.split("recognition on the held-out test identities")[-1]
     for name in ("untrained", "sft (short answers)", "sft + CoT", "grpo"):
@@ -56,3 +55,7 @@ def test_the_demo_runs_every_stage_and_ends_with_the_chance_table(tmp_path):
     for stage in ("warmup/final", "sft/final", "sft_cot/final", "grpo/final"):
         assert (out / stage / "config.json").is_file()
     assert json.loads((out / "eval" / "sft-emotion" / "metrics.json").read_text())["recognition"]["n"] > 0
+    # a rerun resumes: every finished stage is reused (the CoT rows are rewritten identically, the warm-up kept)
+    again = subprocess.run(command, capture_output=True, text=True, timeout=1200)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "vision warm-up already done" in again.stderr
