@@ -25,7 +25,8 @@ pixels through video tokens, SFT and GRPO into the answer and the cited AUs:
     python bench/learning.py --out runs/learning          # the full run (targets: docs/benchmarks.md)
     python bench/learning.py --quick --out /tmp/learn     # shortened run (the slow test)
     python bench/learning.py --scale gpu --out runs/learning-gpu   # larger sizes for a GPU
-    python bench/learning.py --scale warmup --out runs/learning-warmup  # posed faces, vision warm-up, then SFT
+    python bench/learning.py --scale warmup --out runs/learning-warmup  # posed faces, vision warm-up, then SFT:
+                                         # the WAR target with the control on 2 cores (~18 min; docs/benchmarks.md)
 
 Resumable: a stage whose output exists is skipped (each command resumes its own work too).
 """
@@ -40,6 +41,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -78,6 +80,9 @@ class Plan:
     grpo_recipe: str = "recipes/tiny/grpo/synthfacs.yaml"
     grpo_overrides: list[str] = field(default_factory=list)
     grpo: bool = True
+    # arms trained at once (sft, control, label_coded), each in its own processes with an equal share of the CPU
+    # threads: a small model scales poorly over threads, so two one-thread arms beat two two-thread arms in turn
+    arm_jobs: int = 1
     eval_limit: int | None = None  # test clips scored (None: the whole test split)
     # the question scored: "cot" (the benchmark's reasoning prompt) or "emotion" (the short-answer rows' prompt,
     # for a curriculum whose last stage trains on label-only rows)
@@ -118,10 +123,12 @@ def preset(name: str) -> Plan:
         # then SFT on short answers reads it (docs/benchmarks.md, "Where the signal stops")
         # The AU-perception rows carry each clip's observed AUs (an emotion-only synth-cot run computes no AU
         # evidence): the warm-up's AU head reads them, SFT trains on the short answers alone.
-        return Plan(model_size=["vision_patch=28"], clips=1600, size=56, difficulty="posed", profile="onset_apex",
+        # 3,200 clips (2,252 training identities' clips): the warm-up tower's identity overfitting is what data buys
+        # down (1,600 clips: SFT 51 %; 3,200: 66 %, docs/benchmarks.md); both arms side by side, ~18 min on 2 cores
+        return Plan(model_size=["vision_patch=28"], clips=3200, size=56, difficulty="posed", profile="onset_apex",
                     frame_policy={"fps": 4.0, "max_frames": 2, "min_pixels": 3136, "max_pixels": 3136},
                     cot_tasks={"emotion": 1.0, "au_perception": 1.0}, eval_task="emotion", curve_limit=0,
-                    probe_train_clips=0, grpo=False, vision_warmup=True,
+                    probe_train_clips=0, grpo=False, vision_warmup=True, arm_jobs=2,
                     sft_stages=[{"name": "sft", "recipe": LEARNING_RECIPE,
                                  "overrides": ["tasks=[emotion]", "vision_learning_rate=1e-4", "projector_learning_rate=1e-3",
                                                "learning_rate=1e-3", "num_train_epochs=6",
@@ -138,12 +145,13 @@ class Runner:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.timings: dict[str, float] = {}
 
-    def emoreason(self, name: str, *args: str) -> None:
+    def emoreason(self, name: str, *args: str, threads: int | None = None) -> None:
         """``python -m emoreason ARGS``, output to logs/NAME.log; a failure raises naming the log."""
-        self.command(name, [sys.executable, "-m", "emoreason", *args], f"emoreason {' '.join(args)}")
+        self.command(name, [sys.executable, "-m", "emoreason", *args], f"emoreason {' '.join(args)}", threads)
 
-    def command(self, name: str, cmd: list[str], shown: str) -> None:
-        """Run ``cmd`` from the repository root, output to logs/NAME.log; a failure raises naming the log."""
+    def command(self, name: str, cmd: list[str], shown: str, threads: int | None = None) -> None:
+        """Run ``cmd`` from the repository root, output to logs/NAME.log (``threads``: its torch/OpenMP threads);
+        a failure raises naming the log."""
         print(f"$ {shown}", flush=True)
         if self.dry:
             return
@@ -152,8 +160,10 @@ class Runner:
         with log.open("a") as handle:
             handle.write(f"\n$ {' '.join(cmd)}\n")
             handle.flush()
-            result = subprocess.run(cmd, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT,
-                                    env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+            env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+            if threads:
+                env["OMP_NUM_THREADS"] = str(threads)
+            result = subprocess.run(cmd, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
         self.timings[name] = self.timings.get(name, 0.0) + time.time() - start
         if result.returncode:
             tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-20:])
@@ -387,15 +397,17 @@ def plot_curves(path: Path, curves: dict) -> None:
     if rewards:
         ax.plot([r["step"] for r in rewards if "reward" in r], [r["reward"] for r in rewards if "reward" in r],
                 color="black", lw=2, label="total")
-    ax.set_title("GRPO rewards (mean per step)")
+    ax.set_title("GRPO rewards (mean per step)" if rewards else "GRPO rewards (no GRPO stage)")
     ax.set_xlabel("GRPO step")
-    ax.legend(fontsize=7)
+    if rewards:
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 
 
-def warm_up(runner: Runner, plan: Plan, model: Path, out: Path, arm: str, data: Path) -> Path:
+def warm_up(runner: Runner, plan: Plan, model: Path, out: Path, arm: str, data: Path,
+            threads: int | None = None) -> Path:
     """The arm's vision warm-up (``emoreason vision-warmup``) from the untrained model on the arm's CoT dataset (the
     control's: its deranged clips). Returns the warmed-up model: one this config finished is reused; one done with
     other options is refused (the stage's own check, made here before anything runs)."""
@@ -406,7 +418,8 @@ def warm_up(runner: Runner, plan: Plan, model: Path, out: Path, arm: str, data: 
             f"seed={plan.seed}", *[f"{k}={v}" for k, v in plan.frame_policy.items()], *plan.vision_warmup_overrides]
     cfg = load_config(VisionWarmupConfig, ROOT / plan.vision_warmup_recipe, args)  # an unknown key fails here
     if completed(cfg) is None:
-        runner.emoreason(f"{arm}_vision_warmup", "vision-warmup", "--config", plan.vision_warmup_recipe, *args)
+        runner.emoreason(f"{arm}_vision_warmup", "vision-warmup", "--config", plan.vision_warmup_recipe, *args,
+                         threads=threads)
     return Path(cfg.output_dir) / "final"
 
 
@@ -444,21 +457,27 @@ def run(plan: Plan, out: Path, dry: bool = False) -> dict:
                   flush=True)
         arms["label_coded"], roots["label_coded"] = coded_data, coded_synth
 
-    finals: dict[str, Path] = {}
     policy_overrides = [f"{k}={v}" for k, v in plan.frame_policy.items()]
     frames_override = f"frames={frames_yaml(plan.frame_policy)}"
-    for arm, data in arms.items():
+    jobs = max(1, min(plan.arm_jobs, len(arms)))
+    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+
+    def train_arm(arm: str, data: Path) -> Path:
         previous = model
         if plan.vision_warmup:
-            previous = warm_up(runner, plan, model, out, arm, data)
+            previous = warm_up(runner, plan, model, out, arm, data, threads)
         for stage in plan.sft_stages:
             stage_dir = out / arm / stage["name"]
             if not (stage_dir / "final" / "config.json").exists():
                 runner.emoreason(f"{arm}_{stage['name']}", "sft", "--config", stage["recipe"],
                                  f"model_name_or_path={previous}", f"dataset_name={data}", f"output_dir={stage_dir}",
-                                 f"seed={plan.seed}", *policy_overrides, *stage.get("overrides", []))
+                                 f"seed={plan.seed}", *policy_overrides, *stage.get("overrides", []), threads=threads)
             previous = stage_dir / "final"
-        finals[arm] = previous
+        return previous
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:  # each arm's stages run in order, the arms side by side
+        futures = {arm: pool.submit(train_arm, arm, data) for arm, data in arms.items()}
+    finals: dict[str, Path] = {arm: future.result() for arm, future in futures.items()}  # a failed arm raises
 
     def evaluate(name: str, model_dir: Path, limit: int | None, root: Path = synth) -> Path:
         run_dir = out / "eval" / name

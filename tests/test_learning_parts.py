@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -353,3 +354,17 @@ def test_onset_apex_profile_holds_the_expression_to_the_last_frame():
     with pytest.raises(ValueError, match="profile"):
         SynthConfig(out="x", profile="zigzag").validate()
     assert "profile" not in SynthConfig(out="x").settings()  # datasets built before the option still resume
+
+
+def test_a_stage_run_with_a_thread_share_sees_it_and_a_failure_names_its_log(tmp_path, monkeypatch):
+    """Arms trained side by side (``arm_jobs``) each get an equal share of the threads: the share must reach the
+    stage's process (torch reads OMP_NUM_THREADS at start), and a stage without one inherits the caller's."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    runner = _bench().Runner(tmp_path)
+    show = "import os, sys; print('threads', os.environ['OMP_NUM_THREADS']); sys.exit(int(sys.argv[1]))"
+    runner.command("shared", [sys.executable, "-c", show, "0"], "shared", threads=1)
+    runner.command("inherited", [sys.executable, "-c", show, "0"], "inherited")
+    assert "threads 1" in (tmp_path / "logs" / "shared.log").read_text()
+    assert "threads 7" in (tmp_path / "logs" / "inherited.log").read_text()
+    with pytest.raises(RuntimeError, match=r"stage broken failed \(exit 3\); log .*broken\.log"):
+        runner.command("broken", [sys.executable, "-c", show, "3"], "broken", threads=1)
