@@ -40,9 +40,12 @@ import random
 import shutil
 import subprocess
 import sys
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,8 +83,9 @@ class Plan:
     grpo_recipe: str = "recipes/tiny/grpo/synthfacs.yaml"
     grpo_overrides: list[str] = field(default_factory=list)
     grpo: bool = True
-    # arms trained at once (sft, control, label_coded), each in its own processes with an equal share of the CPU
-    # threads: a small model scales poorly over threads, so two one-thread arms beat two two-thread arms in turn
+    # arms trained at once (sft, control, label_coded), each in its own processes with an equal share of the CPUs:
+    # the wall time of one arm; throughput about that of the arms in turn (SFT of the tiny model on 2 cores: 1.21
+    # steps/s per arm side by side, 2.35 steps/s with both threads in turn — docs/benchmarks.md)
     arm_jobs: int = 1
     eval_limit: int | None = None  # test clips scored (None: the whole test split)
     # the question scored: "cot" (the benchmark's reasoning prompt) or "emotion" (the short-answer rows' prompt,
@@ -132,7 +136,7 @@ def preset(name: str) -> Plan:
                     sft_stages=[{"name": "sft", "recipe": LEARNING_RECIPE,
                                  "overrides": ["tasks=[emotion]", "vision_learning_rate=1e-4", "projector_learning_rate=1e-3",
                                                "learning_rate=1e-3", "num_train_epochs=6",
-                                               "per_device_train_batch_size=16", "save_steps=1000"]}])
+                                               "per_device_train_batch_size=16", "save_steps=200"]}])
     return Plan(**TWO_FRAMES, sft_stages=[{"name": "sft", "recipe": LEARNING_RECIPE,
                                            "overrides": [*MODULE_RATES, "save_steps=105"]}])
 
@@ -144,6 +148,9 @@ class Runner:
         self.logs = out / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.timings: dict[str, float] = {}
+        self._live: set[subprocess.Popen] = set()  # stages running now (arms side by side: one per arm)
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
 
     def emoreason(self, name: str, *args: str, threads: int | None = None) -> None:
         """``python -m emoreason ARGS``, output to logs/NAME.log; a failure raises naming the log."""
@@ -155,6 +162,8 @@ class Runner:
         print(f"$ {shown}", flush=True)
         if self.dry:
             return
+        if self._stopping.is_set():
+            raise RuntimeError(f"stage {name} not started: the run is stopping")
         start = time.time()
         log = self.logs / f"{name}.log"
         with log.open("a") as handle:
@@ -163,12 +172,70 @@ class Runner:
             env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
             if threads:
                 env["OMP_NUM_THREADS"] = str(threads)
-            result = subprocess.run(cmd, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+            process = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+            with self._lock:
+                self._live.add(process)
+            try:
+                returncode = process.wait()
+            finally:
+                with self._lock:
+                    self._live.discard(process)
         self.timings[name] = self.timings.get(name, 0.0) + time.time() - start
-        if result.returncode:
+        if returncode and self._stopping.is_set():
+            raise RuntimeError(f"stage {name} stopped (exit {returncode}): the run is stopping; log {log}")
+        if returncode:
             tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-20:])
-            raise RuntimeError(f"stage {name} failed (exit {result.returncode}); log {log}:\n{tail}")
-        print(f"  done in {time.time() - start:.0f}s", flush=True)
+            raise RuntimeError(f"stage {name} failed (exit {returncode}); log {log}:\n{tail}")
+        print(f"  {name} done in {time.time() - start:.0f}s", flush=True)
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        """Terminate every running stage (then kill what outlives ``grace_s``) and start no more: one arm failed,
+        or the run itself was interrupted. Each stage resumes from its own output on the next run."""
+        self._stopping.set()
+        with self._lock:
+            live = list(self._live)
+        for process in live:
+            process.terminate()
+        for process in live:
+            try:
+                process.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may use: its affinity (a container's or taskset's limit), not the host's count."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def thread_share(jobs: int, cpus: int | None = None) -> int | None:
+    """Threads per stage with ``jobs`` stages side by side: an equal share of ``cpus`` (default: the usable
+    CPUs), at least one; None (inherit) for one job at a time."""
+    if jobs <= 1:
+        return None
+    return max(1, (cpus or usable_cpus()) // jobs)
+
+
+def side_by_side(runner: Runner, jobs: dict[str, Callable[[], Path]], workers: int) -> dict[str, Path]:
+    """Run ``jobs`` (name → callable) on ``workers`` threads; returns name → result. The first failure, or an
+    interrupt of the caller, stops every other job's running stage (``Runner.stop``) rather than letting it train
+    on for minutes; the error names every job that failed."""
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+    futures = {pool.submit(job): name for name, job in jobs.items()}
+    try:
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        if any(future.exception() for future in done):
+            runner.stop()
+        wait(futures)
+    except BaseException:
+        runner.stop()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    failed = {name: future.exception() for future, name in futures.items() if future.exception()}
+    if failed:
+        raise RuntimeError("; ".join(f"{name}: {error}" for name, error in failed.items()))
+    return {name: future.result() for future, name in futures.items()}
 
 
 # --- the control: the same rows with every training clip's video swapped for another training clip's ------------
@@ -460,7 +527,7 @@ def run(plan: Plan, out: Path, dry: bool = False) -> dict:
     policy_overrides = [f"{k}={v}" for k, v in plan.frame_policy.items()]
     frames_override = f"frames={frames_yaml(plan.frame_policy)}"
     jobs = max(1, min(plan.arm_jobs, len(arms)))
-    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+    threads = thread_share(jobs)
 
     def train_arm(arm: str, data: Path) -> Path:
         previous = model
@@ -475,9 +542,8 @@ def run(plan: Plan, out: Path, dry: bool = False) -> dict:
             previous = stage_dir / "final"
         return previous
 
-    with ThreadPoolExecutor(max_workers=jobs) as pool:  # each arm's stages run in order, the arms side by side
-        futures = {arm: pool.submit(train_arm, arm, data) for arm, data in arms.items()}
-    finals: dict[str, Path] = {arm: future.result() for arm, future in futures.items()}  # a failed arm raises
+    # each arm's stages in order, the arms side by side
+    finals = side_by_side(runner, {arm: partial(train_arm, arm, data) for arm, data in arms.items()}, jobs)
 
     def evaluate(name: str, model_dir: Path, limit: int | None, root: Path = synth) -> Path:
         run_dir = out / "eval" / name
@@ -538,7 +604,8 @@ def run(plan: Plan, out: Path, dry: bool = False) -> dict:
     if dry:
         return {}
     plot_curves(out / "learning_curves.png", curves)
-    metrics = {"plan": asdict(plan), "chance": CHANCE, "results": results, "curves": curves,
+    metrics = {"plan": asdict(plan), "provenance": provenance(jobs, threads), "chance": CHANCE, "results": results,
+               "curves": curves,
                "stage_seconds": runner.timings, "wall_seconds": time.time() - started,
                "targets": check_targets(results)}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -546,25 +613,49 @@ def run(plan: Plan, out: Path, dry: bool = False) -> dict:
     return metrics
 
 
+def provenance(jobs: int, threads: int | None) -> dict:
+    """What produced the figures: the code's commit (and whether the tree had changes), the CPUs, the arms' share."""
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=30).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    cpus = usable_cpus()
+    return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain", "--", "bench",
+                                                                          "emoreason", "recipes", "data_pipelines")),
+            "cpus": cpus, "arm_jobs": jobs, "threads_per_arm": threads}
+
+
 def check_targets(results: dict) -> dict:
+    """Every target of issue 18, each True (met), False (missed) or None (not measured by this plan: no such arm or
+    stage, or short answers that cite no AUs) — never silently absent."""
     sft, control = results.get("sft"), results.get("control")
-    checks = {} if sft is None else {
-        "sft_war>=0.60": sft.get("war", 0) >= TARGETS["sft_war"],
-        # None: not measured (short answers cite no AUs) — never met, reported as "not measured"
-        "sft_cited_au_f1>=0.60": None if sft.get("au_f1") is None else sft["au_f1"] >= TARGETS["sft_au_f1"],
-        "sft_hallucination<=0.20": None if sft.get("hallucination_rate") is None
-        else sft["hallucination_rate"] <= TARGETS["sft_hallucination_max"],
-        "sft_ci_excludes_chance": sft["war_ci95"][0] > sft.get("chance_bar", CHANCE),
+
+    def measured(value, test):
+        return None if value is None else bool(test(value))
+
+    checks = {
+        "sft_war>=0.60": measured(sft and sft.get("war"), lambda v: v >= TARGETS["sft_war"]),
+        "sft_cited_au_f1>=0.60": measured(sft and sft.get("au_f1"), lambda v: v >= TARGETS["sft_au_f1"]),
+        "sft_hallucination<=0.20": measured(sft and sft.get("hallucination_rate"),
+                                            lambda v: v <= TARGETS["sft_hallucination_max"]),
+        "sft_ci_excludes_chance": measured(sft, lambda r: r["war_ci95"][0] > r.get("chance_bar", CHANCE)),
+        "control_within_5_points_of_chance": measured(
+            control, lambda r: abs(r["war"] - CHANCE) <= TARGETS["control_margin"]),
+        "grpo_gain_ci_excludes_0": measured(
+            results.get("grpo_vs_sft"), lambda cmp: any(c["excludes_zero"] and c["delta"] > 0 for c in cmp.values())),
     }
-    if control is not None:
-        checks["control_within_5_points_of_chance"] = abs(control["war"] - CHANCE) <= TARGETS["control_margin"]
-    if results.get("label_coded") is not None:  # the path carries a label it can see
+    if results.get("label_coded") is not None:  # the path carries a label it can see (a diagnostic arm)
         checks["positive_control_ci_excludes_chance"] = (results["label_coded"]["war_ci95"][0]
                                                          > results["label_coded"].get("chance_bar", CHANCE))
-    if "grpo_vs_sft" in results:
-        cmp = results["grpo_vs_sft"]
-        checks["grpo_gain_ci_excludes_0"] = any(cmp[k]["excludes_zero"] and cmp[k]["delta"] > 0 for k in cmp)
     return checks
+
+
+def exit_code(targets: dict) -> int:
+    """0: every target met; 1: one missed; 2: none missed, some not measured by this plan."""
+    values = list(targets.values())
+    return 1 if False in values else 2 if None in values else 0
 
 
 def _percent(value: float | None) -> str:
@@ -613,7 +704,7 @@ def main(argv: list[str] | None = None) -> int:
     base = preset("quick" if args.quick else args.scale if args.scale in ("gpu", "warmup") else "full")
     plan = load_config(Plan, None, args.set, **asdict(base))
     metrics = run(plan, Path(args.out), dry=args.dry_run)
-    return 0 if args.dry_run or all(metrics["targets"].values()) else 1
+    return 0 if args.dry_run else exit_code(metrics["targets"])
 
 
 if __name__ == "__main__":

@@ -63,6 +63,7 @@ def test_video_path_carries_a_visible_label_and_the_shuffled_control_stays_at_ch
     assert (tmp_path / "learn" / "learning_curves.png").is_file()
 
 
+@pytest.mark.timeout(2700)  # ~10 min quiet; a loaded CI machine may take twice that
 def test_faces_are_learnt_through_the_warm_up_path_and_the_deranged_control_stays_at_chance(tmp_path):
     """Issue 18's slow check on faces, not on a label-coded colour: bench/learning.py's warm-up preset (posed
     SynthFACS at 56 px, one video token, ``emoreason vision-warmup`` then SFT on short answers, the user's commands
@@ -76,9 +77,13 @@ def test_faces_are_learnt_through_the_warm_up_path_and_the_deranged_control_stay
     plan = replace(learning.preset("warmup"), clips=1600)
     metrics = learning.run(plan, tmp_path / "learn")
     sft, control = metrics["results"]["sft"], metrics["results"]["control"]
-    assert sft["n"] >= 100 and control["n"] == sft["n"]
+    assert sft["n"] >= 200, sft  # ~15 % of 1,600 clips are test identities' clips
     assert sft["war_ci95"][0] > sft["chance_bar"], sft
+    # at chance: not above it by its CI, and within the issue's 5 points of it (one-sided: below chance is no leak;
+    # measured controls at 1,600 clips: 11.4, 11.9, 14.5 %)
     assert control["war_ci95"][0] <= control["chance_bar"], control
+    assert control["war"] <= learning.CHANCE + learning.TARGETS["control_margin"], control
+    assert sft["war_ci95"][0] > control["war_ci95"][1], (sft, control)  # the gain is the faces'
     assert sum(control["predicted"].values()) >= 0.8 * control["n"], control  # it answers, just not from the faces
     assert metrics["targets"]["sft_ci_excludes_chance"]
     # each arm's warm-up and SFT ran as the user's commands

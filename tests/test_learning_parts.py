@@ -368,3 +368,62 @@ def test_a_stage_run_with_a_thread_share_sees_it_and_a_failure_names_its_log(tmp
     assert "threads 7" in (tmp_path / "logs" / "inherited.log").read_text()
     with pytest.raises(RuntimeError, match=r"stage broken failed \(exit 3\); log .*broken\.log"):
         runner.command("broken", [sys.executable, "-c", show, "3"], "broken", threads=1)
+
+
+def test_thread_share_splits_the_usable_cpus():
+    bench = _bench()
+    assert bench.thread_share(1, cpus=2) is None  # one arm at a time inherits the caller's threads
+    assert bench.thread_share(2, cpus=2) == 1
+    assert bench.thread_share(2, cpus=16) == 8
+    assert bench.thread_share(3, cpus=2) == 1  # never zero
+    assert 1 <= bench.usable_cpus() <= (os.cpu_count() or 1)
+
+
+def test_one_failed_arm_stops_the_others_running_stage_and_both_are_named(tmp_path):
+    """Arms side by side: when one fails, the other's training process is terminated at once (not left to train
+    for minutes) and the error names each arm's fate."""
+    import time
+
+    bench = _bench()
+    runner = bench.Runner(tmp_path)
+    slow = [sys.executable, "-c", "import time; time.sleep(120)"]
+    fail = [sys.executable, "-c", "import sys, time; time.sleep(1); sys.exit(5)"]
+    jobs = {"sft": lambda: runner.command("sft_sft", slow, "slow") or tmp_path,
+            "control": lambda: runner.command("control_sft", fail, "fail") or tmp_path}
+    start = time.time()
+    with pytest.raises(RuntimeError) as raised:
+        bench.side_by_side(runner, jobs, workers=2)
+    assert time.time() - start < 60, "the other arm's stage was left running"
+    message = str(raised.value)
+    assert "control: stage control_sft failed (exit 5)" in message
+    assert "sft: stage sft_sft stopped" in message
+    with pytest.raises(RuntimeError, match="not started: the run is stopping"):
+        runner.command("later", [sys.executable, "-c", "pass"], "later")
+
+
+def test_side_by_side_returns_each_arms_result(tmp_path):
+    bench = _bench()
+    runner = bench.Runner(tmp_path)
+    ok = [sys.executable, "-c", "pass"]
+    jobs = {arm: (lambda arm=arm: runner.command(f"{arm}_sft", ok, arm) or tmp_path / arm) for arm in ("sft", "control")}
+    assert bench.side_by_side(runner, jobs, workers=2) == {"sft": tmp_path / "sft", "control": tmp_path / "control"}
+
+
+def test_every_target_is_reported_and_the_exit_code_tells_missed_from_not_measured():
+    bench = _bench()
+    sft = {"war": 0.66, "war_ci95": [0.61, 0.70], "chance_bar": 0.16, "au_f1": None, "hallucination_rate": None}
+    control = {"war": 0.10, "war_ci95": [0.08, 0.13], "chance_bar": 0.16}
+    targets = bench.check_targets({"sft": sft, "control": control})
+    assert set(targets) == {"sft_war>=0.60", "sft_cited_au_f1>=0.60", "sft_hallucination<=0.20",
+                            "sft_ci_excludes_chance", "control_within_5_points_of_chance", "grpo_gain_ci_excludes_0"}
+    assert targets["sft_war>=0.60"] and targets["control_within_5_points_of_chance"]
+    assert targets["grpo_gain_ci_excludes_0"] is None and targets["sft_cited_au_f1>=0.60"] is None
+    assert bench.exit_code(targets) == 2  # nothing missed, something not measured
+    leaky = bench.check_targets({"sft": sft, "control": {**control, "war": 0.19}})
+    assert leaky["control_within_5_points_of_chance"] is False and bench.exit_code(leaky) == 1
+    assert all(v is None for v in bench.check_targets({}).values()) and bench.exit_code(bench.check_targets({})) == 2
+    gain = {"war": {"delta": 0.04, "excludes_zero": True}, "au_f1": {"delta": -0.1, "excludes_zero": True}}
+    full = {"sft": {**sft, "au_f1": 0.7, "hallucination_rate": 0.1}, "control": control, "grpo_vs_sft": gain}
+    assert bench.exit_code(bench.check_targets(full)) == 0
+    worse = {"war": {"delta": -0.04, "excludes_zero": True}, "au_f1": {"delta": 0.01, "excludes_zero": False}}
+    assert bench.check_targets({**full, "grpo_vs_sft": worse})["grpo_gain_ci_excludes_0"] is False
