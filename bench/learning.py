@@ -526,7 +526,8 @@ def run(plan: Plan, out: Path, dry: bool = False) -> dict:
 
     policy_overrides = [f"{k}={v}" for k, v in plan.frame_policy.items()]
     frames_override = f"frames={frames_yaml(plan.frame_policy)}"
-    jobs = max(1, min(plan.arm_jobs, len(arms)))
+    # a dry run prints each arm's commands in turn (side by side they would interleave)
+    jobs = 1 if dry else max(1, min(plan.arm_jobs, len(arms)))
     threads = thread_share(jobs)
 
     def train_arm(arm: str, data: Path) -> Path:
