@@ -131,7 +131,7 @@ def preset(name: str) -> Plan:
         # down (1,600 clips: SFT 51 %; 3,200: 66 %, docs/benchmarks.md); both arms side by side, ~18 min on 2 cores
         return Plan(model_size=["vision_patch=28"], clips=3200, size=56, difficulty="posed", profile="onset_apex",
                     frame_policy={"fps": 4.0, "max_frames": 2, "min_pixels": 3136, "max_pixels": 3136},
-                    cot_tasks={"emotion": 1.0, "au_perception": 1.0}, eval_task="emotion", curve_limit=0,
+                    cot_tasks={"emotion": 1.0, "au_perception": 1.0}, eval_task="emotion", curve_limit=64,
                     probe_train_clips=0, grpo=False, vision_warmup=True, arm_jobs=2,
                     sft_stages=[{"name": "sft", "recipe": LEARNING_RECIPE,
                                  "overrides": ["tasks=[emotion]", "vision_learning_rate=1e-4", "projector_learning_rate=1e-3",
@@ -162,8 +162,6 @@ class Runner:
         print(f"$ {shown}", flush=True)
         if self.dry:
             return
-        if self._stopping.is_set():
-            raise RuntimeError(f"stage {name} not started: the run is stopping")
         start = time.time()
         log = self.logs / f"{name}.log"
         with log.open("a") as handle:
@@ -172,11 +170,16 @@ class Runner:
             env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
             if threads:
                 env["OMP_NUM_THREADS"] = str(threads)
-            process = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
-            with self._lock:
+            with self._lock:  # with stop()'s: a stage either starts before the stop (and is terminated) or never
+                if self._stopping.is_set():
+                    raise RuntimeError(f"stage {name} not started: the run is stopping")
+                process = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
                 self._live.add(process)
             try:
                 returncode = process.wait()
+            except BaseException:  # an interrupt of the caller (Ctrl-C, a test timeout): the stage stops with it
+                self.stop()
+                raise
             finally:
                 with self._lock:
                     self._live.discard(process)
@@ -191,8 +194,8 @@ class Runner:
     def stop(self, grace_s: float = 10.0) -> None:
         """Terminate every running stage (then kill what outlives ``grace_s``) and start no more: one arm failed,
         or the run itself was interrupted. Each stage resumes from its own output on the next run."""
-        self._stopping.set()
         with self._lock:
+            self._stopping.set()
             live = list(self._live)
         for process in live:
             process.terminate()
@@ -234,7 +237,11 @@ def side_by_side(runner: Runner, jobs: dict[str, Callable[[], Path]], workers: i
         pool.shutdown(wait=True, cancel_futures=True)
     failed = {name: future.exception() for future, name in futures.items() if future.exception()}
     if failed:
-        raise RuntimeError("; ".join(f"{name}: {error}" for name, error in failed.items()))
+        # the cause first: a job that failed on its own, then the ones stopped because of it
+        order = sorted(failed, key=lambda name: "the run is stopping" in str(failed[name]))
+        cause = failed[order[0]]
+        raise RuntimeError("; ".join(f"{name}: {type(failed[name]).__name__}: {failed[name]}"
+                                     for name in order)) from cause
     return {name: future.result() for future, name in futures.items()}
 
 
@@ -529,6 +536,9 @@ def run(plan: Plan, out: Path, dry: bool = False) -> dict:
     # a dry run prints each arm's commands in turn (side by side they would interleave)
     jobs = 1 if dry else max(1, min(plan.arm_jobs, len(arms)))
     threads = thread_share(jobs)
+    if not dry:  # one line per invocation: a resumed run's stages may come from more than one commit
+        with (out / "provenance.jsonl").open("a") as handle:
+            handle.write(json.dumps(provenance(jobs, threads)) + "\n")
 
     def train_arm(arm: str, data: Path) -> Path:
         previous = model
@@ -593,19 +603,16 @@ def run(plan: Plan, out: Path, dry: bool = False) -> dict:
                              *plan.grpo_overrides)
         run_dir = evaluate("grpo", grpo_dir / "final", plan.eval_limit)
         if not dry:
-            from emoreason.evaluation.significance import accuracy, cited_au_f1, paired_bootstrap, per_sample
-
             results["grpo"] = summarise(run_dir, records)
-            a, b = per_sample(out / "eval" / "sft", records), per_sample(run_dir, records)
-            results["grpo_vs_sft"] = {
-                "war": paired_bootstrap(a, b, accuracy, plan.bootstrap_resamples, plan.seed),
-                "au_f1": paired_bootstrap(a, b, cited_au_f1, plan.bootstrap_resamples, plan.seed)}
+            results["grpo_vs_sft"] = paired_gain(out / "eval" / "sft", run_dir, records, plan.bootstrap_resamples,
+                                                 plan.seed)
             curves["rewards"] = history(grpo_dir)
 
     if dry:
         return {}
     plot_curves(out / "learning_curves.png", curves)
-    metrics = {"plan": asdict(plan), "provenance": provenance(jobs, threads), "chance": CHANCE, "results": results,
+    runs = [json.loads(line) for line in (out / "provenance.jsonl").read_text().splitlines()]
+    metrics = {"plan": asdict(plan), "provenance": runs, "chance": CHANCE, "results": results,
                "curves": curves,
                "stage_seconds": runner.timings, "wall_seconds": time.time() - started,
                "targets": check_targets(results)}
@@ -614,18 +621,30 @@ def run(plan: Plan, out: Path, dry: bool = False) -> dict:
     return metrics
 
 
-def provenance(jobs: int, threads: int | None) -> dict:
-    """What produced the figures: the code's commit (and whether the tree had changes), the CPUs, the arms' share."""
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=30).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
+def paired_gain(base_run: Path, other_run: Path, records, resamples: int = 10000, seed: int = 0) -> dict:
+    """``other_run`` − ``base_run`` (two ``emoreason eval`` output folders on the same test records), clip by clip:
+    the paired bootstrap 95 % CI of the WAR and of the cited AUs' micro F1 (the GRPO-after-SFT comparison)."""
+    from emoreason.evaluation.significance import accuracy, cited_au_f1, paired_bootstrap, per_sample
 
-    cpus = usable_cpus()
-    return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain", "--", "bench",
-                                                                          "emoreason", "recipes", "data_pipelines")),
-            "cpus": cpus, "arm_jobs": jobs, "threads_per_arm": threads}
+    a, b = per_sample(base_run, records), per_sample(other_run, records)
+    return {"war": paired_bootstrap(a, b, accuracy, resamples, seed),
+            "au_f1": paired_bootstrap(a, b, cited_au_f1, resamples, seed)}
+
+
+def provenance(jobs: int, threads: int | None) -> dict:
+    """What runs this invocation: the code's commit and whether the tree had changes (None: git unavailable), the
+    CPUs, the arms' share (threads None: inherited, i.e. torch's default or OMP_NUM_THREADS)."""
+    def git(*args: str) -> str | None:
+        try:
+            result = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return result.stdout.strip() if result.returncode == 0 else None
+
+    status = git("status", "--porcelain", "--", "bench", "emoreason", "recipes", "data_pipelines", "pyproject.toml")
+    return {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "commit": git("rev-parse", "HEAD"),
+            "dirty": None if status is None else bool(status), "cpus": usable_cpus(), "arm_jobs": jobs,
+            "threads_per_arm": threads, "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
 
 
 def check_targets(results: dict) -> dict:
@@ -645,7 +664,7 @@ def check_targets(results: dict) -> dict:
         "control_within_5_points_of_chance": measured(
             control, lambda r: abs(r["war"] - CHANCE) <= TARGETS["control_margin"]),
         "grpo_gain_ci_excludes_0": measured(
-            results.get("grpo_vs_sft"), lambda cmp: any(c["excludes_zero"] and c["delta"] > 0 for c in cmp.values())),
+            results.get("grpo_vs_sft"), lambda cmp: any(c["ci_low"] > 0 for c in cmp.values())),
     }
     if results.get("label_coded") is not None:  # the path carries a label it can see (a diagnostic arm)
         checks["positive_control_ci_excludes_chance"] = (results["label_coded"]["war_ci95"][0]
@@ -653,10 +672,18 @@ def check_targets(results: dict) -> dict:
     return checks
 
 
+EXIT_CODES = """exit codes:
+  0  every target met
+  1  the run failed (a stage's error, named with its log)
+  2  bad command line
+  3  a target missed
+  4  no target missed, some not measured by this plan (e.g. --scale warmup: short answers cite no AUs, no GRPO)"""
+
+
 def exit_code(targets: dict) -> int:
-    """0: every target met; 1: one missed; 2: none missed, some not measured by this plan."""
+    """0: every target met; 3: one missed; 4: none missed, some not measured by this plan (EXIT_CODES)."""
     values = list(targets.values())
-    return 1 if False in values else 2 if None in values else 0
+    return 3 if False in values else 4 if None in values else 0
 
 
 def _percent(value: float | None) -> str:
@@ -692,15 +719,31 @@ def report(metrics: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__ + "\n" + EXIT_CODES)
     parser.add_argument("--out", default="runs/learning")
     parser.add_argument("--quick", action="store_true", help="the shortened run of the slow test")
     parser.add_argument("--scale", choices=("cpu", "gpu", "warmup"), default="cpu",
                         help="gpu: larger model and data; warmup: posed faces, one video token, vision warm-up")
     parser.add_argument("--set", nargs="*", default=[], metavar="key=value", help="override Plan fields")
     parser.add_argument("--dry-run", action="store_true", help="print the commands only")
+    parser.add_argument("--compare", nargs=2, metavar=("BASE_EVAL", "OTHER_EVAL"),
+                        help="no run: OTHER − BASE for two `emoreason eval` folders on the test split of --synth, "
+                             "clip by clip (paired bootstrap 95 %% CIs of WAR and cited-AU F1)")
+    parser.add_argument("--synth", help="with --compare: the SynthFACS folder both evals scored")
     args = parser.parse_args(argv)
     from emoreason.config import load_config
+
+    if args.compare:
+        if not args.synth:
+            parser.error("--compare needs --synth (the SynthFACS folder both evals scored)")
+        records = test_records(Path(args.synth), None)
+        gain = paired_gain(Path(args.compare[0]), Path(args.compare[1]), records)
+        for key, c in gain.items():
+            print(f"{args.compare[1]} − {args.compare[0]}, {key}: {100 * c['delta']:+.1f} points, paired bootstrap "
+                  f"95 % CI [{100 * c['ci_low']:+.1f}, {100 * c['ci_high']:+.1f}] (n = {c['n']})")
+        print(json.dumps(gain))
+        return 0
 
     base = preset("quick" if args.quick else args.scale if args.scale in ("gpu", "warmup") else "full")
     plan = load_config(Plan, None, args.set, **asdict(base))

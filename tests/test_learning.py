@@ -74,13 +74,13 @@ def test_faces_are_learnt_through_the_warm_up_path_and_the_deranged_control_stay
     from dataclasses import replace
 
     learning = load_bench("learning")
-    plan = replace(learning.preset("warmup"), clips=1600)
+    plan = replace(learning.preset("warmup"), clips=1600, curve_limit=0)  # no held-out curve: the final eval only
     metrics = learning.run(plan, tmp_path / "learn")
     sft, control = metrics["results"]["sft"], metrics["results"]["control"]
-    assert sft["n"] >= 200, sft  # ~15 % of 1,600 clips are test identities' clips
+    assert sft["n"] >= 200 and control["n"] == sft["n"], (sft, control)  # ~15 % of the clips are test clips
     assert sft["war_ci95"][0] > sft["chance_bar"], sft
-    # at chance: not above it by its CI, and within the issue's 5 points of it (one-sided: below chance is no leak;
-    # measured controls at 1,600 clips: 11.4, 11.9, 14.5 %)
+    # at chance: not above it by its CI, and not more than the issue's 5 points above it (below chance is no leak,
+    # unlike the bench's two-sided target; measured controls at 1,600 clips: 11.4, 11.9, 14.5 %)
     assert control["war_ci95"][0] <= control["chance_bar"], control
     assert control["war"] <= learning.CHANCE + learning.TARGETS["control_margin"], control
     assert sft["war_ci95"][0] > control["war_ci95"][1], (sft, control)  # the gain is the faces'

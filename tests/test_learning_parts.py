@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -370,13 +372,17 @@ def test_a_stage_run_with_a_thread_share_sees_it_and_a_failure_names_its_log(tmp
         runner.command("broken", [sys.executable, "-c", show, "3"], "broken", threads=1)
 
 
-def test_thread_share_splits_the_usable_cpus():
+def test_thread_share_splits_the_usable_cpus(monkeypatch):
     bench = _bench()
     assert bench.thread_share(1, cpus=2) is None  # one arm at a time inherits the caller's threads
     assert bench.thread_share(2, cpus=2) == 1
     assert bench.thread_share(2, cpus=16) == 8
     assert bench.thread_share(3, cpus=2) == 1  # never zero
     assert 1 <= bench.usable_cpus() <= (os.cpu_count() or 1)
+    if hasattr(os, "sched_getaffinity"):  # a container's CPU limit, not the host's count
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+        monkeypatch.setattr(os, "cpu_count", lambda: 64)
+        assert bench.usable_cpus() == 2 and bench.thread_share(2) == 1
 
 
 def test_one_failed_arm_stops_the_others_running_stage_and_both_are_named(tmp_path):
@@ -395,8 +401,10 @@ def test_one_failed_arm_stops_the_others_running_stage_and_both_are_named(tmp_pa
         bench.side_by_side(runner, jobs, workers=2)
     assert time.time() - start < 60, "the other arm's stage was left running"
     message = str(raised.value)
-    assert "control: stage control_sft failed (exit 5)" in message
-    assert "sft: stage sft_sft stopped" in message
+    # the cause first, then the arm stopped because of it; the traceback chains to the cause
+    assert message.startswith("control: RuntimeError: stage control_sft failed (exit 5)"), message
+    assert "; sft: RuntimeError: stage sft_sft stopped" in message
+    assert "stage control_sft failed" in str(raised.value.__cause__)
     with pytest.raises(RuntimeError, match="not started: the run is stopping"):
         runner.command("later", [sys.executable, "-c", "pass"], "later")
 
@@ -405,7 +413,14 @@ def test_side_by_side_returns_each_arms_result(tmp_path):
     bench = _bench()
     runner = bench.Runner(tmp_path)
     ok = [sys.executable, "-c", "pass"]
-    jobs = {arm: (lambda arm=arm: runner.command(f"{arm}_sft", ok, arm) or tmp_path / arm) for arm in ("sft", "control")}
+    both = threading.Barrier(2, timeout=30)  # broken (an error) unless the two arms run at the same time
+
+    def arm_job(arm: str) -> Path:
+        runner.command(f"{arm}_sft", ok, arm)
+        both.wait()
+        return tmp_path / arm
+
+    jobs = {arm: partial(arm_job, arm) for arm in ("sft", "control")}
     assert bench.side_by_side(runner, jobs, workers=2) == {"sft": tmp_path / "sft", "control": tmp_path / "control"}
 
 
@@ -418,12 +433,40 @@ def test_every_target_is_reported_and_the_exit_code_tells_missed_from_not_measur
                             "sft_ci_excludes_chance", "control_within_5_points_of_chance", "grpo_gain_ci_excludes_0"}
     assert targets["sft_war>=0.60"] and targets["control_within_5_points_of_chance"]
     assert targets["grpo_gain_ci_excludes_0"] is None and targets["sft_cited_au_f1>=0.60"] is None
-    assert bench.exit_code(targets) == 2  # nothing missed, something not measured
+    assert bench.exit_code(targets) == 4  # nothing missed, something not measured
     leaky = bench.check_targets({"sft": sft, "control": {**control, "war": 0.19}})
-    assert leaky["control_within_5_points_of_chance"] is False and bench.exit_code(leaky) == 1
-    assert all(v is None for v in bench.check_targets({}).values()) and bench.exit_code(bench.check_targets({})) == 2
-    gain = {"war": {"delta": 0.04, "excludes_zero": True}, "au_f1": {"delta": -0.1, "excludes_zero": True}}
+    assert leaky["control_within_5_points_of_chance"] is False and bench.exit_code(leaky) == 3
+    assert all(v is None for v in bench.check_targets({}).values()) and bench.exit_code(bench.check_targets({})) == 4
+    gain = {"war": {"delta": 0.04, "ci_low": 0.01}, "au_f1": {"delta": -0.1, "ci_low": -0.14}}
     full = {"sft": {**sft, "au_f1": 0.7, "hallucination_rate": 0.1}, "control": control, "grpo_vs_sft": gain}
     assert bench.exit_code(bench.check_targets(full)) == 0
-    worse = {"war": {"delta": -0.04, "excludes_zero": True}, "au_f1": {"delta": 0.01, "excludes_zero": False}}
+    worse = {"war": {"delta": -0.04, "ci_low": -0.08}, "au_f1": {"delta": 0.01, "ci_low": -0.02}}
     assert bench.check_targets({**full, "grpo_vs_sft": worse})["grpo_gain_ci_excludes_0"] is False
+
+
+def test_compare_pairs_two_evals_clip_by_clip(tmp_path, capsys):
+    """`bench/learning.py --compare BASE OTHER --synth DIR` (how docs/benchmarks.md's GRPO-after-SFT CIs are made):
+    pairs the two eval folders' predictions by clip id on DIR's test split; a clip missing from one counts as wrong."""
+    from emoreason.synth import SynthConfig, build_dataset
+
+    bench = _bench()
+    synth = build_dataset(SynthConfig(out=str(tmp_path / "s"), clips=48, size=56, seed=0), progress=False).parent
+    records = bench.test_records(synth, None)
+    assert len(records) >= 4
+    runs = {"base": [], "other": []}
+    for i, record in enumerate(records):
+        aus = "+".join(str(a) for a in record.aus) or "0"
+        right = f"<think>AU{aus} are active.</think><answer>{record.emotion}</answer>"
+        runs["other"].append({"id": record.id, "text": right})
+        if i:  # the base run misses its first clip: scored as wrong, citing nothing
+            runs["base"].append({"id": record.id, "text": "<think>nothing</think><answer>not an emotion</answer>"})
+    for name, rows in runs.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert bench.main(["--compare", str(tmp_path / "base"), str(tmp_path / "other"), "--synth", str(synth)]) == 0
+    gain = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert gain["war"]["delta"] == pytest.approx(1.0) and gain["war"]["ci_low"] == pytest.approx(1.0)
+    assert gain["war"]["n"] == len(records)
+    assert gain["au_f1"]["delta"] > 0.5 and gain["au_f1"]["excludes_zero"]
+    with pytest.raises(SystemExit):
+        bench.main(["--compare", str(tmp_path / "base"), str(tmp_path / "other")])  # no --synth: a usage error
