@@ -27,6 +27,7 @@ pixels through video tokens, SFT and GRPO into the answer and the cited AUs:
     python bench/learning.py --scale gpu --out runs/learning-gpu   # larger sizes for a GPU
     python bench/learning.py --scale warmup --out runs/learning-warmup  # posed faces, vision warm-up, then SFT:
                                          # the WAR target with the control on 2 cores (~18 min; docs/benchmarks.md)
+    python bench/learning.py --scale cot --out runs/learning-cot   # then CoT rows and GRPO: cited AUs, GRPO's gain
 
 Resumable: a stage whose output exists is skipped (each command resumes its own work too).
 """
@@ -137,6 +138,22 @@ def preset(name: str) -> Plan:
                                  "overrides": ["tasks=[emotion]", "vision_learning_rate=1e-4", "projector_learning_rate=1e-3",
                                                "learning_rate=1e-3", "num_train_epochs=6",
                                                "per_device_train_batch_size=16", "save_steps=200"]}])
+    if name == "cot":
+        # the warm-up preset, then the demo's CoT stage (CoT rows with the short answers kept) and GRPO at a low
+        # rollout temperature, all scored with the CoT question (cited AUs, hallucination, GRPO's paired gain): the
+        # commands of docs/benchmarks.md's 3,200-clip CoT and GRPO figures as one run. No control arm by default
+        # (the warm-up preset carries it: its CoT stages would add ~1 h on 2 cores).
+        from dataclasses import replace
+
+        warm = preset("warmup")
+        cot_stage = {"name": "sft_cot", "recipe": LEARNING_RECIPE,
+                     "overrides": ["learning_rate=2e-3", "projector_learning_rate=2e-3", "vision_learning_rate=1e-4",
+                                   "num_train_epochs=3", "per_device_train_batch_size=8", "save_steps=400"]}
+        return replace(warm, cot_tasks={"cot": 1.0, "emotion": 1.0}, eval_task="cot", control=False, curve_limit=0,
+                       sft_stages=[*warm.sft_stages, cot_stage], grpo=True,
+                       grpo_overrides=["max_steps=100", "learning_rate=1e-4", "temperature=0.3", "num_generations=8",
+                                       "per_device_train_batch_size=32", "reward_options={}",
+                                       "reward_weights=[0.5, 1.0, 2.0, 0.5, 0.5]"])
     return Plan(**TWO_FRAMES, sft_stages=[{"name": "sft", "recipe": LEARNING_RECIPE,
                                            "overrides": [*MODULE_RATES, "save_steps=105"]}])
 
@@ -723,8 +740,9 @@ def main(argv: list[str] | None = None) -> int:
                                      epilog=__doc__ + "\n" + EXIT_CODES)
     parser.add_argument("--out", default="runs/learning")
     parser.add_argument("--quick", action="store_true", help="the shortened run of the slow test")
-    parser.add_argument("--scale", choices=("cpu", "gpu", "warmup"), default="cpu",
-                        help="gpu: larger model and data; warmup: posed faces, one video token, vision warm-up")
+    parser.add_argument("--scale", choices=("cpu", "gpu", "warmup", "cot"), default="cpu",
+                        help="gpu: larger model and data; warmup: posed faces, one video token, vision warm-up; "
+                             "cot: warmup, then CoT rows and GRPO, scored with the CoT question")
     parser.add_argument("--set", nargs="*", default=[], metavar="key=value", help="override Plan fields")
     parser.add_argument("--dry-run", action="store_true", help="print the commands only")
     parser.add_argument("--compare", nargs=2, metavar=("BASE_EVAL", "OTHER_EVAL"),
@@ -745,7 +763,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(gain))
         return 0
 
-    base = preset("quick" if args.quick else args.scale if args.scale in ("gpu", "warmup") else "full")
+    base = preset("quick" if args.quick else args.scale if args.scale in ("gpu", "warmup", "cot") else "full")
     plan = load_config(Plan, None, args.set, **asdict(base))
     metrics = run(plan, Path(args.out), dry=args.dry_run)
     return 0 if args.dry_run else exit_code(metrics["targets"])

@@ -143,3 +143,24 @@ def test_the_synth_level_control_is_a_derangement_that_keeps_every_label(tmp_pat
     assert sorted(r["media"]["path"] for r in after) == sorted(r["media"]["path"] for r in records)
     assert (tmp_path / "shuffled" / "test.jsonl").read_text() == (synth / "test.jsonl").read_text()
     assert (tmp_path / "shuffled" / "clips").resolve() == (synth / "clips").resolve()
+
+
+def test_the_cot_preset_runs_the_documented_curriculum(tmp_path, capsys):
+    """`--scale cot`: the warm-up preset's stages, then SFT on CoT + short-answer rows from the short-answer model,
+    GRPO from that at a low rollout temperature, the CoT question scored before and after GRPO (docs/benchmarks.md's
+    3,200-clip CoT and GRPO figures as one run)."""
+    bench = load_bench("learning")
+    run = tmp_path / "run"
+    assert bench.main(["--scale", "cot", "--out", str(run), "--dry-run"]) == 0
+    commands = [line[2:] for line in capsys.readouterr().out.splitlines() if line.startswith("$ ")]
+    order = [c.split()[1] for c in commands]
+    assert order == ["tiny-model", "synth", "synth-cot", "vision-warmup", "sft", "sft", "eval", "grpo", "eval"], order
+    assert "--clips 3200" in commands[1] and "tasks={cot: 1.0, emotion: 1.0}" in commands[2]
+    short, cot = [c for c in commands if c.startswith("emoreason sft")]
+    assert "tasks=[emotion]" in short and "tasks=" not in cot
+    assert f"model_name_or_path={run / 'sft' / 'sft' / 'final'}" in cot and "learning_rate=2e-3" in cot
+    grpo = next(c for c in commands if c.startswith("emoreason grpo"))
+    assert f"model_name_or_path={run / 'sft' / 'sft_cot' / 'final'}" in grpo
+    assert all(k in grpo for k in ("temperature=0.3", "max_steps=100", "max_frames=2", "reward_options={}"))
+    evals = [c for c in commands if c.startswith("emoreason eval")]
+    assert all("task=" not in c for c in evals)  # the benchmark's CoT question
