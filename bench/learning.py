@@ -22,7 +22,7 @@ pixels through video tokens, SFT and GRPO into the answer and the cited AUs:
                                paired bootstrap (WAR and cited-AU F1)
   8. ``learning_curves.png`` and ``metrics.json`` (figures, targets met or not, wall time per stage)
 
-    python bench/learning.py --out runs/learning          # the full run (targets: docs/benchmarks.md)
+    python bench/learning.py --out runs/learning          # from the untrained model, 112 px: at chance (history)
     python bench/learning.py --quick --out /tmp/learn     # shortened run (the slow test)
     python bench/learning.py --scale gpu --out runs/learning-gpu   # larger sizes for a GPU
     python bench/learning.py --scale warmup --out runs/learning-warmup  # posed faces, vision warm-up, then SFT:
@@ -45,7 +45,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -143,8 +143,6 @@ def preset(name: str) -> Plan:
         # rollout temperature, all scored with the CoT question (cited AUs, hallucination, GRPO's paired gain): the
         # commands of docs/benchmarks.md's 3,200-clip CoT and GRPO figures as one run. No control arm by default
         # (the warm-up preset carries it: its CoT stages would add ~1 h on 2 cores).
-        from dataclasses import replace
-
         warm = preset("warmup")
         cot_stage = {"name": "sft_cot", "recipe": LEARNING_RECIPE,
                      "overrides": ["learning_rate=2e-3", "projector_learning_rate=2e-3", "vision_learning_rate=1e-4",
